@@ -1,0 +1,28 @@
+# warmup_add_plugin(<kind> <name> SOURCES ... [LIBRARIES ...])
+#
+# Builds one plugin shared library `libwarmup_<kind>_<name>.so` against the SDK (warmup::sdk),
+# with hidden visibility so only the manifest symbol is exported. Used by the in-tree plugins and
+# installed with the SDK for out-of-tree ones (find_package(warmup) then this function).
+function(warmup_add_plugin kind name)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;LIBRARIES" ${ARGN})
+  set(allowed task reward algorithm teacher)
+  if(NOT kind IN_LIST allowed)
+    message(FATAL_ERROR "warmup_add_plugin: kind must be one of ${allowed}, got '${kind}'")
+  endif()
+  set(target warmup_${kind}_${name})
+  add_library(${target} MODULE ${ARG_SOURCES})
+  target_link_libraries(${target} PRIVATE warmup::sdk ${ARG_LIBRARIES})
+  target_compile_features(${target} PRIVATE cxx_std_20)
+  set_target_properties(${target} PROPERTIES
+    PREFIX "lib"
+    CXX_VISIBILITY_PRESET hidden
+    VISIBILITY_INLINES_HIDDEN ON)
+  if(ARG_OUTPUT_DIRECTORY)
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
+  elseif(WARMUP_PLUGIN_OUTPUT_DIR)
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${WARMUP_PLUGIN_OUTPUT_DIR})
+  endif()
+  if(WARMUP_PLUGIN_INSTALL_DIR)
+    install(TARGETS ${target} LIBRARY DESTINATION ${WARMUP_PLUGIN_INSTALL_DIR})
+  endif()
+endfunction()

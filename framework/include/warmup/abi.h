@@ -1,0 +1,58 @@
+// The C entry point every plugin library exports, and the manifest it returns.
+//
+// This is the only part of a library the host reads before deciding to trust it: the symbol name
+// carries the ABI major (a library built for another major simply lacks the symbol), the manifest
+// carries the ABI minor and the build fingerprint, and each entry names its kind, interface and
+// version. The objects behind `create` are C++ (see task.h, reward.h, algorithm.h, teacher.h) and
+// are only used once all of that matched exactly. Deliberately C: no C++ types cross here.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WARMUP_ABI_MAJOR 1
+#define WARMUP_ABI_MINOR 0
+
+#define WARMUP_DETAIL_CAT2(a, b) a##b
+#define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)
+#define WARMUP_DETAIL_STR2(x) #x
+#define WARMUP_DETAIL_STR(x) WARMUP_DETAIL_STR2(x)
+
+// `warmup_plugin_manifest_v1` for ABI major 1.
+#define WARMUP_ENTRY_FUNCTION WARMUP_DETAIL_CAT(warmup_plugin_manifest_v, WARMUP_ABI_MAJOR)
+#define WARMUP_ENTRY_SYMBOL "warmup_plugin_manifest_v" WARMUP_DETAIL_STR(WARMUP_ABI_MAJOR)
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Creates one object of the entry's interface. `init` points to a `const warmup::PluginInit`.
+// Returns null and writes a NUL-terminated reason into `error` on failure; never throws.
+typedef void* (*warmup_create_fn)(const void* init, char* error, size_t error_size);
+// Destroys an object returned by the matching create.
+typedef void (*warmup_destroy_fn)(void* object);
+
+typedef struct warmup_plugin_entry {
+  const char* kind;            // "task" | "reward" | "algorithm" | "teacher"
+  const char* name;            // registry name, unique per kind, e.g. "exact_match"
+  const char* interface_id;    // e.g. "warmup.reward"
+  uint32_t interface_version;  // must equal the host's version of that interface
+  const char* plugin_version;  // the plugin's own version, e.g. "0.1.0"
+  const char* description;     // one line for `warmup plugins`
+  warmup_create_fn create;
+  warmup_destroy_fn destroy;
+} warmup_plugin_entry;
+
+typedef struct warmup_plugin_manifest {
+  uint32_t abi_major;       // WARMUP_ABI_MAJOR the library was built with
+  uint32_t abi_minor;       // must be <= the host's minor
+  const char* fingerprint;  // build fingerprint, see fingerprint.h
+  size_t entry_count;
+  const warmup_plugin_entry* entries;
+} warmup_plugin_manifest;
+
+typedef const warmup_plugin_manifest* (*warmup_manifest_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif

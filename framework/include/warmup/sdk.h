@@ -1,0 +1,13 @@
+// The whole plugin SDK in one include. Plugins include only headers under warmup/.
+#pragma once
+
+#include "abi.h"
+#include "algorithm.h"
+#include "fingerprint.h"
+#include "host.h"
+#include "options.h"
+#include "plugin.h"
+#include "reward.h"
+#include "task.h"
+#include "teacher.h"
+#include "types.h"

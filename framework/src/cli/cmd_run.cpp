@@ -1,0 +1,43 @@
+// `warmup run`: see runtime/runner.h.
+#include "cli/options_util.h"
+#include "runtime/runner.h"
+#include "util/errors.h"
+
+namespace warmup::cli {
+
+int cmd_run(const Args& args) {
+  po::options_description opts("options");
+  std::vector<std::string> sets, dirs;
+  opts.add_options()
+      ("experiment", po::value<std::string>(), "experiment TOML file")
+      ("set,s", po::value<std::vector<std::string>>(&sets)->composing(),
+       "override a config value: --set stages.eval.evaluate.limit=10 (TOML literal; repeatable)")
+      ("dry-run,n", "print the fully resolved config and exit")
+      ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
+      ("plugin-dir,P", po::value<std::vector<std::string>>(&dirs)->composing(),
+       "search this directory for plugins first (repeatable)")
+      ("resume", po::value<int64_t>(), "resume failed/interrupted run RUN from its stored config")
+      ("name", po::value<std::string>()->default_value(""), "run name (default: experiment name)")
+      ("grace", po::value<double>()->default_value(30.0),
+       "seconds a stage may take to stop after SIGINT/SIGTERM before the run is closed anyway");
+  po::positional_options_description pos;
+  pos.add("experiment", 1);
+  po::variables_map vm;
+  if (!parse(args, "usage: warmup run EXPERIMENT.toml [--set path=value]... [--dry-run] [--store DB] "
+                   "[--plugin-dir DIR]...\n       warmup run --resume RUN [--store DB]",
+             opts, vm, &pos))
+    return 0;
+  RunOptions ro;
+  if (vm.count("resume")) ro.resume = vm["resume"].as<int64_t>();
+  else if (!vm.count("experiment")) throw UsageError("warmup run: missing EXPERIMENT.toml (see --help)");
+  else ro.experiment = vm["experiment"].as<std::string>();
+  ro.overrides = sets;
+  ro.dry_run = vm.count("dry-run") > 0;
+  ro.store = vm["store"].as<std::string>();
+  for (const auto& d : dirs) ro.plugin_dirs.emplace_back(d);
+  ro.name = vm["name"].as<std::string>();
+  ro.grace_seconds = vm["grace"].as<double>();
+  return run_experiment(ro);
+}
+
+}  // namespace warmup::cli

@@ -1,0 +1,307 @@
+// `warmup runs [list|show|compare|export]`: reading the run store.
+#include <cmath>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/options_util.h"
+#include "store/store.h"
+#include "util/errors.h"
+#include "util/process.h"
+#include "util/table.h"
+
+namespace warmup::cli {
+namespace {
+
+using nlohmann::json;
+
+int64_t resolve_run(Store& store, const std::string& spec) {
+  if (spec == "latest" || spec == "last") {
+    Stmt q(store.db(), "SELECT max(id) FROM runs");
+    if (q.step() && !q.is_null(0)) return q.int64(0);
+    throw UsageError(store.path().string() + ": no runs yet");
+  }
+  int64_t id = 0;
+  try {
+    size_t used = 0;
+    id = std::stoll(spec, &used);
+    if (used != spec.size()) throw std::invalid_argument(spec);
+  } catch (const std::exception&) {
+    throw UsageError("'" + spec + "' is not a run id (a number or 'latest')");
+  }
+  Stmt q(store.db(), "SELECT 1 FROM runs WHERE id = ?");
+  q.bind(1, id);
+  if (!q.step()) throw UsageError("run " + spec + " not found in " + store.path().string());
+  return id;
+}
+
+json column(const Stmt& q, int c) {
+  switch (q.column_type(c)) {
+    case SQLITE_INTEGER: return q.int64(c);
+    case SQLITE_FLOAT: return q.real(c);
+    case SQLITE_NULL: return nullptr;
+    default: return q.text(c);
+  }
+}
+
+// All rows of a query as JSON objects (column names as keys).
+json rows(Store& store, const std::string& sql, int64_t run) {
+  Stmt q(store.db(), sql);
+  q.bind(1, run);
+  json out = json::array();
+  sqlite3_stmt* raw = nullptr;
+  (void)raw;
+  while (q.step()) {
+    json r = json::object();
+    for (int c = 0; c < sqlite3_column_count(q.handle()); ++c) r[sqlite3_column_name(q.handle(), c)] = column(q, c);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string cell(const json& v) {
+  if (v.is_null()) return "-";
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number()) return format_number(v.get<double>());
+  return v.dump();
+}
+
+std::string metric_value(const json& m) {
+  return m["flag"].is_null() ? cell(m["value"]) : m["flag"].get<std::string>();
+}
+
+const char* kLatestMetrics =
+    "SELECT m.stage, m.key, m.step, m.value, m.flag FROM metrics m JOIN ("
+    " SELECT stage, key, max(step) AS step FROM metrics WHERE run_id = ?1 GROUP BY stage, key) l"
+    " ON m.stage = l.stage AND m.key = l.key AND m.step = l.step WHERE m.run_id = ?1"
+    " ORDER BY m.stage, m.key";
+
+json run_json(Store& store, int64_t run, bool with_samples) {
+  json j = rows(store, "SELECT r.*, e.name AS experiment FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?", run)[0];
+  j["stages"] = rows(store, "SELECT idx, name, algorithm, status, started_at, ended_at, error FROM stages WHERE run_id = ? ORDER BY idx", run);
+  j["params"] = json::object();
+  for (const auto& p : rows(store, "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", run))
+    j["params"][p["key"].get<std::string>()] = p["value"];
+  j["metrics"] = rows(store, "SELECT stage, key, step, value, flag, wall_time FROM metrics WHERE run_id = ? ORDER BY stage, key, step", run);
+  j["artifacts"] = rows(store, "SELECT stage, name, path, bytes, sha256 FROM artifacts WHERE run_id = ? ORDER BY id", run);
+  j["datasets"] = rows(store, "SELECT stage, task, split, count, digest FROM datasets WHERE run_id = ? ORDER BY id", run);
+  j["plugins"] = rows(store, "SELECT kind, name, plugin_version, interface, library_path, library_sha256 FROM run_plugins WHERE run_id = ? ORDER BY kind, name", run);
+  if (with_samples) {
+    j["samples"] = rows(store, "SELECT stage, step, task, example_id, prompt, completion, completion_tokens, finish_reason, reward, rewards, correct, advantage FROM samples WHERE run_id = ? ORDER BY id", run);
+    for (auto& s : j["samples"]) s["rewards"] = json::parse(s["rewards"].get<std::string>());
+  }
+  return j;
+}
+
+int list(Store& store, const po::variables_map& vm) {
+  std::string sql =
+      "SELECT r.id, e.name, r.name, r.status, r.started_at, r.ended_at, r.seed, r.tags,"
+      " (SELECT count(*) FROM stages s WHERE s.run_id = r.id AND s.status = 'finished'),"
+      " (SELECT count(*) FROM samples s WHERE s.run_id = r.id)"
+      " FROM runs r JOIN experiments e ON e.id = r.experiment_id"
+      " WHERE (?1 = '' OR r.status = ?1) AND (?2 = '' OR e.name = ?2) ORDER BY r.id DESC LIMIT ?3";
+  Stmt q(store.db(), sql);
+  q.bind(1, vm["status"].as<std::string>()).bind(2, vm["experiment"].as<std::string>()).bind(3, vm["limit"].as<int64_t>());
+  TextTable t({"id", "experiment", "name", "status", "started", "duration", "stages", "samples", "seed", "tags"});
+  while (q.step()) {
+    double start = q.real(4), end = q.is_null(5) ? unix_now() : q.real(5);
+    t.add({std::to_string(q.int64(0)), q.text(1), q.text(2), q.text(3), format_time(start),
+           format_duration(end - start) + (q.is_null(5) ? "+" : ""), std::to_string(q.int64(8)),
+           std::to_string(q.int64(9)), std::to_string(q.int64(6)), q.text(7)});
+  }
+  if (t.empty()) std::cout << "no runs in " << store.path().string() << "\n";
+  else t.print(std::cout);
+  return 0;
+}
+
+int show(Store& store, int64_t run) {
+  json j = run_json(store, run, false);
+  double start = j["started_at"].get<double>();
+  double end = j["ended_at"].is_null() ? unix_now() : j["ended_at"].get<double>();
+  std::cout << "run " << run << "  " << cell(j["name"]) << "  [" << cell(j["status"]) << "]\n"
+            << "  experiment  " << cell(j["experiment"]) << "\n"
+            << "  started     " << format_time(start) << "  (" << format_duration(end - start) << ")\n"
+            << "  config      " << cell(j["config_file"]) << "  sha256 " << cell(j["config_hash"]).substr(0, 12) << "\n"
+            << "  overrides   " << cell(j["overrides"]) << "\n"
+            << "  build       warmup " << cell(j["warmup_version"]) << " git " << cell(j["git_commit"])
+            << ", torch " << cell(j["torch_version"]) << "\n"
+            << "  host        " << cell(j["host"]) << " pid " << cell(j["pid"]) << ", " << cell(j["device"]) << "\n"
+            << "  seed        " << cell(j["seed"]) << "   tags " << cell(j["tags"]) << "\n"
+            << "  run dir     " << cell(j["run_dir"]) << "\n";
+  if (!j["error"].is_null()) std::cout << "  error       " << cell(j["error"]) << "\n";
+
+  TextTable stages({"#", "stage", "algorithm", "status", "duration", "error"});
+  for (const auto& s : j["stages"]) {
+    double e = s["ended_at"].is_null() ? unix_now() : s["ended_at"].get<double>();
+    stages.add({cell(s["idx"]), cell(s["name"]), cell(s["algorithm"]), cell(s["status"]),
+                format_duration(e - s["started_at"].get<double>()), s["error"].is_null() ? "" : cell(s["error"])});
+  }
+  std::cout << "\nstages\n";
+  stages.print(std::cout);
+
+  TextTable metrics({"stage", "metric", "step", "value"});
+  for (const auto& m : rows(store, kLatestMetrics, run))
+    metrics.add({cell(m["stage"]), cell(m["key"]), cell(m["step"]), metric_value(m)});
+  std::cout << "\nmetrics (latest step)\n";
+  if (metrics.empty()) std::cout << "  none\n"; else metrics.print(std::cout);
+
+  if (!j["datasets"].empty()) {
+    TextTable d({"stage", "task", "split", "count", "digest"});
+    for (const auto& x : j["datasets"])
+      d.add({cell(x["stage"]), cell(x["task"]), cell(x["split"]), cell(x["count"]), cell(x["digest"]).substr(0, 16)});
+    std::cout << "\ndatasets\n";
+    d.print(std::cout);
+  }
+  if (!j["artifacts"].empty()) {
+    TextTable a({"stage", "name", "bytes", "sha256", "path"});
+    for (const auto& x : j["artifacts"])
+      a.add({cell(x["stage"]), cell(x["name"]), cell(x["bytes"]), cell(x["sha256"]).substr(0, 16), cell(x["path"])});
+    std::cout << "\nartifacts\n";
+    a.print(std::cout);
+  }
+  TextTable p({"kind", "name", "version", "library"});
+  for (const auto& x : j["plugins"]) p.add({cell(x["kind"]), cell(x["name"]), cell(x["plugin_version"]), cell(x["library_path"])});
+  std::cout << "\nplugins\n";
+  p.print(std::cout);
+  std::cout << "\nparams (" << j["params"].size() << ")\n";
+  for (const auto& [k, v] : j["params"].items()) std::cout << "  " << k << " = " << cell(v) << "\n";
+  return 0;
+}
+
+int compare(Store& store, const std::vector<int64_t>& runs, bool all_params) {
+  std::vector<json> js;
+  for (int64_t r : runs) js.push_back(run_json(store, r, false));
+  std::vector<std::string> header = {""};
+  for (int64_t r : runs) header.push_back("run " + std::to_string(r));
+  TextTable t(header);
+  auto row = [&](const std::string& label, auto get) {
+    std::vector<std::string> r = {label};
+    for (const auto& j : js) r.push_back(get(j));
+    t.add(r);
+  };
+  row("experiment", [](const json& j) { return cell(j["experiment"]); });
+  row("status", [](const json& j) { return cell(j["status"]); });
+  std::set<std::string> keys;
+  for (const auto& j : js) for (const auto& [k, v] : j["params"].items()) keys.insert(k);
+  for (const auto& k : keys) {
+    std::set<std::string> values;
+    for (const auto& j : js) values.insert(j["params"].contains(k) ? j["params"][k].dump() : "-");
+    if (values.size() > 1 || all_params)
+      row(k, [&](const json& j) { return j["params"].contains(k) ? cell(j["params"][k]) : std::string("-"); });
+  }
+  std::map<std::string, std::vector<std::string>> metrics;  // "stage/key" -> value per run
+  for (size_t i = 0; i < runs.size(); ++i)
+    for (const auto& m : rows(store, kLatestMetrics, runs[i])) {
+      auto& v = metrics[cell(m["stage"]) + ": " + cell(m["key"])];
+      v.resize(runs.size(), "-");
+      v[i] = metric_value(m);
+    }
+  for (auto& [k, v] : metrics) {
+    v.resize(runs.size(), "-");
+    std::vector<std::string> r = {k};
+    r.insert(r.end(), v.begin(), v.end());
+    t.add(r);
+  }
+  t.print(std::cout);
+  return 0;
+}
+
+std::string csv_field(const json& v) {
+  std::string s = v.is_string() ? v.get<std::string>() : v.is_null() ? "" : v.dump();
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+int export_run(Store& store, int64_t run, const std::string& format, const std::string& what,
+               const std::string& out_path) {
+  std::ofstream file;
+  if (!out_path.empty()) {
+    file.open(out_path);
+    if (!file) throw UsageError(out_path + ": cannot write");
+  }
+  std::ostream& os = out_path.empty() ? std::cout : file;
+  if (format == "json") {
+    os << run_json(store, run, what != "metrics").dump(2) << "\n";
+    return 0;
+  }
+  if (format != "csv") throw UsageError("--format must be csv or json, got '" + format + "'");
+  json data;
+  std::vector<std::string> cols;
+  if (what == "samples") {
+    data = rows(store, "SELECT stage, step, task, example_id, prompt, completion, completion_tokens, finish_reason, reward, rewards, correct, advantage FROM samples WHERE run_id = ? ORDER BY id", run);
+    cols = {"stage", "step", "task", "example_id", "prompt", "completion", "completion_tokens", "finish_reason", "reward", "rewards", "correct", "advantage"};
+  } else if (what == "params") {
+    data = rows(store, "SELECT key, value, type FROM params WHERE run_id = ? ORDER BY key", run);
+    cols = {"key", "value", "type"};
+  } else if (what == "metrics" || what == "all") {
+    data = rows(store, "SELECT stage, key, step, value, flag, wall_time FROM metrics WHERE run_id = ? ORDER BY stage, key, step", run);
+    cols = {"stage", "key", "step", "value", "flag", "wall_time"};
+  } else {
+    throw UsageError("--what must be metrics, samples or params for CSV, got '" + what + "'");
+  }
+  std::string sep;
+  for (const auto& c : cols) os << sep << c, sep = ",";
+  os << "\n";
+  for (const auto& r : data) {
+    sep.clear();
+    for (const auto& c : cols) os << sep << csv_field(r[c]), sep = ",";
+    os << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int cmd_runs(const Args& args) {
+  po::options_description opts("options");
+  std::vector<std::string> targets;
+  opts.add_options()
+      ("action", po::value<std::string>()->default_value("list"), "list | show | compare | export")
+      ("runs", po::value<std::vector<std::string>>(&targets), "run ids (or 'latest')")
+      ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
+      ("limit", po::value<int64_t>()->default_value(50), "list: at most N runs, newest first")
+      ("status", po::value<std::string>()->default_value(""), "list: only runs with this status")
+      ("experiment", po::value<std::string>()->default_value(""), "list: only this experiment")
+      ("all-params", "compare: show params that are equal too")
+      ("format", po::value<std::string>()->default_value("json"), "export: csv | json")
+      ("what", po::value<std::string>()->default_value("all"), "export: metrics | samples | params | all")
+      ("out,o", po::value<std::string>()->default_value(""), "export: write to FILE instead of stdout");
+  po::positional_options_description pos;
+  pos.add("action", 1).add("runs", -1);
+  po::variables_map vm;
+  if (!parse(args,
+             "usage: warmup runs [list] [--store DB] [--status S] [--experiment NAME] [--limit N]\n"
+             "       warmup runs show RUN\n"
+             "       warmup runs compare RUN RUN...\n"
+             "       warmup runs export RUN --format csv|json [--what metrics|samples|params|all] [--out FILE]\n"
+             "RUN is a run id or 'latest'.",
+             opts, vm, &pos))
+    return 0;
+  std::string action = vm["action"].as<std::string>();
+  std::filesystem::path path = vm["store"].as<std::string>();
+  if (!std::filesystem::exists(path)) throw UsageError(path.string() + ": no such store (run an experiment first)");
+  Store store(path);
+  store.reap_dead_runs();
+  std::vector<int64_t> runs;
+  for (const auto& t : targets) runs.push_back(resolve_run(store, t));
+  if (action == "list") return list(store, vm);
+  if (action == "show") {
+    if (runs.size() != 1) throw UsageError("warmup runs show: expected one RUN");
+    return show(store, runs[0]);
+  }
+  if (action == "compare") {
+    if (runs.size() < 2) throw UsageError("warmup runs compare: expected two or more RUNs");
+    return compare(store, runs, vm.count("all-params") > 0);
+  }
+  if (action == "export") {
+    if (runs.size() != 1) throw UsageError("warmup runs export: expected one RUN");
+    return export_run(store, runs[0], vm["format"].as<std::string>(), vm["what"].as<std::string>(),
+                      vm["out"].as<std::string>());
+  }
+  throw UsageError("warmup runs: unknown action '" + action + "' (list, show, compare, export)");
+}
+
+}  // namespace warmup::cli

@@ -1,0 +1,64 @@
+// `warmup` entry point: dispatches to a subcommand and turns exceptions into one error line and
+// an exit code (2 for bad input: config, usage, unknown plugin; 1 for everything else).
+#include <iostream>
+#include <map>
+
+#include <boost/program_options/errors.hpp>
+
+#include "cli/commands.h"
+#include "util/errors.h"
+#include "util/log.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: warmup <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run EXPERIMENT.toml   run an experiment (--set path=value, --dry-run, --store, --plugin-dir)\n"
+    "  plugins               list discovered plugins and every load failure\n"
+    "  runs                  list runs; runs show|compare|export RUN...\n"
+    "  version               version and build fingerprint\n"
+    "\n"
+    "`warmup <command> --help` describes each command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace warmup;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") args[0] = "version";
+  static const std::map<std::string, int (*)(const cli::Args&)> kCommands = {
+      {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
+      {"version", cli::cmd_version}};
+  auto it = kCommands.find(args[0]);
+  if (it == kCommands.end()) {
+    std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;
+    return 2;
+  }
+  bool verbose = false, quiet = false;
+  for (const auto& a : args) verbose |= a == "-v" || a == "--verbose", quiet |= a == "-q" || a == "--quiet";
+  init_logging(verbose, quiet);
+  try {
+    return it->second(cli::Args(args.begin() + 1, args.end()));
+  } catch (const ConfigError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const PluginError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "error: warmup " << args[0] << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,58 @@
+// An experiment file, validated: [experiment], [model], [plugins], [tasks.*], [rewards.*],
+// [teachers.*] and [[stages]]. Plugin sub-tables are kept as TOML (their plugins validate them).
+//
+// Precedence: struct defaults < experiment TOML (after `base` merges) < --set overrides.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "warmup/algorithm.h"
+
+namespace warmup {
+
+// One configured plugin instance: [tasks.<instance>], [rewards.<instance>], [teachers.<instance>].
+struct PluginSpec {
+  std::string kind;      // "task" | "reward" | "teacher"
+  std::string instance;  // key under its section; what stages refer to
+  std::string plugin;    // registry name: `plugin = "..."`, default = instance
+  std::string path;      // "tasks.<instance>"
+  toml::table options;   // the table minus host keys, handed to the plugin
+  std::string origin;    // where it is declared (or first referenced, if implicit)
+};
+
+struct StageSpec {
+  std::string name;         // unique within the experiment
+  std::string algorithm;    // registry name of the algorithm plugin
+  std::string origin;       // where the stage is declared
+  toml::table options;      // [stages.<algorithm>]: the algorithm's own table
+  std::string options_origin;
+  std::vector<std::string> tasks;     // task instances
+  std::vector<std::pair<std::string, double>> rewards;  // reward instance -> weight
+  std::vector<std::string> teachers;  // teacher instances
+  EvalSettings eval;
+  std::string description;
+};
+
+struct ExperimentConfig {
+  std::filesystem::path file;  // the experiment file as given
+  toml::table tree;            // merged tree after overrides
+  std::string name;            // [experiment] name (required)
+  std::string description;
+  uint64_t seed = 0;              // [experiment] seed, default 0
+  std::vector<std::string> tags;  // [experiment] tags
+  ModelSpec model;
+  std::vector<std::filesystem::path> plugin_paths;  // [plugins] paths, made absolute
+  std::map<std::string, PluginSpec> tasks, rewards, teachers;
+  std::vector<StageSpec> stages;
+};
+
+// Loads, merges, overrides and validates. Throws ConfigError with file:line:col.
+ExperimentConfig load_experiment(const std::filesystem::path& file,
+                                 const std::vector<std::string>& overrides);
+
+}  // namespace warmup

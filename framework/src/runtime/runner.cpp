@@ -1,0 +1,309 @@
+// See runner.h. Order matters: everything that can be validated (config, plugins and their
+// options) is validated before a run row exists, so a bad input never leaves a row 'running'.
+#include "runtime/runner.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <csignal>
+#include <mutex>
+#include <set>
+
+#include "config/experiment.h"
+#include "config/toml_tree.h"
+#include "plugins/registry.h"
+#include "runtime/signals.h"
+#include "runtime/stage_context.h"
+#include "store/store.h"
+#include "util/build_info.h"
+#include "util/errors.h"
+#include "util/log.h"
+#include "util/process.h"
+#include "util/sha256.h"
+#include "util/table.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+namespace {
+
+// warmup::Host for plugin objects: logging and resolved-config collection.
+class HostImpl final : public Host {
+ public:
+  void log(LogLevel level, std::string_view instance, std::string_view message) override {
+    log_line(level, instance, message);
+  }
+  void set_resolved_config(std::string_view instance, std::string_view toml) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    resolved_[std::string(instance)] = std::string(toml);
+  }
+  // The plugin's resolved table, or its given options if it never reported one.
+  toml::table resolved(const std::string& instance, const toml::table& given) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = resolved_.find(instance);
+    if (it == resolved_.end()) return given;
+    return toml::parse(it->second);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::string> resolved_;
+};
+
+struct Instances {
+  std::map<std::string, PluginPtr<Task>> tasks;
+  std::map<std::string, PluginPtr<Reward>> rewards;
+  std::map<std::string, PluginPtr<Teacher>> teachers;
+  std::vector<PluginPtr<Algorithm>> algorithms;  // one per stage
+  std::vector<PluginUse> used;
+};
+
+template <class I>
+void create_section(const PluginRegistry& reg, HostImpl& host, const ExperimentConfig& cfg,
+                    const std::map<std::string, PluginSpec>& specs,
+                    std::map<std::string, PluginPtr<I>>& out, std::vector<PluginUse>& used) {
+  for (const auto& [instance, spec] : specs) {
+    PluginInit init = make_plugin_init(spec.kind, spec.plugin, spec.path, spec.options, spec.origin, cfg.seed);
+    init.host = &host;
+    out.emplace(instance, reg.create<I>(spec.plugin, init, spec.origin));
+    const PluginEntryInfo* e = reg.find(spec.kind, spec.plugin);
+    used.push_back({e->kind, e->name, e->plugin_version,
+                    e->interface_id + "@" + std::to_string(e->interface_version), e->library.string(), ""});
+  }
+}
+
+Instances create_all(const PluginRegistry& reg, HostImpl& host, const ExperimentConfig& cfg) {
+  // Unknown names first, so a typo is reported before any plugin does work in its constructor.
+  for (const auto* section : {&cfg.tasks, &cfg.rewards, &cfg.teachers})
+    for (const auto& [i, spec] : *section) reg.require(spec.kind, spec.plugin, spec.origin);
+  for (const auto& st : cfg.stages) reg.require("algorithm", st.algorithm, st.origin);
+
+  Instances in;
+  create_section(reg, host, cfg, cfg.tasks, in.tasks, in.used);
+  create_section(reg, host, cfg, cfg.rewards, in.rewards, in.used);
+  create_section(reg, host, cfg, cfg.teachers, in.teachers, in.used);
+  for (const auto& st : cfg.stages) {
+    PluginInit init = make_plugin_init("algorithm", st.algorithm, "stages." + st.name + "." + st.algorithm,
+                                       st.options, st.options_origin, cfg.seed);
+    init.host = &host;
+    in.algorithms.push_back(reg.create<Algorithm>(st.algorithm, init, st.options_origin));
+    const PluginEntryInfo* e = reg.find("algorithm", st.algorithm);
+    in.used.push_back({e->kind, e->name, e->plugin_version,
+                       e->interface_id + "@" + std::to_string(e->interface_version), e->library.string(), ""});
+  }
+  return in;
+}
+
+toml::array string_array(const std::vector<std::string>& v) {
+  toml::array a;
+  for (const auto& s : v) a.push_back(s);
+  return a;
+}
+
+// The fully resolved config: host sections with defaults, plugin tables as the plugins resolved them.
+toml::table resolve(const ExperimentConfig& cfg, const HostImpl& host) {
+  toml::table root;
+  toml::table ex{{"name", cfg.name}, {"seed", int64_t(cfg.seed)}, {"tags", string_array(cfg.tags)}};
+  if (!cfg.description.empty()) ex.insert("description", cfg.description);
+  root.insert("experiment", std::move(ex));
+  toml::table model{{"path", cfg.model.path}, {"dtype", cfg.model.dtype}, {"device", cfg.model.device}};
+  if (cfg.model.extra.contains("tokenizer")) model.insert("tokenizer", cfg.model.extra["tokenizer"].get<std::string>());
+  root.insert("model", std::move(model));
+  std::vector<std::string> paths;
+  for (const auto& p : cfg.plugin_paths) paths.push_back(p.string());
+  root.insert("plugins", toml::table{{"paths", string_array(paths)}});
+  for (const auto& [section, specs] : {std::pair{"tasks", &cfg.tasks}, {"rewards", &cfg.rewards},
+                                       {"teachers", &cfg.teachers}}) {
+    if (specs->empty()) continue;
+    toml::table sec;
+    for (const auto& [instance, spec] : *specs) {
+      toml::table t = host.resolved(spec.path, spec.options);
+      t.insert("plugin", spec.plugin);
+      sec.insert(instance, std::move(t));
+    }
+    root.insert(section, std::move(sec));
+  }
+  toml::array stages;
+  for (const auto& st : cfg.stages) {
+    toml::table t{{"name", st.name}, {"algorithm", st.algorithm}, {"tasks", string_array(st.tasks)},
+                  {"teachers", string_array(st.teachers)}};
+    if (!st.description.empty()) t.insert("description", st.description);
+    toml::table rewards;
+    for (const auto& [r, w] : st.rewards) rewards.insert(r, w);
+    t.insert("rewards", std::move(rewards));
+    t.insert("eval", toml::table{{"split", st.eval.split}, {"limit", st.eval.limit},
+                                 {"num_samples", st.eval.num_samples}, {"every_steps", st.eval.every_steps}});
+    t.insert(st.algorithm, host.resolved("stages." + st.name + "." + st.algorithm, st.options));
+    stages.push_back(std::move(t));
+  }
+  root.insert("stages", std::move(stages));
+  return root;
+}
+
+void print_summary(int64_t run, const fs::path& store,
+                   const std::vector<std::pair<std::string, std::map<std::string, double>>>& finals) {
+  TextTable t({"stage", "metric", "value"});
+  for (const auto& [stage, m] : finals)
+    for (const auto& [k, v] : m) t.add({stage, k, format_number(v)});
+  if (!t.empty()) t.print(std::cout);
+  std::cout << "run " << run << " finished; store " << store.string() << " (warmup runs show " << run
+            << ")\n";
+}
+
+}  // namespace
+
+int run_experiment(const RunOptions& opt) {
+  fs::path experiment_file = opt.experiment;
+  std::vector<std::string> overrides = opt.overrides;
+  std::optional<Store> store;
+  std::set<std::string> finished_stages;
+  if (opt.resume) {
+    store.emplace(opt.store);
+    store->reap_dead_runs();
+    Stmt q(store->db(), "SELECT status, run_dir FROM runs WHERE id = ?");
+    q.bind(1, *opt.resume);
+    if (!q.step()) throw UsageError("run " + std::to_string(*opt.resume) + " not found in " + opt.store.string());
+    std::string status = q.text(0);
+    if (status == "finished") throw UsageError("run " + std::to_string(*opt.resume) + " already finished");
+    if (status == "running") throw UsageError("run " + std::to_string(*opt.resume) + " is still running");
+    experiment_file = fs::path(q.text(1)) / "config.toml";
+    Stmt s(store->db(), "SELECT name FROM stages WHERE run_id = ? AND status = 'finished'");
+    s.bind(1, *opt.resume);
+    while (s.step()) finished_stages.insert(s.text(0));
+    if (!opt.overrides.empty()) throw UsageError("--set cannot change a resumed run's config");
+  }
+
+  ExperimentConfig cfg = load_experiment(experiment_file, overrides);
+  PluginRegistry reg;
+  reg.scan(plugin_search_path(opt.plugin_dirs, cfg.plugin_paths));
+  for (const auto& f : reg.failures())
+    log_line(LogLevel::kDebug, "", "plugin library " + f.library.string() + " rejected: " + f.reason);
+  HostImpl host;
+  Instances in = create_all(reg, host, cfg);
+  toml::table resolved = resolve(cfg, host);
+  std::string config_text = to_toml(resolved);
+
+  if (opt.dry_run) {
+    std::cout << config_text;
+    if (!config_text.empty() && config_text.back() != '\n') std::cout << '\n';
+    return 0;
+  }
+
+  if (!store) {
+    store.emplace(opt.store);
+    store->reap_dead_runs();
+  }
+  std::map<std::string, std::string> lib_sha;
+  for (auto& u : in.used) {
+    if (!lib_sha.count(u.library_path)) lib_sha[u.library_path] = sha256_path(u.library_path);
+    u.library_sha256 = lib_sha[u.library_path];
+  }
+
+  int64_t run = 0;
+  fs::path run_dir;
+  if (opt.resume) {
+    run = *opt.resume;
+    store->resume_run(run);
+    run_dir = experiment_file.parent_path();
+    log_info("resuming run " + std::to_string(run) + " (" + std::to_string(finished_stages.size()) +
+             " finished stages skipped)");
+  } else {
+    RunStart rs;
+    rs.experiment = cfg.name;
+    rs.name = opt.name;
+    rs.config_toml = config_text;
+    rs.config_hash = sha256_hex(config_text);
+    rs.config_file = fs::absolute(opt.experiment).string();
+    rs.overrides_json = nlohmann::json(opt.overrides).dump();
+    rs.git_commit = build_info().git_commit;
+    rs.warmup_version = build_info().version;
+    rs.device = device_summary();
+    rs.torch_version = build_info().torch_version;
+    rs.seed = cfg.seed;
+    rs.tags_json = nlohmann::json(cfg.tags).dump();
+    run = store->create_run(rs);
+    run_dir = fs::absolute(store->path()).parent_path() / "runs" / std::to_string(run);
+    try {
+      fs::create_directories(run_dir);
+      std::ofstream(run_dir / "config.toml") << config_text;
+      store->set_run_dir(run, run_dir.string());
+      store->write_params(run, flatten(resolved));
+      store->add_plugins(run, in.used);
+    } catch (const std::exception& e) {
+      store->end_run(run, "failed", e.what());
+      throw;
+    }
+    log_info("run " + std::to_string(run) + " of experiment '" + cfg.name + "' started (" +
+             std::to_string(cfg.stages.size()) + " stages, store " + opt.store.string() + ")");
+  }
+
+  // From here on a signal marks the run interrupted, even if the stage ignores the request.
+  fs::path store_path = opt.store;
+  SignalWatcher signals(opt.grace_seconds, [store_path, run](int sig) {
+    try {
+      Store s(store_path);
+      s.end_run(run, "interrupted", std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + " (forced)");
+    } catch (...) {
+    }
+  });
+
+  std::vector<std::pair<std::string, std::map<std::string, double>>> finals;
+  ModelSpec model = cfg.model;
+  for (size_t i = 0; i < cfg.stages.size(); ++i) {
+    const StageSpec& st = cfg.stages[i];
+    if (finished_stages.count(st.name)) continue;
+    StageSetup setup;
+    setup.run_id = run;
+    setup.stage_name = st.name;
+    setup.seed = cfg.seed;
+    for (const auto& t : st.tasks) setup.tasks.push_back({t, in.tasks.at(t).get()});
+    for (const auto& [r, w] : st.rewards) setup.rewards.push_back({r, w, in.rewards.at(r).get()});
+    for (const auto& t : st.teachers) setup.teachers.push_back({t, in.teachers.at(t).get()});
+    setup.eval = st.eval;
+    setup.model = model;
+    setup.run_dir = run_dir;
+    setup.resuming = opt.resume.has_value();
+    setup.stop_requested = [&signals] { return signals.stop_requested(); };
+    int64_t stage_id = store->begin_stage(run, int(i), st.name, st.algorithm);
+    log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
+             st.name + "' (" + st.algorithm + ")");
+    std::string error;
+    std::string output_model;
+    std::map<std::string, double> last;
+    {
+      HostStageContext ctx(*store, std::move(setup));
+      try {
+        in.algorithms[i]->run(ctx);
+        ctx.flush();
+      } catch (const std::exception& e) {
+        error = e.what();
+        if (error.empty()) error = "unknown error";
+      }
+      output_model = ctx.output_model();
+      last = ctx.last_metrics();
+    }
+    if (!error.empty()) {
+      std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
+      store->end_stage(stage_id, "failed", error);
+      store->end_run(run, "failed", msg);
+      throw std::runtime_error(msg + " [run " + std::to_string(run) + " marked failed]");
+    }
+    if (signals.stop_requested()) {
+      int sig = signals.signal_number();
+      std::string why = std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM");
+      store->end_stage(stage_id, "interrupted", why);
+      store->end_run(run, "interrupted", why + " during stage '" + st.name + "'");
+      log_warn("run " + std::to_string(run) + " interrupted; resume with: warmup run --resume " +
+               std::to_string(run) + " --store " + opt.store.string());
+      return 128 + sig;
+    }
+    store->end_stage(stage_id, "finished", "");
+    if (!output_model.empty()) model.path = output_model;
+    finals.emplace_back(st.name, std::move(last));
+  }
+  store->end_run(run, "finished", "");
+  print_summary(run, opt.store, finals);
+  return 0;
+}
+
+}  // namespace warmup

@@ -1,0 +1,89 @@
+#include "runtime/stage_context.h"
+
+#include "util/log.h"
+#include "util/process.h"
+#include "util/sha256.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+namespace {
+constexpr size_t kFlushRows = 512;        // write when this many rows are buffered
+constexpr double kFlushSeconds = 2.0;     // ... or this long after the last write
+}  // namespace
+
+std::string examples_digest(const std::vector<Example>& examples) {
+  Sha256 h;
+  for (const auto& e : examples) {
+    nlohmann::json j = {{"id", e.id}, {"prompt", e.prompt}, {"reference", e.reference},
+                        {"metadata", e.metadata}};
+    h.update(j.dump()).update("\n");
+  }
+  return h.hex();
+}
+
+HostStageContext::HostStageContext(Store& store, StageSetup setup)
+    : store_(store), s_(std::move(setup)), last_flush_(std::chrono::steady_clock::now()) {}
+
+HostStageContext::~HostStageContext() {
+  try {
+    flush();
+  } catch (const std::exception& e) {
+    log_line(LogLevel::kError, s_.stage_name, std::string("could not write buffered rows: ") + e.what());
+  }
+}
+
+fs::path HostStageContext::checkpoint_dir() const {
+  fs::path d = s_.run_dir / "checkpoints" / s_.stage_name;
+  fs::create_directories(d);
+  return d;
+}
+
+void HostStageContext::log(LogLevel level, std::string_view message) {
+  log_line(level, s_.stage_name, message);
+}
+
+void HostStageContext::metric(std::string_view key, int64_t step, double value) {
+  metrics_.push_back({s_.stage_name, std::string(key), step, value, unix_now()});
+  last_[std::string(key)] = value;
+  maybe_flush();
+}
+
+void HostStageContext::sample(const SampleRecord& sample) {
+  samples_.push_back(sample);
+  maybe_flush();
+}
+
+void HostStageContext::maybe_flush() {
+  double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_flush_).count();
+  if (metrics_.size() + samples_.size() >= kFlushRows || since >= kFlushSeconds) flush();
+}
+
+void HostStageContext::flush() {
+  store_.write_metrics(s_.run_id, metrics_);
+  store_.write_samples(s_.run_id, s_.stage_name, samples_);
+  metrics_.clear();
+  samples_.clear();
+  last_flush_ = std::chrono::steady_clock::now();
+}
+
+void HostStageContext::artifact(const fs::path& path, std::string_view name) {
+  fs::path abs = fs::absolute(path);
+  int64_t bytes = 0;
+  if (fs::is_directory(abs)) {
+    for (const auto& e : fs::recursive_directory_iterator(abs))
+      if (e.is_regular_file()) bytes += int64_t(e.file_size());
+  } else {
+    bytes = int64_t(fs::file_size(abs));
+  }
+  store_.add_artifact(s_.run_id, s_.stage_name, std::string(name), abs.string(), bytes, sha256_path(abs));
+}
+
+std::string HostStageContext::dataset(std::string_view task, std::string_view split,
+                                      const std::vector<Example>& examples) {
+  std::string digest = examples_digest(examples);
+  store_.add_dataset(s_.run_id, s_.stage_name, std::string(task), std::string(split),
+                     int64_t(examples.size()), digest);
+  return digest;
+}
+
+}  // namespace warmup

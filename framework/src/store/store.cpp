@@ -1,0 +1,245 @@
+// See store.h. SQL lives next to the code that uses it; the schema is in migrations.cpp.
+#include "store/store.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "store/migrations.h"
+#include "util/process.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+
+Store::Store(const fs::path& path) : path_(path) {
+  std::error_code ec;
+  if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+  if (fs::is_directory(path)) throw StoreError(path.string() + ": cannot open store: is a directory");
+  db_ = Db(path.string(), /*create=*/true);
+  try {
+    // Reading the header validates the file before we change anything.
+    Stmt(db_, "PRAGMA schema_version").step();
+    db_.exec("PRAGMA journal_mode=WAL");
+    db_.exec("PRAGMA foreign_keys=ON");
+    db_.exec("PRAGMA synchronous=NORMAL");
+  } catch (const StoreError& e) {
+    throw StoreError(path.string() + ": cannot open store: " +
+                     std::string(sqlite3_errmsg(db_.handle())));
+  }
+  migrate();
+}
+
+int Store::schema_version() {
+  Stmt st(db_, "PRAGMA user_version");
+  st.step();
+  return int(st.int64(0));
+}
+
+void Store::migrate() {
+  const auto& migrations = store_migrations();
+  if (schema_version() >= int(migrations.size())) {
+    if (schema_version() > int(migrations.size()))
+      throw StoreError(path_.string() + ": store schema version " + std::to_string(schema_version()) +
+                       " is newer than this warmup (" + std::to_string(migrations.size()) + ")");
+    return;
+  }
+  Transaction tx(db_);  // IMMEDIATE: a second process waits here, then sees the new version
+  for (int v = schema_version(); v < int(migrations.size()); ++v) {
+    db_.exec(migrations[size_t(v)]);
+    db_.exec("PRAGMA user_version = " + std::to_string(v + 1));
+  }
+  tx.commit();
+}
+
+int64_t Store::create_run(const RunStart& s) {
+  Transaction tx(db_);
+  Stmt(db_, "INSERT INTO experiments(name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING")
+      .bind(1, s.experiment).bind(2, unix_now()).run();
+  Stmt q(db_, "SELECT id FROM experiments WHERE name = ?");
+  q.bind(1, s.experiment);
+  q.step();
+  int64_t exp_id = q.int64(0);
+  Stmt ins(db_,
+           "INSERT INTO runs(experiment_id, name, status, started_at, config, config_hash, "
+           "config_file, overrides, git_commit, warmup_version, host, pid, pid_start, device, "
+           "torch_version, seed, tags) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  int64_t pid = getpid();
+  ins.bind(1, exp_id).bind(2, s.name.empty() ? s.experiment : s.name).bind(3, unix_now())
+      .bind(4, s.config_toml).bind(5, s.config_hash).bind(6, s.config_file).bind(7, s.overrides_json)
+      .bind(8, s.git_commit).bind(9, s.warmup_version).bind(10, host_name()).bind(11, pid)
+      .bind(12, process_start_ticks(pid)).bind(13, s.device).bind(14, s.torch_version)
+      .bind(15, int64_t(s.seed)).bind(16, s.tags_json);
+  ins.run();
+  int64_t id = db_.last_insert_id();
+  tx.commit();
+  return id;
+}
+
+void Store::set_run_dir(int64_t run, const std::string& dir) {
+  Stmt(db_, "UPDATE runs SET run_dir = ? WHERE id = ?").bind(1, dir).bind(2, run).run();
+}
+
+void Store::resume_run(int64_t run) {
+  int64_t pid = getpid();
+  Stmt(db_,
+       "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?, "
+       "pid_start = ?, resumes = resumes + 1 WHERE id = ?")
+      .bind(1, host_name()).bind(2, pid).bind(3, process_start_ticks(pid)).bind(4, run).run();
+}
+
+void Store::end_run(int64_t run, const std::string& status, const std::string& error) {
+  Transaction tx(db_);
+  Stmt(db_, "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?")
+      .bind(1, status).bind(2, unix_now())
+      .bind(3, error.empty() ? std::optional<std::string>() : std::optional<std::string>(error))
+      .bind(4, run).run();
+  if (status != "finished")
+    Stmt(db_, "UPDATE stages SET status = ?, ended_at = ? WHERE run_id = ? AND status = 'running'")
+        .bind(1, status).bind(2, unix_now()).bind(3, run).run();
+  tx.commit();
+}
+
+void Store::write_params(int64_t run, const std::vector<FlatValue>& params) {
+  Transaction tx(db_);
+  Stmt ins(db_, "INSERT INTO params(run_id, key, value, type) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(run_id, key) DO NOTHING");
+  Stmt get(db_, "SELECT CAST(value AS TEXT), type FROM params WHERE run_id = ? AND key = ?");
+  for (const auto& p : params) {
+    ins.bind(1, run).bind(2, p.key);
+    if (p.type == "integer") ins.bind(3, int64_t(p.number));
+    else if (p.type == "float") ins.bind(3, p.number);
+    else if (p.type == "boolean") ins.bind(3, int64_t(p.number));
+    else ins.bind(3, p.text);
+    ins.bind(4, p.type);
+    ins.run();
+    if (db_.changes() == 0) {
+      get.bind(1, run).bind(2, p.key);
+      get.step();
+      std::string old = get.text(0), old_type = get.text(1);
+      get.reset();
+      std::string now = p.type == "boolean" ? std::to_string(int64_t(p.number)) : p.text;
+      bool same = old_type == p.type &&
+                  (p.type == "float" ? std::stod(old) == p.number : old == now);
+      if (!same)
+        throw StoreError(path_.string() + ": run " + std::to_string(run) + " param '" + p.key +
+                         "' is already " + old + "; params are write-once (refusing " + now + ")");
+    }
+  }
+  tx.commit();
+}
+
+int64_t Store::begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm) {
+  Stmt(db_,
+       "INSERT INTO stages(run_id, idx, name, algorithm, status, started_at) "
+       "VALUES (?, ?, ?, ?, 'running', ?) ON CONFLICT(run_id, name) DO UPDATE SET "
+       "status = 'running', ended_at = NULL, error = NULL")
+      .bind(1, run).bind(2, idx).bind(3, name).bind(4, algorithm).bind(5, unix_now()).run();
+  Stmt q(db_, "SELECT id FROM stages WHERE run_id = ? AND name = ?");
+  q.bind(1, run).bind(2, name);
+  q.step();
+  return q.int64(0);
+}
+
+void Store::end_stage(int64_t stage_id, const std::string& status, const std::string& error) {
+  Stmt(db_, "UPDATE stages SET status = ?, ended_at = ?, error = ? WHERE id = ?")
+      .bind(1, status).bind(2, unix_now())
+      .bind(3, error.empty() ? std::optional<std::string>() : std::optional<std::string>(error))
+      .bind(4, stage_id).run();
+}
+
+void Store::write_metrics(int64_t run, const std::vector<MetricRow>& rows) {
+  if (rows.empty()) return;
+  Transaction tx(db_);
+  Stmt ins(db_,
+           "INSERT INTO metrics(run_id, stage, key, step, value, flag, wall_time) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, stage, key, step) DO UPDATE SET "
+           "value = excluded.value, flag = excluded.flag, wall_time = excluded.wall_time");
+  for (const auto& r : rows) {
+    ins.bind(1, run).bind(2, r.stage).bind(3, r.key).bind(4, r.step);
+    if (std::isfinite(r.value)) {
+      ins.bind(5, r.value).bind_null(6);
+    } else {
+      ins.bind_null(5).bind(6, std::isnan(r.value) ? "nan" : (r.value > 0 ? "inf" : "-inf"));
+    }
+    ins.bind(7, r.wall_time);
+    ins.run();
+  }
+  tx.commit();
+}
+
+void Store::write_samples(int64_t run, const std::string& stage, const std::vector<SampleRecord>& rows) {
+  if (rows.empty()) return;
+  Transaction tx(db_);
+  Stmt ins(db_,
+           "INSERT INTO samples(run_id, stage, step, task, example_id, prompt, completion, "
+           "completion_tokens, finish_reason, reward, rewards, correct, advantage, created_at) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  double now = unix_now();
+  for (const auto& s : rows) {
+    nlohmann::json parts = nlohmann::json::object();
+    for (const auto& [k, v] : s.rewards) parts[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+    ins.bind(1, run).bind(2, stage).bind(3, s.step).bind(4, s.task).bind(5, s.example_id)
+        .bind(6, s.prompt).bind(7, s.completion);
+    if (s.completion_tokens >= 0) ins.bind(8, s.completion_tokens); else ins.bind_null(8);
+    ins.bind(9, s.finish_reason).bind(10, s.reward).bind(11, parts.dump());
+    if (s.correct) ins.bind(12, int64_t(*s.correct)); else ins.bind_null(12);
+    ins.bind(13, s.advantage).bind(14, now);
+    ins.run();
+  }
+  tx.commit();
+}
+
+void Store::add_artifact(int64_t run, const std::string& stage, const std::string& name,
+                         const std::string& path, int64_t bytes, const std::string& sha256) {
+  Stmt(db_, "INSERT INTO artifacts(run_id, stage, name, path, bytes, sha256, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)")
+      .bind(1, run).bind(2, stage).bind(3, name).bind(4, path).bind(5, bytes).bind(6, sha256)
+      .bind(7, unix_now()).run();
+}
+
+void Store::add_dataset(int64_t run, const std::string& stage, const std::string& task,
+                        const std::string& split, int64_t count, const std::string& digest) {
+  Stmt(db_, "INSERT INTO datasets(run_id, stage, task, split, count, digest) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(run_id, stage, task, split) DO UPDATE SET count = excluded.count, "
+            "digest = excluded.digest")
+      .bind(1, run).bind(2, stage).bind(3, task).bind(4, split).bind(5, count).bind(6, digest).run();
+}
+
+void Store::add_plugins(int64_t run, const std::vector<PluginUse>& plugins) {
+  Transaction tx(db_);
+  Stmt ins(db_, "INSERT INTO run_plugins(run_id, kind, name, plugin_version, interface, "
+                "library_path, library_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_id, kind, name) DO NOTHING");
+  for (const auto& p : plugins)
+    ins.bind(1, run).bind(2, p.kind).bind(3, p.name).bind(4, p.plugin_version).bind(5, p.interface)
+        .bind(6, p.library_path).bind(7, p.library_sha256).run();
+  tx.commit();
+}
+
+int Store::reap_dead_runs() {
+  struct Row { int64_t id, pid, start; };
+  std::vector<Row> dead;
+  {
+    Stmt q(db_, "SELECT id, pid, pid_start FROM runs WHERE status = 'running' AND host = ?");
+    q.bind(1, host_name());
+    while (q.step()) {
+      Row r{q.int64(0), q.int64(1), q.is_null(2) ? -1 : q.int64(2)};
+      if (!process_alive(r.pid, r.start)) dead.push_back(r);
+    }
+  }
+  for (const auto& r : dead) {
+    std::string why = "process " + std::to_string(r.pid) + " on " + host_name() +
+                      " ended without closing the run (killed or crashed); marked failed by pid " +
+                      std::to_string(getpid());
+    Transaction tx(db_);
+    Stmt(db_, "UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? AND status = 'running'")
+        .bind(1, unix_now()).bind(2, why).bind(3, r.id).run();
+    Stmt(db_, "UPDATE stages SET status = 'failed', ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'")
+        .bind(1, unix_now()).bind(2, why).bind(3, r.id).run();
+    tx.commit();
+  }
+  return int(dead.size());
+}
+
+}  // namespace warmup

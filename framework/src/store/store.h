@@ -1,0 +1,84 @@
+// The SQLite run store: every run, its resolved config and params, stages, per-step metrics,
+// sampled completions, artifacts, datasets and plugins. WAL, foreign keys, STRICT tables,
+// migrations through user_version. Safe for several processes writing at once (each write is a
+// BEGIN IMMEDIATE transaction with a busy timeout).
+//
+// Not here: formatting for the CLI (cli/cmd_runs.cpp) and buffering (runtime/stage_context.cpp).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "config/toml_tree.h"  // FlatValue
+#include "store/sqlite.h"
+#include "warmup/types.h"
+
+namespace warmup {
+
+struct RunStart {
+  std::string experiment;
+  std::string name;
+  std::string config_toml;   // fully resolved config
+  std::string config_hash;   // sha256 of config_toml
+  std::string config_file;
+  std::string overrides_json = "[]";
+  std::string git_commit;
+  std::string warmup_version;
+  std::string device;
+  std::string torch_version;
+  uint64_t seed = 0;
+  std::string tags_json = "[]";
+};
+
+struct MetricRow {
+  std::string stage;
+  std::string key;
+  int64_t step = 0;
+  double value = 0;
+  double wall_time = 0;
+};
+
+struct PluginUse {
+  std::string kind, name, plugin_version, interface, library_path, library_sha256;
+};
+
+class Store {
+ public:
+  static constexpr const char* kDefaultPath = "results/warmup.sqlite";
+
+  // Opens or creates the store (parent directories too) and applies pending migrations.
+  explicit Store(const std::filesystem::path& path);
+  int schema_version();
+  Db& db() { return db_; }
+  const std::filesystem::path& path() const { return path_; }
+
+  int64_t create_run(const RunStart& start);  // status 'running', this host and pid
+  void set_run_dir(int64_t run, const std::string& dir);
+  void resume_run(int64_t run);               // back to 'running' under this pid
+  void end_run(int64_t run, const std::string& status, const std::string& error);
+  // Write-once: an existing key with the same value is accepted, a different value throws.
+  void write_params(int64_t run, const std::vector<FlatValue>& params);
+
+  int64_t begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm);
+  void end_stage(int64_t stage_id, const std::string& status, const std::string& error);
+
+  void write_metrics(int64_t run, const std::vector<MetricRow>& rows);
+  void write_samples(int64_t run, const std::string& stage, const std::vector<SampleRecord>& rows);
+  void add_artifact(int64_t run, const std::string& stage, const std::string& name,
+                    const std::string& path, int64_t bytes, const std::string& sha256);
+  void add_dataset(int64_t run, const std::string& stage, const std::string& task,
+                   const std::string& split, int64_t count, const std::string& digest);
+  void add_plugins(int64_t run, const std::vector<PluginUse>& plugins);
+
+  // Marks runs left 'running' by a process of this host that no longer exists as 'failed'.
+  // Returns how many were marked.
+  int reap_dead_runs();
+
+ private:
+  void migrate();
+  std::filesystem::path path_;
+  Db db_;
+};
+
+}  // namespace warmup
