@@ -68,4 +68,8 @@ else()
   target_compile_definitions(warmup_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1 WARMUP_WITH_CUDA=0)
   target_link_options(warmup_torch INTERFACE "LINKER:-rpath,${WARMUP_TORCH_ROOT}/lib")
 endif()
+# The wheel's libtorch*.so export their own copies of std::filesystem (statically linked), and
+# those crash when called from our code (seen: remove_all jumping to address 0). Listing
+# libstdc++ first among the executable's DT_NEEDED makes the dynamic linker bind to libstdc++.
+target_link_options(warmup_torch INTERFACE "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
 message(STATUS "warmup: torch ${WARMUP_TORCH_VERSION} at ${WARMUP_TORCH_ROOT}, CUDA ${WARMUP_WITH_CUDA}")
