@@ -7,14 +7,14 @@
 set(WARMUP_CUDA AUTO CACHE STRING "Build with CUDA: AUTO, ON or OFF")
 set(WARMUP_PYTHON "" CACHE FILEPATH "Python interpreter whose site-packages holds torch")
 
-if(NOT WARMUP_TORCH_PREFIX)
-  if(NOT WARMUP_PYTHON)
-    if(DEFINED ENV{WARMUP_VENV})
-      set(WARMUP_PYTHON "$ENV{WARMUP_VENV}/bin/python")
-    else()
-      set(WARMUP_PYTHON "$ENV{HOME}/.cache/warmup/venv/bin/python")
-    endif()
+if(NOT WARMUP_PYTHON)
+  if(DEFINED ENV{WARMUP_VENV})
+    set(WARMUP_PYTHON "$ENV{WARMUP_VENV}/bin/python" CACHE FILEPATH "" FORCE)
+  else()
+    set(WARMUP_PYTHON "$ENV{HOME}/.cache/warmup/venv/bin/python" CACHE FILEPATH "" FORCE)
   endif()
+endif()
+if(NOT WARMUP_TORCH_PREFIX)
   execute_process(
     COMMAND ${WARMUP_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
     OUTPUT_VARIABLE _prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET RESULT_VARIABLE _rc)

@@ -1,0 +1,152 @@
+"""`warmup run` on the smoke experiment and the `runs`, `plugins`, `version` commands, checked
+against what is really in the SQLite file."""
+import csv
+import hashlib
+import io
+import json
+
+from conftest import REPO, query, warmup, write
+
+
+def run_smoke(store, *extra):
+    r = warmup("run", "experiments/smoke.toml", "--store", store, *extra)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_every_subcommand_has_help():
+    r = warmup("--help")
+    assert r.returncode == 0 and "usage: warmup <command>" in r.stdout
+    for cmd in ["run", "plugins", "runs", "version"]:
+        r = warmup(cmd, "--help")
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert r.stdout.startswith(f"usage: warmup {cmd}"), r.stdout
+    r = warmup("frobnicate")
+    assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr
+
+
+def test_version_reports_the_build():
+    r = warmup("version", "--json")
+    assert r.returncode == 0
+    v = json.loads(r.stdout)
+    assert v["torch_version"].startswith("2.11.")
+    assert v["plugin_abi"] == "1.0"
+    assert "cxx11abi=1" in v["fingerprint"]
+    assert v["cuda_available"] is False  # no GPU in CI
+    assert len(v["git_commit"]) >= 7
+    text = warmup("version").stdout
+    assert "fingerprint:" in text and "C++ ABI:" in text and "torch:" in text
+
+
+def test_smoke_run_records_params_metrics_samples_and_provenance(store):
+    out = run_smoke(store).stdout
+    assert "eval/arithmetic/accuracy" in out
+    (run_id, status, config, config_hash, run_dir, seed), = query(
+        store, "SELECT id, status, config, config_hash, run_dir, seed FROM runs")
+    assert status == "finished" and seed == 1234
+    assert hashlib.sha256(config.encode()).hexdigest() == config_hash
+    # The stored config is the fully resolved one: plugin defaults filled in.
+    assert 'train_size = 200' in config and 'case_sensitive = false' in config
+    assert (REPO / "experiments/smoke.toml").exists()
+    params = dict(query(store, "SELECT key, value FROM params WHERE run_id = ?", run_id))
+    assert params["tasks.arithmetic.test_size"] == 40
+    assert params["rewards.exact_match.extract"] == "last_number"
+    assert params["stages.score-gold.evaluate.completions"] == "reference"
+    metrics = dict(query(store, "SELECT key, value FROM metrics WHERE run_id = ?", run_id))
+    assert metrics["eval/arithmetic/accuracy"] == 1.0
+    assert metrics["eval/arithmetic/count"] == 40
+    samples = query(store, "SELECT example_id, prompt, completion, reward, rewards, correct FROM samples")
+    assert len(samples) == 40
+    for example_id, prompt, completion, reward, rewards, correct in samples:
+        assert example_id.startswith("arithmetic/test/")
+        a, op, b = prompt.split("?")[0].split()[-3:]
+        assert int(completion) == eval(f"{a}{op}{b}")  # the gold answer really is right
+        assert reward == 1.0 and correct == 1 and json.loads(rewards)["exact_match"] == 1.0
+    (task, split, count, digest), = query(store, "SELECT task, split, count, digest FROM datasets")
+    assert (task, split, count, len(digest)) == ("arithmetic", "test", 40, 64)
+    plugins = query(store, "SELECT name, library_path, library_sha256 FROM run_plugins")
+    assert sorted(p[0] for p in plugins) == ["arithmetic", "evaluate", "exact_match"]
+    for _, path, sha in plugins:
+        assert hashlib.sha256(open(path, "rb").read()).hexdigest() == sha
+    (stage_status,), = query(store, "SELECT status FROM stages")
+    assert stage_status == "finished"
+    assert (REPO / run_dir / "config.toml").read_text() == config
+
+
+def test_dry_run_prints_resolved_config_and_writes_nothing(store):
+    r = warmup("run", "experiments/smoke.toml", "--store", store, "--dry-run",
+               "--set", "tasks.arithmetic.test_size=7")
+    assert r.returncode == 0, r.stderr
+    assert "test_size = 7" in r.stdout and "prompt_template" in r.stdout
+    assert not store.exists()
+
+
+def test_set_overrides_reach_the_plugins(store):
+    run_smoke(store, "--set", "tasks.arithmetic.test_size=7", "--set", "stages.score-gold.eval.limit=5")
+    assert query(store, "SELECT count(*) FROM samples") == [(5,)]
+    params = dict(query(store, "SELECT key, value FROM params"))
+    assert params["tasks.arithmetic.test_size"] == 7
+    (overrides,), = query(store, "SELECT overrides FROM runs")
+    assert json.loads(overrides) == ["tasks.arithmetic.test_size=7", "stages.score-gold.eval.limit=5"]
+
+
+def test_base_merge_arm_runs(store):
+    r = warmup("run", "experiments/smoke_train_split.toml", "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT e.name, d.split, d.count FROM datasets d JOIN runs r ON r.id = d.run_id "
+                        "JOIN experiments e ON e.id = r.experiment_id") == [("smoke-train-split", "train", 100)]
+
+
+def test_stored_config_reruns_to_the_same_data(store, tmp_path):
+    run_smoke(store)
+    (run_dir,), = query(store, "SELECT run_dir FROM runs")
+    r = warmup("run", f"{run_dir}/config.toml", "--store", store)
+    assert r.returncode == 0, r.stderr
+    digests = query(store, "SELECT digest FROM datasets ORDER BY run_id")
+    assert len(digests) == 2 and digests[0] == digests[1]
+    hashes = query(store, "SELECT config_hash FROM runs ORDER BY id")
+    assert hashes[0] == hashes[1]
+
+
+def test_runs_list_show_compare_export(store, tmp_path):
+    run_smoke(store)
+    run_smoke(store, "--set", "tasks.arithmetic.test_size=10")
+    r = warmup("runs", "--store", store)
+    assert r.returncode == 0 and r.stdout.count("finished") == 2
+    r = warmup("runs", "show", "1", "--store", store)
+    assert r.returncode == 0
+    for needle in ["run 1", "score-gold", "eval/arithmetic/accuracy", "tasks.arithmetic.test_size = 40", "digest"]:
+        assert needle in r.stdout, needle
+    r = warmup("runs", "compare", "1", "2", "--store", store)
+    assert r.returncode == 0
+    line = next(l for l in r.stdout.splitlines() if l.startswith("tasks.arithmetic.test_size"))
+    assert line.split()[1:] == ["40", "10"]
+    assert "experiment.name" not in r.stdout  # equal params hidden by default
+    r = warmup("runs", "export", "latest", "--format", "csv", "--what", "metrics", "--store", store)
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    acc = [x for x in rows if x["key"] == "eval/arithmetic/accuracy"]
+    assert len(acc) == 1 and float(acc[0]["value"]) == 1.0 and acc[0]["stage"] == "score-gold"
+    out = tmp_path / "run.json"
+    r = warmup("runs", "export", "2", "--format", "json", "--out", out, "--store", store)
+    assert r.returncode == 0
+    j = json.loads(out.read_text())
+    assert j["id"] == 2 and len(j["samples"]) == 10 and j["params"]["tasks.arithmetic.test_size"] == 10
+    r = warmup("runs", "export", "2", "--format", "csv", "--what", "samples", "--store", store)
+    assert len(list(csv.DictReader(io.StringIO(r.stdout)))) == 10
+    r = warmup("runs", "show", "99", "--store", store)
+    assert r.returncode == 2 and "run 99 not found" in r.stderr
+
+
+def test_plugins_lists_entries_and_failures():
+    from conftest import TEST_PLUGINS
+    r = warmup("plugins", "--plugin-dir", TEST_PLUGINS / "wrong_abi", "--plugin-dir", TEST_PLUGINS / "good", "--json")
+    assert r.returncode == 0
+    j = json.loads(r.stdout)
+    names = {(p["kind"], p["name"]) for p in j["plugins"]}
+    assert {("task", "arithmetic"), ("reward", "exact_match"), ("algorithm", "evaluate"),
+            ("task", "good_task")} <= names
+    assert any("built for plugin ABI 2" in f["reason"] for f in j["failures"])
+    good = next(p for p in j["plugins"] if p["name"] == "good_task")
+    assert good["version"] == "1.2.3" and good["interface"] == "warmup.task@1"
+    text = warmup("plugins", "--plugin-dir", TEST_PLUGINS / "wrong_abi").stdout
+    assert "load failures (1)" in text and "arithmetic" in text

@@ -1,0 +1,107 @@
+"""Real processes against one store: concurrent writers, SIGTERM/SIGINT (interrupted), SIGKILL
+(dead run detected and marked failed) and resuming from the stage checkpoint."""
+import signal
+import time
+
+from conftest import TEST_PLUGINS, query, spawn, wait_for, warmup, write
+
+
+def sleepy_experiment(tmp_path, name, steps, interval_ms=20, extra="", first_stage_steps=0):
+    first = ""
+    if first_stage_steps:
+        first = f"""
+[[stages]]
+name = "prep"
+algorithm = "sleepy"
+[stages.sleepy]
+steps = {first_stage_steps}
+interval_ms = 1
+"""
+    return write(tmp_path / f"{name}.toml", f"""[experiment]
+name = "{name}"
+[plugins]
+paths = ["{TEST_PLUGINS / 'sleepy'}"]
+{first}
+[[stages]]
+name = "main"
+algorithm = "sleepy"
+[stages.sleepy]
+steps = {steps}
+interval_ms = {interval_ms}
+{extra}
+""")
+
+
+def main_steps(store, run):
+    return [s for (s,) in query(store, "SELECT step FROM metrics WHERE run_id = ? AND stage = 'main' ORDER BY step", run)]
+
+
+def test_two_processes_write_one_store_at_once(tmp_path, store):
+    a = sleepy_experiment(tmp_path, "writer-a", 60, interval_ms=2)
+    b = sleepy_experiment(tmp_path, "writer-b", 60, interval_ms=2)
+    procs = [spawn("run", a, "--store", store), spawn("run", b, "--store", store),
+             spawn("run", "experiments/smoke.toml", "--store", store)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    runs = query(store, "SELECT id, status FROM runs ORDER BY id")
+    assert [s for _, s in runs] == ["finished"] * 3
+    for run_id, _ in runs:
+        name, = query(store, "SELECT e.name FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?", run_id)[0]
+        if name.startswith("writer"):
+            assert main_steps(store, run_id) == list(range(60))
+    assert query(store, "SELECT count(*) FROM samples") == [(40,)]
+
+
+def test_sigterm_marks_the_run_interrupted(tmp_path, store):
+    exp = sleepy_experiment(tmp_path, "term", 100000)
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: query(store, "SELECT count(*) FROM metrics")[0][0] >= 3)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    (status, error), = query(store, "SELECT status, error FROM runs")
+    assert status == "interrupted" and "SIGTERM" in error
+    assert query(store, "SELECT status FROM stages") == [("interrupted",)]
+    assert "warmup run --resume 1" in err
+
+
+def test_second_sigint_forces_a_stop_that_ignores_the_request(tmp_path, store):
+    exp = sleepy_experiment(tmp_path, "stubborn", 100000, extra="ignore_stop = true")
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: query(store, "SELECT count(*) FROM metrics")[0][0] >= 3)
+    p.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert p.poll() is None  # still running: the stage ignores the stop request
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    (status, error), = query(store, "SELECT status, error FROM runs")
+    assert status == "interrupted" and "forced" in error
+
+
+def test_killed_run_is_detected_and_resumes_from_its_checkpoint(tmp_path, store):
+    exp = sleepy_experiment(tmp_path, "killed", 150, interval_ms=10, first_stage_steps=3)
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: len(main_steps(store, 1)) >= 20)
+    p.kill()
+    p.wait(timeout=30)
+    assert query(store, "SELECT status FROM runs") == [("running",)]  # nobody closed it
+    r = warmup("runs", "--store", store)
+    assert r.returncode == 0 and "failed" in r.stdout
+    (status, error), = query(store, "SELECT status, error FROM runs")
+    assert status == "failed" and "ended without closing the run" in error
+    prep_started, = query(store, "SELECT started_at FROM stages WHERE name = 'prep'")[0]
+    steps_before = len(main_steps(store, 1))
+
+    r = warmup("run", "--resume", "1", "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert "resuming at step" in r.stderr
+    assert query(store, "SELECT status, resumes FROM runs") == [("finished", 1)]
+    assert query(store, "SELECT name, status FROM stages ORDER BY idx") == [("prep", "finished"), ("main", "finished")]
+    # The finished stage was not run again; the killed one continued: every step exactly once.
+    assert query(store, "SELECT started_at FROM stages WHERE name = 'prep'")[0][0] == prep_started
+    assert main_steps(store, 1) == list(range(150))
+    assert steps_before >= 20
+    r = warmup("run", "--resume", "1", "--store", store)
+    assert r.returncode == 2 and "already finished" in r.stderr
