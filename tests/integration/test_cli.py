@@ -150,3 +150,20 @@ def test_plugins_lists_entries_and_failures():
     assert good["version"] == "1.2.3" and good["interface"] == "warmup.task@1"
     text = warmup("plugins", "--plugin-dir", TEST_PLUGINS / "wrong_abi").stdout
     assert "load failures (1)" in text and "arithmetic" in text
+
+
+def test_example_queries_run_on_a_real_store(store):
+    import sqlite3
+    run_smoke(store)
+    run_smoke(store, "--set", "rewards.exact_match.extract=full")
+    con = sqlite3.connect(store)
+    acc = con.execute((REPO / "results/queries/accuracy_by_stage.sql").read_text()).fetchall()
+    assert [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in acc] == [
+        (2, "smoke", "score-gold", "arithmetic", 1.0, 1.0), (1, "smoke", "score-gold", "arithmetic", 1.0, 1.0)]
+    curve = con.execute((REPO / "results/queries/metric_curve.sql").read_text(),
+                        {"run": 1, "key": "eval/arithmetic/count"}).fetchall()
+    assert [(c[0], c[1], c[2], c[3]) for c in curve] == [("score-gold", "eval/arithmetic/count", 0, 40.0)]
+    latest = con.execute((REPO / "results/queries/metric_curve.sql").read_text(), {"run": None, "key": None}).fetchall()
+    assert len(latest) == 5
+    samples = con.execute((REPO / "results/queries/samples_of_run.sql").read_text(), {"run": None}).fetchall()
+    assert len(samples) == 40
