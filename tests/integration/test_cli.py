@@ -167,3 +167,34 @@ def test_example_queries_run_on_a_real_store(store):
     assert len(latest) == 5
     samples = con.execute((REPO / "results/queries/samples_of_run.sql").read_text(), {"run": None}).fetchall()
     assert len(samples) == 40
+
+
+def test_evaluate_with_a_teacher_plugin(tmp_path, store):
+    from conftest import TEST_PLUGINS
+    exp = write(tmp_path / "teach.toml", """[experiment]
+name = "teacher"
+[tasks.arithmetic]
+test_size = 6
+[teachers.good_teacher]
+wrong_text = "not 12345"
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["arithmetic"]
+teachers = ["good_teacher"]
+rewards = { exact_match = 1.0 }
+eval = { num_samples = 3 }
+[stages.evaluate]
+completions = "teacher"
+""")
+    r = warmup("run", exp, "--store", store, "--plugin-dir", TEST_PLUGINS / "good",
+               "--set", "rewards.exact_match.extract=full")
+    assert r.returncode == 0, r.stderr
+    metrics = dict(query(store, "SELECT key, value FROM metrics"))
+    assert metrics["eval/arithmetic/count"] == 18
+    assert abs(metrics["eval/arithmetic/accuracy"] - 1 / 3) < 1e-12
+    rows = query(store, "SELECT completion, finish_reason, completion_tokens, correct FROM samples")
+    assert sum(1 for r in rows if r[0] == "not 12345" and r[1] == "length" and r[3] == 0) == 12
+    assert all(r[2] == 3 for r in rows)
+    (teacher_lib,), = query(store, "SELECT library_path FROM run_plugins WHERE kind = 'teacher'")
+    assert teacher_lib.endswith("libwarmup_task_test_good.so")

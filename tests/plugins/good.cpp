@@ -32,7 +32,30 @@ class GoodReward final : public warmup::Reward {
   }
 };
 
+// Answers each example with its reference for the first sample and "wrong" for the others.
+class GoodTeacher final : public warmup::Teacher {
+ public:
+  explicit GoodTeacher(const warmup::PluginInit& init) {
+    warmup::Options o(init);
+    wrong_text_ = o.get<std::string>("wrong_text", "wrong");
+    o.finish();
+  }
+  std::vector<std::vector<warmup::Completion>> complete(const std::vector<warmup::Example>& ex, int n) override {
+    std::vector<std::vector<warmup::Completion>> out;
+    for (const auto& e : ex) {
+      std::vector<warmup::Completion> cs;
+      for (int i = 0; i < n; ++i) cs.push_back({i == 0 ? e.reference : wrong_text_, i == 0 ? "stop" : "length", 3});
+      out.push_back(std::move(cs));
+    }
+    return out;
+  }
+
+ private:
+  std::string wrong_text_;
+};
+
 }  // namespace
 
-WARMUP_PLUGIN(warmup::entry<warmup::Task, GoodTask>("good_task", "1.2.3", "test task"),
+WARMUP_PLUGIN(warmup::entry<warmup::Teacher, GoodTeacher>("good_teacher", "1.2.3", "test teacher"),
+              warmup::entry<warmup::Task, GoodTask>("good_task", "1.2.3", "test task"),
               warmup::entry<warmup::Reward, GoodReward>("good_reward", "1.2.3", "test reward"))

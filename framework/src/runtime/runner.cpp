@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <atomic>
 #include <csignal>
 #include <mutex>
 #include <set>
@@ -153,6 +154,20 @@ void print_summary(int64_t run, const fs::path& store,
 }  // namespace
 
 int run_experiment(const RunOptions& opt) {
+  // Signals are routed to the watcher before anything else starts threads (plugins, torch pools).
+  // Until the run row exists a forced stop has nothing to close; afterwards it marks the run.
+  std::atomic<int64_t> current_run{0};
+  fs::path store_path = opt.store;
+  SignalWatcher signals(opt.grace_seconds, [&current_run, store_path](int sig) {
+    if (current_run == 0) return;
+    try {
+      Store s(store_path);
+      s.end_run(current_run, "interrupted",
+                std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + " (forced)");
+    } catch (...) {
+    }
+  });
+
   fs::path experiment_file = opt.experiment;
   std::vector<std::string> overrides = opt.overrides;
   std::optional<Store> store;
@@ -237,15 +252,11 @@ int run_experiment(const RunOptions& opt) {
              std::to_string(cfg.stages.size()) + " stages, store " + opt.store.string() + ")");
   }
 
-  // From here on a signal marks the run interrupted, even if the stage ignores the request.
-  fs::path store_path = opt.store;
-  SignalWatcher signals(opt.grace_seconds, [store_path, run](int sig) {
-    try {
-      Store s(store_path);
-      s.end_run(run, "interrupted", std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + " (forced)");
-    } catch (...) {
-    }
-  });
+  current_run = run;
+  if (signals.stop_requested()) {
+    store->end_run(run, "interrupted", "stopped by a signal before the first stage");
+    return 128 + signals.signal_number();
+  }
 
   std::vector<std::pair<std::string, std::map<std::string, double>>> finals;
   ModelSpec model = cfg.model;
