@@ -59,6 +59,11 @@ struct Instances {
   std::vector<PluginUse> used;
 };
 
+PluginUse use_of(const PluginEntryInfo& e) {
+  return {e.kind, e.name, e.plugin_version, e.interface_id + "@" + std::to_string(e.interface_version),
+          e.library.string(), ""};
+}
+
 template <class I>
 void create_section(const PluginRegistry& reg, HostImpl& host, const ExperimentConfig& cfg,
                     const std::map<std::string, PluginSpec>& specs,
@@ -67,9 +72,7 @@ void create_section(const PluginRegistry& reg, HostImpl& host, const ExperimentC
     PluginInit init = make_plugin_init(spec.kind, spec.plugin, spec.path, spec.options, spec.origin, cfg.seed);
     init.host = &host;
     out.emplace(instance, reg.create<I>(spec.plugin, init, spec.origin));
-    const PluginEntryInfo* e = reg.find(spec.kind, spec.plugin);
-    used.push_back({e->kind, e->name, e->plugin_version,
-                    e->interface_id + "@" + std::to_string(e->interface_version), e->library.string(), ""});
+    used.push_back(use_of(*reg.find(spec.kind, spec.plugin)));
   }
 }
 
@@ -88,9 +91,7 @@ Instances create_all(const PluginRegistry& reg, HostImpl& host, const Experiment
                                        st.options, st.options_origin, cfg.seed);
     init.host = &host;
     in.algorithms.push_back(reg.create<Algorithm>(st.algorithm, init, st.options_origin));
-    const PluginEntryInfo* e = reg.find("algorithm", st.algorithm);
-    in.used.push_back({e->kind, e->name, e->plugin_version,
-                       e->interface_id + "@" + std::to_string(e->interface_version), e->library.string(), ""});
+    in.used.push_back(use_of(*reg.find("algorithm", st.algorithm)));
   }
   return in;
 }
