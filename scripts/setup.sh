@@ -13,7 +13,8 @@ reqs="$here/requirements.txt"
 
 packages=(build-essential cmake ninja-build pkg-config git ca-certificates sqlite3 libsqlite3-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libtomlplusplus-dev
-  libspdlog-dev libfmt-dev doctest-dev nlohmann-json3-dev python3 python3-venv python3-pip)
+  libspdlog-dev libfmt-dev doctest-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
+  python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,5 +13,6 @@ int cmd_run(const Args& args);
 int cmd_plugins(const Args& args);
 int cmd_runs(const Args& args);
 int cmd_version(const Args& args);
+int cmd_tokenize(const Args& args);
 
 }  // namespace warmup::cli

@@ -19,6 +19,7 @@ const char* kUsage =
     "  plugins               list discovered plugins and every load failure\n"
     "  runs                  list runs; runs show|compare|export RUN...\n"
     "  version               version and build fingerprint\n"
+    "  tokenize              text <-> token ids with a tokenizer.json\n"
     "\n"
     "`warmup <command> --help` describes each command.\n";
 
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
   if (args[0] == "--version") args[0] = "version";
   static const std::map<std::string, int (*)(const cli::Args&)> kCommands = {
       {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
-      {"version", cli::cmd_version}};
+      {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;

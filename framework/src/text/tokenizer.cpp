@@ -1,0 +1,551 @@
+// See tokenizer.h. The encode path: sanitize UTF-8 -> split out added tokens (leftmost-longest)
+// -> NFC -> regex pre-tokenization (PCRE2 JIT) -> byte-level mapping -> BPE with a piece cache.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "text/tokenizer.h"
+
+#include <pcre2.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "text/utf8.h"
+#include "util/errors.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// GPT-2's reversible byte <-> printable code point map used by the ByteLevel pre-tokenizer.
+std::array<char32_t, 256> bytes_to_unicode() {
+  std::array<char32_t, 256> map{};
+  std::array<bool, 256> direct{};
+  for (int b = '!'; b <= '~'; ++b) direct[size_t(b)] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b) direct[size_t(b)] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b) direct[size_t(b)] = true;
+  char32_t next = 256;
+  for (int b = 0; b < 256; ++b) map[size_t(b)] = direct[size_t(b)] ? char32_t(b) : next++;
+  return map;
+}
+
+constexpr const char* kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+struct AddedToken {
+  std::string content;
+  int32_t id;
+  bool special;
+};
+
+struct Regex {
+  pcre2_code* code = nullptr;
+  bool jit = false;
+  ~Regex() {
+    if (code) pcre2_code_free(code);
+  }
+};
+
+// Per-thread PCRE2 matching state (match data, JIT stack).
+struct MatchState {
+  pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+  pcre2_match_context* ctx = pcre2_match_context_create(nullptr);
+  MatchState() { pcre2_jit_stack_assign(ctx, nullptr, stack); }
+  ~MatchState() {
+    pcre2_match_data_free(md);
+    pcre2_jit_stack_free(stack);
+    pcre2_match_context_free(ctx);
+  }
+};
+
+std::string token_text(const json& j) {  // "x" or {"content": "x", ...}
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content")) return j["content"].get<std::string>();
+  return "";
+}
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  fs::path source;
+  std::unordered_map<std::string, int32_t> vocab;  // model vocab and added tokens
+  std::vector<std::string> tokens;                 // id -> token string
+  std::vector<std::string> bytes;                  // id -> decoded bytes
+  std::vector<bool> special;
+  std::vector<bool> added;
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged)
+  std::array<int32_t, 256> byte_ids{};
+  std::vector<AddedToken> added_tokens;  // sorted by content, for leftmost-longest matching
+  std::array<bool, 256> added_first{};   // bytes that start an added token
+  size_t added_max_len = 0;
+  Regex regex;
+  bool nfc = false;
+  bool add_prefix_space = false;
+  bool ignore_merges = false;
+  std::vector<int32_t> prefix, suffix;  // post-processor (single sequence)
+  std::optional<int32_t> bos, eos, pad;
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
+
+  [[noreturn]] void fail(const std::string& where, const std::string& what) const {
+    throw DataError(source.string() + ": " + where + ": " + what);
+  }
+
+  void bpe(std::string_view piece, std::vector<int32_t>& out) const;
+  void pretokenize_and_bpe(std::string_view text, std::vector<int32_t>& out) const;
+};
+
+// ---- loading -----------------------------------------------------------------------------
+
+namespace {
+
+void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& where, std::string& pattern,
+                        bool& have_byte_level);
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const fs::path& path) {
+  auto impl = std::make_unique<Impl>();
+  Impl& t = *impl;
+  fs::path dir = fs::is_directory(path) ? path : path.parent_path();
+  t.source = fs::is_directory(path) ? path / "tokenizer.json" : path;
+  std::ifstream in(t.source);
+  if (!in) throw DataError(t.source.string() + ": cannot read tokenizer file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw DataError(t.source.string() + ": not valid JSON: " + e.what());
+  }
+  const json& model = j.value("model", json::object());
+  std::string type = model.value("type", std::string("BPE"));
+  if (type != "BPE") t.fail("/model/type", "unsupported tokenizer model '" + type + "' (supported: BPE)");
+  if (model.value("byte_fallback", false)) t.fail("/model/byte_fallback", "byte_fallback is not supported");
+  if (model.contains("dropout") && !model["dropout"].is_null()) t.fail("/model/dropout", "BPE dropout is not supported");
+  t.ignore_merges = model.value("ignore_merges", false);
+  if (!model.contains("vocab") || !model["vocab"].is_object()) t.fail("/model/vocab", "missing");
+
+  int32_t max_id = -1;
+  for (const auto& [tok, id] : model["vocab"].items()) max_id = std::max(max_id, id.get<int32_t>());
+  const json& added = j.value("added_tokens", json::array());
+  for (const auto& a : added) max_id = std::max(max_id, a.at("id").get<int32_t>());
+  t.tokens.resize(size_t(max_id + 1));
+  t.special.assign(size_t(max_id + 1), false);
+  t.added.assign(size_t(max_id + 1), false);
+  for (const auto& [tok, id] : model["vocab"].items()) {
+    t.vocab[tok] = id.get<int32_t>();
+    t.tokens[size_t(id.get<int32_t>())] = tok;
+  }
+
+  // Merges: ["a", "b"] pairs (current format) or "a b" strings (older files).
+  int32_t rank = 0;
+  for (const auto& m : model.value("merges", json::array())) {
+    std::string a, b;
+    if (m.is_array() && m.size() == 2) {
+      a = m[0].get<std::string>(), b = m[1].get<std::string>();
+    } else if (m.is_string()) {
+      std::string s = m.get<std::string>();
+      size_t sp = s.find(' ', 1);
+      if (sp == std::string::npos) t.fail("/model/merges/" + std::to_string(rank), "malformed merge '" + s + "'");
+      a = s.substr(0, sp), b = s.substr(sp + 1);
+    } else {
+      t.fail("/model/merges/" + std::to_string(rank), "malformed merge");
+    }
+    auto ia = t.vocab.find(a), ib = t.vocab.find(b), iab = t.vocab.find(a + b);
+    if (ia == t.vocab.end() || ib == t.vocab.end() || iab == t.vocab.end())
+      t.fail("/model/merges/" + std::to_string(rank), "merge '" + a + " " + b + "' uses tokens not in the vocab");
+    uint64_t key = (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second);
+    t.merges.emplace(key, std::make_pair(rank, iab->second));
+    ++rank;
+  }
+
+  // Byte-level alphabet.
+  auto b2u = bytes_to_unicode();
+  std::unordered_map<char32_t, uint8_t> u2b;
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    utf8_append(ch, b2u[size_t(b)]);
+    auto it = t.vocab.find(ch);
+    t.byte_ids[size_t(b)] = it == t.vocab.end() ? -1 : it->second;
+    u2b[b2u[size_t(b)]] = uint8_t(b);
+  }
+
+  for (const auto& a : added) {
+    AddedToken tok{a.at("content").get<std::string>(), a.at("id").get<int32_t>(), a.value("special", false)};
+    if (tok.content.empty()) continue;
+    t.tokens[size_t(tok.id)] = tok.content;
+    t.vocab[tok.content] = tok.id;
+    t.special[size_t(tok.id)] = tok.special;
+    t.added[size_t(tok.id)] = true;
+    t.added_first[static_cast<unsigned char>(tok.content[0])] = true;
+    t.added_max_len = std::max(t.added_max_len, tok.content.size());
+    t.added_tokens.push_back(std::move(tok));
+  }
+  std::sort(t.added_tokens.begin(), t.added_tokens.end(),
+            [](const AddedToken& x, const AddedToken& y) { return x.content < y.content; });
+
+  // Decoded bytes per id.
+  t.bytes.resize(t.tokens.size());
+  for (size_t id = 0; id < t.tokens.size(); ++id) {
+    const std::string& s = t.tokens[id];
+    if (t.added[id]) {
+      t.bytes[id] = s;
+      continue;
+    }
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+      size_t len = utf8_valid_length(s, i);
+      if (!len) t.fail("/model/vocab", "token " + std::to_string(id) + " is not valid UTF-8");
+      char32_t cp = 0;
+      unsigned char c0 = static_cast<unsigned char>(s[i]);
+      cp = len == 1 ? c0 : len == 2 ? (c0 & 0x1F) : len == 3 ? (c0 & 0x0F) : (c0 & 0x07);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      auto it = u2b.find(cp);
+      if (it != u2b.end()) out += char(it->second);
+      else out.append(s, i, len);  // not a byte-level token: keep as text
+      i += len;
+    }
+    t.bytes[id] = std::move(out);
+  }
+
+  // Normaliser.
+  const json& norm = j.value("normalizer", json());
+  auto check_norm = [&](const json& n, const std::string& where) {
+    std::string nt = n.value("type", "");
+    if (nt == "NFC") t.nfc = true;
+    else t.fail(where, "unsupported normalizer '" + nt + "' (supported: NFC)");
+  };
+  if (norm.is_object()) {
+    if (norm.value("type", "") == "Sequence") {
+      for (size_t i = 0; i < norm["normalizers"].size(); ++i)
+        check_norm(norm["normalizers"][i], "/normalizer/normalizers/" + std::to_string(i));
+    } else {
+      check_norm(norm, "/normalizer");
+    }
+  }
+
+  // Pre-tokenizer.
+  std::string pattern;
+  bool byte_level = false;
+  load_pre_tokenizer(t, j.value("pre_tokenizer", json()), "/pre_tokenizer", pattern, byte_level);
+  if (!byte_level) t.fail("/pre_tokenizer", "a ByteLevel pre-tokenizer is required");
+  for (int b = 0; b < 256; ++b)
+    if (t.byte_ids[size_t(b)] < 0) t.fail("/model/vocab", "byte " + std::to_string(b) + " has no byte-level token");
+  if (pattern.empty()) pattern = R"((?s).+)";  // no regex: each segment is one piece
+  int err = 0;
+  PCRE2_SIZE off = 0;
+  t.regex.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
+                               PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
+  if (!t.regex.code) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof(msg));
+    t.fail("/pre_tokenizer", "regex does not compile at offset " + std::to_string(off) + ": " +
+                                 reinterpret_cast<char*>(msg));
+  }
+  t.regex.jit = pcre2_jit_compile(t.regex.code, PCRE2_JIT_COMPLETE) == 0;
+
+  // Decoder: ByteLevel or none.
+  const json& dec = j.value("decoder", json());
+  if (dec.is_object() && dec.value("type", "") != "ByteLevel")
+    t.fail("/decoder", "unsupported decoder '" + dec.value("type", "") + "' (supported: ByteLevel)");
+
+  // Post-processor: ByteLevel (no-op on ids), TemplateProcessing (single), Sequence of those.
+  std::function<void(const json&, const std::string&)> post = [&](const json& p, const std::string& where) {
+    if (!p.is_object()) return;
+    std::string pt = p.value("type", "");
+    if (pt == "ByteLevel") return;
+    if (pt == "Sequence") {
+      for (size_t i = 0; i < p["processors"].size(); ++i) post(p["processors"][i], where + "/processors/" + std::to_string(i));
+      return;
+    }
+    if (pt != "TemplateProcessing") t.fail(where, "unsupported post-processor '" + pt + "'");
+    bool seen_a = false;
+    for (const auto& item : p["single"]) {
+      if (item.contains("Sequence")) {
+        seen_a = true;
+      } else if (item.contains("SpecialToken")) {
+        std::string name = item["SpecialToken"]["id"].get<std::string>();
+        auto it = t.vocab.find(name);
+        if (it == t.vocab.end()) t.fail(where, "template token '" + name + "' not in vocab");
+        (seen_a ? t.suffix : t.prefix).push_back(it->second);
+      }
+    }
+  };
+  post(j.value("post_processor", json()), "/post_processor");
+
+  // Special tokens from tokenizer_config.json.
+  fs::path cfg = dir / "tokenizer_config.json";
+  if (fs::exists(cfg)) {
+    std::ifstream cin(cfg);
+    json c;
+    try {
+      c = json::parse(cin);
+    } catch (const json::parse_error& e) {
+      throw DataError(cfg.string() + ": not valid JSON: " + e.what());
+    }
+    auto id_of = [&](const char* key) -> std::optional<int32_t> {
+      if (!c.contains(key) || c[key].is_null()) return std::nullopt;
+      std::string s = token_text(c[key]);
+      auto it = t.vocab.find(s);
+      if (it == t.vocab.end()) throw DataError(cfg.string() + ": " + key + " '" + s + "' is not a token");
+      return it->second;
+    };
+    t.bos = id_of("bos_token"), t.eos = id_of("eos_token"), t.pad = id_of("pad_token");
+  }
+  return Tokenizer(std::move(impl));
+}
+
+namespace {
+
+void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& where, std::string& pattern,
+                        bool& have_byte_level) {
+  if (!pre.is_object()) return;
+  std::string type = pre.value("type", "");
+  if (type == "Sequence") {
+    const json& list = pre["pretokenizers"];
+    for (size_t i = 0; i < list.size(); ++i)
+      load_pre_tokenizer(t, list[i], where + "/pretokenizers/" + std::to_string(i), pattern, have_byte_level);
+  } else if (type == "Split") {
+    if (!pattern.empty()) t.fail(where, "only one Split pre-tokenizer is supported");
+    if (!pre.contains("pattern") || !pre["pattern"].contains("Regex"))
+      t.fail(where, "only Split with a Regex pattern is supported");
+    if (pre.value("behavior", "") != "Isolated" || pre.value("invert", false))
+      t.fail(where, "only Split with behavior Isolated and invert false is supported");
+    pattern = pre["pattern"]["Regex"].get<std::string>();
+  } else if (type == "ByteLevel") {
+    have_byte_level = true;
+    t.add_prefix_space = pre.value("add_prefix_space", false);
+    if (pre.value("use_regex", true)) {
+      if (!pattern.empty()) t.fail(where, "ByteLevel use_regex together with a Split is not supported");
+      pattern = kGpt2Pattern;
+    }
+  } else {
+    t.fail(where, "unsupported pre-tokenizer '" + type + "'");
+  }
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+// ---- encoding ----------------------------------------------------------------------------
+
+void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) const {
+  if (piece.size() == 1) {
+    out.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
+    return;
+  }
+  std::string key(piece);
+  {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> sym;
+  if (ignore_merges) {
+    std::string mapped;  // whole-word lookup in byte-level form
+    for (unsigned char c : piece) mapped += tokens[size_t(byte_ids[c])];
+    if (auto it = vocab.find(mapped); it != vocab.end()) sym.push_back(it->second);
+  }
+  if (sym.empty()) {
+    sym.reserve(piece.size());
+    for (unsigned char c : piece) sym.push_back(byte_ids[c]);
+    // ranks[i]: rank of merging sym[i], sym[i+1] (INT_MAX: none). Lowest rank first, leftmost on ties.
+    auto rank_of = [&](size_t i) {
+      auto it = merges.find((uint64_t(uint32_t(sym[i])) << 32) | uint32_t(sym[i + 1]));
+      return it == merges.end() ? std::make_pair(INT_MAX, -1) : it->second;
+    };
+    std::vector<std::pair<int32_t, int32_t>> ranks(sym.size() - 1);
+    for (size_t i = 0; i + 1 < sym.size(); ++i) ranks[i] = rank_of(i);
+    while (!ranks.empty()) {
+      size_t best = 0;
+      for (size_t i = 1; i < ranks.size(); ++i)
+        if (ranks[i].first < ranks[best].first) best = i;
+      if (ranks[best].first == INT_MAX) break;
+      sym[best] = ranks[best].second;
+      sym.erase(sym.begin() + long(best) + 1);
+      ranks.erase(ranks.begin() + long(best));
+      if (best < ranks.size()) ranks[best] = rank_of(best);
+      if (best > 0) ranks[best - 1] = rank_of(best - 1);
+    }
+  }
+  out.insert(out.end(), sym.begin(), sym.end());
+  std::lock_guard<std::mutex> lock(cache_mu);
+  if (cache.size() > 500000) cache.clear();
+  cache.emplace(std::move(key), std::move(sym));
+}
+
+void Tokenizer::Impl::pretokenize_and_bpe(std::string_view text, std::vector<int32_t>& out) const {
+  std::string normalized = nfc ? warmup::nfc(text) : std::string(text);
+  if (add_prefix_space && !normalized.empty() && normalized[0] != ' ') normalized.insert(0, " ");
+  thread_local MatchState ms;
+  auto subject = reinterpret_cast<PCRE2_SPTR>(normalized.data());
+  size_t n = normalized.size(), pos = 0, last = 0;
+  while (pos <= n) {
+    int rc = regex.jit ? pcre2_jit_match(regex.code, subject, n, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.ctx)
+                       : pcre2_match(regex.code, subject, n, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.ctx);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+      rc = pcre2_match(regex.code, subject, n, pos, PCRE2_NO_UTF_CHECK, ms.md, nullptr);
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    if (rc < 0) throw std::runtime_error(source.string() + ": pre-tokenizer regex failed (" + std::to_string(rc) + ")");
+    PCRE2_SIZE* ov = pcre2_get_ovector_pointer(ms.md);
+    size_t s = ov[0], e = ov[1];
+    if (s > last) bpe(std::string_view(normalized).substr(last, s - last), out);  // gap: its own piece
+    if (e > s) bpe(std::string_view(normalized).substr(s, e - s), out);
+    last = e;
+    if (e == s) {  // empty match: step over one character
+      if (e >= n) break;
+      size_t len = utf8_valid_length(normalized, e);
+      pos = e + (len ? len : 1);
+    } else {
+      pos = e;
+    }
+    if (pos >= n) break;
+  }
+  if (last < n) bpe(std::string_view(normalized).substr(last), out);
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special_tokens) const {
+  const Impl& t = *impl_;
+  std::string owned;
+  std::string_view text = input;
+  if (!utf8_is_valid(input)) text = owned = utf8_sanitize(input);
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 4);
+  if (add_special_tokens) out.insert(out.end(), t.prefix.begin(), t.prefix.end());
+  size_t seg = 0;
+  for (size_t i = 0; i < text.size();) {
+    const AddedToken* match = nullptr;
+    if (t.added_first[static_cast<unsigned char>(text[i])]) {
+      // Longest added token starting at i.
+      for (size_t len = std::min(t.added_max_len, text.size() - i); len > 0 && !match; --len) {
+        std::string_view cand = text.substr(i, len);
+        auto it = std::lower_bound(t.added_tokens.begin(), t.added_tokens.end(), cand,
+                                   [](const AddedToken& a, std::string_view c) { return a.content < c; });
+        if (it != t.added_tokens.end() && it->content == cand) match = &*it;
+      }
+    }
+    if (!match) {
+      ++i;
+      continue;
+    }
+    if (i > seg) t.pretokenize_and_bpe(text.substr(seg, i - seg), out);
+    out.push_back(match->id);
+    i += match->content.size();
+    seg = i;
+  }
+  if (seg < text.size()) t.pretokenize_and_bpe(text.substr(seg), out);
+  if (add_special_tokens) out.insert(out.end(), t.suffix.begin(), t.suffix.end());
+  return out;
+}
+
+// ---- decoding and lookups ----------------------------------------------------------------
+
+std::string Tokenizer::decode_bytes(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  std::string out;
+  for (int32_t id : ids) {
+    if (id < 0 || size_t(id) >= impl_->bytes.size())
+      throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary (size " +
+                              std::to_string(impl_->bytes.size()) + ")");
+    if (skip_special_tokens && impl_->special[size_t(id)]) continue;
+    out += impl_->bytes[size_t(id)];
+  }
+  return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  return utf8_sanitize(decode_bytes(ids, skip_special_tokens));
+}
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  auto it = impl_->vocab.find(std::string(token));
+  if (it == impl_->vocab.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string Tokenizer::id_to_token(int32_t id) const {
+  if (id < 0 || size_t(id) >= impl_->tokens.size()) return "";
+  return impl_->tokens[size_t(id)];
+}
+
+int32_t Tokenizer::vocab_size() const { return int32_t(impl_->tokens.size()); }
+bool Tokenizer::is_special(int32_t id) const {
+  return id >= 0 && size_t(id) < impl_->special.size() && impl_->special[size_t(id)];
+}
+std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
+std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
+std::optional<int32_t> Tokenizer::pad_id() const { return impl_->pad; }
+const fs::path& Tokenizer::source() const { return impl_->source; }
+
+std::string Tokenizer::byte_level_json(const std::vector<std::string>& specials) {
+  auto b2u = bytes_to_unicode();
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) {
+    std::string ch;
+    utf8_append(ch, b2u[size_t(b)]);
+    vocab[ch] = b;
+  }
+  json added = json::array();
+  for (size_t i = 0; i < specials.size(); ++i)
+    added.push_back({{"id", 256 + int(i)}, {"content", specials[i]}, {"single_word", false}, {"lstrip", false},
+                     {"rstrip", false}, {"normalized", false}, {"special", true}});
+  json bl = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  json j = {{"version", "1.0"},
+            {"truncation", nullptr},
+            {"padding", nullptr},
+            {"added_tokens", added},
+            {"normalizer", nullptr},
+            {"pre_tokenizer", {{"type", "Sequence"},
+                               {"pretokenizers", json::array({{{"type", "Split"},
+                                                               {"pattern", {{"Regex", R"((?s).{1,64})"}}},
+                                                               {"behavior", "Isolated"},
+                                                               {"invert", false}},
+                                                              bl})}}},
+            {"post_processor", bl},
+            {"decoder", bl},
+            {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+                       {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}, {"fuse_unk", false},
+                       {"byte_fallback", false}, {"ignore_merges", false}, {"vocab", vocab},
+                       {"merges", json::array()}}}};
+  return j.dump(2);
+}
+
+// ---- streaming and chat ------------------------------------------------------------------
+
+std::string Utf8Stream::push(std::string_view bytes) {
+  pending_.append(bytes);
+  size_t keep = utf8_incomplete_tail(pending_);
+  std::string out = utf8_sanitize(std::string_view(pending_).substr(0, pending_.size() - keep));
+  pending_.erase(0, pending_.size() - keep);
+  return out;
+}
+
+std::string Utf8Stream::finish() {
+  std::string out = utf8_sanitize(pending_);
+  pending_.clear();
+  return out;
+}
+
+std::string render_chatml(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  std::string s;
+  for (const auto& m : messages) s += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+  if (add_generation_prompt) s += "<|im_start|>assistant\n";
+  return s;
+}
+
+}  // namespace warmup
