@@ -14,5 +14,6 @@ int cmd_plugins(const Args& args);
 int cmd_runs(const Args& args);
 int cmd_version(const Args& args);
 int cmd_tokenize(const Args& args);
+int cmd_model(const Args& args);
 
 }  // namespace warmup::cli

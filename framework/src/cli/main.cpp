@@ -20,6 +20,7 @@ const char* kUsage =
     "  runs                  list runs; runs show|compare|export RUN...\n"
     "  version               version and build fingerprint\n"
     "  tokenize              text <-> token ids with a tokenizer.json\n"
+    "  model                 init | info | convert | logits of a Hugging Face model directory\n"
     "\n"
     "`warmup <command> --help` describes each command.\n";
 
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   if (args[0] == "--version") args[0] = "version";
   static const std::map<std::string, int (*)(const cli::Args&)> kCommands = {
       {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
-      {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize}};
+      {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize},
+      {"model", cli::cmd_model}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;
@@ -50,6 +52,9 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const DataError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const PluginError& e) {

@@ -512,7 +512,7 @@ std::string Tokenizer::byte_level_json(const std::vector<std::string>& specials)
             {"normalizer", nullptr},
             {"pre_tokenizer", {{"type", "Sequence"},
                                {"pretokenizers", json::array({{{"type", "Split"},
-                                                               {"pattern", {{"Regex", R"((?s).{1,64})"}}},
+                                                               {"pattern", {{"Regex", R"([\s\S]{1,64})"}}},
                                                                {"behavior", "Isolated"},
                                                                {"invert", false}},
                                                               bl})}}},

@@ -1,0 +1,131 @@
+// See checkpoint.h.
+#include "model/checkpoint.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/safetensors.h"
+#include "util/errors.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+torch::ScalarType parse_dtype(const std::string& name, const ModelConfig& config) {
+  std::string n = name == "auto" ? config.torch_dtype : name;
+  if (n == "float32" || n == "fp32" || n == "f32") return torch::kFloat32;
+  if (n == "bfloat16" || n == "bf16") return torch::kBFloat16;
+  if (n == "float16" || n == "fp16" || n == "half") return torch::kFloat16;
+  throw ConfigError("unsupported dtype '" + n + "' (float32, bfloat16, float16)");
+}
+
+std::string dtype_name(torch::ScalarType t) {
+  if (t == torch::kFloat32) return "float32";
+  if (t == torch::kBFloat16) return "bfloat16";
+  if (t == torch::kFloat16) return "float16";
+  return c10::toString(t);
+}
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  try {
+    return torch::Device(name);
+  } catch (const std::exception&) {
+    throw ConfigError("unknown device '" + name + "' (cpu, cuda, cuda:N, auto)");
+  }
+}
+
+CausalLM load_model(const fs::path& dir, const LoadOptions& opt) {
+  ModelConfig config = ModelConfig::load(dir);
+  torch::ScalarType dtype = parse_dtype(opt.dtype, config);
+  torch::Device device = parse_device(opt.device);
+  SafetensorsCheckpoint ckpt(dir);
+  CausalLM model(config);
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& param = item.value();
+    if (!ckpt.contains(name))
+      throw DataError(dir.string() + ": checkpoint has no tensor '" + name + "' required by " + config.architecture);
+    const TensorInfo& info = ckpt.info(name);
+    if (info.shape != param.sizes().vec()) {
+      std::ostringstream os;
+      os << dir.string() << ": tensor '" << name << "' has shape " << c10::IntArrayRef(info.shape)
+         << " but the config needs " << param.sizes();
+      throw DataError(os.str());
+    }
+    if (info.dtype != torch::kFloat32 && info.dtype != torch::kBFloat16 && info.dtype != torch::kFloat16)
+      throw DataError(dir.string() + ": tensor '" + name + "' has dtype " + info.dtype_name + ", expected F32, BF16 or F16");
+    torch::Tensor t = ckpt.tensor(name);
+    if (device.is_cpu() && t.scalar_type() == dtype) param.set_data(t);  // zero-copy, copy-on-write map
+    else param.set_data(t.to(device, dtype));
+    used.insert(name);
+  }
+  for (const auto& n : ckpt.names())
+    if (!used.count(n) && n != "lm_head.weight" && n.find("rotary_emb") == std::string::npos)
+      throw DataError(dir.string() + ": unexpected tensor '" + n + "' for " + config.architecture);
+  for (auto& b : model->buffers()) b.set_data(b.to(device));
+  model->rotary.inv_freq = model->rotary.inv_freq.to(device);
+  model->eval();
+  return model;
+}
+
+namespace {
+
+void copy_if_exists(const fs::path& from, const fs::path& to) {
+  if (!from.empty() && fs::exists(from) && fs::absolute(from) != fs::absolute(to))
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+}
+
+}  // namespace
+
+void save_model(CausalLM& model, const fs::path& dir, uint64_t shard_bytes, const fs::path& source_dir) {
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  torch::ScalarType dtype = torch::kFloat32;
+  for (const auto& item : model->named_parameters()) {
+    tensors.emplace_back(item.key(), item.value().detach());
+    dtype = item.value().scalar_type();
+  }
+  save_safetensors(dir, tensors, shard_bytes);
+  json cfg = model->config.raw;
+  cfg["torch_dtype"] = dtype_name(dtype);
+  if (cfg.contains("dtype")) cfg["dtype"] = dtype_name(dtype);
+  std::ofstream(dir / "config.json") << cfg.dump(2) << "\n";
+  if (!source_dir.empty()) {
+    for (const char* f : {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"})
+      copy_if_exists(source_dir / f, dir / f);
+  }
+  if (!fs::exists(dir / "generation_config.json")) {
+    json gen = json::object();
+    const ModelConfig& c = model->config;
+    if (c.bos_token_id) gen["bos_token_id"] = *c.bos_token_id;
+    if (c.eos_token_id) gen["eos_token_id"] = *c.eos_token_id;
+    if (c.pad_token_id) gen["pad_token_id"] = *c.pad_token_id;
+    std::ofstream(dir / "generation_config.json") << gen.dump(2) << "\n";
+  }
+}
+
+CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType dtype) {
+  torch::manual_seed(seed);
+  CausalLM model(config);
+  torch::NoGradGuard no_grad;
+  double std = config.initializer_range;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& p = item.value();
+    bool norm = name.find("norm") != std::string::npos;
+    if (norm) p.fill_(1.0);
+    else if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.zero_();
+    else p.normal_(0.0, std);
+  }
+  model->to(dtype);
+  return model;
+}
+
+}  // namespace warmup

@@ -1,0 +1,35 @@
+// Hugging Face model directories <-> CausalLM: load (config.json + safetensors, sharded or not,
+// zero-copy on CPU when the dtype matches), save (safetensors shards of at most `shard_bytes`,
+// config.json, generation_config.json, tokenizer files) such that
+// transformers.AutoModelForCausalLM.from_pretrained(dir) loads it unchanged, and random init.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "model/transformer.h"
+
+namespace warmup {
+
+// "auto" keeps the checkpoint's dtype (config torch_dtype); "float32" | "bfloat16" | "float16".
+torch::ScalarType parse_dtype(const std::string& name, const ModelConfig& config);
+std::string dtype_name(torch::ScalarType t);  // "float32", "bfloat16", "float16"
+torch::Device parse_device(const std::string& name);  // "auto" -> cuda if available, else cpu
+
+struct LoadOptions {
+  std::string dtype = "auto";
+  std::string device = "cpu";
+};
+
+CausalLM load_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+
+// Writes the model to `dir` (created), copying tokenizer and generation files from `source_dir`
+// when given. The config written is the model's config.json with torch_dtype updated.
+void save_model(CausalLM& model, const std::filesystem::path& dir, uint64_t shard_bytes = 5'000'000'000ULL,
+                const std::filesystem::path& source_dir = {});
+
+// A model with transformers' initialisation (normal(0, initializer_range) for linear and
+// embedding weights, zero biases, unit norms), seeded.
+CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType dtype = torch::kFloat32);
+
+}  // namespace warmup

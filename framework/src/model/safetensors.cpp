@@ -1,0 +1,276 @@
+// See safetensors.h.
+#include "model/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "util/errors.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+torch::ScalarType safetensors_dtype(const std::string& n) {
+  static const std::map<std::string, torch::ScalarType> kMap = {
+      {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
+      {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
+      {"I16", torch::kInt16}, {"I8", torch::kInt8}, {"U8", torch::kUInt8}, {"BOOL", torch::kBool}};
+  auto it = kMap.find(n);
+  if (it == kMap.end()) throw DataError("unsupported safetensors dtype '" + n + "'");
+  return it->second;
+}
+
+std::string safetensors_dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat64: return "F64";
+    case torch::kFloat32: return "F32";
+    case torch::kFloat16: return "F16";
+    case torch::kBFloat16: return "BF16";
+    case torch::kInt64: return "I64";
+    case torch::kInt32: return "I32";
+    case torch::kInt16: return "I16";
+    case torch::kInt8: return "I8";
+    case torch::kUInt8: return "U8";
+    case torch::kBool: return "BOOL";
+    default: throw std::runtime_error(std::string("dtype ") + c10::toString(t) + " cannot be saved as safetensors");
+  }
+}
+
+uint64_t parse_size(const std::string& text) {
+  size_t i = 0;
+  double v = std::stod(text, &i);
+  std::string unit = text.substr(i);
+  unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
+  std::transform(unit.begin(), unit.end(), unit.begin(), ::toupper);
+  double mul = unit.empty() || unit == "B" ? 1
+               : unit == "KB"              ? 1e3
+               : unit == "MB"              ? 1e6
+               : unit == "GB"              ? 1e9
+               : unit == "KIB"             ? 1024.0
+               : unit == "MIB"             ? 1048576.0
+               : unit == "GIB"             ? 1073741824.0
+                                           : -1;
+  if (mul < 0 || v <= 0) throw UsageError("bad size '" + text + "' (e.g. 5GB, 500MB, 2GiB)");
+  return uint64_t(v * mul);
+}
+
+SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
+  std::string p = path.string();
+  int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) throw DataError(p + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  fstat(fd, &st);
+  size_ = size_t(st.st_size);
+  if (size_ < 8) {
+    ::close(fd);
+    throw DataError(p + ": truncated safetensors file (" + std::to_string(size_) + " bytes, no header)");
+  }
+  void* m = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (m == MAP_FAILED) throw DataError(p + ": mmap failed: " + std::strerror(errno));
+  size_t sz = size_;
+  map_ = std::shared_ptr<void>(m, [sz](void* q) { munmap(q, sz); });
+  const auto* bytes = static_cast<const uint8_t*>(m);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
+  if (header_len > size_ - 8 || header_len > 100'000'000)
+    throw DataError(p + ": header length " + std::to_string(header_len) + " exceeds the file (" +
+                    std::to_string(size_) + " bytes): truncated or not safetensors");
+  data_start_ = 8 + header_len;
+  json h;
+  try {
+    h = json::parse(reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + 8 + header_len));
+  } catch (const json::parse_error& e) {
+    throw DataError(p + ": header is not valid JSON: " + e.what());
+  }
+  if (!h.is_object()) throw DataError(p + ": header is not a JSON object");
+  size_t data_size = size_ - data_start_;
+  std::vector<std::pair<size_t, size_t>> ranges;
+  for (const auto& [name, v] : h.items()) {
+    if (name == "__metadata__") {
+      for (const auto& [k, mv] : v.items())
+        if (mv.is_string()) metadata_[k] = mv.get<std::string>();
+      continue;
+    }
+    try {
+      TensorInfo t;
+      t.name = name;
+      t.dtype_name = v.at("dtype").get<std::string>();
+      t.dtype = safetensors_dtype(t.dtype_name);
+      t.shape = v.at("shape").get<std::vector<int64_t>>();
+      auto off = v.at("data_offsets").get<std::vector<uint64_t>>();
+      if (off.size() != 2 || off[0] > off[1]) throw DataError("bad data_offsets");
+      t.begin = size_t(off[0]), t.end = size_t(off[1]);
+      size_t numel = 1;
+      for (int64_t d : t.shape) {
+        if (d < 0) throw DataError("negative dimension");
+        numel *= size_t(d);
+      }
+      size_t want = numel * c10::elementSize(t.dtype);
+      if (t.end - t.begin != want)
+        throw DataError("data_offsets span " + std::to_string(t.end - t.begin) + " bytes but " + t.dtype_name +
+                        " shape needs " + std::to_string(want));
+      if (t.end > data_size)
+        throw DataError("data ends at byte " + std::to_string(t.end) + " but the file has " +
+                        std::to_string(data_size) + " data bytes (truncated?)");
+      ranges.emplace_back(t.begin, t.end);
+      tensors_.emplace(name, std::move(t));
+    } catch (const DataError& e) {
+      throw DataError(p + ": tensor '" + name + "': " + e.what());
+    } catch (const json::exception& e) {
+      throw DataError(p + ": tensor '" + name + "': malformed entry: " + e.what());
+    }
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second)
+      throw DataError(p + ": tensors overlap at data byte " + std::to_string(ranges[i].first));
+}
+
+SafetensorsFile::~SafetensorsFile() = default;
+
+torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw DataError(path_.string() + ": no tensor '" + name + "'");
+  const TensorInfo& t = it->second;
+  auto* base = static_cast<uint8_t*>(map_.get()) + data_start_ + t.begin;
+  auto opts = torch::TensorOptions().dtype(t.dtype);
+  if (reinterpret_cast<uintptr_t>(base) % c10::elementSize(t.dtype) != 0) {
+    torch::Tensor out = torch::empty(t.shape, opts);
+    std::memcpy(out.data_ptr(), base, t.end - t.begin);
+    return out;
+  }
+  std::shared_ptr<void> keep = map_;
+  return torch::from_blob(base, t.shape, [keep](void*) mutable { keep.reset(); }, opts);
+}
+
+SafetensorsCheckpoint::SafetensorsCheckpoint(const fs::path& dir) : dir_(dir) {
+  fs::path index = dir / "model.safetensors.index.json";
+  std::vector<fs::path> files;
+  std::map<std::string, std::string> weight_map;
+  if (fs::exists(index)) {
+    std::ifstream in(index);
+    json j;
+    try {
+      j = json::parse(in);
+    } catch (const json::parse_error& e) {
+      throw DataError(index.string() + ": not valid JSON: " + e.what());
+    }
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw DataError(index.string() + ": no weight_map");
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      weight_map[name] = file.get<std::string>();
+      if (std::find(files.begin(), files.end(), dir / weight_map[name]) == files.end())
+        files.push_back(dir / weight_map[name]);
+    }
+    for (const auto& f : files)
+      if (!fs::exists(f)) throw DataError(index.string() + ": shard " + f.filename().string() + " is missing");
+  } else if (fs::exists(dir / "model.safetensors")) {
+    files.push_back(dir / "model.safetensors");
+  } else {
+    throw DataError(dir.string() + ": no model.safetensors or model.safetensors.index.json");
+  }
+  for (const auto& f : files) {
+    files_.push_back(std::make_unique<SafetensorsFile>(f));
+    for (const auto& [name, info] : files_.back()->tensors()) {
+      if (!weight_map.empty() && weight_map.count(name) && dir / weight_map[name] != f) continue;
+      where_[name] = files_.back().get();
+    }
+  }
+  for (const auto& [name, file] : weight_map)
+    if (!where_.count(name))
+      throw DataError(index.string() + ": tensor '" + name + "' is not in its shard " + file);
+}
+
+const TensorInfo& SafetensorsCheckpoint::info(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) throw DataError(dir_.string() + ": checkpoint has no tensor '" + name + "'");
+  return it->second->tensors().at(name);
+}
+
+torch::Tensor SafetensorsCheckpoint::tensor(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) throw DataError(dir_.string() + ": checkpoint has no tensor '" + name + "'");
+  return it->second->tensor(name);
+}
+
+std::vector<std::string> SafetensorsCheckpoint::names() const {
+  std::vector<std::string> out;
+  for (const auto& [n, f] : where_) out.push_back(n);
+  return out;
+}
+
+void write_safetensors_file(const fs::path& file, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                            const std::map<std::string, std::string>& metadata) {
+  json h = json::object();
+  if (!metadata.empty()) h["__metadata__"] = metadata;
+  size_t offset = 0;
+  std::vector<torch::Tensor> cpu;
+  for (const auto& [name, t0] : tensors) {
+    torch::Tensor t = t0.detach().to(torch::kCPU).contiguous();
+    size_t bytes = size_t(t.numel()) * t.element_size();
+    h[name] = {{"dtype", safetensors_dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()},
+               {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    cpu.push_back(t);
+  }
+  std::string header = h.dump();
+  header.append((8 - header.size() % 8) % 8, ' ');  // data section 8-byte aligned
+  fs::path tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    if (!out) throw std::runtime_error(tmp.string() + ": cannot write");
+    uint64_t n = header.size();
+    char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = char((n >> (8 * i)) & 0xFF);
+    out.write(len, 8);
+    out.write(header.data(), std::streamsize(header.size()));
+    for (const auto& t : cpu) out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(size_t(t.numel()) * t.element_size()));
+    if (!out) throw std::runtime_error(tmp.string() + ": write failed (disk full?)");
+  }
+  fs::rename(tmp, file);
+}
+
+std::vector<fs::path> save_safetensors(const fs::path& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                                       uint64_t shard_bytes, const std::map<std::string, std::string>& metadata) {
+  fs::create_directories(dir);
+  std::vector<std::vector<std::pair<std::string, torch::Tensor>>> shards(1);
+  uint64_t cur = 0, total = 0;
+  for (const auto& nt : tensors) {
+    uint64_t b = uint64_t(nt.second.numel()) * nt.second.element_size();
+    if (cur > 0 && cur + b > shard_bytes) shards.emplace_back(), cur = 0;
+    shards.back().push_back(nt);
+    cur += b, total += b;
+  }
+  std::vector<fs::path> written;
+  fs::remove(dir / "model.safetensors.index.json");
+  if (shards.size() == 1) {
+    write_safetensors_file(dir / "model.safetensors", shards[0], metadata);
+    written.push_back(dir / "model.safetensors");
+    return written;
+  }
+  fs::remove(dir / "model.safetensors");
+  json weight_map = json::object();
+  char name[64];
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    write_safetensors_file(dir / name, shards[i], metadata);
+    written.push_back(dir / name);
+    for (const auto& [n, t] : shards[i]) weight_map[n] = name;
+  }
+  json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2) << "\n";
+  written.push_back(dir / "model.safetensors.index.json");
+  return written;
+}
+
+}  // namespace warmup

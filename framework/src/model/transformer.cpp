@@ -1,0 +1,255 @@
+// See transformer.h. Numerics follow transformers' modeling_qwen2/llama/qwen3 so fp32 logits match
+// to ~1e-5: RMSNorm in fp32 then cast, RoPE cos/sin in fp32 then cast, SDPA with scale 1/sqrt(D).
+#include "model/transformer.h"
+
+#include <cmath>
+
+namespace warmup {
+
+// ---- RMSNorm -----------------------------------------------------------------------------
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  auto dtype = x.scalar_type();
+  torch::Tensor h = x.to(torch::kFloat32);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, true) + eps);
+  return weight * h.to(dtype);
+}
+
+// ---- RoPE --------------------------------------------------------------------------------
+
+RotaryEmbedding::RotaryEmbedding(const ModelConfig& c) {
+  int64_t d = c.head_dim;
+  auto idx = torch::arange(0, d, 2, torch::kInt64).to(torch::kFloat32);
+  inv_freq = 1.0 / torch::pow(c.rope_theta, idx / double(d));
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type == "linear") {
+    inv_freq = inv_freq / rs.factor;
+  } else if (rs.type == "llama3") {
+    double old_ctx = double(rs.original_max_position_embeddings);
+    double low_wl = old_ctx / rs.low_freq_factor, high_wl = old_ctx / rs.high_freq_factor;
+    auto wavelen = 2 * M_PI / inv_freq;
+    auto scaled = torch::where(wavelen > low_wl, inv_freq / rs.factor, inv_freq);
+    auto smooth = (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+    auto smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
+    auto medium = (wavelen >= high_wl).logical_and(wavelen <= low_wl);
+    inv_freq = torch::where(medium, smoothed, scaled);
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::operator()(const torch::Tensor& positions) const {
+  auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq.to(positions.device());  // (B, T, D/2)
+  auto emb = torch::cat({freqs, freqs}, -1);                                                      // (B, T, D)
+  return {emb.cos(), emb.sin()};
+}
+
+namespace {
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  auto halves = x.chunk(2, -1);
+  return torch::cat({-halves[1], halves[0]}, -1);
+}
+
+}  // namespace
+
+// ---- attention, MLP, layer -----------------------------------------------------------------
+
+AttentionImpl::AttentionImpl(const ModelConfig& c)
+    : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+  using torch::nn::LinearOptions;
+  bool qkv_bias = c.attention_bias;
+  bool o_bias = c.arch == Arch::kQwen2 ? false : c.attention_bias;
+  q_proj = register_module("q_proj", torch::nn::Linear(LinearOptions(c.hidden_size, heads * head_dim).bias(qkv_bias)));
+  k_proj = register_module("k_proj", torch::nn::Linear(LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkv_bias)));
+  v_proj = register_module("v_proj", torch::nn::Linear(LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkv_bias)));
+  o_proj = register_module("o_proj", torch::nn::Linear(LinearOptions(heads * head_dim, c.hidden_size).bias(o_bias)));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+  }
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     const torch::Tensor& mask) {
+  int64_t B = x.size(0), T = x.size(1);
+  auto q = q_proj(x).view({B, T, heads, head_dim});     // (B, T, Hq, D)
+  auto k = k_proj(x).view({B, T, kv_heads, head_dim});  // (B, T, Hkv, D)
+  auto v = v_proj(x).view({B, T, kv_heads, head_dim});
+  if (q_norm) q = q_norm(q), k = k_norm(k);
+  q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // (B, H, T, D)
+  auto c = cos.unsqueeze(1).to(q.scalar_type()), s = sin.unsqueeze(1).to(q.scalar_type());
+  q = q * c + rotate_half(q) * s;
+  k = k * c + rotate_half(k) * s;
+  std::optional<torch::Tensor> m;
+  if (mask.defined()) m = mask;
+  auto out = at::scaled_dot_product_attention(q, k, v, m, 0.0, /*is_causal=*/!mask.defined(),
+                                              1.0 / std::sqrt(double(head_dim)), /*enable_gqa=*/kv_heads != heads);
+  out = out.transpose(1, 2).reshape({B, T, heads * head_dim});  // (B, T, Hq*D)
+  return o_proj(out);
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c) {
+  using torch::nn::LinearOptions;
+  gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
+  up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
+  down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(c.intermediate_size, c.hidden_size).bias(c.mlp_bias)));
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+  self_attn = register_module("self_attn", Attention(c));
+  mlp = register_module("mlp", MLP(c));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& mask) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin, mask);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+// ---- activation checkpointing and chunked log-probs ----------------------------------------
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Runs one decoder layer without keeping its activations; backward reruns it with grad enabled.
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor cos, torch::Tensor sin,
+                               torch::Tensor mask, DecoderLayerImpl* layer) {
+    ctx->save_for_backward({x, cos, sin, mask});
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    torch::NoGradGuard no_grad;
+    return layer->forward(x, cos, sin, mask);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    torch::Tensor x = saved[0].detach().requires_grad_(true);
+    torch::Tensor out;
+    {
+      torch::AutoGradMode enable(true);
+      out = layer->forward(x, saved[1], saved[2], saved[3]);
+    }
+    torch::autograd::backward({out}, {grad[0]});  // accumulates parameter grads
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// log_softmax(h @ W^T)[target] per row, chunked; the (rows, V) logits are never all alive.
+struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor targets,
+                               int64_t chunk) {
+    int64_t n = h.size(0);
+    auto out = torch::empty({n}, h.options().dtype(torch::kFloat32));
+    for (int64_t s = 0; s < n; s += chunk) {
+      int64_t e = std::min(n, s + chunk);
+      auto logits = torch::matmul(h.slice(0, s, e), w.t()).to(torch::kFloat32);  // (rows, V)
+      auto t = targets.slice(0, s, e).unsqueeze(1);
+      out.slice(0, s, e).copy_(logits.gather(1, t).squeeze(1) - logits.logsumexp(1));
+    }
+    ctx->save_for_backward({h, w, targets});
+    ctx->saved_data["chunk"] = chunk;
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    auto h = saved[0], w = saved[1], targets = saved[2];
+    int64_t chunk = ctx->saved_data["chunk"].toInt(), n = h.size(0);
+    auto g = grad[0].to(torch::kFloat32);
+    auto gh = torch::empty_like(h);
+    auto gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
+    for (int64_t s = 0; s < n; s += chunk) {
+      int64_t e = std::min(n, s + chunk);
+      auto hc = h.slice(0, s, e);
+      auto logits = torch::matmul(hc, w.t()).to(torch::kFloat32);
+      auto gc = g.slice(0, s, e).unsqueeze(1);                 // (rows, 1)
+      auto dlogits = -logits.softmax(1) * gc;                  // d(logit_t - lse) = onehot - p
+      dlogits.scatter_add_(1, targets.slice(0, s, e).unsqueeze(1), gc);
+      auto dl = dlogits.to(h.scalar_type());
+      gh.slice(0, s, e).copy_(torch::matmul(dl, w));
+      gw.add_(torch::matmul(dl.t(), hc).to(torch::kFloat32));
+    }
+    return {gh, gw.to(w.scalar_type()), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+// ---- the model ---------------------------------------------------------------------------
+
+CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config(c), rotary(c) {
+  model = register_module("model", Decoder(c));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+}
+
+torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::ScalarType dtype) {
+  int64_t T = attention_mask.size(1);
+  auto causal = torch::ones({T, T}, attention_mask.options().dtype(torch::kBool)).tril();  // (T, T)
+  auto keys = attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(2);                  // (B, 1, 1, T)
+  auto allowed = causal.unsqueeze(0).unsqueeze(0).logical_and(keys);                      // (B, 1, T, T)
+  auto opts = torch::TensorOptions().dtype(dtype).device(attention_mask.device());
+  return torch::zeros(allowed.sizes(), opts)
+      .masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest() / 2);
+}
+
+torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                                          const torch::Tensor& position_ids) {
+  int64_t B = ids.size(0), T = ids.size(1);
+  torch::Tensor pos = position_ids;
+  if (!pos.defined()) {
+    if (attention_mask.defined()) pos = (attention_mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
+    else pos = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
+  }
+  auto [cos, sin] = rotary(pos);  // (B, T, D)
+  auto x = model->embed_tokens(ids);  // (B, T, H)
+  torch::Tensor mask;
+  bool all_real = !attention_mask.defined() || attention_mask.to(torch::kBool).all().item<bool>();
+  if (!all_real) mask = causal_padding_mask(attention_mask, x.scalar_type());
+  for (const auto& m : *model->layers) {
+    auto* layer = m->as<DecoderLayerImpl>();
+    if (activation_checkpointing && is_training() && torch::GradMode::is_enabled())
+      x = CheckpointedLayer::apply(x, cos, sin, mask.defined() ? mask : torch::Tensor(), layer);
+    else
+      x = layer->forward(x, cos, sin, mask);
+  }
+  return model->norm(x);
+}
+
+torch::Tensor CausalLMImpl::output_weight() {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                                    const torch::Tensor& position_ids) {
+  return torch::matmul(hidden_states(ids, attention_mask, position_ids), output_weight().t());
+}
+
+torch::Tensor CausalLMImpl::token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,
+                                           const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
+                                           int64_t chunk) {
+  auto h = hidden_states(ids, attention_mask, position_ids);  // (B, T, H)
+  int64_t B = h.size(0), T = h.size(1);
+  auto flat = ChunkedLogProb::apply(h.reshape({B * T, h.size(2)}), output_weight(),
+                                    targets.reshape({B * T}).to(torch::kInt64), chunk);
+  return flat.view({B, T});
+}
+
+}  // namespace warmup

@@ -1,0 +1,96 @@
+// Decoder-only transformer in LibTorch for Qwen2 / Llama / Qwen3 checkpoints: RMSNorm, RoPE
+// (default, linear, llama3 scaling), GQA attention through scaled_dot_product_attention, SwiGLU
+// MLP. Module and parameter names equal the Hugging Face names ("model.layers.0.self_attn.q_proj
+// .weight"), so checkpoints map one to one.
+//
+// Not here: KV cache and sampling (the engine), weight I/O (checkpoint.h).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "model/config.h"
+
+namespace warmup {
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // statistics in fp32, as transformers
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+struct RotaryEmbedding {
+  explicit RotaryEmbedding(const ModelConfig& c);
+  // cos, sin for positions (B, T): each (B, T, head_dim), fp32.
+  std::pair<torch::Tensor, torch::Tensor> operator()(const torch::Tensor& positions) const;
+  torch::Tensor inv_freq;  // (head_dim / 2), fp32
+};
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const ModelConfig& c);
+  // x (B, T, H); cos/sin (B, T, D); mask: additive (B, 1, T, T) or undefined for plain causal.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
+  int64_t heads, kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MLPImpl : torch::nn::Module {
+  explicit MLPImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  explicit DecoderLayerImpl(const ModelConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& mask);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+struct DecoderImpl : torch::nn::Module {  // HF's "model" submodule
+  explicit DecoderImpl(const ModelConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+struct CausalLMImpl : torch::nn::Module {
+  explicit CausalLMImpl(const ModelConfig& c);
+
+  // Final hidden states (B, T, H). attention_mask (B, T) of 1/0 marks real tokens (padding on
+  // either side); position_ids default to cumsum(mask) - 1 (arange without a mask).
+  torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                              const torch::Tensor& position_ids = {});
+  // Logits (B, T, V) in the model dtype.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        const torch::Tensor& position_ids = {});
+  // log p(targets[b, t] | tokens <= t) as fp32 (B, T), computed `chunk` rows at a time with the
+  // (rows, V) logits recomputed in backward instead of kept: memory O(chunk * V), not O(B*T*V).
+  torch::Tensor token_logprobs(const torch::Tensor& input_ids, const torch::Tensor& targets,
+                               const torch::Tensor& attention_mask = {}, const torch::Tensor& position_ids = {},
+                               int64_t chunk = 1024);
+  torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
+
+  // Recompute each layer in backward instead of storing its activations.
+  bool activation_checkpointing = false;
+
+  ModelConfig config;
+  RotaryEmbedding rotary;
+  Decoder model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+};
+TORCH_MODULE(CausalLM);
+
+// Additive attention mask (B, 1, T, T) in `dtype` from a (B, T) 1/0 padding mask, causal.
+torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::ScalarType dtype);
+
+}  // namespace warmup
