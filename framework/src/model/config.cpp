@@ -17,7 +17,21 @@ std::string arch_name(Arch a) {
   return "?";
 }
 
+namespace {
+ModelConfig parse_config(const json& j, const std::string& where);
+}  // namespace
+
 ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
+  try {
+    return parse_config(j, where);
+  } catch (const json::exception& e) {
+    throw DataError(where + ": malformed field: " + e.what());
+  }
+}
+
+namespace {
+
+ModelConfig parse_config(const json& j, const std::string& where) {
   auto fail = [&](const std::string& what) -> void { throw DataError(where + ": " + what); };
   ModelConfig c;
   c.raw = j;
@@ -77,6 +91,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   c.bos_token_id = opt_id("bos_token_id"), c.eos_token_id = opt_id("eos_token_id"), c.pad_token_id = opt_id("pad_token_id");
   return c;
 }
+
+}  // namespace
 
 ModelConfig ModelConfig::load(const fs::path& p) {
   fs::path file = fs::is_directory(p) ? p / "config.json" : p;

@@ -129,6 +129,9 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Custom autograd functions cannot take undefined tensors: "no mask" travels as an empty tensor.
+torch::Tensor real_mask(const torch::Tensor& m) { return m.numel() == 0 ? torch::Tensor() : m; }
+
 // Runs one decoder layer without keeping its activations; backward reruns it with grad enabled.
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor cos, torch::Tensor sin,
@@ -136,7 +139,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     ctx->save_for_backward({x, cos, sin, mask});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
     torch::NoGradGuard no_grad;
-    return layer->forward(x, cos, sin, mask);
+    return layer->forward(x, cos, sin, real_mask(mask));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad) {
     auto saved = ctx->get_saved_variables();
@@ -145,7 +148,7 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     torch::Tensor out;
     {
       torch::AutoGradMode enable(true);
-      out = layer->forward(x, saved[1], saved[2], saved[3]);
+      out = layer->forward(x, saved[1], saved[2], real_mask(saved[3]));
     }
     torch::autograd::backward({out}, {grad[0]});  // accumulates parameter grads
     return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
@@ -226,7 +229,7 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& ids, const torch:
   for (const auto& m : *model->layers) {
     auto* layer = m->as<DecoderLayerImpl>();
     if (activation_checkpointing && is_training() && torch::GradMode::is_enabled())
-      x = CheckpointedLayer::apply(x, cos, sin, mask.defined() ? mask : torch::Tensor(), layer);
+      x = CheckpointedLayer::apply(x, cos, sin, mask.defined() ? mask : torch::empty({0}, x.options()), layer);
     else
       x = layer->forward(x, cos, sin, mask);
   }

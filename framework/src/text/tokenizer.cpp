@@ -114,6 +114,15 @@ void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& 
 }  // namespace
 
 Tokenizer Tokenizer::load(const fs::path& path) {
+  try {
+    return load_impl(path);
+  } catch (const json::exception& e) {
+    fs::path file = fs::is_directory(path) ? path / "tokenizer.json" : path;
+    throw DataError(file.string() + ": malformed tokenizer: " + e.what());
+  }
+}
+
+Tokenizer Tokenizer::load_impl(const fs::path& path) {
   auto impl = std::make_unique<Impl>();
   Impl& t = *impl;
   fs::path dir = fs::is_directory(path) ? path : path.parent_path();

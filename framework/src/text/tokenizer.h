@@ -51,6 +51,7 @@ class Tokenizer {
   struct Impl;  // defined in tokenizer.cpp
 
  private:
+  static Tokenizer load_impl(const std::filesystem::path& path);
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

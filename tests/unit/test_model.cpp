@@ -1,0 +1,109 @@
+// Model internals that need no Python oracle: the chunked log-prob autograd function and
+// activation checkpointing give the same gradients as the plain path; safetensors round trips.
+#include "torch_doctest.h"
+
+#include "helpers.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+#include "util/errors.h"
+
+using namespace warmup;
+
+namespace {
+
+ModelConfig tiny(const std::string& arch, bool tie) {
+  nlohmann::json j = {{"architectures", {arch}}, {"vocab_size", 97}, {"hidden_size", 32}, {"intermediate_size", 48},
+                      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                      {"tie_word_embeddings", tie}};
+  return ModelConfig::from_json(j, "test");
+}
+
+std::map<std::string, torch::Tensor> grads_of(CausalLM& m) {
+  std::map<std::string, torch::Tensor> g;
+  for (auto& item : m->named_parameters()) g[item.key()] = item.value().grad().clone();
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("chunked token log-probs: values and gradients equal log_softmax of full logits") {
+  for (bool tie : {true, false}) {
+    CausalLM m = init_model(tiny("Qwen2ForCausalLM", tie), 3);
+    m->train();
+    auto ids = torch::randint(0, 97, {3, 11}, torch::kInt64);
+    auto mask = torch::ones({3, 11}, torch::kInt64);
+    mask.index_put_({1, torch::indexing::Slice(0, 4)}, 0);  // left padding
+    auto targets = torch::randint(0, 97, {3, 11}, torch::kInt64);
+    auto weights = torch::rand({3, 11});
+
+    auto ref = torch::log_softmax(m->forward(ids, mask), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+    (ref * weights).sum().backward();
+    auto g_ref = grads_of(m);
+    m->zero_grad();
+    auto got = m->token_logprobs(ids, targets, mask, {}, /*chunk=*/4);
+    (got * weights).sum().backward();
+    auto g_got = grads_of(m);
+    CHECK(torch::allclose(got, ref.detach(), 1e-5, 1e-5));
+    for (const auto& [name, g] : g_ref) {
+      INFO(name);
+      CHECK(torch::allclose(g_got[name], g, 1e-5, 1e-6));
+    }
+  }
+}
+
+TEST_CASE("activation checkpointing keeps the gradients") {
+  CausalLM m = init_model(tiny("Qwen3ForCausalLM", true), 4);
+  m->train();
+  auto ids = torch::randint(0, 97, {2, 9}, torch::kInt64);
+  auto loss = [&] { return m->token_logprobs(ids, torch::roll(ids, -1, 1)).mean(); };
+  loss().backward();
+  auto plain = grads_of(m);
+  m->zero_grad();
+  m->activation_checkpointing = true;
+  loss().backward();
+  auto ckpt = grads_of(m);
+  for (const auto& [name, g] : plain) {
+    INFO(name);
+    CHECK(torch::allclose(ckpt[name], g, 1e-6, 1e-7));
+  }
+}
+
+TEST_CASE("safetensors round trip: dtypes, shards, index") {
+  test::TempDir d;
+  std::vector<std::pair<std::string, torch::Tensor>> ts = {
+      {"a", torch::randn({3, 5})}, {"b", torch::randn({7}).to(torch::kBFloat16)},
+      {"c", torch::randn({2, 2, 2}).to(torch::kFloat16)}, {"d", torch::arange(10, torch::kInt64)},
+      {"e", torch::zeros({0, 4})}};
+  auto files = save_safetensors(d.path / "one", ts, 1'000'000);
+  CHECK(files.size() == 1);
+  auto many = save_safetensors(d.path / "many", ts, 40);
+  CHECK(many.size() > 2);
+  CHECK(std::filesystem::exists(d.path / "many" / "model.safetensors.index.json"));
+  for (const char* dir : {"one", "many"}) {
+    SafetensorsCheckpoint ck(d.path / dir);
+    for (const auto& [name, t] : ts) {
+      std::string where = std::string(dir) + " " + name;
+      INFO(where);
+      auto back = ck.tensor(name);
+      CHECK((back.scalar_type() == t.scalar_type()));
+      CHECK(torch::equal(back, t));
+    }
+  }
+  CHECK(parse_size("5GB") == 5'000'000'000ULL);
+  CHECK(parse_size("60KB") == 60'000ULL);
+  CHECK(parse_size("2GiB") == 2147483648ULL);
+  CHECK_THROWS_AS(parse_size("lots"), std::exception);
+}
+
+TEST_CASE("zero-copy loading maps the file and writes stay private") {
+  test::TempDir d;
+  CausalLM m = init_model(tiny("LlamaForCausalLM", false), 1);
+  save_model(m, d.path);
+  auto before = SafetensorsCheckpoint(d.path).tensor("model.norm.weight").clone();
+  CausalLM loaded = load_model(d.path);
+  {
+    torch::NoGradGuard ng;
+    loaded->model->norm->weight.add_(1.0);  // copy-on-write: the file must not change
+  }
+  CHECK(torch::equal(SafetensorsCheckpoint(d.path).tensor("model.norm.weight"), before));
+}
