@@ -15,5 +15,6 @@ int cmd_runs(const Args& args);
 int cmd_version(const Args& args);
 int cmd_tokenize(const Args& args);
 int cmd_model(const Args& args);
+int cmd_bench(const Args& args);
 
 }  // namespace warmup::cli

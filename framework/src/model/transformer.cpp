@@ -193,6 +193,51 @@ struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
   }
 };
 
+// sum_r weights[r] * log_softmax(h @ W^T)[r, target_r], with the gradient computed during the
+// forward pass (the weights are known), so the (rows, V) logits are computed once and never kept:
+// the same matmul count as materialising the logits, without their memory.
+struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor targets,
+                               torch::Tensor weights, int64_t chunk, torch::Tensor logprobs_out) {
+    int64_t n = h.size(0);
+    bool need_grad = h.requires_grad() || w.requires_grad();
+    torch::Tensor gh, gw;
+    if (need_grad) {
+      gh = torch::empty_like(h);
+      gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
+    }
+    auto total = torch::zeros({}, h.options().dtype(torch::kFloat32));
+    torch::NoGradGuard no_grad;
+    for (int64_t s = 0; s < n; s += chunk) {
+      int64_t e = std::min(n, s + chunk);
+      auto hc = h.slice(0, s, e);
+      auto t = targets.slice(0, s, e).unsqueeze(1);
+      auto wc = weights.slice(0, s, e).to(torch::kFloat32).unsqueeze(1);  // (rows, 1)
+      auto logits = torch::matmul(hc, w.t()).to(torch::kFloat32);         // (rows, V)
+      auto lse = logits.logsumexp(1, true);
+      auto lp = logits.gather(1, t) - lse;                                 // (rows, 1)
+      total += (lp * wc).sum();
+      if (logprobs_out.numel() > 0) logprobs_out.slice(0, s, e).copy_(lp.squeeze(1));
+      if (need_grad) {
+        auto dl = logits.sub_(lse).exp_().mul_(-wc);  // -w * softmax, in place of the logits
+        dl.scatter_add_(1, t, wc);
+        auto dlc = dl.to(h.scalar_type());
+        gh.slice(0, s, e).copy_(torch::matmul(dlc, w));
+        gw.add_(torch::matmul(dlc.t(), hc).to(torch::kFloat32));
+      }
+    }
+    ctx->save_for_backward({gh, need_grad ? gw.to(w.scalar_type()) : torch::Tensor()});
+    return total;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    auto saved = ctx->get_saved_variables();
+    auto g = grad[0];
+    return {saved[0].defined() ? saved[0] * g.to(saved[0].scalar_type()) : torch::Tensor(),
+            saved[1].defined() ? saved[1] * g.to(saved[1].scalar_type()) : torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 // ---- the model ---------------------------------------------------------------------------
@@ -243,6 +288,21 @@ torch::Tensor CausalLMImpl::output_weight() {
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,
                                     const torch::Tensor& position_ids) {
   return torch::matmul(hidden_states(ids, attention_mask, position_ids), output_weight().t());
+}
+
+torch::Tensor CausalLMImpl::weighted_logprob_sum(const torch::Tensor& input_ids, const torch::Tensor& targets,
+                                                const torch::Tensor& weights, const torch::Tensor& attention_mask,
+                                                const torch::Tensor& position_ids, int64_t chunk,
+                                                torch::Tensor* logprobs) {
+  auto h = hidden_states(input_ids, attention_mask, position_ids);  // (B, T, H)
+  int64_t B = h.size(0), T = h.size(1);
+  // Custom functions take no undefined tensors: "no per-token output" is an empty tensor.
+  torch::Tensor out = torch::empty({logprobs ? B * T : 0}, h.options().dtype(torch::kFloat32));
+  auto total = FusedWeightedLogProb::apply(h.reshape({B * T, h.size(2)}), output_weight(),
+                                           targets.reshape({B * T}).to(torch::kInt64),
+                                           weights.reshape({B * T}).to(h.device()), chunk, out);
+  if (logprobs) *logprobs = out.view({B, T});
+  return total;
 }
 
 torch::Tensor CausalLMImpl::token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,

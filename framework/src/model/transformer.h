@@ -78,6 +78,14 @@ struct CausalLMImpl : torch::nn::Module {
   torch::Tensor token_logprobs(const torch::Tensor& input_ids, const torch::Tensor& targets,
                                const torch::Tensor& attention_mask = {}, const torch::Tensor& position_ids = {},
                                int64_t chunk = 1024);
+  // sum(weights * log p(targets)) as an fp32 scalar, for losses that are linear in the token
+  // log-probs (SFT's mean NLL; GRPO with precomputed per-token coefficients). Its gradient is
+  // computed during this forward pass, so each logits chunk is computed once and dropped. Weight 0
+  // masks a position. `logprobs`, if given, receives the detached per-token values (B, T).
+  torch::Tensor weighted_logprob_sum(const torch::Tensor& input_ids, const torch::Tensor& targets,
+                                     const torch::Tensor& weights, const torch::Tensor& attention_mask = {},
+                                     const torch::Tensor& position_ids = {}, int64_t chunk = 1024,
+                                     torch::Tensor* logprobs = nullptr);
   torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
 
   // Recompute each layer in backward instead of storing its activations.
