@@ -16,5 +16,6 @@ int cmd_version(const Args& args);
 int cmd_tokenize(const Args& args);
 int cmd_model(const Args& args);
 int cmd_bench(const Args& args);
+int cmd_generate(const Args& args);
 
 }  // namespace warmup::cli

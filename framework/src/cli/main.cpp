@@ -21,6 +21,7 @@ const char* kUsage =
     "  version               version and build fingerprint\n"
     "  tokenize              text <-> token ids with a tokenizer.json\n"
     "  model                 init | info | convert | logits of a Hugging Face model directory\n"
+    "  generate              completions for a JSONL file of prompts (continuous batching)\n"
     "  bench                 measurements as JSON (tokenizer, train-step); peers in bench/\n"
     "\n"
     "`warmup <command> --help` describes each command.\n";
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
   static const std::map<std::string, int (*)(const cli::Args&)> kCommands = {
       {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
       {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize},
-      {"model", cli::cmd_model}, {"bench", cli::cmd_bench}};
+      {"model", cli::cmd_model}, {"bench", cli::cmd_bench},
+      {"generate", cli::cmd_generate}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;

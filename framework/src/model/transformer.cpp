@@ -91,6 +91,29 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return o_proj(out);
 }
 
+torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                            KVView& kv, int64_t layer) {
+  int64_t B = x.size(0), T = x.size(1);
+  auto q = q_proj(x).view({B, T, heads, head_dim});
+  auto k = k_proj(x).view({B, T, kv_heads, head_dim});
+  auto v = v_proj(x).view({B, T, kv_heads, head_dim});
+  if (q_norm) q = q_norm(q), k = k_norm(k);
+  auto c = cos.unsqueeze(2).to(q.scalar_type()), s = sin.unsqueeze(2).to(q.scalar_type());  // (B, T, 1, D)
+  q = q * c + rotate_half(q) * s;
+  k = k * c + rotate_half(k) * s;
+  torch::Tensor& kp = (*kv.k_pool)[size_t(layer)];
+  torch::Tensor& vp = (*kv.v_pool)[size_t(layer)];
+  kp.index_copy_(0, kv.write_slots, k.reshape({B * T, kv_heads, head_dim}));
+  vp.index_copy_(0, kv.write_slots, v.reshape({B * T, kv_heads, head_dim}));
+  int64_t L = kv.read_slots.size(1);
+  auto flat = kv.read_slots.reshape({B * L});
+  auto K = kp.index_select(0, flat).view({B, L, kv_heads, head_dim}).transpose(1, 2);  // (B, Hkv, L, D)
+  auto V = vp.index_select(0, flat).view({B, L, kv_heads, head_dim}).transpose(1, 2);
+  auto out = at::scaled_dot_product_attention(q.transpose(1, 2), K, V, kv.mask, 0.0, false,
+                                              1.0 / std::sqrt(double(head_dim)), kv_heads != heads);
+  return o_proj(out.transpose(1, 2).reshape({B, T, heads * head_dim}));
+}
+
 MLPImpl::MLPImpl(const ModelConfig& c) {
   using torch::nn::LinearOptions;
   gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(c.hidden_size, c.intermediate_size).bias(c.mlp_bias)));
@@ -112,6 +135,12 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& mask) {
   auto h = x + self_attn(input_layernorm(x), cos, sin, mask);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& cos,
+                                               const torch::Tensor& sin, KVView& kv, int64_t layer) {
+  auto h = x + self_attn->forward_cached(input_layernorm(x), cos, sin, kv, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -283,6 +312,15 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& ids, const torch:
 
 torch::Tensor CausalLMImpl::output_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& ids, const torch::Tensor& positions, KVView& kv) {
+  auto [cos, sin] = rotary(positions);  // (B, T, D)
+  auto x = model->embed_tokens(ids);
+  int64_t i = 0;
+  for (const auto& m : *model->layers) x = m->as<DecoderLayerImpl>()->forward_cached(x, cos, sin, kv, i++);
+  auto last = model->norm(x.select(1, x.size(1) - 1));  // (B, H)
+  return torch::matmul(last, output_weight().t()).to(torch::kFloat32);
 }
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,

@@ -27,11 +27,25 @@ struct RotaryEmbedding {
   torch::Tensor inv_freq;  // (head_dim / 2), fp32
 };
 
+// Key/value storage for cached decoding. Pools hold one row per cache slot (a token position of
+// some sequence); for one forward call, `write_slots` says where the new tokens' keys/values go and
+// `read_slots` which slots each sequence attends to, in position order (padded rows masked).
+struct KVView {
+  std::vector<torch::Tensor>* k_pool = nullptr;  // per layer (slots, Hkv, D)
+  std::vector<torch::Tensor>* v_pool = nullptr;
+  torch::Tensor write_slots;  // (B * T_new) int64
+  torch::Tensor read_slots;   // (B, L) int64
+  torch::Tensor mask;         // (B, 1, T_new, L) additive, model dtype
+};
+
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c);
   // x (B, T, H); cos/sin (B, T, D); mask: additive (B, 1, T, T) or undefined for plain causal.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
+  // Same, reading and extending the KV cache of layer `layer`.
+  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                               KVView& kv, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
   int64_t heads, kv_heads, head_dim;
@@ -49,6 +63,8 @@ struct DecoderLayerImpl : torch::nn::Module {
   explicit DecoderLayerImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
+  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                               KVView& kv, int64_t layer);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -87,6 +103,9 @@ struct CausalLMImpl : torch::nn::Module {
                                      const torch::Tensor& position_ids = {}, int64_t chunk = 1024,
                                      torch::Tensor* logprobs = nullptr);
   torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
+  // Cached step: new tokens (B, T_new) at `positions` (B, T_new); returns fp32 logits of each
+  // sequence's last new token (B, V). Keys/values of the new tokens are written into `kv`.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& positions, KVView& kv);
 
   // Recompute each layer in backward instead of storing its activations.
   bool activation_checkpointing = false;

@@ -1,0 +1,62 @@
+// Shared by `warmup generate` and `warmup serve`: engine options on the command line and loading
+// a model directory into an Engine (EOS ids from generation_config.json and the tokenizer).
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/options_util.h"
+#include "engine/engine.h"
+#include "model/checkpoint.h"
+
+namespace warmup::cli {
+
+inline void add_engine_options(po::options_description& opts) {
+  opts.add_options()
+      ("model,m", po::value<std::string>()->required(), "Hugging Face model directory")
+      ("dtype", po::value<std::string>()->default_value("auto"), "float32 | bfloat16 | float16 | auto")
+      ("device", po::value<std::string>()->default_value("auto"), "cpu | cuda | cuda:N | auto")
+      ("max-model-len", po::value<int64_t>()->default_value(4096), "prompt + completion cap in tokens")
+      ("max-batch", po::value<int64_t>()->default_value(64), "sequences decoded together")
+      ("kv-cache-mb", po::value<double>()->default_value(1024), "KV cache budget in MiB")
+      ("block-size", po::value<int64_t>()->default_value(16), "tokens per KV block")
+      ("threads", po::value<int>()->default_value(0), "CPU threads (0: torch default)");
+}
+
+inline std::vector<int32_t> eos_ids(const std::filesystem::path& dir, const Tokenizer& tok) {
+  std::vector<int32_t> ids;
+  std::ifstream in(dir / "generation_config.json");
+  if (in) {
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("eos_token_id")) {
+      const auto& e = j["eos_token_id"];
+      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+      if (e.is_array())
+        for (const auto& x : e) ids.push_back(x.get<int32_t>());
+    }
+  }
+  if (ids.empty() && tok.eos_id()) ids.push_back(*tok.eos_id());
+  return ids;
+}
+
+inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
+  std::filesystem::path dir = vm["model"].as<std::string>();
+  if (int t = vm["threads"].as<int>(); t > 0) torch::set_num_threads(t);
+  LoadOptions lo;
+  lo.dtype = vm["dtype"].as<std::string>();
+  lo.device = vm["device"].as<std::string>();
+  CausalLM model = load_model(dir, lo);
+  auto tok = std::make_shared<const Tokenizer>(Tokenizer::load(dir));
+  EngineOptions eo;
+  eo.max_model_len = vm["max-model-len"].as<int64_t>();
+  eo.max_batch = vm["max-batch"].as<int64_t>();
+  eo.kv_cache_mb = vm["kv-cache-mb"].as<double>();
+  eo.block_size = vm["block-size"].as<int64_t>();
+  auto eos = eos_ids(dir, *tok);
+  return std::make_unique<Engine>(std::move(model), tok, eos, eo);
+}
+
+}  // namespace warmup::cli

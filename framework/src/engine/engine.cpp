@@ -1,0 +1,378 @@
+// See engine.h. One scheduling iteration: admit (re-prefill preempted sequences, then prefill new
+// prompts while batch slots and KV blocks allow), then one decode step for every running sequence.
+#include "engine/engine.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <limits>
+#include <random>
+
+#include "util/log.h"
+
+namespace warmup {
+
+struct Engine::Seq {
+  Group* group = nullptr;
+  int index = 0;
+  std::vector<int32_t> tokens;  // prompt + generated
+  int64_t prompt_len = 0;
+  int64_t computed = 0;         // positions whose keys/values are in the cache
+  SeqBlocks kv;
+  torch::Generator gen;
+  SampleResult result;
+  Utf8Stream stream;
+  std::string text;
+  size_t streamed = 0;
+  bool done = false;
+};
+
+struct Engine::Group {
+  GenerationRequest req;
+  std::vector<std::unique_ptr<Seq>> seqs;
+  int remaining = 0;
+  size_t max_stop = 0;  // longest stop string
+  std::promise<GenerationResult> promise;
+};
+
+namespace {
+
+constexpr float kMasked = std::numeric_limits<float>::lowest() / 2;
+
+}  // namespace
+
+Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, std::vector<int32_t> eos_ids,
+               EngineOptions options)
+    : model_(std::move(model)), tok_(std::move(tokenizer)), eos_(std::move(eos_ids)), opt_(options),
+      device_(model_->output_weight().device()) {
+  model_->eval();
+  auto dtype = model_->output_weight().scalar_type();
+  int64_t blocks = BlockPool::blocks_for_budget(model_->config, opt_.block_size, dtype, opt_.kv_cache_mb);
+  pool_ = std::make_unique<BlockPool>(model_->config, blocks, opt_.block_size, dtype, device_);
+}
+
+Engine::~Engine() = default;
+
+std::future<GenerationResult> Engine::submit(GenerationRequest req) {
+  auto g = std::make_shared<Group>();
+  auto fut = g->promise.get_future();
+  const SamplingParams& p = req.params;
+  std::string error = p.validate();
+  int64_t P = int64_t(req.prompt_ids.size());
+  if (error.empty() && P == 0) error = "the prompt is empty";
+  if (error.empty() && P >= opt_.max_model_len)
+    error = "the prompt has " + std::to_string(P) + " tokens; max_model_len is " + std::to_string(opt_.max_model_len);
+  for (int32_t t : req.prompt_ids)
+    if (error.empty() && (t < 0 || t >= model_->config.vocab_size)) error = "prompt token id " + std::to_string(t) + " is outside the vocabulary";
+  if (error.empty()) {
+    int64_t blocks_needed = (P + opt_.block_size - 1) / opt_.block_size + p.n;
+    if (blocks_needed > pool_->num_blocks())
+      error = "the request needs " + std::to_string(blocks_needed) + " KV blocks; the cache has " +
+              std::to_string(pool_->num_blocks()) + " (raise kv_cache_mb)";
+  }
+  if (!error.empty()) {
+    GenerationResult r;
+    r.id = req.id, r.prompt_tokens = P, r.error = error;
+    g->promise.set_value(std::move(r));
+    return fut;
+  }
+  for (const auto& s : p.stop) g->max_stop = std::max(g->max_stop, s.size());
+  uint64_t seed = p.seed ? *p.seed : std::random_device()();
+  for (int i = 0; i < p.n; ++i) {
+    auto s = std::make_unique<Seq>();
+    s->group = g.get();
+    s->index = i;
+    s->tokens = req.prompt_ids;
+    s->prompt_len = P;
+    s->gen = at::make_generator<at::CPUGeneratorImpl>(seed + uint64_t(i));
+    g->seqs.push_back(std::move(s));
+  }
+  g->remaining = p.n;
+  g->req = std::move(req);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_.push_back(std::move(g));
+    stats_.waiting = int64_t(waiting_.size());
+  }
+  cv_.notify_all();
+  return fut;
+}
+
+std::vector<GenerationResult> Engine::generate(std::vector<GenerationRequest> requests,
+                                               const std::function<void(const EngineStats&)>& progress) {
+  std::vector<std::future<GenerationResult>> futures;
+  for (auto& r : requests) futures.push_back(submit(std::move(r)));
+  torch::NoGradGuard no_grad;
+  while (step())
+    if (progress) progress(stats());
+  std::vector<GenerationResult> out;
+  for (auto& f : futures) out.push_back(f.get());
+  return out;
+}
+
+void Engine::run() {
+  torch::NoGradGuard no_grad;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty() || !preempted_.empty(); });
+      bool idle = waiting_.empty() && running_.empty() && preempted_.empty();
+      if (stopping_ && (!drain_ || idle)) break;
+    }
+    step();
+  }
+  // Not draining: whatever is left is answered with an error.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto fail = [](Group& g) {
+    GenerationResult r;
+    r.id = g.req.id, r.error = "the server is shutting down";
+    g.promise.set_value(std::move(r));
+  };
+  for (auto& g : waiting_) fail(*g);
+  waiting_.clear();
+  for (auto& g : active_) fail(*g);
+  active_.clear();
+  running_.clear();
+  preempted_.clear();
+}
+
+void Engine::stop(bool drain) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    drain_ = drain;
+  }
+  cv_.notify_all();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+bool Engine::step() {
+  struct Retire {  // finished groups are freed once nothing points into them
+    Engine* e;
+    ~Retire() {
+      std::lock_guard<std::mutex> lock(e->mu_);
+      e->retired_.clear();
+    }
+  } retire{this};
+  admit();
+  bool waiting;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting = !waiting_.empty();
+  }
+  if (running_.empty()) return waiting || !preempted_.empty();
+  decode();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.steps++;
+  stats_.running = int64_t(running_.size());
+  stats_.waiting = int64_t(waiting_.size() + preempted_.size());
+  return true;
+}
+
+// Runs `count` tokens of `s` from position `s.computed` through the model (B = 1) and returns the
+// logits of the last one (V).
+static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
+                                    torch::Device device);
+
+void Engine::admit() {
+  while (!preempted_.empty() && int64_t(running_.size()) < opt_.max_batch) {
+    Seq* s = preempted_.front();
+    int64_t len = int64_t(s->tokens.size());
+    if (pool_->free_blocks() < (len + opt_.block_size - 1) / opt_.block_size + 1) break;
+    s->kv.reserve(*pool_, len);
+    prefill_tokens(model_, *pool_, *s, len - 1, device_);  // the last token is decoded next
+    running_.push_back(s);
+    preempted_.pop_front();
+  }
+  if (!preempted_.empty()) return;  // they go first
+  while (true) {
+    std::shared_ptr<Group> g;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (waiting_.empty()) return;
+      const auto& next = waiting_.front();
+      int64_t n = next->req.params.n, P = int64_t(next->req.prompt_ids.size());
+      if (!running_.empty() && int64_t(running_.size()) + n > opt_.max_batch) return;
+      if (pool_->free_blocks() < (P + opt_.block_size - 1) / opt_.block_size + n) return;
+      g = waiting_.front();
+      waiting_.pop_front();
+      active_.push_back(g);
+    }
+    prefill(*g);
+  }
+}
+
+static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
+                                    torch::Device device) {
+  int64_t start = s.computed, bs = pool.block_size();
+  std::vector<int64_t> ids(s.tokens.begin() + start, s.tokens.begin() + start + count), write, read;
+  for (int64_t p = start; p < start + count; ++p) write.push_back(s.kv.slot(p, bs));
+  for (int64_t p = 0; p < start + count; ++p) read.push_back(s.kv.slot(p, bs));
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device);
+  KVView kv;
+  kv.k_pool = &pool.k, kv.v_pool = &pool.v;
+  kv.write_slots = torch::tensor(write, i64);
+  kv.read_slots = torch::tensor(read, i64).unsqueeze(0);  // (1, L)
+  int64_t L = start + count;
+  auto q_pos = torch::arange(start, start + count, i64).unsqueeze(1);  // (T, 1)
+  auto k_pos = torch::arange(0, L, i64).unsqueeze(0);                  // (1, L)
+  kv.mask = torch::zeros({count, L}, pool.k[0].options()).masked_fill(k_pos > q_pos, kMasked).view({1, 1, count, L});
+  auto logits = model->forward_cached(torch::tensor(ids, i64).unsqueeze(0), q_pos.view({1, count}), kv);
+  s.computed = start + count;
+  return logits[0].to(torch::kCPU);
+}
+
+void Engine::prefill(Group& g) {
+  Seq& first = *g.seqs[0];
+  int64_t P = first.prompt_len;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.prompt_tokens += P;
+  }
+  if (g.req.params.max_new_tokens == 0) {
+    for (auto& s : g.seqs) finish(*s, "length");
+    return;
+  }
+  first.kv.reserve(*pool_, P);
+  torch::Tensor logits = prefill_tokens(model_, *pool_, first, P, device_);
+  for (size_t i = 1; i < g.seqs.size(); ++i) {  // the other samples share the prompt's cache
+    g.seqs[i]->kv = first.kv.fork(*pool_, P);
+    g.seqs[i]->computed = P;
+  }
+  std::vector<Seq*> live;
+  for (auto& s : g.seqs) live.push_back(s.get());
+  for (Seq* s : live) append(*s, sample_token(logits, g.req.params, s->gen, s->tokens), logits);
+  for (Seq* s : live)
+    if (!s->done) running_.push_back(s);
+}
+
+void Engine::preempt_one() {
+  Seq* victim = running_.back();
+  running_.pop_back();
+  victim->kv.release(*pool_);
+  victim->computed = 0;
+  preempted_.push_front(victim);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.preemptions++;
+}
+
+void Engine::decode() {
+  int64_t bs = opt_.block_size;
+  // Make room for one more position per sequence, preempting the newest when blocks run out.
+  while (true) {
+    int64_t need = 0;
+    for (Seq* s : running_) need += int64_t(s->tokens.size()) > int64_t(s->kv.blocks.size()) * bs;
+    if (need <= pool_->free_blocks()) break;
+    if (running_.size() == 1) {  // cannot grow even alone: stop it
+      finish(*running_[0], "length");
+      running_.clear();
+      return;
+    }
+    preempt_one();
+  }
+  for (Seq* s : running_) s->kv.reserve(*pool_, int64_t(s->tokens.size()));
+
+  int64_t B = int64_t(running_.size()), Lmax = 0;
+  for (Seq* s : running_) Lmax = std::max(Lmax, int64_t(s->tokens.size()));
+  std::vector<int64_t> ids, pos, write, read(size_t(B * Lmax));
+  auto mask = torch::zeros({B, Lmax}, torch::kFloat32);
+  auto m = mask.accessor<float, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    Seq* s = running_[size_t(b)];
+    int64_t len = int64_t(s->tokens.size());
+    ids.push_back(s->tokens.back());
+    pos.push_back(len - 1);
+    write.push_back(s->kv.slot(len - 1, bs));
+    for (int64_t j = 0; j < Lmax; ++j) {
+      read[size_t(b * Lmax + j)] = s->kv.slot(j < len ? j : 0, bs);
+      if (j >= len) m[b][j] = kMasked;
+    }
+  }
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+  KVView kv;
+  kv.k_pool = &pool_->k, kv.v_pool = &pool_->v;
+  kv.write_slots = torch::tensor(write, i64);
+  kv.read_slots = torch::tensor(read, i64).view({B, Lmax});
+  kv.mask = mask.to(device_, pool_->k[0].scalar_type()).view({B, 1, 1, Lmax});
+  auto logits = model_->forward_cached(torch::tensor(ids, i64).view({B, 1}), torch::tensor(pos, i64).view({B, 1}), kv)
+                    .to(torch::kCPU);  // (B, V)
+  std::vector<Seq*> batch = running_;
+  for (int64_t b = 0; b < B; ++b) {
+    Seq* s = batch[size_t(b)];
+    s->computed = int64_t(s->tokens.size());
+    auto row = logits[b];
+    append(*s, sample_token(row, s->group->req.params, s->gen, s->tokens), row);
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](Seq* s) { return s->done; }), running_.end());
+}
+
+void Engine::append(Seq& s, const Sampled& t, const torch::Tensor& logits) {
+  const SamplingParams& p = s.group->req.params;
+  s.tokens.push_back(t.token);
+  s.result.token_ids.push_back(t.token);
+  if (p.logprobs) s.result.logprobs.push_back(t.logprob);
+  if (opt_.keep_logits) s.result.step_logits.push_back(logits.clone());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.generated_tokens++;
+  }
+  bool eos = !p.ignore_eos && std::find(eos_.begin(), eos_.end(), t.token) != eos_.end();
+  bool stop_id = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), t.token) != p.stop_token_ids.end();
+  if (eos || stop_id) return finish(s, "stop");
+  size_t before = s.text.size();
+  // Ids past the tokenizer (padded embedding rows) carry no text.
+  if (t.token < tok_->vocab_size()) s.text += s.stream.push(tok_->decode_bytes({t.token}));
+  if (!p.stop.empty()) {
+    size_t from = before >= s.group->max_stop ? before - s.group->max_stop + 1 : 0;
+    size_t best = std::string::npos, best_len = 0;
+    for (const auto& stop : p.stop) {
+      size_t at = s.text.find(stop, from);
+      if (at < best) best = at, best_len = stop.size();
+    }
+    if (best != std::string::npos) {
+      s.text.resize(best + (p.include_stop_str_in_output ? best_len : 0));
+      s.stream = Utf8Stream();  // bytes after the stop are dropped
+      return finish(s, "stop");
+    }
+  }
+  if (s.group->req.on_delta) {  // hold back what could still become a stop string
+    size_t safe = s.text.size() - std::min(s.text.size(), s.group->max_stop ? s.group->max_stop - 1 : 0);
+    while (safe > s.streamed && (static_cast<unsigned char>(s.text[safe]) & 0xC0) == 0x80) --safe;
+    if (safe > s.streamed) {
+      s.group->req.on_delta(s.index, s.text.substr(s.streamed, safe - s.streamed));
+      s.streamed = safe;
+    }
+  }
+  int64_t generated = int64_t(s.tokens.size()) - s.prompt_len;
+  if (generated >= p.max_new_tokens || int64_t(s.tokens.size()) >= opt_.max_model_len) finish(s, "length");
+}
+
+void Engine::finish(Seq& s, const std::string& reason) {
+  s.text += s.stream.finish();
+  if (s.group->req.on_delta && s.text.size() > s.streamed) s.group->req.on_delta(s.index, s.text.substr(s.streamed));
+  s.streamed = s.text.size();
+  s.result.text = s.text;
+  s.result.finish_reason = reason;
+  s.done = true;
+  s.kv.release(*pool_);
+  Group& g = *s.group;
+  if (--g.remaining > 0) return;
+  GenerationResult r;
+  r.id = g.req.id;
+  r.prompt_tokens = int64_t(g.req.prompt_ids.size());
+  for (auto& x : g.seqs) r.samples.push_back(std::move(x->result));
+  g.promise.set_value(std::move(r));
+  // Keep the group alive until the end of the step: callers still hold pointers to its sequences.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == &g; });
+  if (it != active_.end()) {
+    retired_.push_back(std::move(*it));
+    active_.erase(it);
+  }
+}
+
+}  // namespace warmup

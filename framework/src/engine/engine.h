@@ -1,0 +1,106 @@
+// Generation engine: a paged KV cache, continuous batching (finished sequences leave the running
+// batch and queued requests join at every step), one prefill per prompt shared by its n samples,
+// per-request seeds, stop strings and stop tokens, max_new_tokens and max_model_len.
+//
+// Synchronous use: generate(requests). Server use: submit() from any thread and run() the loop on
+// one thread (it waits for work); stop() ends it after the in-flight requests (drain) or at once.
+// Not here: HTTP (cli/cmd_serve.cpp), prompt rendering (text/tokenizer.h).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/sampling.h"
+#include "model/transformer.h"
+#include "text/tokenizer.h"
+
+namespace warmup {
+
+struct EngineOptions {
+  int64_t max_batch = 64;          // sequences decoded together
+  int64_t block_size = 16;         // tokens per KV block
+  double kv_cache_mb = 1024;       // KV cache budget
+  int64_t max_model_len = 4096;    // prompt + completion cap
+  bool keep_logits = false;        // tests: keep every step's raw logits per sample
+};
+
+struct GenerationRequest {
+  std::string id;
+  std::vector<int32_t> prompt_ids;
+  SamplingParams params;
+  // Streaming: new text of sample `index` (called on the engine thread); finished: final text.
+  std::function<void(int index, const std::string& delta)> on_delta;
+};
+
+struct SampleResult {
+  std::vector<int32_t> token_ids;
+  std::string text;
+  std::vector<float> logprobs;   // when params.logprobs
+  std::string finish_reason;     // "stop" | "length"
+  std::vector<torch::Tensor> step_logits;  // keep_logits only: (V) raw fp32 logits per token
+};
+
+struct GenerationResult {
+  std::string id;
+  int64_t prompt_tokens = 0;
+  std::vector<SampleResult> samples;
+  std::string error;  // non-empty: rejected (e.g. prompt longer than max_model_len)
+};
+
+struct EngineStats {
+  int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, preemptions = 0;
+  int64_t running = 0, waiting = 0;
+};
+
+class Engine {
+ public:
+  Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, std::vector<int32_t> eos_ids,
+         EngineOptions options);
+  ~Engine();
+
+  std::vector<GenerationResult> generate(std::vector<GenerationRequest> requests,
+                                         const std::function<void(const EngineStats&)>& progress = {});
+  std::future<GenerationResult> submit(GenerationRequest request);
+  void run();                 // serve loop: blocks until stop()
+  void stop(bool drain);      // drain: finish queued and running requests first
+  EngineStats stats() const;
+  const EngineOptions& options() const { return opt_; }
+  const Tokenizer& tokenizer() const { return *tok_; }
+
+  struct Group;
+  struct Seq;
+
+ private:
+  bool step();  // one scheduling iteration; false when there was nothing to do
+  void admit();
+  void prefill(Group& g);
+  void decode();
+  void append(Seq& s, const Sampled& t, const torch::Tensor& logits);
+  void finish(Seq& s, const std::string& reason);
+  void preempt_one();
+
+  CausalLM model_;
+  std::shared_ptr<const Tokenizer> tok_;
+  std::vector<int32_t> eos_;
+  EngineOptions opt_;
+  std::unique_ptr<BlockPool> pool_;
+  torch::Device device_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Group>> waiting_;
+  std::vector<std::shared_ptr<Group>> active_;  // admitted groups
+  std::vector<std::shared_ptr<Group>> retired_; // finished during the current step
+  std::vector<Seq*> running_;                    // their unfinished, cached sequences
+  std::deque<Seq*> preempted_;
+  bool stopping_ = false, drain_ = true;
+  EngineStats stats_;
+};
+
+}  // namespace warmup

@@ -1,0 +1,82 @@
+#include "engine/sampling.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <limits>
+
+namespace warmup {
+
+std::string SamplingParams::validate() const {
+  if (n < 1 || n > 1024) return "n must be between 1 and 1024";
+  if (temperature < 0) return "temperature must be >= 0";
+  if (top_p <= 0 || top_p > 1) return "top_p must be in (0, 1]";
+  if (top_k < -1) return "top_k must be -1, 0 or positive";
+  if (min_p < 0 || min_p > 1) return "min_p must be in [0, 1]";
+  if (repetition_penalty <= 0) return "repetition_penalty must be > 0";
+  if (max_new_tokens < 0) return "max_tokens must be >= 0";
+  for (const auto& s : stop)
+    if (s.empty()) return "stop strings must not be empty";
+  return "";
+}
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Applies penalty, temperature, top-k, top-p, min-p in place; returns the scaled logits' log-probs
+// (before filtering) for the reported log-prob.
+torch::Tensor process(torch::Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& context) {
+  if (p.repetition_penalty != 1.0 && !context.empty()) {
+    auto idx = torch::tensor(std::vector<int64_t>(context.begin(), context.end()), torch::kInt64);
+    auto vals = logits.index_select(0, idx);
+    vals = torch::where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty);
+    logits.index_put_({idx}, vals);
+  }
+  if (p.temperature > 0) logits = logits / p.temperature;
+  torch::Tensor logprobs = torch::log_softmax(logits, 0);
+  int64_t V = logits.size(0);
+  if (p.top_k > 0 && p.top_k < V) {
+    auto kth = std::get<0>(logits.topk(p.top_k)).min();
+    logits.masked_fill_(logits < kth, kNegInf);
+  }
+  if (p.top_p < 1.0) {
+    auto [sorted, order] = logits.sort(0, /*descending=*/true);
+    auto probs = sorted.softmax(0);
+    auto before = probs.cumsum(0) - probs;  // mass of strictly more likely tokens
+    auto drop_sorted = before >= p.top_p;
+    drop_sorted[0] = false;  // always keep the most likely token
+    auto drop = torch::zeros_like(drop_sorted).scatter_(0, order, drop_sorted);
+    logits.masked_fill_(drop, kNegInf);
+  }
+  if (p.min_p > 0) {
+    auto probs = logits.softmax(0);
+    logits.masked_fill_(probs < p.min_p * probs.max(), kNegInf);
+  }
+  return logprobs;
+}
+
+}  // namespace
+
+torch::Tensor sampling_distribution(torch::Tensor logits, const SamplingParams& p, const std::vector<int32_t>& context) {
+  torch::Tensor l = logits.to(torch::kFloat32).clone();
+  process(l, p, context);
+  if (p.temperature == 0) return torch::one_hot(l.argmax(), l.size(0)).to(torch::kFloat32);
+  return l.softmax(0);
+}
+
+Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Generator& gen,
+                     const std::vector<int32_t>& context) {
+  torch::Tensor l = logits.to(torch::kFloat32).clone();
+  if (p.temperature == 0) {
+    SamplingParams greedy = p;
+    greedy.temperature = 0;
+    torch::Tensor lp = process(l, greedy, context);
+    int64_t tok = l.argmax().item<int64_t>();
+    return {int32_t(tok), lp[tok].item<float>()};
+  }
+  torch::Tensor lp = process(l, p, context);
+  int64_t tok = torch::multinomial(l.softmax(0), 1, false, gen).item<int64_t>();
+  return {int32_t(tok), lp[tok].item<float>()};
+}
+
+}  // namespace warmup
