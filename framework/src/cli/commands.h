@@ -17,5 +17,6 @@ int cmd_tokenize(const Args& args);
 int cmd_model(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_generate(const Args& args);
+int cmd_serve(const Args& args);
 
 }  // namespace warmup::cli

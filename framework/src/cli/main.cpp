@@ -22,6 +22,7 @@ const char* kUsage =
     "  tokenize              text <-> token ids with a tokenizer.json\n"
     "  model                 init | info | convert | logits of a Hugging Face model directory\n"
     "  generate              completions for a JSONL file of prompts (continuous batching)\n"
+    "  serve                 OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)\n"
     "  bench                 measurements as JSON (tokenizer, train-step); peers in bench/\n"
     "\n"
     "`warmup <command> --help` describes each command.\n";
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
       {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
       {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize},
       {"model", cli::cmd_model}, {"bench", cli::cmd_bench},
-      {"generate", cli::cmd_generate}};
+      {"generate", cli::cmd_generate}, {"serve", cli::cmd_serve}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;

@@ -1,0 +1,33 @@
+// OpenAI-compatible HTTP server over the engine (cpp-httplib): /v1/completions,
+// /v1/chat/completions (both with n, temperature, top_p, top_k, min_p, repetition_penalty,
+// max_tokens, stop, seed, logprobs, stream), /v1/models, /health. Requests from all connections
+// join the engine's continuous batch. Bad requests get OpenAI-style JSON errors with status 400.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
+
+namespace warmup {
+
+struct ServerOptions {
+  std::string model_name;  // what /v1/models reports and requests may name
+  int threads = 32;        // HTTP worker threads (concurrent connections)
+};
+
+class OpenAIServer {
+ public:
+  OpenAIServer(Engine& engine, ServerOptions options);
+  ~OpenAIServer();
+  // Binds (port 0: any free port) and returns the port; -1 on failure.
+  int bind(const std::string& host, int port);
+  void listen();  // serves until stop(); returns after in-flight requests are answered
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace warmup
