@@ -33,6 +33,8 @@ struct PluginInit {
   std::string table_origin;  // where the sub-table is declared (or the stage, if implicit)
   uint64_t seed = 0;         // experiment seed
   Host* host = nullptr;      // never null when created by the host
+  // ABI 1.1: directory of the experiment file; resolve relative data paths against it.
+  std::string base_dir;
 };
 
 // Small convenience for plugins: `Log log(init); log.info() << "loaded " << n;`

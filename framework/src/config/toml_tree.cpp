@@ -213,8 +213,10 @@ void check_keys(const toml::table& t, const std::vector<std::string>& allowed,
 }
 
 PluginInit make_plugin_init(std::string kind, std::string plugin, std::string instance,
-                            const toml::table& options, std::string table_origin, uint64_t seed) {
+                            const toml::table& options, std::string table_origin, uint64_t seed,
+                            std::string base_dir) {
   PluginInit init;
+  init.base_dir = std::move(base_dir);
   init.kind = std::move(kind);
   init.plugin = std::move(plugin);
   init.instance = std::move(instance);

@@ -47,7 +47,8 @@ void check_keys(const toml::table& t, const std::vector<std::string>& allowed,
 
 // PluginInit for a plugin sub-table.
 PluginInit make_plugin_init(std::string kind, std::string plugin, std::string instance,
-                            const toml::table& options, std::string table_origin, uint64_t seed);
+                            const toml::table& options, std::string table_origin, uint64_t seed,
+                            std::string base_dir = "");
 
 // Flattens a tree to dotted keys (arrays of named tables by name) with JSON-encoded arrays.
 struct FlatValue {

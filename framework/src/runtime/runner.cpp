@@ -59,6 +59,10 @@ struct Instances {
   std::vector<PluginUse> used;
 };
 
+std::string base_dir(const ExperimentConfig& cfg) {
+  return fs::absolute(cfg.file).parent_path().lexically_normal().string();
+}
+
 PluginUse use_of(const PluginEntryInfo& e) {
   return {e.kind, e.name, e.plugin_version, e.interface_id + "@" + std::to_string(e.interface_version),
           e.library.string(), ""};
@@ -69,7 +73,8 @@ void create_section(const PluginRegistry& reg, HostImpl& host, const ExperimentC
                     const std::map<std::string, PluginSpec>& specs,
                     std::map<std::string, PluginPtr<I>>& out, std::vector<PluginUse>& used) {
   for (const auto& [instance, spec] : specs) {
-    PluginInit init = make_plugin_init(spec.kind, spec.plugin, spec.path, spec.options, spec.origin, cfg.seed);
+    PluginInit init = make_plugin_init(spec.kind, spec.plugin, spec.path, spec.options, spec.origin, cfg.seed,
+                                       base_dir(cfg));
     init.host = &host;
     out.emplace(instance, reg.create<I>(spec.plugin, init, spec.origin));
     used.push_back(use_of(*reg.find(spec.kind, spec.plugin)));
@@ -88,7 +93,7 @@ Instances create_all(const PluginRegistry& reg, HostImpl& host, const Experiment
   create_section(reg, host, cfg, cfg.teachers, in.teachers, in.used);
   for (const auto& st : cfg.stages) {
     PluginInit init = make_plugin_init("algorithm", st.algorithm, "stages." + st.name + "." + st.algorithm,
-                                       st.options, st.options_origin, cfg.seed);
+                                       st.options, st.options_origin, cfg.seed, base_dir(cfg));
     init.host = &host;
     in.algorithms.push_back(reg.create<Algorithm>(st.algorithm, init, st.options_origin));
     in.used.push_back(use_of(*reg.find("algorithm", st.algorithm)));

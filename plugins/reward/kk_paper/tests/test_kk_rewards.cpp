@@ -1,0 +1,113 @@
+// Both K&K rewards (kk_paper, kk_logic_rl) and the knights_knaves task, loaded as the real plugin
+// libraries through the host's registry: the gold answer in the paper format scores the maximum,
+// corrupted variants score as each reward specifies, and prompts are the paper's template byte for
+// byte.
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "config/toml_tree.h"
+#include "plugins/registry.h"
+#include "util/errors.h"
+#include "warmup/sdk.h"
+
+using namespace warmup;
+
+namespace {
+
+struct NullHost : Host {
+  void log(LogLevel, std::string_view, std::string_view) override {}
+  void set_resolved_config(std::string_view, std::string_view) override {}
+};
+
+const PluginRegistry& registry() {
+  static PluginRegistry reg = [] {
+    PluginRegistry r;
+    r.scan({WARMUP_PLUGIN_DIR});
+    return r;
+  }();
+  return reg;
+}
+
+PluginInit init(const std::string& kind, const std::string& text = "") {
+  static NullHost host;
+  PluginInit i = make_plugin_init(kind, "x", kind + "s.x", toml::parse(text), "test:1:1", 0, KK_FIXTURE_DIR);
+  i.host = &host;
+  return i;
+}
+
+Example puzzle() {
+  Example e;
+  e.prompt = "... Assistant: <think>";
+  e.reference = "(1) Zoey is a knight\n(2) Bob is a knave";
+  return e;
+}
+
+std::string wrap(const std::string& answer, const std::string& think = "Zoey says ... so Bob lies.") {
+  return think + "</think>\n<answer>" + answer + "</answer>";
+}
+
+}  // namespace
+
+TEST_CASE("kk_paper reward") {
+  auto r = registry().create<Reward>("kk_paper", init("reward"), "test");
+  Example e = puzzle();
+  auto v = [&](const std::string& c) { return r->score(e, c).value; };
+  CHECK(v(wrap(e.reference)) == 2.0);
+  CHECK(r->score(e, wrap(e.reference)).correct == true);
+  CHECK(v(wrap(e.reference) + " \n") == 2.0);                               // trailing whitespace is fine
+  CHECK(v("Zoey says</think><answer>" + e.reference + "</answer>") == 2.0);
+  CHECK(v("Zoey says</think> (1) Zoey is a knight</answer>") == -2.0);     // missing <answer>
+  CHECK(v("a</think>b</think><answer>" + e.reference + "</answer>") == -2.0);  // extra </think>
+  CHECK(v("</think><answer>" + e.reference + "</answer>") == -2.0);        // nothing before </think>
+  CHECK(v(wrap(e.reference) + " done") == -2.0);                           // text after </answer>
+  CHECK(v("x<answer>y</answer></think>") == -2.0);                          // out of order
+  CHECK(v(wrap("(1) Zoey is a knight\n(2) Bob is a knight")) == -0.5);     // wrong role
+  CHECK(v(wrap("(1) Zoey is a knight")) == -0.5);                           // missing person
+  CHECK(v(wrap("(1) Zoey is a knights\n(2) Bob is a knave")) == -0.5);     // "knights" is not "knight"
+  CHECK(v(wrap(e.reference + "\n(3) Carl is a knave")) == -1.0);           // name not in the puzzle
+  CHECK(v(wrap("(1) Zoey is a knight\n(2) Bob is a liar")) == -1.0);       // role neither
+  CHECK(v(wrap("(1) ZOEY is a KNIGHT\n(2) bob is a knave")) == 2.0);      // lower-cased
+  CHECK(r->score(e, "garbage").error.find("exactly one") != std::string::npos);
+}
+
+TEST_CASE("kk_logic_rl reward") {
+  auto r = registry().create<Reward>("kk_logic_rl", init("reward"), "test");
+  Example e = puzzle();
+  auto v = [&](const std::string& c) { return r->score(e, c).value; };
+  CHECK(v(wrap(e.reference)) == 3.0);                                           // +1 format, +2 answer
+  CHECK(v(wrap("(1) Zoey is a knight\n(2) Bob is a knight")) == -0.5);         // 1 - 1.5
+  CHECK(v(wrap("(1) Zoey is a knight")) == -1.0);                               // missing person: 1 - 2
+  CHECK(v(wrap("(1) Zoey is a knight, not a knave\n(2) Bob is a knave")) == -1.0);  // knight/knave miscount
+  CHECK(v("Zoey says</think> <answer>" + e.reference) == -3.0);                // missing </answer>
+  CHECK(v("<think>again</think><answer>" + e.reference + "</answer>") == -3.0);  // extra <think>
+  CHECK(v(wrap(e.reference) + "<answer>x</answer>") == -3.0);                   // extra answer tags
+  Example no_think = e;
+  no_think.prompt = "plain prompt";
+  CHECK(r->score(no_think, "<think>ok</think><answer>" + e.reference + "</answer>").value == 3.0);
+}
+
+TEST_CASE("knights_knaves task: fixture data, unique solutions, the paper's prompt byte for byte") {
+  auto t = registry().create<Task>("knights_knaves", init("task", "data_dir = \".\"\npeople = [3, 5, 7]"), "test");
+  auto ex = t->examples("test");
+  REQUIRE(ex.size() == 60);
+  std::ifstream in(KK_PROMPT_FILE, std::ios::binary);
+  std::string tmpl((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string quiz = ex[0].metadata["quiz"];
+  std::string expect = tmpl.substr(0, tmpl.find("{prompt}")) + quiz + tmpl.substr(tmpl.find("{prompt}") + 8);
+  CHECK(ex[0].prompt == expect);
+  CHECK(ex[0].id == "kk/3ppl/test/0");
+  CHECK(ex[0].metadata["n_people"] == 3);
+  auto paper = registry().create<Reward>("kk_paper", init("reward"), "test");
+  for (const auto& e : ex) CHECK(paper->score(e, wrap(e.reference)).value == 2.0);
+  auto chat = registry().create<Task>("knights_knaves", init("task", "data_dir = \".\"\npeople = [5]\nprompt = \"logic_rl\""), "test");
+  auto cx = chat->examples("train");
+  CHECK(cx.size() == 20);
+  CHECK(cx[0].prompt.rfind("<|im_start|>system\n", 0) == 0);
+  const std::string tail = "<|im_end|>\n<|im_start|>assistant\n<think>";
+  CHECK(cx[0].prompt.substr(cx[0].prompt.size() - tail.size()) == tail);
+  CHECK_THROWS_WITH_AS(registry().create<Task>("knights_knaves", init("task", "people = [3]"), "test"),
+                       doctest::Contains("missing required key 'data_dir'"), PluginError);
+  auto missing = registry().create<Task>("knights_knaves", init("task", "data_dir = \"nowhere\"\npeople = [3]"), "test");
+  CHECK_THROWS_WITH_AS(missing->examples("test"), doctest::Contains("3ppl_test.jsonl: cannot read"), DataError);
+}

@@ -1,0 +1,35 @@
+// Knights & Knaves logic (Xie et al. 2024 grammar): statements as parsed from the dataset's
+// `statements` field, evaluation under an assignment, brute-force solving, and English rendering.
+// No I/O and no plugin API here, so the tests and a future generator share it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kk {
+
+// ('telling-truth', i) | ('lying', i) | ('not', s) | ('and', s...) | ('or', s...) | ('->', a, b)
+// | ('<=>', a, b)
+struct Statement {
+  std::string op;
+  int person = -1;                 // leaves
+  std::vector<Statement> args;     // compound
+};
+
+// Parses the Python tuple text of all people's statements, e.g.
+// "(('lying', 1), ('or', ('telling-truth', 0), ('lying', 2)))". Throws std::runtime_error.
+std::vector<Statement> parse_statements(const std::string& text);
+
+bool evaluate(const Statement& s, const std::vector<bool>& knights);
+// Every assignment (true = knight) under which each person is a knight exactly when their
+// statement is true.
+std::vector<std::vector<bool>> solve(const std::vector<Statement>& statements);
+
+// "Zoey is a knight or Zoey is a knave", as in the dataset's quiz text.
+std::string render(const Statement& s, const std::vector<std::string>& names);
+
+// "(1) Zoey is a knight\n(2) ..." for an assignment.
+std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights);
+
+}  // namespace kk

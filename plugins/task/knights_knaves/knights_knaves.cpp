@@ -1,0 +1,111 @@
+// knights_knaves: Knights & Knaves puzzles in the Xie et al. / Logic-RL JSONL schema (`quiz`,
+// `names`, `solution`, `solution_text_format`, `statements`, `cot_*`), one file per size and
+// split: <data_dir>/<n>ppl_<split>.jsonl. Prompts: the paper's raw-text R1 template (byte for
+// byte) or Logic-RL's ChatML template. Every puzzle is checked with the solver at load: the
+// stored solution must be the unique one.
+#include <fstream>
+
+#include "kk_logic.h"
+#include "kk_prompts.h"  // generated: kKkPaperTemplate
+#include "warmup/sdk.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Logic-RL's ChatML prompt (verl data_preprocess/kk.py), ending inside the assistant turn.
+const char* kLogicRlTemplate =
+    "<|im_start|>system\nYou are a helpful assistant. The assistant first thinks about the reasoning process in "
+    "the mind and then provides the user with the answer. The reasoning process and answer are enclosed within "
+    "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
+    "<answer> answer here </answer>.  Now the user asks you to solve a logical reasoning problem. After thinking, "
+    "when you finally reach a conclusion, clearly state the identity of each character within <answer> </answer> "
+    "tags. i.e., <answer> (1) Zoey is a knight\n(2) ... </answer>.\n<|im_end|>\n<|im_start|>user\n{prompt}\n"
+    "<|im_end|>\n<|im_start|>assistant\n<think>";
+
+std::string fill(std::string tmpl, const std::string& quiz) {
+  size_t at = tmpl.find("{prompt}");
+  return at == std::string::npos ? tmpl : tmpl.replace(at, 8, quiz);
+}
+
+class KnightsKnaves final : public warmup::Task {
+ public:
+  explicit KnightsKnaves(const warmup::PluginInit& init) {
+    warmup::Options o(init);
+    data_dir_ = o.require<std::string>("data_dir");  // directory of <n>ppl_<split>.jsonl files
+    people_ = o.get<std::vector<int64_t>>("people", {3, 4, 5, 6, 7});  // puzzle sizes to use
+    prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl
+    limit_ = o.get<int64_t>("limit_per_size", 0);                     // first N per size; 0 = all
+    verify_ = o.get<bool>("verify", true);                            // solve every puzzle at load
+    if (prompt_ != "paper" && prompt_ != "logic_rl") o.fail("prompt", "must be paper or logic_rl");
+    if (people_.empty()) o.fail("people", "must list at least one size");
+    o.finish();
+    if (fs::path(data_dir_).is_relative() && !init.base_dir.empty())
+      data_dir_ = (fs::path(init.base_dir) / data_dir_).lexically_normal().string();
+  }
+
+  std::vector<std::string> splits() const override { return {"train", "test"}; }
+
+  std::vector<warmup::Example> examples(const std::string& split) override {
+    std::vector<warmup::Example> out;
+    for (int64_t n : people_) {
+      fs::path file = fs::path(data_dir_) / (std::to_string(n) + "ppl_" + split + ".jsonl");
+      std::ifstream in(file);
+      if (!in) throw warmup::DataError(file.string() + ": cannot read (split '" + split + "', " + std::to_string(n) + " people)");
+      std::string line;
+      for (int64_t ln = 1, kept = 0; std::getline(in, line) && (limit_ == 0 || kept < limit_); ++ln) {
+        if (line.empty()) continue;
+        out.push_back(parse(line, file.string() + ":" + std::to_string(ln), n, split, ln - 1));
+        ++kept;
+      }
+    }
+    return out;
+  }
+
+ private:
+  warmup::Example parse(const std::string& line, const std::string& where, int64_t n, const std::string& split,
+                        int64_t index) const {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw warmup::DataError(where + ": not valid JSON: " + e.what());
+    }
+    try {
+      warmup::Example e;
+      auto names = j.at("names").get<std::vector<std::string>>();
+      auto solution = j.at("solution").get<std::vector<bool>>();
+      if (int64_t(names.size()) != n || solution.size() != names.size())
+        throw warmup::DataError(where + ": expected " + std::to_string(n) + " names and solution values");
+      std::string quiz = j.at("quiz").get<std::string>();
+      e.id = "kk/" + std::to_string(n) + "ppl/" + split + "/" + std::to_string(index);
+      e.prompt = fill(prompt_ == "paper" ? kKkPaperTemplate : kLogicRlTemplate, quiz);
+      e.reference = j.at("solution_text_format").get<std::string>();
+      e.metadata = {{"n_people", n}, {"names", names}, {"solution", solution}, {"quiz", quiz}};
+      if (j.contains("statements")) e.metadata["statements"] = j["statements"];
+      if (verify_ && j.contains("statements")) {
+        auto st = kk::parse_statements(j["statements"].get<std::string>());
+        auto sols = kk::solve(st);
+        if (sols.size() != 1 || sols[0] != solution)
+          throw warmup::DataError(where + ": the statements have " + std::to_string(sols.size()) +
+                                  " solutions, or not the stored one");
+      }
+      return e;
+    } catch (const nlohmann::json::exception& e) {
+      throw warmup::DataError(where + ": malformed puzzle: " + e.what());
+    } catch (const std::runtime_error& e) {
+      if (dynamic_cast<const warmup::DataError*>(&e)) throw;
+      throw warmup::DataError(where + ": " + e.what());
+    }
+  }
+
+  std::string data_dir_, prompt_;
+  std::vector<int64_t> people_;
+  int64_t limit_;
+  bool verify_;
+};
+
+}  // namespace
+
+WARMUP_PLUGIN(warmup::entry<warmup::Task, KnightsKnaves>(
+    "knights_knaves", "0.1.0", "Knights & Knaves puzzles (Xie et al. schema), paper or Logic-RL prompts"))
