@@ -198,3 +198,15 @@ completions = "teacher"
     assert all(r[2] == 3 for r in rows)
     (teacher_lib,), = query(store, "SELECT library_path FROM run_plugins WHERE kind = 'teacher'")
     assert teacher_lib.endswith("libwarmup_task_test_good.so")
+
+
+def test_kk_gold_experiment_per_size_metrics(store):
+    r = warmup("run", "experiments/kk_gold.toml", "--store", store)
+    assert r.returncode == 0, r.stderr
+    m = dict(query(store, "SELECT key, value FROM metrics"))
+    for n in (3, 5, 7):
+        assert m[f"eval/knights_knaves/n_people={n}/accuracy"] == 1.0
+        assert m[f"eval/knights_knaves/n_people={n}/count"] == 20
+    assert m["eval/knights_knaves/kk_paper_mean"] == 2.0 and m["eval/knights_knaves/kk_logic_rl_mean"] == 3.0
+    (prompt,), = query(store, "SELECT prompt FROM samples WHERE example_id = 'kk/3ppl/test/0'")
+    assert prompt.startswith("\n    A conversation between User and Assistant.") and prompt.endswith("Assistant: <think>\n    ")

@@ -3,7 +3,8 @@
 // task/reward pair end to end without a model) or from the stage's first teacher.
 //
 // Metrics (step 0): eval/<task>/reward_mean, eval/<task>/accuracy (where rewards report
-// correctness), eval/<task>/<reward>_mean per reward part, eval/<task>/count.
+// correctness), eval/<task>/<reward>_mean per reward part, eval/<task>/count; with `group_by`
+// (a metadata key such as K&K's n_people) also eval/<task>/<key>=<value>/{accuracy,reward_mean,count}.
 #include <algorithm>
 #include <cmath>
 
@@ -17,6 +18,10 @@ class Evaluate final : public warmup::Algorithm {
     warmup::Options o(init);
     completions_ = o.get<std::string>("completions", "reference");  // reference | teacher
     max_samples_ = o.get<int64_t>("max_samples", -1);  // samples stored per task; -1 = all
+    // completions = "reference": the text scored, with {reference} replaced by the gold answer
+    // (e.g. "...</think>\n<answer>{reference}</answer>" to check a reward's maximum).
+    reference_template_ = o.get<std::string>("reference_template", "{reference}");
+    group_by_ = o.get<std::string>("group_by", "");  // metadata key for per-group metrics
     if (completions_ != "reference" && completions_ != "teacher")
       o.fail("completions", "must be reference or teacher");
     o.finish();
@@ -46,7 +51,11 @@ class Evaluate final : public warmup::Algorithm {
                                                         const std::vector<warmup::Example>& ex, int n) {
     if (completions_ == "teacher") return ctx.teachers().front().teacher->complete(ex, n);
     std::vector<std::vector<warmup::Completion>> out;
-    for (const auto& e : ex) out.emplace_back(size_t(n), warmup::Completion{e.reference, "stop", -1});
+    for (const auto& e : ex) {
+      std::string text = reference_template_;
+      for (size_t at; (at = text.find("{reference}")) != std::string::npos;) text.replace(at, 11, e.reference);
+      out.emplace_back(size_t(n), warmup::Completion{text, "stop", -1});
+    }
     return out;
   }
 
@@ -56,12 +65,23 @@ class Evaluate final : public warmup::Algorithm {
     double total = 0;
     int64_t n = 0, n_correct = 0, n_known = 0, stored = 0;
     std::map<std::string, double> part_sums;
+    struct Group {
+      double total = 0;
+      int64_t n = 0, correct = 0, known = 0;
+    };
+    std::map<std::string, Group> groups;
     for (size_t i = 0; i < examples.size(); ++i) {
       for (const auto& c : outs.at(i)) {
         warmup::Score s = warmup::score_all(ctx.rewards(), examples[i], c.text);
         total += s.total, ++n;
         for (const auto& [k, v] : s.parts) part_sums[k] += v;
         if (s.correct) ++n_known, n_correct += *s.correct;
+        if (!group_by_.empty() && examples[i].metadata.contains(group_by_)) {
+          const auto& g = examples[i].metadata[group_by_];
+          Group& grp = groups[group_by_ + "=" + (g.is_string() ? g.get<std::string>() : g.dump())];
+          grp.total += s.total, ++grp.n;
+          if (s.correct) ++grp.known, grp.correct += *s.correct;
+        }
         if (max_samples_ < 0 || stored < max_samples_) {
           warmup::SampleRecord r;
           r.task = task, r.example_id = examples[i].id, r.prompt = examples[i].prompt;
@@ -78,13 +98,18 @@ class Evaluate final : public warmup::Algorithm {
     ctx.metric(p + "reward_mean", 0, n ? total / double(n) : std::nan(""));
     if (n_known) ctx.metric(p + "accuracy", 0, double(n_correct) / double(n_known));
     for (const auto& [k, v] : part_sums) ctx.metric(p + k + "_mean", 0, v / double(n));
+    for (const auto& [g, grp] : groups) {
+      ctx.metric(p + g + "/count", 0, double(grp.n));
+      ctx.metric(p + g + "/reward_mean", 0, grp.total / double(grp.n));
+      if (grp.known) ctx.metric(p + g + "/accuracy", 0, double(grp.correct) / double(grp.known));
+    }
     ctx.log(warmup::LogLevel::kInfo,
             task + ": " + std::to_string(n) + " completions, reward mean " +
                 std::to_string(n ? total / double(n) : 0.0) +
                 (n_known ? ", accuracy " + std::to_string(double(n_correct) / double(n_known)) : ""));
   }
 
-  std::string completions_;
+  std::string completions_, reference_template_, group_by_;
   int64_t max_samples_;
 };
 

@@ -3,7 +3,7 @@
 // when every expected person's role matches, -1.5 when parsed but wrong, -2 when the answer
 // cannot be parsed (the count of "knight"+"knave" mentions must equal the number of people and
 // each name must appear as "<name> is a knight|knave") or the format is invalid. When the prompt
-// ends with "<think>" (both K&K templates do), the completion is scored as "<think>" + completion,
+// ends with "<think>" (both K&K templates do, the paper's followed by whitespace), the completion is scored as "<think>" + completion,
 // as Logic-RL scores the text after the assistant marker.
 #include <map>
 #include <regex>
@@ -58,7 +58,9 @@ class KkLogicRl final : public warmup::Reward {
     warmup::RewardResult r;
     r.correct = false;
     const std::string think = "<think>";
-    bool prompted = ex.prompt.size() >= think.size() && ex.prompt.compare(ex.prompt.size() - think.size(), think.size(), think) == 0;
+    size_t last = ex.prompt.find_last_not_of(" \t\r\n");  // the paper's prompt ends "<think>\n    "
+    std::string trimmed = last == std::string::npos ? std::string() : ex.prompt.substr(0, last + 1);
+    bool prompted = trimmed.size() >= think.size() && trimmed.compare(trimmed.size() - think.size(), think.size(), think) == 0;
     std::string s = prompted ? think + completion : completion;
     bool format_ok = count(s, "<think>") == 1 && count(s, "</think>") == 1 && count(s, "<answer>") == 1 &&
                      count(s, "</answer>") == 1;

@@ -99,7 +99,11 @@ TEST_CASE("knights_knaves task: fixture data, unique solutions, the paper's prom
   CHECK(ex[0].id == "kk/3ppl/test/0");
   CHECK(ex[0].metadata["n_people"] == 3);
   auto paper = registry().create<Reward>("kk_paper", init("reward"), "test");
-  for (const auto& e : ex) CHECK(paper->score(e, wrap(e.reference)).value == 2.0);
+  auto logic = registry().create<Reward>("kk_logic_rl", init("reward"), "test");
+  for (const auto& e : ex) {
+    CHECK(paper->score(e, wrap(e.reference)).value == 2.0);
+    CHECK(logic->score(e, wrap(e.reference)).value == 3.0);  // the prompt's trailing <think> counts
+  }
   auto chat = registry().create<Task>("knights_knaves", init("task", "data_dir = \".\"\npeople = [5]\nprompt = \"logic_rl\""), "test");
   auto cx = chat->examples("train");
   CHECK(cx.size() == 20);
