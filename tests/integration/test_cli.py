@@ -203,10 +203,14 @@ completions = "teacher"
 def test_kk_gold_experiment_per_size_metrics(store):
     r = warmup("run", "experiments/kk_gold.toml", "--store", store)
     assert r.returncode == 0, r.stderr
-    m = dict(query(store, "SELECT key, value FROM metrics"))
+    m = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'score-gold'"))
     for n in (3, 5, 7):
         assert m[f"eval/knights_knaves/n_people={n}/accuracy"] == 1.0
         assert m[f"eval/knights_knaves/n_people={n}/count"] == 20
     assert m["eval/knights_knaves/kk_paper_mean"] == 2.0 and m["eval/knights_knaves/kk_logic_rl_mean"] == 3.0
-    (prompt,), = query(store, "SELECT prompt FROM samples WHERE example_id = 'kk/3ppl/test/0'")
+    solver = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'score-solver-traces'"))
+    assert solver["eval/knights_knaves/accuracy"] == 1.0 and solver["eval/knights_knaves/kk_paper_mean"] == 2.0
+    (trace,), = query(store, "SELECT completion FROM samples WHERE stage = 'score-solver-traces' AND example_id = 'kk/5ppl/test/1'")
+    assert trace.startswith("Let's think step by step") and "This leads to a feasible solution.\n</think>\n<answer>\n(1)" in trace
+    (prompt,), = query(store, "SELECT prompt FROM samples WHERE stage = 'score-gold' AND example_id = 'kk/3ppl/test/0'")
     assert prompt.startswith("\n    A conversation between User and Assistant.") and prompt.endswith("Assistant: <think>\n    ")

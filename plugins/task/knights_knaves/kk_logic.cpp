@@ -1,5 +1,6 @@
 #include "kk_logic.h"
 
+#include <algorithm>
 #include <cctype>
 #include <stdexcept>
 
@@ -127,8 +128,115 @@ std::string render(const Statement& s, const std::vector<std::string>& names) {
     for (size_t i = 0; i < s.args.size(); ++i) out += (i ? " " + s.op + " " : "") + render(s.args[i], names);
     return out;
   }
-  if (s.op == "->") return "if " + render(s.args[0], names) + " then " + render(s.args[1], names);
+  if (s.op == "->") return "If " + render(s.args[0], names) + " then " + render(s.args[1], names);
   return render(s.args[0], names) + " if and only if " + render(s.args[1], names);
+}
+
+namespace {
+
+void mentioned(const Statement& s, std::vector<int>& out) {
+  if (s.op == "telling-truth" || s.op == "lying") out.push_back(s.person);
+  for (const auto& a : s.args) mentioned(a, out);
+}
+
+// First assigned person (in index order) whose claim, negated when they are a knave, no completion
+// of the unassigned people satisfies; -1 when the partial assignment is still consistent.
+int falsified_by(const std::vector<Statement>& st, const std::vector<int>& assigned) {
+  size_t n = st.size();
+  std::vector<size_t> free;
+  for (size_t i = 0; i < n; ++i)
+    if (assigned[i] < 0) free.push_back(i);
+  for (size_t p = 0; p < n; ++p) {
+    if (assigned[p] < 0) continue;
+    bool satisfiable = false;
+    std::vector<bool> k(n);
+    for (uint32_t m = 0; m < (1u << free.size()) && !satisfiable; ++m) {
+      for (size_t i = 0; i < n; ++i) k[i] = assigned[i] == 1;
+      for (size_t f = 0; f < free.size(); ++f) k[free[f]] = (m >> f) & 1;
+      satisfiable = evaluate(st[p], k) == bool(assigned[p]);
+    }
+    if (!satisfiable) return int(p);
+  }
+  return -1;
+}
+
+std::string list_names(const std::vector<int>& people, const std::vector<std::string>& names) {
+  if (people.size() == 1) return names[size_t(people[0])];
+  if (people.size() == 2) return names[size_t(people[0])] + " and " + names[size_t(people[1])];
+  std::string out;
+  for (size_t i = 0; i < people.size(); ++i)
+    out += (i ? ", " : "") + std::string(i + 1 == people.size() ? "and " : "") + names[size_t(people[i])];
+  return out;
+}
+
+}  // namespace
+
+std::string ChainOfThought::text() const {
+  std::string out = head;
+  for (const auto& s : steps) out += " " + s;
+  return out + " " + foot;
+}
+
+ChainOfThought chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names) {
+  size_t n = st.size();
+  ChainOfThought cot;
+  cot.head = "Let's think step by step, by considering whether each person is lying and if that leads to contradiction.";
+  std::vector<int> assigned(n, -1);                    // -1 unassigned, 0 knave, 1 knight
+  std::vector<std::vector<int>> options(n, {0, 1});    // popped from the back: knight first
+  std::vector<int> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = int(i);
+  auto role = [](int a) { return std::string(a ? "a knight" : "a knave"); };
+  size_t cursor = 0;
+  while (true) {
+    if (cursor >= n) {
+      cot.foot = "This leads to a feasible solution.";
+      for (int a : assigned) cot.solution.push_back(a == 1);
+      return cot;
+    }
+    if (options[size_t(order[cursor])].empty()) {
+      std::vector<int> exhausted;
+      long c = long(cursor);
+      while (c >= 0 && options[size_t(order[size_t(c)])].empty()) {
+        int p = order[size_t(c)];
+        options[size_t(p)] = {0, 1};
+        assigned[size_t(p)] = -1;
+        exhausted.push_back(p);
+        --c;
+      }
+      if (c < 0) {
+        cot.foot = "All the configurations lead to contradictions.";
+        return cot;
+      }
+      cursor = size_t(c);
+      cot.steps.push_back("We have exhausted all possibilities for " + list_names(exhausted, names) +
+                          ", so let us go back and reconsider " + names[size_t(order[cursor])] + ".");
+    }
+    int person = order[cursor];
+    assigned[size_t(person)] = options[size_t(person)].back();
+    options[size_t(person)].pop_back();
+    int bad = falsified_by(st, assigned);
+    const std::string& who = names[size_t(person)];
+    if (bad < 0) {
+      cot.steps.push_back("Assume " + who + " is " + role(assigned[size_t(person)]) + ". No contradiction is found in their " +
+                          (assigned[size_t(person)] ? "" : "false ") + "claim that " + render(st[size_t(person)], names) + ".");
+      std::vector<int> ment;
+      mentioned(st[size_t(person)], ment);
+      ++cursor;
+      std::vector<int> rest(order.begin() + long(cursor), order.end());  // bring mentioned people forward
+      for (auto it = ment.rbegin(); it != ment.rend(); ++it) {
+        auto at = std::find(rest.begin(), rest.end(), *it);
+        if (at == rest.end()) continue;
+        rest.erase(at);
+        rest.insert(rest.begin(), *it);
+      }
+      std::copy(rest.begin(), rest.end(), order.begin() + long(cursor));
+    } else {
+      cot.steps.push_back(who + " cannot be " + role(assigned[size_t(person)]) + ", because this would contradict the " +
+                          (assigned[size_t(bad)] ? "" : "false ") + "claim of " +
+                          (bad == person ? std::string("their own") : names[size_t(bad)]) + " that " +
+                          render(st[size_t(bad)], names) + ".");
+    }
+  }
 }
 
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights) {

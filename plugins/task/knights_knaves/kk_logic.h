@@ -29,6 +29,20 @@ std::vector<std::vector<bool>> solve(const std::vector<Statement>& statements);
 // "Zoey is a knight or Zoey is a knave", as in the dataset's quiz text.
 std::string render(const Statement& s, const std::vector<std::string>& names);
 
+// The solver's backtracking chain of thought as in Xie et al.'s dataset (`cot_head`,
+// `cot_repeat_steps`, `cot_foot`): people are tried knight first; after a consistent assumption
+// the people that person mentions are considered next; an assumption fails when some assigned
+// person's (possibly false) claim can no longer be satisfied by any completion.
+struct ChainOfThought {
+  std::string head;
+  std::vector<std::string> steps;
+  std::string foot;
+  std::vector<bool> solution;  // the assignment reached (empty when none exists)
+  // head + steps + foot joined by single spaces.
+  std::string text() const;
+};
+ChainOfThought chain_of_thought(const std::vector<Statement>& statements, const std::vector<std::string>& names);
+
 // "(1) Zoey is a knight\n(2) ..." for an assignment.
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights);
 

@@ -105,7 +105,43 @@ class KnightsKnaves final : public warmup::Task {
   bool verify_;
 };
 
+// kk_solver: the offline teacher. Writes the solver's backtracking chain of thought (exactly the
+// dataset's cot_* text) and the gold answer in the paper's format, from each example's
+// `statements` and `names` metadata. Deterministic: the n completions of an example are equal.
+class KkSolverTeacher final : public warmup::Teacher {
+ public:
+  explicit KkSolverTeacher(const warmup::PluginInit& init) {
+    warmup::Options o(init);
+    // {cot}: head, steps and foot joined by spaces; {answer}: "(1) X is a knight\n(2) ...".
+    template_ = o.get<std::string>("template", "{cot}\n</think>\n<answer>\n{answer}\n</answer>");
+    o.finish();
+  }
+
+  std::vector<std::vector<warmup::Completion>> complete(const std::vector<warmup::Example>& examples, int n) override {
+    std::vector<std::vector<warmup::Completion>> out;
+    for (const auto& e : examples) {
+      if (!e.metadata.contains("statements") || !e.metadata.contains("names"))
+        throw warmup::DataError("kk_solver: example " + e.id + " has no statements/names metadata (not a K&K example)");
+      auto names = e.metadata["names"].get<std::vector<std::string>>();
+      auto cot = kk::chain_of_thought(kk::parse_statements(e.metadata["statements"].get<std::string>()), names);
+      std::string text = template_;
+      replace(text, "{cot}", cot.text());
+      replace(text, "{answer}", cot.solution.empty() ? "No valid solution exists." : kk::solution_text_format(names, cot.solution));
+      out.emplace_back(size_t(n), warmup::Completion{text, "stop", -1});
+    }
+    return out;
+  }
+
+ private:
+  static void replace(std::string& s, const std::string& key, const std::string& value) {
+    for (size_t at = 0; (at = s.find(key, at)) != std::string::npos; at += value.size()) s.replace(at, key.size(), value);
+  }
+  std::string template_;
+};
+
 }  // namespace
 
 WARMUP_PLUGIN(warmup::entry<warmup::Task, KnightsKnaves>(
-    "knights_knaves", "0.1.0", "Knights & Knaves puzzles (Xie et al. schema), paper or Logic-RL prompts"))
+                  "knights_knaves", "0.1.0", "Knights & Knaves puzzles (Xie et al. schema), paper or Logic-RL prompts"),
+              warmup::entry<warmup::Teacher, KkSolverTeacher>(
+                  "kk_solver", "0.1.0", "offline K&K teacher: the solver's backtracking chain of thought + the answer"))

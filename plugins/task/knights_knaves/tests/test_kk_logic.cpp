@@ -25,7 +25,7 @@ fs::path data_dir() { return fs::exists(KK_SHARED_DIR) ? fs::path(KK_SHARED_DIR)
 
 }  // namespace
 
-TEST_CASE("solver, renderer and solution format agree with every puzzle") {
+TEST_CASE("solver, renderer, chain of thought and solution format agree with every puzzle") {
   int puzzles = 0;
   for (const auto& entry : fs::directory_iterator(data_dir())) {
     if (entry.path().extension() != ".jsonl") continue;
@@ -42,6 +42,11 @@ TEST_CASE("solver, renderer and solution format agree with every puzzle") {
       REQUIRE(sols.size() == 1);  // unique
       CHECK(sols[0] == solution);
       CHECK(kk::solution_text_format(names, solution) == j["solution_text_format"].get<std::string>());
+      auto cot = kk::chain_of_thought(st, names);
+      CHECK(cot.head == j["cot_head"].get<std::string>());
+      CHECK(cot.steps == j["cot_repeat_steps"].get<std::vector<std::string>>());
+      CHECK(cot.foot == j["cot_foot"].get<std::string>());
+      CHECK(cot.solution == solution);
       std::string quiz = lower(j["quiz"].get<std::string>());
       for (const auto& s : st) {
         std::string english = lower(kk::render(s, names));
