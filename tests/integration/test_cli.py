@@ -214,3 +214,22 @@ def test_kk_gold_experiment_per_size_metrics(store):
     assert trace.startswith("Let's think step by step") and "This leads to a feasible solution.\n</think>\n<answer>\n(1)" in trace
     (prompt,), = query(store, "SELECT prompt FROM samples WHERE stage = 'score-gold' AND example_id = 'kk/3ppl/test/0'")
     assert prompt.startswith("\n    A conversation between User and Assistant.") and prompt.endswith("Assistant: <think>\n    ")
+
+
+def test_kk_generate_feeds_the_task(tmp_path, store):
+    r = warmup("kk", "generate", "--people", "3-4", "--count", "15", "--seed", "9", "--out-dir", tmp_path / "kk",
+               "--split", "test")
+    assert r.returncode == 0, r.stderr
+    again = warmup("kk", "generate", "--people", "3-4", "--count", "15", "--seed", "9", "--out-dir", tmp_path / "kk2",
+                   "--split", "test")
+    assert (tmp_path / "kk/3ppl_test.jsonl").read_bytes() == (tmp_path / "kk2/3ppl_test.jsonl").read_bytes()
+    rows = [json.loads(l) for l in (tmp_path / "kk/4ppl_test.jsonl").read_text().splitlines()]
+    assert len(rows) == 15 and set(rows[0]) >= {"quiz", "names", "solution", "solution_text_format", "statements",
+                                                 "cot_head", "cot_repeat_steps", "cot_foot"}
+    r = warmup("run", "experiments/kk_gold.toml", "--store", store, "--set", f"tasks.knights_knaves.data_dir={tmp_path / 'kk'}",
+               "--set", "tasks.knights_knaves.people=[3, 4]")
+    assert r.returncode == 0, r.stderr
+    m = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'score-solver-traces'"))
+    assert m["eval/knights_knaves/n_people=4/accuracy"] == 1.0 and m["eval/knights_knaves/n_people=3/count"] == 15
+    bad = warmup("kk", "generate", "--people", "1-3", "--count", "2", "--out", tmp_path / "x.jsonl")
+    assert bad.returncode == 2 and "within 2-51" in bad.stderr

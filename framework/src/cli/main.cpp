@@ -1,5 +1,8 @@
 // `warmup` entry point: dispatches to a subcommand and turns exceptions into one error line and
 // an exit code (2 for bad input: config, usage, unknown plugin; 1 for everything else).
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -24,8 +27,10 @@ const char* kUsage =
     "  generate              completions for a JSONL file of prompts (continuous batching)\n"
     "  serve                 OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)\n"
     "  bench                 measurements as JSON (tokenizer, train-step); peers in bench/\n"
+    "  kk                    Knights & Knaves tools: kk generate (from the knights_knaves plugin)\n"
     "\n"
-    "`warmup <command> --help` describes each command.\n";
+    "`warmup <command> --help` describes each command; `warmup X` also runs a `warmup-X` tool\n"
+    "installed next to warmup.\n";
 
 }  // namespace
 
@@ -44,6 +49,18 @@ int main(int argc, char** argv) {
       {"generate", cli::cmd_generate}, {"serve", cli::cmd_serve}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
+    // External subcommands (as git and cargo): `warmup kk ...` runs `warmup-kk ...` from the
+    // executable's directory, so a plugin can bring its own command-line tool.
+    std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
+    std::filesystem::path tool = self.parent_path() / ("warmup-" + args[0]);
+    if (args[0].find('/') == std::string::npos && ::access(tool.c_str(), X_OK) == 0) {
+      std::vector<char*> argv2{const_cast<char*>(tool.c_str())};
+      for (size_t i = 1; i < args.size(); ++i) argv2.push_back(const_cast<char*>(args[i].c_str()));
+      argv2.push_back(nullptr);
+      ::execv(tool.c_str(), argv2.data());
+      std::cerr << "error: cannot run " << tool.string() << "\n";
+      return 1;
+    }
     std::cerr << "error: unknown command '" << args[0] << "'\n" << kUsage;
     return 2;
   }

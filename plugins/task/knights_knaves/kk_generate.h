@@ -1,0 +1,38 @@
+// Puzzle generation with Xie et al.'s grammar: each person makes one statement, a leaf ("X is a
+// knight/knave", never "I am a knave") or not/and/or/->/<=> over distinct leaves (depth <= 2,
+// width 2); only statement sets with exactly one solution are kept, without duplicates. Rendered
+// with the dataset's names, "said" templates, preamble and question. Seeded: the same seed gives
+// the same puzzles.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kk_logic.h"
+
+namespace kk {
+
+class Generator {
+ public:
+  Generator(uint64_t seed, int n_people);
+  // One puzzle as a dataset record (quiz, names, knight_knave, solution, solution_text,
+  // solution_text_format, cot_head, cot_repeat_steps, cot_foot, statements, index).
+  nlohmann::ordered_json next(int64_t index);
+
+ private:
+  Statement sample(int person, int depth);
+  int uniform(int lo, int hi);  // [lo, hi]
+  std::mt19937_64 rng_;
+  int n_;
+  std::set<std::string> seen_;
+};
+
+// Python's repr of the statements tuple, as in the dataset: "(('lying', 1), ('or', ...))".
+std::string python_repr(const std::vector<Statement>& statements);
+
+}  // namespace kk
