@@ -233,3 +233,38 @@ def test_kk_generate_feeds_the_task(tmp_path, store):
     assert m["eval/knights_knaves/n_people=4/accuracy"] == 1.0 and m["eval/knights_knaves/n_people=3/count"] == 15
     bad = warmup("kk", "generate", "--people", "1-3", "--count", "2", "--out", tmp_path / "x.jsonl")
     assert bad.returncode == 2 and "within 2-51" in bad.stderr
+
+
+def test_distill_writes_a_filtered_sft_dataset_artifact(tmp_path, store):
+    import hashlib
+    from conftest import TEST_PLUGINS
+    r = warmup("run", "experiments/kk_distill_solver.toml", "--store", store)
+    assert r.returncode == 0, r.stderr
+    (path, sha, size), = query(store, "SELECT path, sha256, bytes FROM artifacts")
+    data = open(path, "rb").read()
+    assert hashlib.sha256(data).hexdigest() == sha and len(data) == size
+    lines = [json.loads(l) for l in data.decode().splitlines()]
+    assert len(lines) == 60 and all(l["correct"] and l["reward"] == 2.0 and l["teacher"] == "kk_solver" for l in lines)
+    assert lines[0]["prompt"].endswith("Assistant: <think>\n    ") and "</think>\n<answer>" in lines[0]["completion"]
+    assert query(store, "SELECT task, split, count FROM datasets WHERE task = 'sft'") == [("sft", "sft.jsonl", 60)]
+    # Filtering: the test teacher answers right once in three samples.
+    exp = write(tmp_path / "d.toml", """[experiment]
+name = "distill-filter"
+[tasks.arithmetic]
+test_size = 5
+[rewards.exact_match]
+extract = "full"
+[[stages]]
+name = "d"
+algorithm = "distill"
+tasks = ["arithmetic"]
+teachers = ["good_teacher"]
+rewards = { exact_match = 1.0 }
+[stages.distill]
+n = 3
+keep = "correct"
+""")
+    r = warmup("run", exp, "--store", store, "--plugin-dir", TEST_PLUGINS / "good")
+    assert r.returncode == 0, r.stderr
+    m = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'd'"))
+    assert m["distill/arithmetic/completions"] == 15 and m["distill/arithmetic/kept"] == 5
