@@ -79,6 +79,10 @@ class StageContext {
 
   // SIGINT/SIGTERM received: save what is needed and return from run() soon.
   virtual bool stop_requested() const = 0;
+
+  // ABI 1.2: a host service by name, or null. "policy" is the stage's model (see model.h),
+  // loaded on first use from [model] or the previous stage's output.
+  virtual void* service(std::string_view name) = 0;
 };
 
 class Algorithm {

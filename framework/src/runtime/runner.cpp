@@ -14,6 +14,7 @@
 #include "config/experiment.h"
 #include "config/toml_tree.h"
 #include "plugins/registry.h"
+#include "runtime/host_policy.h"
 #include "runtime/signals.h"
 #include "runtime/stage_context.h"
 #include "store/store.h"
@@ -266,6 +267,7 @@ int run_experiment(const RunOptions& opt) {
 
   std::vector<std::pair<std::string, std::map<std::string, double>>> finals;
   ModelSpec model = cfg.model;
+  std::shared_ptr<Policy> policy;  // loaded by the first stage that asks; kept while the path holds
   for (size_t i = 0; i < cfg.stages.size(); ++i) {
     const StageSpec& st = cfg.stages[i];
     if (finished_stages.count(st.name)) continue;
@@ -281,6 +283,7 @@ int run_experiment(const RunOptions& opt) {
     setup.run_dir = run_dir;
     setup.resuming = opt.resume.has_value();
     setup.stop_requested = [&signals] { return signals.stop_requested(); };
+    setup.policy = &policy;
     int64_t stage_id = store->begin_stage(run, int(i), st.name, st.algorithm);
     log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
              st.name + "' (" + st.algorithm + ")");
@@ -315,7 +318,10 @@ int run_experiment(const RunOptions& opt) {
       return 128 + sig;
     }
     store->end_stage(stage_id, "finished", "");
-    if (!output_model.empty()) model.path = output_model;
+    if (!output_model.empty() && output_model != model.path) {
+      model.path = output_model;  // later stages load the new model
+      policy.reset();
+    }
     finals.emplace_back(st.name, std::move(last));
   }
   store->end_run(run, "finished", "");

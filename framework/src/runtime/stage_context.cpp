@@ -1,5 +1,6 @@
 #include "runtime/stage_context.h"
 
+#include "runtime/host_policy.h"
 #include "util/log.h"
 #include "util/process.h"
 #include "util/sha256.h"
@@ -76,6 +77,16 @@ void HostStageContext::artifact(const fs::path& path, std::string_view name) {
     bytes = int64_t(fs::file_size(abs));
   }
   store_.add_artifact(s_.run_id, s_.stage_name, std::string(name), abs.string(), bytes, sha256_path(abs));
+}
+
+void* HostStageContext::service(std::string_view name) {
+  if (name != "policy" || !s_.policy) return nullptr;
+  if (!*s_.policy) {
+    if (s_.model.path.empty()) return nullptr;
+    log(LogLevel::kInfo, "loading model " + s_.model.path);
+    *s_.policy = std::make_shared<HostPolicy>(s_.model);
+  }
+  return s_.policy->get();
 }
 
 std::string HostStageContext::dataset(std::string_view task, std::string_view split,

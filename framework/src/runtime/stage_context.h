@@ -7,6 +7,7 @@
 
 #include "store/store.h"
 #include "warmup/algorithm.h"
+#include "warmup/model.h"
 
 namespace warmup {
 
@@ -22,6 +23,9 @@ struct StageSetup {
   std::filesystem::path run_dir;
   bool resuming = false;
   std::function<bool()> stop_requested;
+  // The run's model, shared by its stages (loaded on first use; a stage that set an output model
+  // makes the next stage load that one).
+  std::shared_ptr<Policy>* policy = nullptr;
 };
 
 class HostStageContext final : public StageContext {
@@ -50,6 +54,7 @@ class HostStageContext final : public StageContext {
   void set_output_model(const std::filesystem::path& dir) override { output_model_ = dir.string(); }
   void flush() override;
   bool stop_requested() const override { return s_.stop_requested && s_.stop_requested(); }
+  void* service(std::string_view name) override;
 
   const std::string& output_model() const { return output_model_; }
   // Last value of each metric key seen in this stage, for the end-of-run summary.

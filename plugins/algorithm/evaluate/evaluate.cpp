@@ -1,6 +1,7 @@
 // evaluate: scores a split of each stage task through the stage's rewards and records samples and
 // per-task metrics. Completions come from `completions = "reference"` (the gold answers: checks a
-// task/reward pair end to end without a model) or from the stage's first teacher.
+// task/reward pair end to end without a model), the stage's first teacher, or the stage's model
+// (`completions = "model"`, sampled with the options below through the host's engine).
 //
 // Metrics (step 0): eval/<task>/reward_mean, eval/<task>/accuracy (where rewards report
 // correctness), eval/<task>/<reward>_mean per reward part, eval/<task>/count; with `group_by`
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "warmup/model.h"
 #include "warmup/sdk.h"
 
 namespace {
@@ -16,14 +18,21 @@ class Evaluate final : public warmup::Algorithm {
  public:
   explicit Evaluate(const warmup::PluginInit& init) {
     warmup::Options o(init);
-    completions_ = o.get<std::string>("completions", "reference");  // reference | teacher
+    completions_ = o.get<std::string>("completions", "reference");  // reference | teacher | model
+    // Sampling for completions = "model" (the paper's evaluation: 0.7, 0.95, stop strings below).
+    sample_.temperature = o.get<double>("temperature", 0.7);
+    sample_.top_p = o.get<double>("top_p", 0.95);
+    sample_.top_k = o.get<int64_t>("top_k", 0);
+    sample_.max_new_tokens = o.get<int64_t>("max_new_tokens", 1024);
+    sample_.stop = o.get<std::vector<std::string>>("stop", {"Question:", "Assistant:", "User:"});
+    sample_.seed = uint64_t(o.get<int64_t>("seed", int64_t(init.seed)));
     max_samples_ = o.get<int64_t>("max_samples", -1);  // samples stored per task; -1 = all
     // completions = "reference": the text scored, with {reference} replaced by the gold answer
     // (e.g. "...</think>\n<answer>{reference}</answer>" to check a reward's maximum).
     reference_template_ = o.get<std::string>("reference_template", "{reference}");
     group_by_ = o.get<std::string>("group_by", "");  // metadata key for per-group metrics
-    if (completions_ != "reference" && completions_ != "teacher")
-      o.fail("completions", "must be reference or teacher");
+    if (completions_ != "reference" && completions_ != "teacher" && completions_ != "model")
+      o.fail("completions", "must be reference, teacher or model");
     o.finish();
   }
 
@@ -50,6 +59,13 @@ class Evaluate final : public warmup::Algorithm {
   std::vector<std::vector<warmup::Completion>> complete(warmup::StageContext& ctx,
                                                         const std::vector<warmup::Example>& ex, int n) {
     if (completions_ == "teacher") return ctx.teachers().front().teacher->complete(ex, n);
+    if (completions_ == "model") {
+      std::vector<std::string> prompts;
+      for (const auto& e : ex) prompts.push_back(e.prompt);
+      warmup::SampleOptions so = sample_;
+      so.n = n;
+      return warmup::policy(ctx).generate(prompts, so);
+    }
     std::vector<std::vector<warmup::Completion>> out;
     for (const auto& e : ex) {
       std::string text = reference_template_;
@@ -110,6 +126,7 @@ class Evaluate final : public warmup::Algorithm {
   }
 
   std::string completions_, reference_template_, group_by_;
+  warmup::SampleOptions sample_;
   int64_t max_samples_;
 };
 

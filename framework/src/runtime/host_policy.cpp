@@ -1,0 +1,103 @@
+#include "runtime/host_policy.h"
+
+#include <fstream>
+
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+#include "util/errors.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+
+HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
+  if (spec.path.empty()) throw ConfigError("[model] path is required by this stage");
+  LoadOptions lo;
+  lo.dtype = spec.dtype;
+  lo.device = spec.device;
+  model_ = load_model(spec.path, lo);
+  // Training writes into the weights: give the model its own memory, not the file's mapping.
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : model_->parameters()) p.set_data(p.clone());
+  }
+  device_ = model_->output_weight().device();
+  tok_ = std::make_shared<const Tokenizer>(Tokenizer::load(spec.path));
+  std::ifstream in(fs::path(spec.path) / "generation_config.json");
+  if (in) {
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("eos_token_id")) {
+      if (j["eos_token_id"].is_number_integer()) eos_.push_back(j["eos_token_id"].get<int32_t>());
+      else if (j["eos_token_id"].is_array())
+        for (const auto& x : j["eos_token_id"]) eos_.push_back(x.get<int32_t>());
+    }
+  }
+  if (eos_.empty() && tok_->eos_id()) eos_.push_back(*tok_->eos_id());
+}
+
+std::string HostPolicy::decode(const std::vector<int32_t>& ids) const {
+  std::vector<int32_t> known;
+  for (int32_t t : ids)
+    if (t >= 0 && t < tok_->vocab_size()) known.push_back(t);
+  return tok_->decode(known);
+}
+
+torch::Tensor HostPolicy::weighted_logprob_sum(const torch::Tensor& ids, const torch::Tensor& targets,
+                                               const torch::Tensor& weights, const torch::Tensor& attention_mask,
+                                               torch::Tensor* logprobs) {
+  return model_->weighted_logprob_sum(ids.to(device()), targets.to(device()), weights.to(device()),
+                                      attention_mask.defined() ? attention_mask.to(device()) : attention_mask, {},
+                                      1024, logprobs);
+}
+
+torch::Tensor HostPolicy::token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,
+                                         const torch::Tensor& attention_mask) {
+  return model_->token_logprobs(ids.to(device()), targets.to(device()),
+                                attention_mask.defined() ? attention_mask.to(device()) : attention_mask);
+}
+
+void HostPolicy::save(const fs::path& dir) { save_model(model_, dir, 5'000'000'000ULL, source_); }
+
+void HostPolicy::load_weights(const fs::path& dir) {
+  SafetensorsCheckpoint ckpt(dir);
+  torch::NoGradGuard ng;
+  for (auto& item : model_->named_parameters()) {
+    auto t = ckpt.tensor(item.key());
+    if (t.sizes() != item.value().sizes())
+      throw DataError(dir.string() + ": tensor '" + item.key() + "' has the wrong shape for this model");
+    item.value().copy_(t.to(item.value().device(), item.value().scalar_type()));
+  }
+}
+
+std::vector<std::vector<Completion>> HostPolicy::generate(const std::vector<std::string>& prompts,
+                                                          const SampleOptions& o) {
+  bool was_training = model_->is_training();
+  if (!engine_) {
+    EngineOptions eo;
+    eo.kv_cache_mb = 256;
+    eo.max_model_len = model_->config.max_position_embeddings;
+    engine_ = std::make_unique<Engine>(model_, tok_, eos_, eo);
+  }
+  model_->eval();
+  std::vector<GenerationRequest> reqs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerationRequest r;
+    r.id = std::to_string(i);
+    r.prompt_ids = tok_->encode(prompts[i]);
+    r.params.n = o.n, r.params.temperature = o.temperature, r.params.top_p = o.top_p, r.params.top_k = o.top_k;
+    r.params.min_p = o.min_p, r.params.max_new_tokens = o.max_new_tokens, r.params.stop = o.stop;
+    r.params.seed = o.seed + 1000 * uint64_t(i);
+    reqs.push_back(std::move(r));
+  }
+  auto results = engine_->generate(std::move(reqs));
+  model_->train(was_training);
+  std::vector<std::vector<Completion>> out;
+  for (const auto& r : results) {
+    if (!r.error.empty()) throw DataError("generation: " + r.error);
+    std::vector<Completion> cs;
+    for (const auto& s : r.samples) cs.push_back({s.text, s.finish_reason, int64_t(s.token_ids.size())});
+    out.push_back(std::move(cs));
+  }
+  return out;
+}
+
+}  // namespace warmup

@@ -1,0 +1,42 @@
+// The host's warmup::Policy: a CausalLM with its tokenizer, trained in place by algorithm plugins
+// and sampled through an Engine created on first use (it shares the weights, so samples always
+// come from the current parameters).
+#pragma once
+
+#include <memory>
+
+#include "engine/engine.h"
+#include "warmup/algorithm.h"
+#include "warmup/model.h"
+
+namespace warmup {
+
+class HostPolicy final : public Policy {
+ public:
+  explicit HostPolicy(const ModelSpec& spec);
+  std::vector<int32_t> encode(const std::string& text) const override { return tok_->encode(text); }
+  std::string decode(const std::vector<int32_t>& ids) const override;
+  std::vector<int32_t> eos_ids() const override { return eos_; }
+  int64_t max_position_embeddings() const override { return model_->config.max_position_embeddings; }
+  torch::nn::Module& module() override { return *model_; }
+  torch::Device device() const override { return device_; }
+  torch::Tensor weighted_logprob_sum(const torch::Tensor& ids, const torch::Tensor& targets, const torch::Tensor& weights,
+                                     const torch::Tensor& attention_mask, torch::Tensor* logprobs) override;
+  torch::Tensor token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,
+                               const torch::Tensor& attention_mask) override;
+  void set_activation_checkpointing(bool on) override { model_->activation_checkpointing = on; }
+  void save(const std::filesystem::path& dir) override;
+  void load_weights(const std::filesystem::path& dir) override;
+  std::vector<std::vector<Completion>> generate(const std::vector<std::string>& prompts,
+                                                const SampleOptions& options) override;
+
+ private:
+  std::filesystem::path source_;
+  CausalLM model_{nullptr};
+  std::shared_ptr<const Tokenizer> tok_;
+  std::vector<int32_t> eos_;
+  std::unique_ptr<Engine> engine_;
+  torch::Device device_{torch::kCPU};
+};
+
+}  // namespace warmup

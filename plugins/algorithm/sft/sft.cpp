@@ -1,0 +1,251 @@
+// sft: full-parameter supervised fine-tuning with the loss on completion tokens only (stage 1 of
+// the paper: distilled K&K traces). AdamW, constant_with_warmup / cosine / linear schedules,
+// gradient accumulation, grad-norm clipping, activation checkpointing, max length (truncating the
+// completion, counted), seeded shuffling per epoch, held-out eval loss, checkpoints (weights in HF
+// format + optimizer + step) and exact resume. Defaults are the paper's. Data: a JSONL file of
+// {prompt, completion} (e.g. from `distill`), or the stage's tasks completed by its teacher.
+//
+// Metrics: train/loss (mean NLL per completion token), train/lr, train/grad_norm,
+// train/tokens_per_s, train/epoch, eval/loss, data/truncated.
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "sft_batch.h"
+#include "warmup/model.h"
+#include "warmup/sdk.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+class Sft final : public warmup::Algorithm {
+ public:
+  explicit Sft(const warmup::PluginInit& init) : base_dir_(init.base_dir) {
+    warmup::Options o(init);
+    data_ = o.get<std::string>("data", "");          // JSONL {prompt, completion}; "" = tasks + teacher
+    split_ = o.get<std::string>("split", "train");   // task split when data = ""
+    lr_ = o.get<double>("learning_rate", 1e-6);
+    schedule_ = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");  // | cosine | linear
+    warmup_steps_ = o.get<int64_t>("warmup_steps", 25);
+    beta1_ = o.get<double>("adam_beta1", 0.9);
+    beta2_ = o.get<double>("adam_beta2", 0.95);
+    eps_ = o.get<double>("adam_epsilon", 1e-8);
+    weight_decay_ = o.get<double>("weight_decay", 1e-4);
+    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
+    epochs_ = o.get<double>("num_train_epochs", 3.0);
+    max_steps_ = o.get<int64_t>("max_steps", -1);    // overrides epochs when > 0
+    batch_ = o.get<int64_t>("per_device_train_batch_size", 1);
+    accum_ = o.get<int64_t>("gradient_accumulation_steps", 2);
+    max_length_ = o.get<int64_t>("max_length", 32768);
+    append_eos_ = o.get<bool>("append_eos", true);
+    checkpointing_ = o.get<bool>("gradient_checkpointing", false);
+    eval_examples_ = o.get<int64_t>("eval_examples", 0);  // held out for eval/loss (the paper: 100)
+    eval_steps_ = o.get<int64_t>("eval_steps", 50);
+    save_steps_ = o.get<int64_t>("save_steps", 0);        // checkpoint every N steps; 0 = only at the end
+    seed_ = o.get<int64_t>("seed", int64_t(init.seed));
+    if (schedule_ != "constant_with_warmup" && schedule_ != "cosine" && schedule_ != "linear" && schedule_ != "constant")
+      o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
+    if (batch_ < 1 || accum_ < 1) o.fail("per_device_train_batch_size", "and gradient_accumulation_steps must be >= 1");
+    if (max_length_ < 2) o.fail("max_length", "must be >= 2");
+    o.finish();
+  }
+
+  void run(warmup::StageContext& ctx) override {
+    warmup::Policy& policy = warmup::policy(ctx);
+    std::vector<sft::Sequence> all = load(ctx, policy);
+    std::mt19937_64 split_rng{static_cast<uint64_t>(seed_)};
+    std::shuffle(all.begin(), all.end(), split_rng);
+    size_t n_eval = size_t(std::min<int64_t>(eval_examples_, int64_t(all.size()) / 2));
+    std::vector<sft::Sequence> eval(all.begin(), all.begin() + long(n_eval)), train(all.begin() + long(n_eval), all.end());
+    if (train.empty())
+      throw warmup::DataError("sft: no training examples (" + std::to_string(dropped_) +
+                              " dropped because their prompt alone exceeds max_length " + std::to_string(max_length_) + ")");
+    int64_t per_step = batch_ * accum_;
+    int64_t steps_per_epoch = (int64_t(train.size()) + per_step - 1) / per_step;
+    int64_t total = max_steps_ > 0 ? max_steps_ : int64_t(std::ceil(epochs_ * double(steps_per_epoch)));
+    ctx.log(warmup::LogLevel::kInfo, "sft: " + std::to_string(train.size()) + " train / " + std::to_string(eval.size()) +
+                                         " eval sequences, " + std::to_string(total) + " steps of " +
+                                         std::to_string(per_step) + " sequences");
+
+    auto& module = policy.module();
+    module.train();
+    policy.set_activation_checkpointing(checkpointing_);
+    std::vector<torch::Tensor> params = module.parameters();
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(lr_).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
+    int64_t start = 0;
+    if (ctx.resuming()) start = restore(ctx, policy, opt);
+
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t step = start; step < total; ++step) {
+      double lr = lr_at(step, total);
+      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      auto ts = std::chrono::steady_clock::now();
+      double loss_sum = 0;
+      int64_t tokens = 0;
+      for (int64_t micro = 0; micro < accum_; ++micro) {
+        auto seqs = micro_batch(train, step * per_step + micro * batch_);
+        int64_t n_tok = 0;
+        for (const auto* s : seqs) n_tok += int64_t(s->completion.size());
+        auto b = sft::make_batch(seqs, -1.0 / double(std::max<int64_t>(1, n_tok)) / double(accum_));
+        auto loss = policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr);
+        loss.backward();  // the gradient was computed with the forward pass; this applies it
+        loss_sum += loss.item<double>() * double(accum_);
+        tokens += b.mask.sum().item<int64_t>();
+      }
+      double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
+      opt.step();
+      opt.zero_grad();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
+      int64_t s1 = step + 1;
+      ctx.metric("train/loss", s1, loss_sum / double(accum_));
+      ctx.metric("train/lr", s1, lr);
+      ctx.metric("train/grad_norm", s1, gnorm);
+      ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
+      ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));
+      if (s1 % 10 == 0 || s1 == total || s1 == 1) {
+        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        char line[200];
+        std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3g | grad %.3f | %.0f tok/s | %.1fs",
+                      (long long)s1, (long long)total, loss_sum / double(accum_), lr, gnorm, double(tokens) / std::max(secs, 1e-9), el);
+        ctx.log(warmup::LogLevel::kInfo, line);
+      }
+      if (!eval.empty() && eval_steps_ > 0 && (s1 % eval_steps_ == 0 || s1 == total)) ctx.metric("eval/loss", s1, eval_loss(policy, eval));
+      bool stop = ctx.stop_requested();
+      if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) save(ctx, policy, opt, s1);
+      if (stop) return;
+    }
+    fs::path out = ctx.run_dir() / ctx.stage_name() / "model";
+    policy.save(out);
+    ctx.set_output_model(out);
+    ctx.artifact(out, "model");
+  }
+
+ private:
+  std::vector<sft::Sequence> load(warmup::StageContext& ctx, warmup::Policy& policy) {
+    std::vector<std::pair<std::string, std::string>> pairs;
+    if (!data_.empty()) {
+      fs::path p = fs::path(data_).is_relative() && !base_dir_.empty() ? fs::path(base_dir_) / data_ : fs::path(data_);
+      std::ifstream in(p);
+      if (!in) throw warmup::DataError(p.string() + ": cannot read SFT data");
+      std::string line;
+      for (size_t ln = 1; std::getline(in, line); ++ln) {
+        if (line.empty()) continue;
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.contains("prompt") || !j.contains("completion"))
+          throw warmup::DataError(p.string() + ":" + std::to_string(ln) + ": expected {\"prompt\", \"completion\"}");
+        pairs.emplace_back(j["prompt"].get<std::string>(), j["completion"].get<std::string>());
+      }
+    } else {
+      if (ctx.tasks().empty() || ctx.teachers().empty())
+        throw warmup::ConfigError("stage '" + ctx.stage_name() + "': sft needs `data` or a task and a teacher");
+      for (const auto& t : ctx.tasks()) {
+        auto ex = t.task->examples(split_);
+        ctx.dataset(t.name, split_, ex);
+        auto outs = ctx.teachers().front().teacher->complete(ex, 1);
+        for (size_t i = 0; i < ex.size(); ++i) pairs.emplace_back(ex[i].prompt, outs[i].at(0).text);
+      }
+    }
+    std::vector<sft::Sequence> out;
+    int64_t truncated = 0;
+    auto eos = policy.eos_ids();
+    for (const auto& [prompt, completion] : pairs) {
+      sft::Sequence s{policy.encode(prompt), policy.encode(completion)};
+      if (append_eos_ && !eos.empty()) s.completion.push_back(eos[0]);
+      int64_t len = int64_t(s.prompt.size() + s.completion.size());
+      if (len > max_length_) {
+        ++truncated;
+        int64_t keep = max_length_ - int64_t(s.prompt.size());
+        if (keep < 1) {  // the prompt alone is too long: dropped (counted as truncated)
+          ++dropped_;
+          continue;
+        }
+        s.completion.resize(size_t(keep));
+      }
+      out.push_back(std::move(s));
+    }
+    ctx.metric("data/truncated", 0, double(truncated));
+    ctx.metric("data/sequences", 0, double(out.size()));
+    return out;
+  }
+
+  // Sequences [first, first + batch) of the epoch-shuffled order (each epoch its own seed).
+  std::vector<const sft::Sequence*> micro_batch(const std::vector<sft::Sequence>& train, int64_t first) {
+    std::vector<const sft::Sequence*> out;
+    int64_t n = int64_t(train.size());
+    for (int64_t k = first; k < first + batch_; ++k) {
+      int64_t epoch = k / n;
+      if (epoch != cached_epoch_) {
+        order_.resize(size_t(n));
+        for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
+        std::mt19937_64 rng(uint64_t(seed_) * 7919ULL + uint64_t(epoch));
+        std::shuffle(order_.begin(), order_.end(), rng);
+        cached_epoch_ = epoch;
+      }
+      out.push_back(&train[size_t(order_[size_t(k % n)])]);
+    }
+    return out;
+  }
+
+  double lr_at(int64_t step, int64_t total) const {
+    if (schedule_ == "constant") return lr_;
+    if (step < warmup_steps_) return lr_ * double(step + 1) / double(std::max<int64_t>(1, warmup_steps_));
+    if (schedule_ == "constant_with_warmup") return lr_;
+    double progress = double(step - warmup_steps_) / double(std::max<int64_t>(1, total - warmup_steps_));
+    if (schedule_ == "linear") return lr_ * std::max(0.0, 1.0 - progress);
+    return lr_ * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
+  }
+
+  double eval_loss(warmup::Policy& policy, const std::vector<sft::Sequence>& eval) {
+    torch::NoGradGuard ng;
+    policy.module().eval();
+    double total = 0;
+    int64_t tokens = 0;
+    for (const auto& s : eval) {
+      auto b = sft::make_batch({&s}, -1.0);
+      total += policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr).item<double>();
+      tokens += b.completion_tokens;
+    }
+    policy.module().train();
+    return total / double(std::max<int64_t>(1, tokens));
+  }
+
+  void save(warmup::StageContext& ctx, warmup::Policy& policy, torch::optim::AdamW& opt, int64_t step) {
+    fs::path dir = ctx.checkpoint_dir() / ("step-" + std::to_string(step));
+    policy.save(dir / "model");
+    torch::save(opt, (dir / "optimizer.pt").string());
+    std::ofstream(dir / "state.json") << nlohmann::json{{"step", step}}.dump() << "\n";
+    std::ofstream(ctx.checkpoint_dir() / "latest") << dir.filename().string() << "\n";  // written last
+    ctx.log(warmup::LogLevel::kInfo, "checkpoint " + dir.string());
+  }
+
+  int64_t restore(warmup::StageContext& ctx, warmup::Policy& policy, torch::optim::AdamW& opt) {
+    std::ifstream in(ctx.checkpoint_dir() / "latest");
+    std::string name;
+    if (!(in >> name)) {
+      ctx.log(warmup::LogLevel::kInfo, "no checkpoint to resume from: starting at step 0");
+      return 0;
+    }
+    fs::path dir = ctx.checkpoint_dir() / name;
+    policy.load_weights(dir / "model");
+    torch::load(opt, (dir / "optimizer.pt").string());
+    std::ifstream st(dir / "state.json");
+    int64_t step = nlohmann::json::parse(st).at("step").get<int64_t>();
+    ctx.log(warmup::LogLevel::kInfo, "resuming from " + dir.string() + " at step " + std::to_string(step));
+    return step;
+  }
+
+  std::string base_dir_, data_, split_, schedule_;
+  double lr_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
+  int64_t warmup_steps_, max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
+  bool append_eos_, checkpointing_;
+  std::vector<int64_t> order_;
+  int64_t cached_epoch_ = -1;
+  int64_t dropped_ = 0;
+};
+
+}  // namespace
+
+WARMUP_PLUGIN(warmup::entry<warmup::Algorithm, Sft>("sft", "0.1.0",
+                                                    "full-parameter SFT, loss on completion tokens (AdamW, schedules, resume)"))

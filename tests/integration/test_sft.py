@@ -1,0 +1,91 @@
+"""SFT end to end on a tiny model: K&K solver traces (kk_solver teacher), a training loss that
+falls, held-out eval loss, checkpoints, the trained model handed to the next stage (which samples
+from it), and a run stopped at step k and resumed matching an uninterrupted run's losses."""
+import json
+import signal
+
+from conftest import REPO, query, spawn, wait_for, warmup, write
+
+CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 260, "hidden_size": 64,
+          "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "max_position_embeddings": 2048, "tie_word_embeddings": True, "torch_dtype": "float32"}
+
+
+def setup(tmp_path, steps=40):
+    (tmp_path / "tiny.json").write_text(json.dumps(CONFIG))
+    assert warmup("model", "init", "--config", tmp_path / "tiny.json", "--out", tmp_path / "tiny", "--seed", "1").returncode == 0
+    data = REPO / "plugins/task/knights_knaves/tests/data"
+    return write(tmp_path / "sft.toml", f"""[experiment]
+name = "sft-test"
+seed = 3
+[model]
+path = "{tmp_path / 'tiny'}"
+[tasks.knights_knaves]
+data_dir = "{data}"
+people = [3]
+limit_per_size = 10
+[[stages]]
+name = "warmup"
+algorithm = "sft"
+tasks = ["knights_knaves"]
+teachers = ["kk_solver"]
+  [stages.sft]
+  learning_rate = 3e-3
+  warmup_steps = 2
+  max_steps = {steps}
+  per_device_train_batch_size = 2
+  gradient_accumulation_steps = 2
+  max_grad_norm = 1.0
+  max_length = 2048
+  eval_examples = 2
+  eval_steps = 10
+  save_steps = 10
+[[stages]]
+name = "sample"
+algorithm = "evaluate"
+tasks = ["knights_knaves"]
+rewards = {{ kk_paper = 1.0 }}
+eval = {{ split = "test", limit = 3 }}
+  [stages.evaluate]
+  completions = "model"
+  max_new_tokens = 16
+""")
+
+
+def losses(store, run=1):
+    return [v for (v,) in query(store, "SELECT value FROM metrics WHERE run_id = ? AND key = 'train/loss' ORDER BY step", run)]
+
+
+def test_sft_trains_checkpoints_and_hands_over_the_model(tmp_path, store):
+    exp = setup(tmp_path)
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    l = losses(store)
+    assert len(l) == 40
+    assert sum(l[-5:]) / 5 < 0.8 * sum(l[:5]) / 5  # it learns
+    assert [s for (s,) in query(store, "SELECT step FROM metrics WHERE key = 'eval/loss' ORDER BY step")] == [10, 20, 30, 40]
+    assert query(store, "SELECT value FROM metrics WHERE key = 'data/sequences'") == [(10.0,)]
+    (model_dir,), = query(store, "SELECT path FROM artifacts WHERE name = 'model'")
+    assert (REPO / model_dir / "model.safetensors").exists()
+    assert query(store, "SELECT count(*) FROM samples WHERE stage = 'sample'") == [(3,)]
+    (run_dir,), = query(store, "SELECT run_dir FROM runs")
+    assert (REPO / run_dir / "checkpoints/warmup/step-20/optimizer.pt").exists()
+
+
+def test_stopped_and_resumed_sft_matches_an_uninterrupted_run(tmp_path, store):
+    exp = setup(tmp_path, steps=60)
+    ref_store = tmp_path / "ref.sqlite"
+    assert warmup("run", exp, "--store", ref_store, timeout=900).returncode == 0
+    ref = losses(ref_store)
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: len(losses(store)) >= 12, timeout=300)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    assert p.returncode == 143
+    stopped_at = len(losses(store))
+    assert 12 <= stopped_at < 60
+    r = warmup("run", "--resume", "1", "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    got = losses(store)
+    assert len(got) == 60
+    assert max(abs(a - b) for a, b in zip(got, ref)) < 1e-5, (got, ref)
