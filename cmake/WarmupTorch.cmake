@@ -72,4 +72,8 @@ endif()
 # those crash when called from our code (seen: remove_all jumping to address 0). Listing
 # libstdc++ first among the executable's DT_NEEDED makes the dynamic linker bind to libstdc++.
 target_link_options(warmup_torch INTERFACE "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
+# Installed binaries and plugins find LibTorch (and the other shared libraries they link) where
+# they were found at build time.
+set(CMAKE_INSTALL_RPATH "${WARMUP_TORCH_ROOT}/lib")
+set(CMAKE_INSTALL_RPATH_USE_LINK_PATH TRUE)
 message(STATUS "warmup: torch ${WARMUP_TORCH_VERSION} at ${WARMUP_TORCH_ROOT}, CUDA ${WARMUP_WITH_CUDA}")
