@@ -23,6 +23,10 @@ const char* kLogicRlTemplate =
     "tags. i.e., <answer> (1) Zoey is a knight\n(2) ... </answer>.\n<|im_end|>\n<|im_start|>user\n{prompt}\n"
     "<|im_end|>\n<|im_start|>assistant\n<think>";
 
+// A minimal prompt for tiny models trained from scratch (the CPU quickstart): the quiz, then the
+// opening tag the completion continues.
+const char* kPlainTemplate = "{prompt}\n<think>";
+
 std::string fill(std::string tmpl, const std::string& quiz) {
   size_t at = tmpl.find("{prompt}");
   return at == std::string::npos ? tmpl : tmpl.replace(at, 8, quiz);
@@ -34,10 +38,11 @@ class KnightsKnaves final : public warmup::Task {
     warmup::Options o(init);
     data_dir_ = o.require<std::string>("data_dir");  // directory of <n>ppl_<split>.jsonl files
     people_ = o.get<std::vector<int64_t>>("people", {3, 4, 5, 6, 7});  // puzzle sizes to use
-    prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl
+    prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl | plain
     limit_ = o.get<int64_t>("limit_per_size", 0);                     // first N per size; 0 = all
     verify_ = o.get<bool>("verify", true);                            // solve every puzzle at load
-    if (prompt_ != "paper" && prompt_ != "logic_rl") o.fail("prompt", "must be paper or logic_rl");
+    if (prompt_ != "paper" && prompt_ != "logic_rl" && prompt_ != "plain")
+      o.fail("prompt", "must be paper, logic_rl or plain");
     if (people_.empty()) o.fail("people", "must list at least one size");
     o.finish();
     if (fs::path(data_dir_).is_relative() && !init.base_dir.empty())
@@ -79,7 +84,7 @@ class KnightsKnaves final : public warmup::Task {
         throw warmup::DataError(where + ": expected " + std::to_string(n) + " names and solution values");
       std::string quiz = j.at("quiz").get<std::string>();
       e.id = "kk/" + std::to_string(n) + "ppl/" + split + "/" + std::to_string(index);
-      e.prompt = fill(prompt_ == "paper" ? kKkPaperTemplate : kLogicRlTemplate, quiz);
+      e.prompt = fill(prompt_ == "paper" ? kKkPaperTemplate : prompt_ == "logic_rl" ? kLogicRlTemplate : kPlainTemplate, quiz);
       e.reference = j.at("solution_text_format").get<std::string>();
       e.metadata = {{"n_people", n}, {"names", names}, {"solution", solution}, {"quiz", quiz}};
       if (j.contains("statements")) e.metadata["statements"] = j["statements"];

@@ -110,6 +110,9 @@ TEST_CASE("knights_knaves task: fixture data, unique solutions, the paper's prom
   CHECK(cx[0].prompt.rfind("<|im_start|>system\n", 0) == 0);
   const std::string tail = "<|im_end|>\n<|im_start|>assistant\n<think>";
   CHECK(cx[0].prompt.substr(cx[0].prompt.size() - tail.size()) == tail);
+  auto plain = registry().create<Task>("knights_knaves", init("task", "data_dir = \".\"\npeople = [7]\nprompt = \"plain\""), "test");
+  auto px = plain->examples("test");
+  CHECK(px[0].prompt == px[0].metadata["quiz"].get<std::string>() + "\n<think>");
   CHECK_THROWS_WITH_AS(registry().create<Task>("knights_knaves", init("task", "people = [3]"), "test"),
                        doctest::Contains("missing required key 'data_dir'"), PluginError);
   auto missing = registry().create<Task>("knights_knaves", init("task", "data_dir = \"nowhere\"\npeople = [3]"), "test");
