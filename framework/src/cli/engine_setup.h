@@ -26,22 +26,6 @@ inline void add_engine_options(po::options_description& opts) {
       ("threads", po::value<int>()->default_value(0), "CPU threads (0: torch default)");
 }
 
-inline std::vector<int32_t> eos_ids(const std::filesystem::path& dir, const Tokenizer& tok) {
-  std::vector<int32_t> ids;
-  std::ifstream in(dir / "generation_config.json");
-  if (in) {
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_object() && j.contains("eos_token_id")) {
-      const auto& e = j["eos_token_id"];
-      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-      if (e.is_array())
-        for (const auto& x : e) ids.push_back(x.get<int32_t>());
-    }
-  }
-  if (ids.empty() && tok.eos_id()) ids.push_back(*tok.eos_id());
-  return ids;
-}
-
 inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
   std::filesystem::path dir = vm["model"].as<std::string>();
   if (int t = vm["threads"].as<int>(); t > 0) torch::set_num_threads(t);
@@ -55,7 +39,7 @@ inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
   eo.max_batch = vm["max-batch"].as<int64_t>();
   eo.kv_cache_mb = vm["kv-cache-mb"].as<double>();
   eo.block_size = vm["block-size"].as<int64_t>();
-  auto eos = eos_ids(dir, *tok);
+  auto eos = eos_ids_for(dir, *tok);
   return std::make_unique<Engine>(std::move(model), tok, eos, eo);
 }
 

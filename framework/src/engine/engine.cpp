@@ -5,8 +5,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <fstream>
 #include <limits>
 #include <random>
+
+#include <nlohmann/json.hpp>
 
 #include "util/log.h"
 
@@ -40,6 +43,22 @@ namespace {
 constexpr float kMasked = std::numeric_limits<float>::lowest() / 2;
 
 }  // namespace
+
+std::vector<int32_t> eos_ids_for(const std::filesystem::path& dir, const Tokenizer& tok) {
+  std::vector<int32_t> ids;
+  std::ifstream in(dir / "generation_config.json");
+  if (in) {
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_object() && j.contains("eos_token_id")) {
+      const auto& e = j["eos_token_id"];
+      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+      if (e.is_array())
+        for (const auto& x : e) ids.push_back(x.get<int32_t>());
+    }
+  }
+  if (ids.empty() && tok.eos_id()) ids.push_back(*tok.eos_id());
+  return ids;
+}
 
 Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, std::vector<int32_t> eos_ids,
                EngineOptions options)

@@ -9,6 +9,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -22,6 +23,10 @@
 #include "text/tokenizer.h"
 
 namespace warmup {
+
+// EOS ids of a model directory: generation_config.json's eos_token_id (int or list), else the
+// tokenizer's eos token.
+std::vector<int32_t> eos_ids_for(const std::filesystem::path& model_dir, const Tokenizer& tokenizer);
 
 struct EngineOptions {
   int64_t max_batch = 64;          // sequences decoded together

@@ -22,16 +22,7 @@ HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
   }
   device_ = model_->output_weight().device();
   tok_ = std::make_shared<const Tokenizer>(Tokenizer::load(spec.path));
-  std::ifstream in(fs::path(spec.path) / "generation_config.json");
-  if (in) {
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_object() && j.contains("eos_token_id")) {
-      if (j["eos_token_id"].is_number_integer()) eos_.push_back(j["eos_token_id"].get<int32_t>());
-      else if (j["eos_token_id"].is_array())
-        for (const auto& x : j["eos_token_id"]) eos_.push_back(x.get<int32_t>());
-    }
-  }
-  if (eos_.empty() && tok_->eos_id()) eos_.push_back(*tok_->eos_id());
+  eos_ = eos_ids_for(spec.path, *tok_);
 }
 
 std::string HostPolicy::decode(const std::vector<int32_t>& ids) const {
