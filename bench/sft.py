@@ -49,7 +49,7 @@ eval = {{ split = "train" }}
 name = "sft"
 algorithm = "sft"
   [stages.sft]
-  data = "{tmp}/runs/1/sft.jsonl"
+  data = "{{run_dir}}/sft.jsonl"
   max_steps = {a.steps + 1}
   per_device_train_batch_size = {a.batch}
   gradient_accumulation_steps = 1

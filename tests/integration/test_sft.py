@@ -89,3 +89,40 @@ def test_stopped_and_resumed_sft_matches_an_uninterrupted_run(tmp_path, store):
     got = losses(store)
     assert len(got) == 60
     assert max(abs(a - b) for a, b in zip(got, ref)) < 1e-5, (got, ref)
+
+
+def test_sft_reads_the_distill_output_of_the_same_run(tmp_path, store):
+    setup(tmp_path)
+    data = REPO / "plugins/task/knights_knaves/tests/data"
+    exp = write(tmp_path / "chain.toml", f"""[experiment]
+name = "distill-then-sft"
+[model]
+path = "{tmp_path / 'tiny'}"
+[tasks.knights_knaves]
+data_dir = "{data}"
+people = [3]
+limit_per_size = 4
+[[stages]]
+name = "distill"
+algorithm = "distill"
+tasks = ["knights_knaves"]
+teachers = ["kk_solver"]
+rewards = {{ kk_paper = 1.0 }}
+eval = {{ split = "train" }}
+[[stages]]
+name = "sft"
+algorithm = "sft"
+  [stages.sft]
+  data = "{{run_dir}}/sft.jsonl"
+  max_steps = 2
+  max_length = 2048
+""")
+    r = warmup("run", exp, "--store", store, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT value FROM metrics WHERE key = 'data/sequences'") == [(4.0,)]
+
+
+def test_paper_warmup_config_resolves():
+    r = warmup("run", "experiments/paper/warmup_qwen2.5-3b.toml", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "learning_rate = 9.9999999999999995e-07" in r.stdout and 'model = "Qwen/QwQ-32B"' in r.stdout

@@ -24,7 +24,7 @@ class Sft final : public warmup::Algorithm {
  public:
   explicit Sft(const warmup::PluginInit& init) : base_dir_(init.base_dir) {
     warmup::Options o(init);
-    data_ = o.get<std::string>("data", "");          // JSONL {prompt, completion}; "" = tasks + teacher
+    data_ = o.get<std::string>("data", "");          // JSONL {prompt, completion} ({run_dir} expands); "" = tasks + teacher
     split_ = o.get<std::string>("split", "train");   // task split when data = ""
     lr_ = o.get<double>("learning_rate", 1e-6);
     schedule_ = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");  // | cosine | linear
@@ -126,7 +126,9 @@ class Sft final : public warmup::Algorithm {
   std::vector<sft::Sequence> load(warmup::StageContext& ctx, warmup::Policy& policy) {
     std::vector<std::pair<std::string, std::string>> pairs;
     if (!data_.empty()) {
-      fs::path p = fs::path(data_).is_relative() && !base_dir_.empty() ? fs::path(base_dir_) / data_ : fs::path(data_);
+      std::string d = data_;  // "{run_dir}" names this run's directory (a previous stage's output)
+      for (size_t at; (at = d.find("{run_dir}")) != std::string::npos;) d.replace(at, 9, ctx.run_dir().string());
+      fs::path p = fs::path(d).is_relative() && !base_dir_.empty() ? fs::path(base_dir_) / d : fs::path(d);
       std::ifstream in(p);
       if (!in) throw warmup::DataError(p.string() + ": cannot read SFT data");
       std::string line;
