@@ -32,6 +32,19 @@ def spawn(*args, cwd=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def serve(model_dir, *extra):
+    """Starts `warmup serve` on a free loopback port; returns (process, "http://127.0.0.1:PORT")."""
+    import re
+    p = subprocess.Popen([WARMUP, "serve", "--model", str(model_dir), "--port", "0", *map(str, extra)],
+                         stderr=subprocess.PIPE, text=True)
+    line = ""
+    while "serving" not in line:
+        line = p.stderr.readline()
+        if not line and p.poll() is not None:
+            raise RuntimeError(f"warmup serve exited with {p.returncode}")
+    return p, "http://127.0.0.1:" + re.search(r"127\.0\.0\.1:(\d+)", line).group(1)
+
+
 def query(store, sql, *params):
     con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
     try:

@@ -3,16 +3,14 @@ several threads at once: completions, n, stop, chat, streaming, the OpenAI error
 requests (the server survives them), and draining on SIGTERM."""
 import concurrent.futures
 import json
-import re
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import WARMUP, warmup
+from conftest import serve, warmup
 
 CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -31,15 +29,8 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    p = subprocess.Popen([WARMUP, "serve", "--model", model_dir, "--port", "0", "--max-model-len", "128",
-                          "--max-batch", "16"], stderr=subprocess.PIPE, text=True)
-    line = ""
-    for _ in range(200):
-        line = p.stderr.readline()
-        if "serving" in line:
-            break
-    port = int(re.search(r"127\.0\.0\.1:(\d+)", line).group(1))
-    yield p, f"http://127.0.0.1:{port}"
+    p, base = serve(model_dir, "--max-model-len", "128", "--max-batch", "16")
+    yield p, base
     if p.poll() is None:
         p.terminate()
         p.wait(timeout=30)
@@ -137,12 +128,7 @@ def test_bad_requests_get_openai_errors_and_the_server_survives(server, raw, nee
 
 
 def test_sigterm_drains_in_flight_requests(model_dir):
-    p = subprocess.Popen([WARMUP, "serve", "--model", model_dir, "--port", "0", "--threads", "1"],
-                         stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "serving" not in line:
-        line = p.stderr.readline()
-    base = "http://127.0.0.1:" + re.search(r"127\.0\.0\.1:(\d+)", line).group(1)
+    p, base = serve(model_dir, "--threads", "1")
     body = {"prompt": "long", "max_tokens": 3000, "temperature": 0, "ignore_eos": True, "n": 8}
 
     def timed():

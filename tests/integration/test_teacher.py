@@ -2,14 +2,10 @@
 stop string re-appended, and a distillation killed mid-way resumes from the teacher's cache
 without sampling any prompt twice, ending with exactly what an uninterrupted run produces."""
 import json
-import re
-import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import REPO, WARMUP, query, spawn, wait_for, warmup, write
+from conftest import query, serve, spawn, wait_for, warmup, write
 
 CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -22,12 +18,8 @@ def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("teacher")
     (d / "tiny.json").write_text(json.dumps(CONFIG))
     assert warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "4").returncode == 0
-    p = subprocess.Popen([WARMUP, "serve", "--model", d / "tiny", "--port", "0", "--max-model-len", "2048"],
-                         stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "serving" not in line:
-        line = p.stderr.readline()
-    yield "http://127.0.0.1:" + re.search(r"127\.0\.0\.1:(\d+)", line).group(1) + "/v1"
+    p, base = serve(d / "tiny", "--max-model-len", "2048")
+    yield base + "/v1"
     p.terminate()
     p.wait(timeout=30)
 
