@@ -58,7 +58,7 @@ TEST_CASE("every kind of broken library is reported with its reason") {
             kDir / "wrong_interface", kDir / "wrong_fingerprint", kDir / "missing_symbol"});
   CHECK(reason_for(reg, "test_wrong_abi") ==
         ": built for plugin ABI 2 (exports warmup_plugin_manifest_v2), host has ABI 1");
-  CHECK(reason_for(reg, "test_newer_minor") == ": needs plugin ABI 1.9, host provides 1.2");
+  CHECK(reason_for(reg, "test_newer_minor") == ": needs plugin ABI 1.10, host provides 1.3");
   CHECK(reason_for(reg, "test_wrong_interface") ==
         "task/future_task: implements warmup.task@99, host requires warmup.task@1");
   CHECK(reason_for(reg, "test_wrong_fingerprint").find(

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #define WARMUP_ABI_MAJOR 1
-#define WARMUP_ABI_MINOR 2  // 1: PluginInit::base_dir; 2: StageContext::service
+#define WARMUP_ABI_MINOR 3  // 1: PluginInit::base_dir; 2: StageContext::service; 3: Policy RL methods
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

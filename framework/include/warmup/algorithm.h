@@ -83,6 +83,10 @@ class StageContext {
   // ABI 1.2: a host service by name, or null. "policy" is the stage's model (see model.h),
   // loaded on first use from [model] or the previous stage's output.
   virtual void* service(std::string_view name) = 0;
+
+  // ABI 1.3: a resumed stage continues after `step`: drops this stage's metrics and samples
+  // recorded for later steps by the interrupted attempt (so no step is stored twice).
+  virtual void discard_after(int64_t step) = 0;
 };
 
 class Algorithm {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,13 @@ struct SampleOptions {
   int64_t max_new_tokens = 256;
   std::vector<std::string> stop;  // removed from the text
   uint64_t seed = 0;              // prompt i uses seed + 1000 * i, sample j adds j
+};
+
+// A sampled completion with its token ids (what RL algorithms train on; never re-tokenised).
+struct TokenCompletion {
+  std::vector<int32_t> ids;     // completion tokens as sampled (EOS included when it ended the sample)
+  std::string text;             // decoded, stop string removed
+  std::string finish_reason;    // "stop" | "length"
 };
 
 class Policy {
@@ -49,6 +57,21 @@ class Policy {
   // Completions through the host's engine, with the current weights.
   virtual std::vector<std::vector<Completion>> generate(const std::vector<std::string>& prompts,
                                                         const SampleOptions& options) = 0;
+
+  // --- ABI minor 3 (RL) ---------------------------------------------------------------------
+  // As token_logprobs / weighted_logprob_sum, with the logits divided by `temperature` first
+  // (TRL's GRPO convention: log-probs of the distribution that was sampled). `entropy`, if given,
+  // receives the per-token entropy (B, T) of that distribution (detached).
+  virtual torch::Tensor token_logprobs_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                          const torch::Tensor& attention_mask, double temperature) = 0;
+  virtual torch::Tensor weighted_logprob_sum_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                                const torch::Tensor& weights, const torch::Tensor& attention_mask,
+                                                double temperature, torch::Tensor* logprobs, torch::Tensor* entropy) = 0;
+  // Completions of tokenised prompts with their token ids, from the current weights.
+  virtual std::vector<std::vector<TokenCompletion>> generate_ids(const std::vector<std::vector<int32_t>>& prompts,
+                                                                 const SampleOptions& options) = 0;
+  // A frozen copy of the current weights (same device and dtype; e.g. a KL reference model).
+  virtual std::unique_ptr<Policy> frozen_copy() = 0;
 };
 
 inline Policy& policy(StageContext& ctx) {

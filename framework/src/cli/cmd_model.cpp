@@ -25,26 +25,12 @@ const char* kUsage =
 int init(const po::variables_map& vm) {
   if (!vm.count("config") || !vm.count("out")) throw UsageError("warmup model init: --config and --out are required");
   fs::path out = vm["out"].as<std::string>();
-  ModelConfig config = ModelConfig::load(vm["config"].as<std::string>());
-  torch::ScalarType dtype = parse_dtype(vm["dtype"].as<std::string>(), config);
-  CausalLM model = init_model(config, vm["seed"].as<uint64_t>(), dtype);
   fs::path tok_src = vm.count("tokenizer") ? fs::path(vm["tokenizer"].as<std::string>()) : fs::path();
-  fs::create_directories(out);
-  if (tok_src.empty()) {
-    // Byte-level tokenizer: bytes are ids 0-255, then the ChatML specials.
-    std::vector<std::string> specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
-    if (config.vocab_size < 256 + int64_t(specials.size()))
-      throw UsageError("vocab_size " + std::to_string(config.vocab_size) + " is too small for the byte-level tokenizer (needs >= 259)");
-    std::ofstream(out / "tokenizer.json") << Tokenizer::byte_level_json(specials);
-    json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", nullptr}, {"eos_token", "<|endoftext|>"},
-               {"pad_token", "<|endoftext|>"}, {"model_max_length", config.max_position_embeddings},
-               {"add_bos_token", false}, {"clean_up_tokenization_spaces", false}};
-    std::ofstream(out / "tokenizer_config.json") << tc.dump(2) << "\n";
-    if (!config.eos_token_id) config.raw["eos_token_id"] = 256, model->config.raw["eos_token_id"] = 256;
-  }
-  save_model(model, out, parse_size(vm["shard-size"].as<std::string>()), tok_src);
+  ModelConfig config = create_model_dir(vm["config"].as<std::string>(), out, vm["seed"].as<uint64_t>(),
+                                        vm["dtype"].as<std::string>(), tok_src,
+                                        parse_size(vm["shard-size"].as<std::string>()));
   std::cout << "wrote " << arch_name(config.arch) << " with " << config.num_parameters() << " parameters ("
-            << dtype_name(dtype) << ", seed " << vm["seed"].as<uint64_t>() << ") to " << out.string() << "\n";
+            << config.torch_dtype << ", seed " << vm["seed"].as<uint64_t>() << ") to " << out.string() << "\n";
   return 0;
 }
 
@@ -85,7 +71,9 @@ int info(const fs::path& dir, bool as_json) {
 int logits(const fs::path& dir, const po::variables_map& vm) {
   LoadOptions lo;
   lo.dtype = vm["dtype"].as<std::string>();
+  lo.device = vm["device"].as<std::string>();
   CausalLM model = load_model(dir, lo);
+  torch::Device device = model->output_weight().device();
   torch::Tensor ids, mask, pos;
   if (vm.count("batch")) {
     std::ifstream in(vm["batch"].as<std::string>());
@@ -111,10 +99,13 @@ int logits(const fs::path& dir, const po::variables_map& vm) {
     throw UsageError("warmup model logits: --text or --batch is required");
   }
   torch::NoGradGuard no_grad;
-  torch::Tensor out = model->forward(ids, mask, pos).to(torch::kFloat32);  // (B, T, V)
+  ids = ids.to(device);
+  if (mask.defined()) mask = mask.to(device);
+  if (pos.defined()) pos = pos.to(device);
+  torch::Tensor out = model->forward(ids, mask, pos).to(torch::kFloat32).cpu();  // (B, T, V)
   if (vm.count("out")) {
     auto targets = torch::roll(ids, -1, 1);
-    auto lp = model->token_logprobs(ids, targets, mask, pos, vm["chunk"].as<int64_t>());
+    auto lp = model->token_logprobs(ids, targets, mask, pos, vm["chunk"].as<int64_t>()).cpu();
     write_safetensors_file(vm["out"].as<std::string>(), {{"logits", out}, {"token_logprobs", lp}});
   }
   int64_t k = vm["top-k"].as<int64_t>();
@@ -152,6 +143,7 @@ int cmd_model(const Args& args) {
       ("text", po::value<std::string>(), "logits: prompt text")
       ("batch", po::value<std::string>(), "logits: JSON {input_ids, attention_mask?, position_ids?}")
       ("top-k", po::value<int64_t>()->default_value(5), "logits: tokens to show")
+      ("device", po::value<std::string>()->default_value("cpu"), "logits: cpu | cuda | cuda:N | auto")
       ("chunk", po::value<int64_t>()->default_value(1024), "logits: rows per chunk for token_logprobs");
   po::positional_options_description pos;
   pos.add("action", 1).add("dir", 1);

@@ -1,5 +1,8 @@
 // `warmup runs [list|show|compare|export]`: reading the run store.
+#include <algorithm>
+#include <climits>
 #include <cmath>
+#include <map>
 #include <fstream>
 #include <set>
 
@@ -253,19 +256,99 @@ int export_run(Store& store, int64_t run, const std::string& format, const std::
   return 0;
 }
 
+// Column headers without the part every selected key shares: "eval/kk/n_people=3/accuracy" and
+// "eval/kk/n_people=4/accuracy" become "n_people=3" and "n_people=4" (cut at '/' boundaries).
+std::vector<std::string> short_headers(const std::vector<std::string>& keys) {
+  if (keys.size() < 2) return keys;
+  auto parts = [](const std::string& k) {
+    std::vector<std::string> p;
+    for (size_t b = 0;;) {
+      size_t e = k.find('/', b);
+      p.push_back(k.substr(b, e == std::string::npos ? std::string::npos : e - b));
+      if (e == std::string::npos) return p;
+      b = e + 1;
+    }
+  };
+  std::vector<std::vector<std::string>> ps;
+  size_t shortest = SIZE_MAX;
+  for (const auto& k : keys) ps.push_back(parts(k)), shortest = std::min(shortest, ps.back().size());
+  size_t pre = 0, suf = 0;
+  auto same = [&](auto at) {
+    for (const auto& p : ps) if (at(p) != at(ps[0])) return false;
+    return true;
+  };
+  while (pre + 1 < shortest && same([&](const auto& p) { return p[pre]; })) ++pre;
+  while (pre + suf + 1 < shortest && same([&](const auto& p) { return p[p.size() - 1 - suf]; })) ++suf;
+  std::vector<std::string> out;
+  for (const auto& p : ps) {
+    std::string h;
+    for (size_t i = pre; i < p.size() - suf; ++i) h += (h.empty() ? "" : "/") + p[i];
+    out.push_back(h);
+  }
+  return out;
+}
+
+// `warmup runs table`: one row per (run, stage) with metrics matching the patterns, one column per
+// metric key (its last value), e.g. accuracy per number of people for each arm of an experiment.
+int table(Store& store, const std::vector<int64_t>& runs, const std::string& patterns) {
+  std::vector<std::string> globs;
+  for (size_t b = 0; b <= patterns.size();) {
+    size_t e = patterns.find(',', b);
+    if (e == std::string::npos) e = patterns.size();
+    if (e > b) globs.push_back(patterns.substr(b, e - b));
+    b = e + 1;
+  }
+  if (globs.empty()) throw UsageError("warmup runs table: --metrics needs at least one pattern");
+  std::vector<std::string> keys;                                         // column order: first seen
+  std::vector<std::pair<std::string, std::map<std::string, std::string>>> rows_;  // label -> key -> value
+  for (int64_t run : runs) {
+    json metrics = rows(store, kLatestMetrics, run);  // ordered by stage, key
+    json stages = rows(store, "SELECT name FROM stages WHERE run_id = ? ORDER BY idx", run);
+    for (const auto& st : stages) {
+      std::string stage = st["name"].get<std::string>();
+      std::map<std::string, std::string> vals;
+      for (const auto& g : globs)
+        for (const auto& m : metrics) {
+          std::string key = m["key"].get<std::string>();
+          if (m["stage"] != stage || vals.count(key)) continue;
+          Stmt q(store.db(), "SELECT ?1 GLOB ?2");
+          q.bind(1, key).bind(2, g);
+          if (!q.step() || q.int64(0) != 1) continue;
+          vals[key] = metric_value(m);
+          if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+        }
+      if (!vals.empty())
+        rows_.emplace_back(runs.size() > 1 ? "run " + std::to_string(run) + " " + stage : stage, std::move(vals));
+    }
+  }
+  if (rows_.empty()) throw UsageError("warmup runs table: no metric matches '" + patterns + "'");
+  std::vector<std::string> header = {runs.size() > 1 ? "run stage" : "stage"};
+  for (const auto& h : short_headers(keys)) header.push_back(h);
+  TextTable t(header);
+  for (const auto& [label, vals] : rows_) {
+    std::vector<std::string> r = {label};
+    for (const auto& k : keys) r.push_back(vals.count(k) ? vals.at(k) : "-");
+    t.add(std::move(r));
+  }
+  t.print(std::cout);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_runs(const Args& args) {
   po::options_description opts("options");
   std::vector<std::string> targets;
   opts.add_options()
-      ("action", po::value<std::string>()->default_value("list"), "list | show | compare | export")
+      ("action", po::value<std::string>()->default_value("list"), "list | show | compare | table | export")
       ("runs", po::value<std::vector<std::string>>(&targets), "run ids (or 'latest')")
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
       ("limit", po::value<int64_t>()->default_value(50), "list: at most N runs, newest first")
       ("status", po::value<std::string>()->default_value(""), "list: only runs with this status")
       ("experiment", po::value<std::string>()->default_value(""), "list: only this experiment")
       ("all-params", "compare: show params that are equal too")
+      ("metrics", po::value<std::string>()->default_value("eval/*"),
+       "table: metric keys to show, glob patterns separated by commas")
       ("format", po::value<std::string>()->default_value("json"), "export: csv | json")
       ("what", po::value<std::string>()->default_value("all"), "export: metrics | samples | params | all")
       ("out,o", po::value<std::string>()->default_value(""), "export: write to FILE instead of stdout");
@@ -276,6 +359,7 @@ int cmd_runs(const Args& args) {
              "usage: warmup runs [list] [--store DB] [--status S] [--experiment NAME] [--limit N]\n"
              "       warmup runs show RUN\n"
              "       warmup runs compare RUN RUN...\n"
+             "       warmup runs table RUN... [--metrics 'eval/*/accuracy,...']  (rows: stages, columns: metrics)\n"
              "       warmup runs export RUN --format csv|json [--what metrics|samples|params|all] [--out FILE]\n"
              "RUN is a run id or 'latest'.",
              opts, vm, &pos))
@@ -296,12 +380,16 @@ int cmd_runs(const Args& args) {
     if (runs.size() < 2) throw UsageError("warmup runs compare: expected two or more RUNs");
     return compare(store, runs, vm.count("all-params") > 0);
   }
+  if (action == "table") {
+    if (runs.empty()) throw UsageError("warmup runs table: expected one or more RUNs");
+    return table(store, runs, vm["metrics"].as<std::string>());
+  }
   if (action == "export") {
     if (runs.size() != 1) throw UsageError("warmup runs export: expected one RUN");
     return export_run(store, runs[0], vm["format"].as<std::string>(), vm["what"].as<std::string>(),
                       vm["out"].as<std::string>());
   }
-  throw UsageError("warmup runs: unknown action '" + action + "' (list, show, compare, export)");
+  throw UsageError("warmup runs: unknown action '" + action + "' (list, show, compare, table, export)");
 }
 
 }  // namespace warmup::cli

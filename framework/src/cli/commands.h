@@ -18,5 +18,7 @@ int cmd_model(const Args& args);
 int cmd_bench(const Args& args);
 int cmd_generate(const Args& args);
 int cmd_serve(const Args& args);
+int cmd_eval(const Args& args);
+int cmd_score(const Args& args);
 
 }  // namespace warmup::cli

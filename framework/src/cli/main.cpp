@@ -26,6 +26,8 @@ const char* kUsage =
     "  model                 init | info | convert | logits of a Hugging Face model directory\n"
     "  generate              completions for a JSONL file of prompts (continuous batching)\n"
     "  serve                 OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions)\n"
+    "  eval                  the paper's evaluation of a model on named tasks (n samples, mean ± std)\n"
+    "  score                 re-score a JSONL of completions through a task's reward (no model)\n"
     "  bench                 measurements as JSON (tokenizer, train-step); peers in bench/\n"
     "  kk                    Knights & Knaves tools: kk generate (from the knights_knaves plugin)\n"
     "\n"
@@ -46,7 +48,8 @@ int main(int argc, char** argv) {
       {"run", cli::cmd_run}, {"plugins", cli::cmd_plugins}, {"runs", cli::cmd_runs},
       {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize},
       {"model", cli::cmd_model}, {"bench", cli::cmd_bench},
-      {"generate", cli::cmd_generate}, {"serve", cli::cmd_serve}};
+      {"generate", cli::cmd_generate}, {"serve", cli::cmd_serve},
+      {"eval", cli::cmd_eval}, {"score", cli::cmd_score}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     // External subcommands (as git and cargo): `warmup kk ...` runs `warmup-kk ...` from the

@@ -89,7 +89,7 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
 
   // [model]
   const toml::table& model = table_at(root, "model", "[model]");
-  check_keys(model, {"path", "dtype", "device", "tokenizer"}, "[model]");
+  check_keys(model, {"path", "dtype", "device", "tokenizer", "init"}, "[model]");
   cfg.model.path = read<std::string>(model, "path", "model").value_or("");
   cfg.model.dtype = read<std::string>(model, "dtype", "model").value_or("auto");
   cfg.model.device = read<std::string>(model, "device", "model").value_or("auto");
@@ -100,6 +100,23 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
   if (!cfg.model.path.empty() && fs::path(cfg.model.path).is_relative() &&
       cfg.model.path.find("://") == std::string::npos)
     cfg.model.path = (fs::absolute(file).parent_path() / cfg.model.path).lexically_normal().string();
+
+  if (const toml::node* init = model.get("init")) {
+    const toml::table* it = init->as_table();
+    if (!it) throw ConfigError(origin(*init) + ": model.init: expected a table {config = \"...\", seed = N}");
+    check_keys(*it, {"config", "seed", "tokenizer"}, "[model] init");
+    ModelInit mi;
+    auto conf = read<std::string>(*it, "config", "model.init");
+    if (!conf || conf->empty()) throw ConfigError(origin(*it) + ": model.init.config (a config.json) is required");
+    if (!cfg.model.path.empty()) throw ConfigError(origin(*init) + ": model.init and model.path exclude each other");
+    auto resolve_rel = [&](const std::string& p) {
+      return fs::path(p).is_relative() ? (fs::absolute(file).parent_path() / p).lexically_normal().string() : p;
+    };
+    mi.config = resolve_rel(*conf);
+    mi.seed = read<int64_t>(*it, "seed", "model.init").value_or(0);
+    if (auto t = read<std::string>(*it, "tokenizer", "model.init"); t && !t->empty()) mi.tokenizer = resolve_rel(*t);
+    cfg.model_init = mi;
+  }
 
   // [plugins]
   const toml::table& plugins = table_at(root, "plugins", "[plugins]");
@@ -152,8 +169,14 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     auto algo = read<std::string>(st, "algorithm", ctx);
     if (!algo) throw ConfigError(s.origin + ": " + ctx + ": algorithm is required");
     s.algorithm = *algo;
-    check_keys(st, {"name", "algorithm", s.algorithm, "tasks", "rewards", "teachers", "eval", "description"}, ctx);
+    check_keys(st, {"name", "algorithm", s.algorithm, "tasks", "rewards", "teachers", "eval", "description", "model_from"},
+               ctx);
     s.description = read<std::string>(st, "description", ctx).value_or("");
+    if (s.name == "experiment") throw ConfigError(s.origin + ": 'experiment' is reserved (model_from = \"experiment\")");
+    s.model_from = read<std::string>(st, "model_from", ctx).value_or("");
+    if (!s.model_from.empty() && s.model_from != "experiment" && (s.model_from == s.name || !names.count(s.model_from)))
+      throw ConfigError(origin(*st.get("model_from")) + ": " + ctx + ".model_from: '" + s.model_from +
+                        "' is not an earlier stage (or \"experiment\" for the [model] itself)");
     s.tasks = read_names(st, "tasks", ctx);
     s.teachers = read_names(st, "teachers", ctx);
     if (const toml::node* r = st.get("rewards")) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,18 @@ struct StageSpec {
   std::vector<std::string> teachers;  // teacher instances
   EvalSettings eval;
   std::string description;
+  // Which model the stage starts from: "" = what the previous stage handed on (or [model]),
+  // "experiment" = the experiment's [model] itself, else the name of an earlier stage (its output).
+  // Lets one experiment hold several arms (e.g. base and warmed-up models trained side by side).
+  std::string model_from;
+};
+
+// [model] init = { config = "...", seed = N, dtype = "...", tokenizer = "..." }: a from-scratch
+// model created in the run directory at the start of the run (then used as [model] path).
+struct ModelInit {
+  std::string config;     // config.json of the architecture (absolute after loading)
+  int64_t seed = 0;
+  std::string tokenizer;  // directory with tokenizer files; "" = the byte-level tokenizer
 };
 
 struct ExperimentConfig {
@@ -46,6 +59,7 @@ struct ExperimentConfig {
   uint64_t seed = 0;              // [experiment] seed, default 0
   std::vector<std::string> tags;  // [experiment] tags
   ModelSpec model;
+  std::optional<ModelInit> model_init;
   std::vector<std::filesystem::path> plugin_paths;  // [plugins] paths, made absolute
   std::map<std::string, PluginSpec> tasks, rewards, teachers;
   std::vector<StageSpec> stages;

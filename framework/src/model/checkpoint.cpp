@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/safetensors.h"
+#include "text/tokenizer.h"
 #include "util/errors.h"
 
 namespace warmup {
@@ -126,6 +127,29 @@ CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType 
   }
   model->to(dtype);
   return model;
+}
+
+ModelConfig create_model_dir(const fs::path& config_json, const fs::path& out, uint64_t seed,
+                             const std::string& dtype_name_, const fs::path& tokenizer_dir, uint64_t shard_bytes) {
+  ModelConfig config = ModelConfig::load(config_json);
+  torch::ScalarType dtype = parse_dtype(dtype_name_, config);
+  CausalLM model = init_model(config, seed, dtype);
+  fs::create_directories(out);
+  if (tokenizer_dir.empty()) {
+    std::vector<std::string> specials = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    if (config.vocab_size < 256 + int64_t(specials.size()))
+      throw ConfigError(config_json.string() + ": vocab_size " + std::to_string(config.vocab_size) +
+                        " is too small for the byte-level tokenizer (needs >= 259)");
+    std::ofstream(out / "tokenizer.json") << Tokenizer::byte_level_json(specials);
+    json tc = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"bos_token", nullptr}, {"eos_token", "<|endoftext|>"},
+               {"pad_token", "<|endoftext|>"}, {"model_max_length", config.max_position_embeddings},
+               {"add_bos_token", false}, {"clean_up_tokenization_spaces", false}};
+    std::ofstream(out / "tokenizer_config.json") << tc.dump(2) << "\n";
+    if (!config.eos_token_id) config.raw["eos_token_id"] = 256, model->config.raw["eos_token_id"] = 256;
+  }
+  save_model(model, out, shard_bytes, tokenizer_dir);
+  config.torch_dtype = dtype_name(dtype);
+  return config;
 }
 
 }  // namespace warmup

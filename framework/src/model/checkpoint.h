@@ -32,4 +32,11 @@ void save_model(CausalLM& model, const std::filesystem::path& dir, uint64_t shar
 // embedding weights, zero biases, unit norms), seeded.
 CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType dtype = torch::kFloat32);
 
+// `warmup model init` and `[model] init`: a seeded from-scratch model saved as a Hugging Face
+// directory `out`, with the tokenizer files of `tokenizer_dir` or, when empty, the byte-level
+// tokenizer (bytes are ids 0-255, then <|endoftext|> (EOS), <|im_start|>, <|im_end|>).
+ModelConfig create_model_dir(const std::filesystem::path& config_json, const std::filesystem::path& out,
+                             uint64_t seed, const std::string& dtype, const std::filesystem::path& tokenizer_dir,
+                             uint64_t shard_bytes = 5'000'000'000ULL);
+
 }  // namespace warmup

@@ -227,7 +227,8 @@ struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
 // the same matmul count as materialising the logits, without their memory.
 struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor targets,
-                               torch::Tensor weights, int64_t chunk, torch::Tensor logprobs_out) {
+                               torch::Tensor weights, int64_t chunk, torch::Tensor logprobs_out,
+                               torch::Tensor entropy_out) {
     int64_t n = h.size(0);
     bool need_grad = h.requires_grad() || w.requires_grad();
     torch::Tensor gh, gw;
@@ -247,6 +248,8 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
       auto lp = logits.gather(1, t) - lse;                                 // (rows, 1)
       total += (lp * wc).sum();
       if (logprobs_out.numel() > 0) logprobs_out.slice(0, s, e).copy_(lp.squeeze(1));
+      if (entropy_out.numel() > 0)  // H = lse - sum(p * logits)
+        entropy_out.slice(0, s, e).copy_(lse.squeeze(1) - (logits - lse).exp().mul(logits).sum(1));
       if (need_grad) {
         auto dl = logits.sub_(lse).exp_().mul_(-wc);  // -w * softmax, in place of the logits
         dl.scatter_add_(1, t, wc);
@@ -263,7 +266,7 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
     auto g = grad[0];
     return {saved[0].defined() ? saved[0] * g.to(saved[0].scalar_type()) : torch::Tensor(),
             saved[1].defined() ? saved[1] * g.to(saved[1].scalar_type()) : torch::Tensor(),
-            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+            torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -331,22 +334,26 @@ torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tenso
 torch::Tensor CausalLMImpl::weighted_logprob_sum(const torch::Tensor& input_ids, const torch::Tensor& targets,
                                                 const torch::Tensor& weights, const torch::Tensor& attention_mask,
                                                 const torch::Tensor& position_ids, int64_t chunk,
-                                                torch::Tensor* logprobs) {
+                                                torch::Tensor* logprobs, double temperature, torch::Tensor* entropy) {
   auto h = hidden_states(input_ids, attention_mask, position_ids);  // (B, T, H)
+  if (temperature != 1.0) h = h / temperature;  // logits / T, since the head is linear
   int64_t B = h.size(0), T = h.size(1);
   // Custom functions take no undefined tensors: "no per-token output" is an empty tensor.
   torch::Tensor out = torch::empty({logprobs ? B * T : 0}, h.options().dtype(torch::kFloat32));
+  torch::Tensor ent = torch::empty({entropy ? B * T : 0}, h.options().dtype(torch::kFloat32));
   auto total = FusedWeightedLogProb::apply(h.reshape({B * T, h.size(2)}), output_weight(),
                                            targets.reshape({B * T}).to(torch::kInt64),
-                                           weights.reshape({B * T}).to(h.device()), chunk, out);
+                                           weights.reshape({B * T}).to(h.device()), chunk, out, ent);
   if (logprobs) *logprobs = out.view({B, T});
+  if (entropy) *entropy = ent.view({B, T});
   return total;
 }
 
 torch::Tensor CausalLMImpl::token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,
                                            const torch::Tensor& attention_mask, const torch::Tensor& position_ids,
-                                           int64_t chunk) {
+                                           int64_t chunk, double temperature) {
   auto h = hidden_states(ids, attention_mask, position_ids);  // (B, T, H)
+  if (temperature != 1.0) h = h / temperature;
   int64_t B = h.size(0), T = h.size(1);
   auto flat = ChunkedLogProb::apply(h.reshape({B * T, h.size(2)}), output_weight(),
                                     targets.reshape({B * T}).to(torch::kInt64), chunk);

@@ -93,15 +93,18 @@ struct CausalLMImpl : torch::nn::Module {
   // (rows, V) logits recomputed in backward instead of kept: memory O(chunk * V), not O(B*T*V).
   torch::Tensor token_logprobs(const torch::Tensor& input_ids, const torch::Tensor& targets,
                                const torch::Tensor& attention_mask = {}, const torch::Tensor& position_ids = {},
-                               int64_t chunk = 1024);
+                               int64_t chunk = 1024, double temperature = 1.0);
   // sum(weights * log p(targets)) as an fp32 scalar, for losses that are linear in the token
   // log-probs (SFT's mean NLL; GRPO with precomputed per-token coefficients). Its gradient is
   // computed during this forward pass, so each logits chunk is computed once and dropped. Weight 0
-  // masks a position. `logprobs`, if given, receives the detached per-token values (B, T).
+  // masks a position. `logprobs`, if given, receives the detached per-token values (B, T);
+  // `entropy` the entropy of each position's distribution. Both methods divide the logits by
+  // `temperature` first (RL: log-probs of the sampling distribution).
   torch::Tensor weighted_logprob_sum(const torch::Tensor& input_ids, const torch::Tensor& targets,
                                      const torch::Tensor& weights, const torch::Tensor& attention_mask = {},
                                      const torch::Tensor& position_ids = {}, int64_t chunk = 1024,
-                                     torch::Tensor* logprobs = nullptr);
+                                     torch::Tensor* logprobs = nullptr, double temperature = 1.0,
+                                     torch::Tensor* entropy = nullptr);
   torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
   // Cached step: new tokens (B, T_new) at `positions` (B, T_new); returns fp32 logits of each
   // sequence's last new token (B, V). Keys/values of the new tokens are written into `kv`.

@@ -59,8 +59,41 @@ void HostPolicy::load_weights(const fs::path& dir) {
   }
 }
 
-std::vector<std::vector<Completion>> HostPolicy::generate(const std::vector<std::string>& prompts,
-                                                          const SampleOptions& o) {
+// Copy: a new module with the same config, dtype and device holding a copy of the weights.
+HostPolicy::HostPolicy(const HostPolicy& other, bool frozen)
+    : source_(other.source_), model_(CausalLM(other.model_->config)), tok_(other.tok_), eos_(other.eos_),
+      device_(other.device_) {
+  auto dtype = const_cast<CausalLM&>(other.model_)->output_weight().scalar_type();
+  model_->to(device_, dtype);
+  torch::NoGradGuard ng;
+  auto src = other.model_->named_parameters();
+  for (auto& item : model_->named_parameters()) {
+    item.value().copy_(src[item.key()]);
+    if (frozen) item.value().set_requires_grad(false);
+  }
+  model_->activation_checkpointing = false;
+  if (frozen) model_->eval();
+}
+
+std::unique_ptr<Policy> HostPolicy::frozen_copy() { return std::unique_ptr<Policy>(new HostPolicy(*this, true)); }
+
+torch::Tensor HostPolicy::token_logprobs_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                            const torch::Tensor& attention_mask, double temperature) {
+  return model_->token_logprobs(ids.to(device()), targets.to(device()),
+                                attention_mask.defined() ? attention_mask.to(device()) : attention_mask, {}, 1024,
+                                temperature);
+}
+
+torch::Tensor HostPolicy::weighted_logprob_sum_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                                  const torch::Tensor& weights, const torch::Tensor& attention_mask,
+                                                  double temperature, torch::Tensor* logprobs, torch::Tensor* entropy) {
+  return model_->weighted_logprob_sum(ids.to(device()), targets.to(device()), weights.to(device()),
+                                      attention_mask.defined() ? attention_mask.to(device()) : attention_mask, {},
+                                      1024, logprobs, temperature, entropy);
+}
+
+std::vector<GenerationResult> HostPolicy::run_engine(const std::vector<std::vector<int32_t>>& prompts,
+                                                     const SampleOptions& o) {
   bool was_training = model_->is_training();
   if (!engine_) {
     EngineOptions eo;
@@ -73,7 +106,7 @@ std::vector<std::vector<Completion>> HostPolicy::generate(const std::vector<std:
   for (size_t i = 0; i < prompts.size(); ++i) {
     GenerationRequest r;
     r.id = std::to_string(i);
-    r.prompt_ids = tok_->encode(prompts[i]);
+    r.prompt_ids = prompts[i];
     r.params.n = o.n, r.params.temperature = o.temperature, r.params.top_p = o.top_p, r.params.top_k = o.top_k;
     r.params.min_p = o.min_p, r.params.max_new_tokens = o.max_new_tokens, r.params.stop = o.stop;
     r.params.seed = o.seed + 1000 * uint64_t(i);
@@ -81,11 +114,30 @@ std::vector<std::vector<Completion>> HostPolicy::generate(const std::vector<std:
   }
   auto results = engine_->generate(std::move(reqs));
   model_->train(was_training);
-  std::vector<std::vector<Completion>> out;
-  for (const auto& r : results) {
+  for (const auto& r : results)
     if (!r.error.empty()) throw DataError("generation: " + r.error);
+  return results;
+}
+
+std::vector<std::vector<Completion>> HostPolicy::generate(const std::vector<std::string>& prompts,
+                                                          const SampleOptions& o) {
+  std::vector<std::vector<int32_t>> ids;
+  for (const auto& p : prompts) ids.push_back(tok_->encode(p));
+  std::vector<std::vector<Completion>> out;
+  for (const auto& r : run_engine(ids, o)) {
     std::vector<Completion> cs;
     for (const auto& s : r.samples) cs.push_back({s.text, s.finish_reason, int64_t(s.token_ids.size())});
+    out.push_back(std::move(cs));
+  }
+  return out;
+}
+
+std::vector<std::vector<TokenCompletion>> HostPolicy::generate_ids(const std::vector<std::vector<int32_t>>& prompts,
+                                                                   const SampleOptions& o) {
+  std::vector<std::vector<TokenCompletion>> out;
+  for (const auto& r : run_engine(prompts, o)) {
+    std::vector<TokenCompletion> cs;
+    for (const auto& s : r.samples) cs.push_back({s.token_ids, s.text, s.finish_reason});
     out.push_back(std::move(cs));
   }
   return out;

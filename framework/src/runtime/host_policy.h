@@ -29,8 +29,18 @@ class HostPolicy final : public Policy {
   void load_weights(const std::filesystem::path& dir) override;
   std::vector<std::vector<Completion>> generate(const std::vector<std::string>& prompts,
                                                 const SampleOptions& options) override;
+  torch::Tensor token_logprobs_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                  const torch::Tensor& attention_mask, double temperature) override;
+  torch::Tensor weighted_logprob_sum_at(const torch::Tensor& ids, const torch::Tensor& targets,
+                                        const torch::Tensor& weights, const torch::Tensor& attention_mask,
+                                        double temperature, torch::Tensor* logprobs, torch::Tensor* entropy) override;
+  std::vector<std::vector<TokenCompletion>> generate_ids(const std::vector<std::vector<int32_t>>& prompts,
+                                                         const SampleOptions& options) override;
+  std::unique_ptr<Policy> frozen_copy() override;
 
  private:
+  HostPolicy(const HostPolicy& other, bool frozen);
+  std::vector<GenerationResult> run_engine(const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& o);
   std::filesystem::path source_;
   CausalLM model_{nullptr};
   std::shared_ptr<const Tokenizer> tok_;

@@ -13,6 +13,7 @@
 
 #include "config/experiment.h"
 #include "config/toml_tree.h"
+#include "model/checkpoint.h"
 #include "plugins/registry.h"
 #include "runtime/host_policy.h"
 #include "runtime/signals.h"
@@ -114,7 +115,12 @@ toml::table resolve(const ExperimentConfig& cfg, const HostImpl& host) {
   toml::table ex{{"name", cfg.name}, {"seed", int64_t(cfg.seed)}, {"tags", string_array(cfg.tags)}};
   if (!cfg.description.empty()) ex.insert("description", cfg.description);
   root.insert("experiment", std::move(ex));
-  toml::table model{{"path", cfg.model.path}, {"dtype", cfg.model.dtype}, {"device", cfg.model.device}};
+  toml::table model{{"dtype", cfg.model.dtype}, {"device", cfg.model.device}};
+  if (cfg.model_init)
+    model.insert("init", toml::table{{"config", cfg.model_init->config}, {"seed", cfg.model_init->seed},
+                                     {"tokenizer", cfg.model_init->tokenizer}});
+  else
+    model.insert("path", cfg.model.path);
   if (cfg.model.extra.contains("tokenizer")) model.insert("tokenizer", cfg.model.extra["tokenizer"].get<std::string>());
   root.insert("model", std::move(model));
   std::vector<std::string> paths;
@@ -136,6 +142,7 @@ toml::table resolve(const ExperimentConfig& cfg, const HostImpl& host) {
     toml::table t{{"name", st.name}, {"algorithm", st.algorithm}, {"tasks", string_array(st.tasks)},
                   {"teachers", string_array(st.teachers)}};
     if (!st.description.empty()) t.insert("description", st.description);
+    if (!st.model_from.empty()) t.insert("model_from", st.model_from);
     toml::table rewards;
     for (const auto& [r, w] : st.rewards) rewards.insert(r, w);
     t.insert("rewards", std::move(rewards));
@@ -146,6 +153,20 @@ toml::table resolve(const ExperimentConfig& cfg, const HostImpl& host) {
   }
   root.insert("stages", std::move(stages));
   return root;
+}
+
+// [model] init: the from-scratch model lives in the run directory; a resumed run reuses it.
+std::string init_model(const ModelInit& init, const fs::path& run_dir, const std::string& dtype) {
+  fs::path dir = run_dir / "model-init";
+  if (fs::exists(dir / "config.json") && fs::exists(dir / "model.safetensors")) return dir.string();
+  fs::path tmp = run_dir / "model-init.tmp";
+  fs::remove_all(tmp);
+  ModelConfig c = create_model_dir(init.config, tmp, uint64_t(init.seed), dtype, init.tokenizer);
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+  log_info("initialised a " + std::to_string(c.num_parameters()) + "-parameter model from " + init.config +
+           " (seed " + std::to_string(init.seed) + ") in " + dir.string());
+  return dir.string();
 }
 
 void print_summary(int64_t run, const fs::path& store,
@@ -178,7 +199,7 @@ int run_experiment(const RunOptions& opt) {
   fs::path experiment_file = opt.experiment;
   std::vector<std::string> overrides = opt.overrides;
   std::optional<Store> store;
-  std::set<std::string> finished_stages;
+  std::map<std::string, std::string> finished_stages;  // resumed run: stage -> model it handed on
   if (opt.resume) {
     store.emplace(opt.store);
     store->reap_dead_runs();
@@ -189,9 +210,9 @@ int run_experiment(const RunOptions& opt) {
     if (status == "finished") throw UsageError("run " + std::to_string(*opt.resume) + " already finished");
     if (status == "running") throw UsageError("run " + std::to_string(*opt.resume) + " is still running");
     experiment_file = fs::path(q.text(1)) / "config.toml";
-    Stmt s(store->db(), "SELECT name FROM stages WHERE run_id = ? AND status = 'finished'");
+    Stmt s(store->db(), "SELECT name, output_model FROM stages WHERE run_id = ? AND status = 'finished'");
     s.bind(1, *opt.resume);
-    while (s.step()) finished_stages.insert(s.text(0));
+    while (s.step()) finished_stages[s.text(0)] = s.is_null(1) ? std::string() : s.text(1);
     if (!opt.overrides.empty()) throw UsageError("--set cannot change a resumed run's config");
   }
 
@@ -267,10 +288,24 @@ int run_experiment(const RunOptions& opt) {
 
   std::vector<std::pair<std::string, std::map<std::string, double>>> finals;
   ModelSpec model = cfg.model;
+  if (cfg.model_init) model.path = init_model(*cfg.model_init, run_dir, cfg.model.dtype);
+  const std::string experiment_model = model.path;
+  std::map<std::string, std::string> stage_models;  // stage -> the model it ended with
   std::shared_ptr<Policy> policy;  // loaded by the first stage that asks; kept while the path holds
+  auto use_model = [&](const std::string& path) {
+    if (path == model.path) return;
+    model.path = path;  // later stages load this model
+    policy.reset();
+  };
   for (size_t i = 0; i < cfg.stages.size(); ++i) {
     const StageSpec& st = cfg.stages[i];
-    if (finished_stages.count(st.name)) continue;
+    if (!st.model_from.empty())
+      use_model(st.model_from == "experiment" ? experiment_model : stage_models.at(st.model_from));
+    if (auto f = finished_stages.find(st.name); f != finished_stages.end()) {
+      if (!f->second.empty()) use_model(f->second);
+      stage_models[st.name] = model.path;
+      continue;
+    }
     StageSetup setup;
     setup.run_id = run;
     setup.stage_name = st.name;
@@ -317,11 +352,9 @@ int run_experiment(const RunOptions& opt) {
                std::to_string(run) + " --store " + opt.store.string());
       return 128 + sig;
     }
-    store->end_stage(stage_id, "finished", "");
-    if (!output_model.empty() && output_model != model.path) {
-      model.path = output_model;  // later stages load the new model
-      policy.reset();
-    }
+    store->end_stage(stage_id, "finished", "", output_model);
+    if (!output_model.empty()) use_model(output_model);
+    stage_models[st.name] = model.path;
     finals.emplace_back(st.name, std::move(last));
   }
   store->end_run(run, "finished", "");

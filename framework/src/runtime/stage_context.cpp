@@ -67,6 +67,11 @@ void HostStageContext::flush() {
   last_flush_ = std::chrono::steady_clock::now();
 }
 
+void HostStageContext::discard_after(int64_t step) {
+  flush();
+  store_.discard_after(s_.run_id, s_.stage_name, step);
+}
+
 void HostStageContext::artifact(const fs::path& path, std::string_view name) {
   fs::path abs = fs::absolute(path);
   int64_t bytes = 0;

@@ -55,6 +55,7 @@ class HostStageContext final : public StageContext {
   void flush() override;
   bool stop_requested() const override { return s_.stop_requested && s_.stop_requested(); }
   void* service(std::string_view name) override;
+  void discard_after(int64_t step) override;
 
   const std::string& output_model() const { return output_model_; }
   // Last value of each metric key seen in this stage, for the end-of-run summary.

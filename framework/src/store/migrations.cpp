@@ -128,6 +128,10 @@ CREATE TABLE run_plugins (
   PRIMARY KEY (run_id, kind, name)
 ) STRICT, WITHOUT ROWID;
 )sql",
+      // 2: the model each finished stage handed on (so a resumed run restarts later stages from it).
+      R"sql(
+ALTER TABLE stages ADD COLUMN output_model TEXT;
+)sql",
   };
   return kMigrations;
 }

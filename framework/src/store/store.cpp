@@ -141,11 +141,19 @@ int64_t Store::begin_stage(int64_t run, int idx, const std::string& name, const 
   return q.int64(0);
 }
 
-void Store::end_stage(int64_t stage_id, const std::string& status, const std::string& error) {
-  Stmt(db_, "UPDATE stages SET status = ?, ended_at = ?, error = ? WHERE id = ?")
-      .bind(1, status).bind(2, unix_now())
-      .bind(3, error.empty() ? std::optional<std::string>() : std::optional<std::string>(error))
-      .bind(4, stage_id).run();
+void Store::end_stage(int64_t stage_id, const std::string& status, const std::string& error,
+                      const std::string& output_model) {
+  auto opt = [](const std::string& s) { return s.empty() ? std::optional<std::string>() : std::optional<std::string>(s); };
+  Stmt(db_, "UPDATE stages SET status = ?, ended_at = ?, error = ?, output_model = ? WHERE id = ?")
+      .bind(1, status).bind(2, unix_now()).bind(3, opt(error)).bind(4, opt(output_model))
+      .bind(5, stage_id).run();
+}
+
+void Store::discard_after(int64_t run, const std::string& stage, int64_t step) {
+  Transaction tx(db_);
+  Stmt(db_, "DELETE FROM metrics WHERE run_id = ? AND stage = ? AND step > ?").bind(1, run).bind(2, stage).bind(3, step).run();
+  Stmt(db_, "DELETE FROM samples WHERE run_id = ? AND stage = ? AND step > ?").bind(1, run).bind(2, stage).bind(3, step).run();
+  tx.commit();
 }
 
 void Store::write_metrics(int64_t run, const std::vector<MetricRow>& rows) {

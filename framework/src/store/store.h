@@ -61,10 +61,14 @@ class Store {
   void write_params(int64_t run, const std::vector<FlatValue>& params);
 
   int64_t begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm);
-  void end_stage(int64_t stage_id, const std::string& status, const std::string& error);
+  // `output_model`: the model directory a finished stage hands to later stages ("" = none).
+  void end_stage(int64_t stage_id, const std::string& status, const std::string& error,
+                 const std::string& output_model = "");
 
   void write_metrics(int64_t run, const std::vector<MetricRow>& rows);
   void write_samples(int64_t run, const std::string& stage, const std::vector<SampleRecord>& rows);
+  // Deletes the stage's metrics and samples with step > `step` (a resumed stage re-runs them).
+  void discard_after(int64_t run, const std::string& stage, int64_t step);
   void add_artifact(int64_t run, const std::string& stage, const std::string& name,
                     const std::string& path, int64_t bytes, const std::string& sha256);
   void add_dataset(int64_t run, const std::string& stage, const std::string& task,

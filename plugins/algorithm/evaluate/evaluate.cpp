@@ -1,18 +1,40 @@
-// evaluate: scores a split of each stage task through the stage's rewards and records samples and
-// per-task metrics. Completions come from `completions = "reference"` (the gold answers: checks a
-// task/reward pair end to end without a model), the stage's first teacher, or the stage's model
-// (`completions = "model"`, sampled with the options below through the host's engine).
+// evaluate: scores a split of each stage task through the stage's rewards (or the subset named in
+// `task_rewards`) and records every completion as a sample and the paper's statistics as metrics.
+// Completions come from `completions = "reference"` (the gold answers through `reference_template`:
+// checks a task/reward pair end to end without a model), the stage's first teacher, or the
+// stage's model (`completions = "model"`, sampled through the host's engine with prompt +
+// completion capped at `max_model_len`).
 //
-// Metrics (step 0): eval/<task>/reward_mean, eval/<task>/accuracy (where rewards report
-// correctness), eval/<task>/<reward>_mean per reward part, eval/<task>/count; with `group_by`
-// (a metadata key such as K&K's n_people) also eval/<task>/<key>=<value>/{accuracy,reward_mean,count}.
+// Metrics (step 0), see eval_metrics.h: eval/<task>/{count, reward_mean, accuracy, accuracy_mean,
+// accuracy_std, response_tokens_mean, pass@k, <reward>_mean}; with `group_by` (metadata keys such
+// as n_people, subject, level) the same per group under eval/<task>/<key>=<value>/.
+// Does not retry failed generations or rescore stored runs (`warmup score` rescoring is the CLI's).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <set>
+#include <thread>
 
+#include "eval_metrics.h"
 #include "warmup/model.h"
 #include "warmup/sdk.h"
 
 namespace {
+
+// A string option that may also be given as a list of strings (`group_by = "n_people"` or
+// `group_by = ["subject", "level"]`); empty strings are dropped.
+std::vector<std::string> string_list(warmup::Options& o, const char* key, std::vector<std::string> fallback) {
+  std::vector<std::string> v;
+  try {
+    v = o.get<std::vector<std::string>>(key, std::move(fallback));
+  } catch (const warmup::ConfigError&) {
+    v = {o.get<std::string>(key, "")};
+  }
+  v.erase(std::remove(v.begin(), v.end(), std::string()), v.end());
+  return v;
+}
+
+std::string group_value(const nlohmann::json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 class Evaluate final : public warmup::Algorithm {
  public:
@@ -23,16 +45,35 @@ class Evaluate final : public warmup::Algorithm {
     sample_.temperature = o.get<double>("temperature", 0.7);
     sample_.top_p = o.get<double>("top_p", 0.95);
     sample_.top_k = o.get<int64_t>("top_k", 0);
-    sample_.max_new_tokens = o.get<int64_t>("max_new_tokens", 1024);
+    // Completion cap in tokens; 0 = whatever max_model_len leaves after the prompt.
+    max_new_tokens_ = o.get<int64_t>("max_new_tokens", 1024);
+    // Prompt + completion cap in tokens (the paper: 4096); 0 = the model's max positions.
+    max_model_len_ = o.get<int64_t>("max_model_len", 0);
     sample_.stop = o.get<std::vector<std::string>>("stop", {"Question:", "Assistant:", "User:"});
     sample_.seed = uint64_t(o.get<int64_t>("seed", int64_t(init.seed)));
     max_samples_ = o.get<int64_t>("max_samples", -1);  // samples stored per task; -1 = all
-    // completions = "reference": the text scored, with {reference} replaced by the gold answer
-    // (e.g. "...</think>\n<answer>{reference}</answer>" to check a reward's maximum).
-    reference_template_ = o.get<std::string>("reference_template", "{reference}");
-    group_by_ = o.get<std::string>("group_by", "");  // metadata key for per-group metrics
+    // completions = "reference": the text scored, {reference} replaced by the gold answer
+    // (e.g. "...</think>\n<answer>{reference}</answer>"). A list gives sample j template j % size.
+    reference_templates_ = string_list(o, "reference_template", {"{reference}"});
+    group_by_ = string_list(o, "group_by", {});  // metadata keys for per-group metrics
+    pass_at_k_ = o.get<std::vector<int64_t>>("pass_at_k", {});  // k values of pass@k (each <= num_samples)
+    workers_ = o.get<int64_t>("score_workers", 4);  // threads scoring completions (rewards are thread-safe)
+    // task_rewards = { <task> = ["<reward>", ...] }: the stage rewards that score that task
+    // (tasks not listed: all of the stage's rewards).
+    toml::table raw = toml::parse(init.config_toml);
+    if (const toml::node* n = raw.get("task_rewards")) {
+      if (!n->is_table()) o.fail("task_rewards", "must be a table: task = [\"reward\", ...]");
+      for (const auto& [k, v] : *n->as_table())
+        task_rewards_[std::string(k.str())] =
+            o.require<std::vector<std::string>>("task_rewards." + std::string(k.str()));
+    }
     if (completions_ != "reference" && completions_ != "teacher" && completions_ != "model")
       o.fail("completions", "must be reference, teacher or model");
+    if (reference_templates_.empty()) o.fail("reference_template", "must not be empty");
+    for (int64_t k : pass_at_k_)
+      if (k < 1) o.fail("pass_at_k", "values must be >= 1");
+    if (workers_ < 1) o.fail("score_workers", "must be >= 1");
+    if (max_new_tokens_ < 0 || max_model_len_ < 0) o.fail("max_new_tokens", "and max_model_len must be >= 0");
     o.finish();
   }
 
@@ -42,6 +83,11 @@ class Evaluate final : public warmup::Algorithm {
     if (completions_ == "teacher" && ctx.teachers().empty())
       throw warmup::ConfigError("stage '" + ctx.stage_name() + "': completions = \"teacher\" needs a teacher");
     const warmup::EvalSettings& ev = ctx.eval();
+    for (int64_t k : pass_at_k_)
+      if (k > ev.num_samples)
+        throw warmup::ConfigError("stage '" + ctx.stage_name() + "': pass_at_k " + std::to_string(k) +
+                                  " exceeds eval.num_samples = " + std::to_string(ev.num_samples));
+    check_task_rewards(ctx);
     for (const auto& t : ctx.tasks()) {
       std::vector<warmup::Example> examples = t.task->examples(ev.split);
       if (ev.limit > 0 && int64_t(examples.size()) > ev.limit) examples.resize(size_t(ev.limit));
@@ -50,54 +96,136 @@ class Evaluate final : public warmup::Algorithm {
                                            std::to_string(ev.num_samples) + " of " + t.name + "/" +
                                            ev.split + " (digest " + digest.substr(0, 12) + ")");
       std::vector<std::vector<warmup::Completion>> outs = complete(ctx, examples, int(ev.num_samples));
-      score_task(ctx, t.name, examples, outs);
+      score_task(ctx, t.name, examples, outs, size_t(ev.num_samples));
       if (ctx.stop_requested()) return;
     }
   }
 
  private:
+  void check_task_rewards(warmup::StageContext& ctx) const {
+    std::set<std::string> tasks, rewards;
+    for (const auto& t : ctx.tasks()) tasks.insert(t.name);
+    for (const auto& r : ctx.rewards()) rewards.insert(r.name);
+    for (const auto& [task, names] : task_rewards_) {
+      if (!tasks.count(task))
+        throw warmup::ConfigError("stage '" + ctx.stage_name() + "': task_rewards names task '" + task +
+                                  "', which the stage does not list");
+      if (names.empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': task_rewards." + task + " is empty");
+      for (const auto& r : names)
+        if (!rewards.count(r))
+          throw warmup::ConfigError("stage '" + ctx.stage_name() + "': task_rewards." + task + " names reward '" + r +
+                                    "', which the stage's rewards do not list");
+    }
+  }
+
+  std::vector<warmup::WeightedReward> rewards_for(warmup::StageContext& ctx, const std::string& task) const {
+    auto it = task_rewards_.find(task);
+    if (it == task_rewards_.end()) return ctx.rewards();
+    std::vector<warmup::WeightedReward> out;
+    for (const auto& r : ctx.rewards())
+      if (std::find(it->second.begin(), it->second.end(), r.name) != it->second.end()) out.push_back(r);
+    return out;
+  }
+
   std::vector<std::vector<warmup::Completion>> complete(warmup::StageContext& ctx,
                                                         const std::vector<warmup::Example>& ex, int n) {
     if (completions_ == "teacher") return ctx.teachers().front().teacher->complete(ex, n);
-    if (completions_ == "model") {
-      std::vector<std::string> prompts;
-      for (const auto& e : ex) prompts.push_back(e.prompt);
-      warmup::SampleOptions so = sample_;
-      so.n = n;
-      return warmup::policy(ctx).generate(prompts, so);
-    }
+    if (completions_ == "model") return sample_model(ctx, ex, n);
     std::vector<std::vector<warmup::Completion>> out;
     for (const auto& e : ex) {
-      std::string text = reference_template_;
-      for (size_t at; (at = text.find("{reference}")) != std::string::npos;) text.replace(at, 11, e.reference);
-      out.emplace_back(size_t(n), warmup::Completion{text, "stop", -1});
+      std::vector<warmup::Completion> cs;
+      for (int j = 0; j < n; ++j) {
+        std::string text = reference_templates_[size_t(j) % reference_templates_.size()];
+        for (size_t at = 0; (at = text.find("{reference}", at)) != std::string::npos; at += e.reference.size())
+          text.replace(at, 11, e.reference);
+        cs.push_back(warmup::Completion{text, "stop", -1});
+      }
+      out.push_back(std::move(cs));
     }
     return out;
   }
 
-  void score_task(warmup::StageContext& ctx, const std::string& task,
-                  const std::vector<warmup::Example>& examples,
-                  const std::vector<std::vector<warmup::Completion>>& outs) {
-    double total = 0;
-    int64_t n = 0, n_correct = 0, n_known = 0, stored = 0;
-    std::map<std::string, double> part_sums;
-    struct Group {
-      double total = 0;
-      int64_t n = 0, correct = 0, known = 0;
-    };
-    std::map<std::string, Group> groups;
-    for (size_t i = 0; i < examples.size(); ++i) {
-      for (const auto& c : outs.at(i)) {
-        warmup::Score s = warmup::score_all(ctx.rewards(), examples[i], c.text);
-        total += s.total, ++n;
-        for (const auto& [k, v] : s.parts) part_sums[k] += v;
-        if (s.correct) ++n_known, n_correct += *s.correct;
-        if (!group_by_.empty() && examples[i].metadata.contains(group_by_)) {
-          const auto& g = examples[i].metadata[group_by_];
-          Group& grp = groups[group_by_ + "=" + (g.is_string() ? g.get<std::string>() : g.dump())];
-          grp.total += s.total, ++grp.n;
-          if (s.correct) ++grp.known, grp.correct += *s.correct;
+  // The model's completions with prompt + completion <= max_model_len per prompt (as vLLM's
+  // max_model_len): one engine call with the largest budget, each sample cut to its prompt's budget.
+  // A prompt that leaves no room gets one empty "error" completion per sample.
+  std::vector<std::vector<warmup::Completion>> sample_model(warmup::StageContext& ctx,
+                                                            const std::vector<warmup::Example>& ex, int n) {
+    warmup::Policy& pol = warmup::policy(ctx);
+    int64_t limit = pol.max_position_embeddings();
+    if (max_model_len_ > 0) limit = std::min(limit, max_model_len_);
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<int64_t> caps(ex.size(), 0);
+    std::vector<size_t> runnable;
+    int64_t largest = 0, too_long = 0;
+    for (size_t i = 0; i < ex.size(); ++i) {
+      std::vector<int32_t> ids = pol.encode(ex[i].prompt);
+      int64_t cap = limit - int64_t(ids.size());
+      if (max_new_tokens_ > 0) cap = std::min(cap, max_new_tokens_);
+      if (cap <= 0) {
+        ++too_long;
+        continue;
+      }
+      caps[i] = cap, largest = std::max(largest, cap);
+      runnable.push_back(i);
+      prompts.push_back(std::move(ids));
+    }
+    if (too_long)
+      ctx.log(warmup::LogLevel::kWarn, std::to_string(too_long) + " prompt(s) leave no room under max_model_len " +
+                                           std::to_string(limit) + ": scored as empty completions");
+    std::vector<std::vector<warmup::Completion>> out(
+        ex.size(), std::vector<warmup::Completion>(size_t(n), warmup::Completion{"", "error", 0}));
+    if (prompts.empty()) return out;
+    warmup::SampleOptions so = sample_;
+    so.n = n;
+    so.max_new_tokens = largest;
+    std::vector<std::vector<warmup::TokenCompletion>> res = pol.generate_ids(prompts, so);
+    for (size_t r = 0; r < runnable.size(); ++r) {
+      size_t i = runnable[r];
+      out[i].clear();
+      for (auto& tc : res.at(r)) {
+        warmup::Completion c{std::move(tc.text), tc.finish_reason, int64_t(tc.ids.size())};
+        if (int64_t(tc.ids.size()) > caps[i]) {
+          tc.ids.resize(size_t(caps[i]));
+          c = warmup::Completion{pol.decode(tc.ids), "length", caps[i]};
         }
+        out[i].push_back(std::move(c));
+      }
+    }
+    return out;
+  }
+
+  void score_task(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
+                  const std::vector<std::vector<warmup::Completion>>& outs, size_t runs) {
+    const std::vector<warmup::WeightedReward> rewards = rewards_for(ctx, task);
+    // Score every completion on `workers_` threads, then record in example/sample order.
+    std::vector<std::pair<size_t, size_t>> items;
+    for (size_t i = 0; i < examples.size(); ++i)
+      for (size_t j = 0; j < outs.at(i).size(); ++j) items.emplace_back(i, j);
+    std::vector<warmup::Score> scores(items.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t k; (k = next++) < items.size() && !ctx.stop_requested();)
+        scores[k] = warmup::score_all(rewards, examples[items[k].first], outs[items[k].first][items[k].second].text);
+    };
+    std::vector<std::thread> pool;
+    for (int64_t w = 1; w < std::min<int64_t>(workers_, int64_t(items.size())); ++w) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (ctx.stop_requested()) return;
+
+    evalm::Tally all(runs);
+    std::map<std::string, evalm::Tally> groups;
+    int64_t stored = 0;
+    for (size_t k = 0, i = 0; i < examples.size(); ++i) {
+      std::vector<evalm::Tally*> mine;
+      for (const auto& key : group_by_)
+        if (examples[i].metadata.is_object() && examples[i].metadata.contains(key))
+          mine.push_back(&groups.try_emplace(key + "=" + group_value(examples[i].metadata[key]), runs).first->second);
+      for (size_t j = 0; j < outs[i].size(); ++j, ++k) {
+        const warmup::Completion& c = outs[i][j];
+        const warmup::Score& s = scores[k];
+        all.add(j, s, c.tokens);
+        for (auto* g : mine) g->add(j, s, c.tokens, false);
         if (max_samples_ < 0 || stored < max_samples_) {
           warmup::SampleRecord r;
           r.task = task, r.example_id = examples[i].id, r.prompt = examples[i].prompt;
@@ -107,30 +235,31 @@ class Evaluate final : public warmup::Algorithm {
           ++stored;
         }
       }
-      if (ctx.stop_requested()) break;
+      all.end_example();
+      for (auto* g : mine) g->end_example();
     }
     const std::string p = "eval/" + task + "/";
-    ctx.metric(p + "count", 0, double(n));
-    ctx.metric(p + "reward_mean", 0, n ? total / double(n) : std::nan(""));
-    if (n_known) ctx.metric(p + "accuracy", 0, double(n_correct) / double(n_known));
-    for (const auto& [k, v] : part_sums) ctx.metric(p + k + "_mean", 0, v / double(n));
-    for (const auto& [g, grp] : groups) {
-      ctx.metric(p + g + "/count", 0, double(grp.n));
-      ctx.metric(p + g + "/reward_mean", 0, grp.total / double(grp.n));
-      if (grp.known) ctx.metric(p + g + "/accuracy", 0, double(grp.correct) / double(grp.known));
-    }
-    ctx.log(warmup::LogLevel::kInfo,
-            task + ": " + std::to_string(n) + " completions, reward mean " +
-                std::to_string(n ? total / double(n) : 0.0) +
-                (n_known ? ", accuracy " + std::to_string(double(n_correct) / double(n_known)) : ""));
+    std::map<std::string, double> sum = all.summary(pass_at_k_);
+    for (const auto& [k, v] : sum) ctx.metric(p + k, 0, v);
+    for (const auto& [g, tally] : groups)
+      for (const auto& [k, v] : tally.summary(pass_at_k_)) ctx.metric(p + g + "/" + k, 0, v);
+    std::string msg = task + ": " + std::to_string(all.count()) + " completions, reward mean " +
+                      std::to_string(sum["reward_mean"]);
+    if (sum.count("accuracy_mean"))
+      msg += ", accuracy " + std::to_string(sum["accuracy_mean"]) + " +- " + std::to_string(sum["accuracy_std"]) +
+             " over " + std::to_string(runs) + " run(s)";
+    ctx.log(warmup::LogLevel::kInfo, msg);
   }
 
-  std::string completions_, reference_template_, group_by_;
+  std::string completions_;
+  std::vector<std::string> reference_templates_, group_by_;
+  std::vector<int64_t> pass_at_k_;
+  std::map<std::string, std::vector<std::string>> task_rewards_;
   warmup::SampleOptions sample_;
-  int64_t max_samples_;
+  int64_t max_new_tokens_, max_model_len_, max_samples_, workers_;
 };
 
 }  // namespace
 
 WARMUP_PLUGIN(warmup::entry<warmup::Algorithm, Evaluate>(
-    "evaluate", "0.1.0", "score a task split through the stage rewards (gold answers or a teacher)"))
+    "evaluate", "0.2.0", "score a task split through the stage rewards: n samples, accuracy mean/std, pass@k"))

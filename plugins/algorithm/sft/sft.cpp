@@ -15,6 +15,7 @@
 #include "sft_batch.h"
 #include "warmup/model.h"
 #include "warmup/sdk.h"
+#include "warmup/training.h"
 
 namespace {
 
@@ -26,9 +27,9 @@ class Sft final : public warmup::Algorithm {
     warmup::Options o(init);
     data_ = o.get<std::string>("data", "");          // JSONL {prompt, completion} ({run_dir} expands); "" = tasks + teacher
     split_ = o.get<std::string>("split", "train");   // task split when data = ""
-    lr_ = o.get<double>("learning_rate", 1e-6);
-    schedule_ = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");  // | cosine | linear
-    warmup_steps_ = o.get<int64_t>("warmup_steps", 25);
+    schedule_.lr = o.get<double>("learning_rate", 1e-6);
+    schedule_.type = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");  // | cosine | linear | constant
+    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25);
     beta1_ = o.get<double>("adam_beta1", 0.9);
     beta2_ = o.get<double>("adam_beta2", 0.95);
     eps_ = o.get<double>("adam_epsilon", 1e-8);
@@ -45,7 +46,7 @@ class Sft final : public warmup::Algorithm {
     eval_steps_ = o.get<int64_t>("eval_steps", 50);
     save_steps_ = o.get<int64_t>("save_steps", 0);        // checkpoint every N steps; 0 = only at the end
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));
-    if (schedule_ != "constant_with_warmup" && schedule_ != "cosine" && schedule_ != "linear" && schedule_ != "constant")
+    if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
     if (batch_ < 1 || accum_ < 1) o.fail("per_device_train_batch_size", "and gradient_accumulation_steps must be >= 1");
     if (max_length_ < 2) o.fail("max_length", "must be >= 2");
@@ -73,14 +74,14 @@ class Sft final : public warmup::Algorithm {
     module.train();
     policy.set_activation_checkpointing(checkpointing_);
     std::vector<torch::Tensor> params = module.parameters();
-    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(lr_).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
     int64_t start = 0;
-    if (ctx.resuming()) start = restore(ctx, policy, opt);
+    if (ctx.resuming()) start = warmup::restore_checkpoint(ctx, policy, opt);
 
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t step = start; step < total; ++step) {
-      double lr = lr_at(step, total);
-      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      double lr = schedule_.at(step, total);
+      schedule_.apply(opt, lr);
       auto ts = std::chrono::steady_clock::now();
       double loss_sum = 0;
       int64_t tokens = 0;
@@ -113,7 +114,7 @@ class Sft final : public warmup::Algorithm {
       }
       if (!eval.empty() && eval_steps_ > 0 && (s1 % eval_steps_ == 0 || s1 == total)) ctx.metric("eval/loss", s1, eval_loss(policy, eval));
       bool stop = ctx.stop_requested();
-      if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) save(ctx, policy, opt, s1);
+      if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
       if (stop) return;
     }
     fs::path out = ctx.run_dir() / ctx.stage_name() / "model";
@@ -174,29 +175,10 @@ class Sft final : public warmup::Algorithm {
 
   // Sequences [first, first + batch) of the epoch-shuffled order (each epoch its own seed).
   std::vector<const sft::Sequence*> micro_batch(const std::vector<sft::Sequence>& train, int64_t first) {
+    if (!order_) order_.emplace(int64_t(train.size()), uint64_t(seed_));
     std::vector<const sft::Sequence*> out;
-    int64_t n = int64_t(train.size());
-    for (int64_t k = first; k < first + batch_; ++k) {
-      int64_t epoch = k / n;
-      if (epoch != cached_epoch_) {
-        order_.resize(size_t(n));
-        for (int64_t i = 0; i < n; ++i) order_[size_t(i)] = i;
-        std::mt19937_64 rng(uint64_t(seed_) * 7919ULL + uint64_t(epoch));
-        std::shuffle(order_.begin(), order_.end(), rng);
-        cached_epoch_ = epoch;
-      }
-      out.push_back(&train[size_t(order_[size_t(k % n)])]);
-    }
+    for (int64_t k = first; k < first + batch_; ++k) out.push_back(&train[size_t((*order_)(k))]);
     return out;
-  }
-
-  double lr_at(int64_t step, int64_t total) const {
-    if (schedule_ == "constant") return lr_;
-    if (step < warmup_steps_) return lr_ * double(step + 1) / double(std::max<int64_t>(1, warmup_steps_));
-    if (schedule_ == "constant_with_warmup") return lr_;
-    double progress = double(step - warmup_steps_) / double(std::max<int64_t>(1, total - warmup_steps_));
-    if (schedule_ == "linear") return lr_ * std::max(0.0, 1.0 - progress);
-    return lr_ * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
   }
 
   double eval_loss(warmup::Policy& policy, const std::vector<sft::Sequence>& eval) {
@@ -213,37 +195,12 @@ class Sft final : public warmup::Algorithm {
     return total / double(std::max<int64_t>(1, tokens));
   }
 
-  void save(warmup::StageContext& ctx, warmup::Policy& policy, torch::optim::AdamW& opt, int64_t step) {
-    fs::path dir = ctx.checkpoint_dir() / ("step-" + std::to_string(step));
-    policy.save(dir / "model");
-    torch::save(opt, (dir / "optimizer.pt").string());
-    std::ofstream(dir / "state.json") << nlohmann::json{{"step", step}}.dump() << "\n";
-    std::ofstream(ctx.checkpoint_dir() / "latest") << dir.filename().string() << "\n";  // written last
-    ctx.log(warmup::LogLevel::kInfo, "checkpoint " + dir.string());
-  }
-
-  int64_t restore(warmup::StageContext& ctx, warmup::Policy& policy, torch::optim::AdamW& opt) {
-    std::ifstream in(ctx.checkpoint_dir() / "latest");
-    std::string name;
-    if (!(in >> name)) {
-      ctx.log(warmup::LogLevel::kInfo, "no checkpoint to resume from: starting at step 0");
-      return 0;
-    }
-    fs::path dir = ctx.checkpoint_dir() / name;
-    policy.load_weights(dir / "model");
-    torch::load(opt, (dir / "optimizer.pt").string());
-    std::ifstream st(dir / "state.json");
-    int64_t step = nlohmann::json::parse(st).at("step").get<int64_t>();
-    ctx.log(warmup::LogLevel::kInfo, "resuming from " + dir.string() + " at step " + std::to_string(step));
-    return step;
-  }
-
-  std::string base_dir_, data_, split_, schedule_;
-  double lr_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
-  int64_t warmup_steps_, max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
+  std::string base_dir_, data_, split_;
+  warmup::LrSchedule schedule_;
+  double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
+  int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
   bool append_eos_, checkpointing_;
-  std::vector<int64_t> order_;
-  int64_t cached_epoch_ = -1;
+  std::optional<warmup::EpochOrder> order_;
   int64_t dropped_ = 0;
 };
 

@@ -47,8 +47,13 @@ std::string python_repr(const std::vector<Statement>& st) {
   return out + (st.size() == 1 ? ",)" : ")");
 }
 
-Generator::Generator(uint64_t seed, int n_people) : rng_(seed * 1000003ULL + uint64_t(n_people)), n_(n_people) {
-  if (n_people < 2 || n_people > kNumNames) throw std::invalid_argument("people must be between 2 and 51");
+Generator::Generator(uint64_t seed, int n_people, std::vector<std::string> names, bool shuffle_names)
+    : rng_(seed * 1000003ULL + uint64_t(n_people)), n_(n_people), names_(std::move(names)), shuffle_names_(shuffle_names) {
+  if (names_.empty()) names_.assign(kNames, kNames + kNumNames);
+  std::set<std::string> distinct(names_.begin(), names_.end());
+  if (distinct.size() != names_.size()) throw std::invalid_argument("names must be distinct");
+  if (n_people < 2 || n_people > int(names_.size()))
+    throw std::invalid_argument("people must be between 2 and " + std::to_string(names_.size()) + " (the number of names)");
 }
 
 int Generator::uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
@@ -90,11 +95,11 @@ nlohmann::ordered_json Generator::next(int64_t index) {
     if (sols.size() == 1) break;
   }
   seen_.insert(python_repr(st));
-  std::vector<int> pool(kNumNames);
-  for (int i = 0; i < kNumNames; ++i) pool[size_t(i)] = i;
-  std::shuffle(pool.begin(), pool.end(), rng_);
+  std::vector<int> pool(names_.size());
+  for (size_t i = 0; i < names_.size(); ++i) pool[i] = int(i);
+  if (shuffle_names_) std::shuffle(pool.begin(), pool.end(), rng_);
   std::vector<std::string> names;
-  for (int i = 0; i < n_; ++i) names.push_back(kNames[pool[size_t(i)]]);
+  for (int i = 0; i < n_; ++i) names.push_back(names_[size_t(pool[size_t(i)])]);
 
   std::string quiz = "A very special island is inhabited only by knights and knaves. Knights always tell the truth, "
                      "and knaves always lie. You meet " + std::to_string(n_) + " inhabitants: ";

@@ -19,7 +19,9 @@ namespace kk {
 
 class Generator {
  public:
-  Generator(uint64_t seed, int n_people);
+  // `names`: the pool each puzzle draws its people from; empty = the dataset's 51 common names.
+  // `shuffle_names` false: person i is always names[i] (easier for tiny models).
+  Generator(uint64_t seed, int n_people, std::vector<std::string> names = {}, bool shuffle_names = true);
   // One puzzle as a dataset record (quiz, names, knight_knave, solution, solution_text,
   // solution_text_format, cot_head, cot_repeat_steps, cot_foot, statements, index).
   nlohmann::ordered_json next(int64_t index);
@@ -29,6 +31,8 @@ class Generator {
   int uniform(int lo, int hi);  // [lo, hi]
   std::mt19937_64 rng_;
   int n_;
+  std::vector<std::string> names_;
+  bool shuffle_names_ = true;
   std::set<std::string> seen_;
 };
 

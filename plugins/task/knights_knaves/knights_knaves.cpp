@@ -4,7 +4,9 @@
 // byte) or Logic-RL's ChatML template. Every puzzle is checked with the solver at load: the
 // stored solution must be the unique one.
 #include <fstream>
+#include <set>
 
+#include "kk_generate.h"
 #include "kk_logic.h"
 #include "kk_prompts.h"  // generated: kKkPaperTemplate
 #include "warmup/sdk.h"
@@ -36,7 +38,14 @@ class KnightsKnaves final : public warmup::Task {
  public:
   explicit KnightsKnaves(const warmup::PluginInit& init) {
     warmup::Options o(init);
-    data_dir_ = o.require<std::string>("data_dir");  // directory of <n>ppl_<split>.jsonl files
+    data_dir_ = o.get<std::string>("data_dir", "");  // directory of <n>ppl_<split>.jsonl files
+    // Or puzzles generated at load (Xie et al.'s grammar), per size one seeded stream without
+    // duplicates: its first `train` puzzles are the train split, the next `test` the test split.
+    gen_train_ = o.get<int64_t>("generate_train", 0);
+    gen_test_ = o.get<int64_t>("generate_test", 0);
+    gen_seed_ = o.get<int64_t>("generate_seed", int64_t(init.seed));
+    gen_names_ = o.get<std::vector<std::string>>("generate_names", {});  // [] = the 51 common names
+    gen_shuffle_ = o.get<bool>("generate_shuffle_names", true);          // false: person i is always name i
     people_ = o.get<std::vector<int64_t>>("people", {3, 4, 5, 6, 7});  // puzzle sizes to use
     prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl | plain
     limit_ = o.get<int64_t>("limit_per_size", 0);                     // first N per size; 0 = all
@@ -44,8 +53,18 @@ class KnightsKnaves final : public warmup::Task {
     if (prompt_ != "paper" && prompt_ != "logic_rl" && prompt_ != "plain")
       o.fail("prompt", "must be paper, logic_rl or plain");
     if (people_.empty()) o.fail("people", "must list at least one size");
+    bool generate = gen_train_ > 0 || gen_test_ > 0;
+    if (generate == !data_dir_.empty())
+      o.fail(generate ? "data_dir" : "generate_train", "give either data_dir or generate_train/generate_test");
+    if (gen_train_ < 0 || gen_test_ < 0) o.fail("generate_train", "and generate_test must be >= 0");
+    if (!gen_names_.empty()) {
+      std::set<std::string> distinct(gen_names_.begin(), gen_names_.end());
+      if (distinct.size() != gen_names_.size()) o.fail("generate_names", "must be distinct");
+      for (int64_t n : people_)
+        if (n > int64_t(gen_names_.size())) o.fail("generate_names", "needs at least as many names as people");
+    }
     o.finish();
-    if (fs::path(data_dir_).is_relative() && !init.base_dir.empty())
+    if (!data_dir_.empty() && fs::path(data_dir_).is_relative() && !init.base_dir.empty())
       data_dir_ = (fs::path(init.base_dir) / data_dir_).lexically_normal().string();
   }
 
@@ -53,6 +72,20 @@ class KnightsKnaves final : public warmup::Task {
 
   std::vector<warmup::Example> examples(const std::string& split) override {
     std::vector<warmup::Example> out;
+    if (data_dir_.empty()) {
+      if (split != "train" && split != "test") throw warmup::ConfigError("knights_knaves: unknown split '" + split + "'");
+      for (int64_t n : people_) {
+        kk::Generator gen(uint64_t(gen_seed_) * 1000 + uint64_t(n), int(n), gen_names_, gen_shuffle_);
+        int64_t skip = split == "train" ? 0 : gen_train_, count = split == "train" ? gen_train_ : gen_test_;
+        if (limit_ > 0) count = std::min(count, limit_);
+        for (int64_t i = 0; i < skip + count; ++i) {
+          nlohmann::ordered_json rec = gen.next(i);
+          if (i >= skip)
+            out.push_back(parse(rec.dump(), "generated puzzle " + std::to_string(i), n, split, i - skip));
+        }
+      }
+      return out;
+    }
     for (int64_t n : people_) {
       fs::path file = fs::path(data_dir_) / (std::to_string(n) + "ppl_" + split + ".jsonl");
       std::ifstream in(file);
@@ -108,6 +141,9 @@ class KnightsKnaves final : public warmup::Task {
   std::vector<int64_t> people_;
   int64_t limit_;
   bool verify_;
+  int64_t gen_train_ = 0, gen_test_ = 0, gen_seed_ = 0;
+  std::vector<std::string> gen_names_;
+  bool gen_shuffle_ = true;
 };
 
 // kk_solver: the offline teacher. Writes the solver's backtracking chain of thought (exactly the

@@ -1,0 +1,100 @@
+// Pieces every training algorithm needs, so plugins share them instead of copying: learning-rate
+// schedules (Hugging Face's names), an epoch-shuffled data order that any step can recompute
+// (exact resume), and checkpoints of weights + optimizer + step under the stage's checkpoint
+// directory. Header-only; requires LibTorch like model.h.
+#pragma once
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model.h"
+
+namespace warmup {
+
+// constant | constant_with_warmup | linear | cosine (the last two decay to 0 after warmup).
+struct LrSchedule {
+  std::string type = "constant_with_warmup";
+  double lr = 1e-6;
+  int64_t warmup_steps = 0;
+
+  static bool known(const std::string& t) {
+    return t == "constant" || t == "constant_with_warmup" || t == "linear" || t == "cosine";
+  }
+  // Learning rate of 0-based `step` out of `total`.
+  double at(int64_t step, int64_t total) const {
+    if (type == "constant") return lr;
+    if (step < warmup_steps) return lr * double(step + 1) / double(std::max<int64_t>(1, warmup_steps));
+    if (type == "constant_with_warmup") return lr;
+    double progress = double(step - warmup_steps) / double(std::max<int64_t>(1, total - warmup_steps));
+    if (type == "linear") return lr * std::max(0.0, 1.0 - progress);
+    return lr * 0.5 * (1.0 + std::cos(M_PI * progress));  // cosine
+  }
+  template <class Optimizer>
+  void apply(Optimizer& opt, double value) const {
+    for (auto& g : opt.param_groups()) g.options().set_lr(value);
+  }
+};
+
+// Item k (over all epochs) of n items in epoch-shuffled order; each epoch has its own seeded
+// permutation, so step s of a resumed run sees exactly what step s of an uninterrupted run saw.
+class EpochOrder {
+ public:
+  EpochOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  int64_t operator()(int64_t k) {
+    int64_t epoch = k / n_;
+    if (epoch != epoch_) {
+      order_.resize(size_t(n_));
+      for (int64_t i = 0; i < n_; ++i) order_[size_t(i)] = i;
+      std::mt19937_64 rng(seed_ * 7919ULL + uint64_t(epoch));
+      std::shuffle(order_.begin(), order_.end(), rng);
+      epoch_ = epoch;
+    }
+    return order_[size_t(k % n_)];
+  }
+
+ private:
+  int64_t n_;
+  uint64_t seed_;
+  int64_t epoch_ = -1;
+  std::vector<int64_t> order_;
+};
+
+// <checkpoint_dir>/step-N/{model/, optimizer.pt, state.json}; `latest` names the newest and is
+// written last, so a crash mid-save leaves the previous checkpoint in charge.
+template <class Optimizer>
+void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t step) {
+  std::filesystem::path dir = ctx.checkpoint_dir() / ("step-" + std::to_string(step));
+  policy.save(dir / "model");
+  torch::save(opt, (dir / "optimizer.pt").string());
+  std::ofstream(dir / "state.json") << nlohmann::json{{"step", step}}.dump() << "\n";
+  std::ofstream(ctx.checkpoint_dir() / "latest") << dir.filename().string() << "\n";
+  ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
+}
+
+// Loads the latest checkpoint (weights, optimizer) and returns its step, or 0 without one; drops
+// what an interrupted attempt recorded after that step (StageContext::discard_after).
+template <class Optimizer>
+int64_t restore_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt) {
+  std::ifstream in(ctx.checkpoint_dir() / "latest");
+  std::string name;
+  if (!(in >> name)) {
+    ctx.log(LogLevel::kInfo, "no checkpoint to resume from: starting at step 0");
+    ctx.discard_after(0);
+    return 0;
+  }
+  std::filesystem::path dir = ctx.checkpoint_dir() / name;
+  policy.load_weights(dir / "model");
+  torch::load(opt, (dir / "optimizer.pt").string());
+  std::ifstream st(dir / "state.json");
+  int64_t step = nlohmann::json::parse(st).at("step").get<int64_t>();
+  ctx.log(LogLevel::kInfo, "resuming from " + dir.string() + " at step " + std::to_string(step));
+  ctx.discard_after(step);
+  return step;
+}
+
+}  // namespace warmup

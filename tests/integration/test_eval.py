@@ -1,0 +1,262 @@
+"""The evaluation harness: `warmup score` against the real references (MATH-500 gold solutions and
+Math-Verify's own verdicts, the K&K gold answers), bad input, `warmup eval` end to end on a tiny
+model over every paper task, the max_model_len cap, and the per-sample-index statistics
+(accuracy mean/std over runs, pass@k, groups) against values computed here independently."""
+import json
+import math
+import os
+import statistics
+import sys
+
+import pytest
+
+from conftest import REPO, query, warmup, write
+
+DATA = REPO.parent / "shared" / "data"
+PY = sys.executable  # the venv's python: has numpy, which HumanEval+ checks import
+TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 260, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 4096, "tie_word_embeddings": True, "torch_dtype": "float32"}
+
+needs_data = pytest.mark.skipif(not (DATA / "math" / "math500_test.jsonl").exists(), reason="no ../shared/data")
+
+
+def jsonl(path):
+    return [json.loads(l) for l in open(path) if l.strip()]
+
+
+def dump(path, rows):
+    write(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ---- warmup score -------------------------------------------------------------------------------
+
+@needs_data
+def test_score_math500_gold_solutions_correct_and_shuffled_ones_as_math_verify_says(tmp_path):
+    from math_verify import parse, verify
+    rows = jsonl(DATA / "math" / "math500_test.jsonl")
+    gold = dump(tmp_path / "gold.jsonl", [{"id": f"math/test/{i}", "completion": r["solution"]} for i, r in enumerate(rows)])
+    shuf = dump(tmp_path / "shuf.jsonl", [{"id": f"math/test/{i}", "completion": rows[(i + 7) % 500]["solution"]}
+                                          for i in range(500)])
+    for f in (gold, shuf):
+        r = warmup("score", "--task", "math500", "--data", DATA, "--in", f, "--out", f.with_suffix(".out"))
+        assert r.returncode == 0, r.stderr
+    out = jsonl(gold.with_suffix(".out"))
+    assert len(out) == 500 and all(o["correct"] is True and o["reward"] == 1.0 for o in out)
+    assert list(out[0])[:2] == ["id", "completion"]  # the input line, then the verdict
+    assert set(out[0]) == {"id", "completion", "reward", "rewards", "correct", "error"}
+    out = jsonl(shuf.with_suffix(".out"))
+    expected = [bool(verify(parse("\\boxed{" + rows[i]["answer"] + "}"), parse(rows[(i + 7) % 500]["solution"])))
+                for i in range(500)]
+    assert [o["correct"] for o in out] == expected
+    assert sum(expected) < 10  # nearly all wrong: the comparison is not vacuous
+
+
+@needs_data
+def test_score_kk_by_id_and_inline_reference(tmp_path):
+    rows = jsonl(DATA / "kk" / "3ppl_test.jsonl")[:20]
+
+    def answer(text):
+        return "<think>\nreasoning\n</think>\n<answer>\n" + text + "\n</answer>"
+
+    def flip(text):  # the first person's role swapped
+        first, _, rest = text.partition("\n")
+        first = first.replace("knight", "KNAVE").replace("knave", "knight").replace("KNAVE", "knave")
+        return first + ("\n" + rest if rest else "")
+
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append({"id": f"kk/3ppl/test/{i}", "completion": answer(r["solution_text_format"])})
+        lines.append({"id": f"kk/3ppl/test/{i}", "completion": answer(flip(r["solution_text_format"]))})
+        lines.append({"reference": r["solution_text_format"], "completion": answer(r["solution_text_format"])})
+        lines.append({"reference": r["solution_text_format"], "completion": "no tags at all"})
+    f = dump(tmp_path / "kk.jsonl", lines)
+    r = warmup("score", "--task", "kk", "--data", DATA, "--task-option", "people=[3]", "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 0, r.stderr
+    out = jsonl(tmp_path / "o.jsonl")
+    assert [o["correct"] for o in out] == [True, False, True, False] * 20
+    assert [o["reward"] for o in out] == [2.0, -0.5, 2.0, -2.0] * 20  # the paper's K&K reward
+    assert all(o["error"] == "" for o in out[0::4]) and all(o["error"] for o in out[3::4])
+    assert "kk_paper" in out[0]["rewards"]
+
+
+def test_score_bad_input_names_file_and_line(tmp_path):
+    good = {"reference": "4", "completion": "\\boxed{4}"}
+    cases = {
+        "not json": ("{oops", ":2: not valid JSON"),
+        "no completion": (json.dumps({"reference": "4"}), ':2: needs "completion"'),
+        "no id or reference": (json.dumps({"completion": "x"}), ':2: needs "id"'),
+        "array": ("[1, 2]", ":2: expected a JSON object"),
+    }
+    for name, (bad, msg) in cases.items():
+        f = write(tmp_path / "in.jsonl", json.dumps(good) + "\n" + bad + "\n")
+        r = warmup("score", "--task", "math500", "--in", f, "--out", tmp_path / "o.jsonl")
+        assert r.returncode == 2, (name, r.stderr)
+        assert str(f) + msg in r.stderr, (name, r.stderr)
+    r = warmup("score", "--task", "nosuch", "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and "math500, humaneval_plus, mmlu_pro[:CATEGORY], kk" in r.stderr
+    # Inline references need no data; a bare plugin name needs --reward.
+    f = dump(tmp_path / "ok.jsonl", [good, {"reference": "4", "completion": "5"}])
+    r = warmup("score", "--task", "math500", "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 0, r.stderr
+    assert [o["correct"] for o in jsonl(tmp_path / "o.jsonl")] == [True, False]
+    r = warmup("score", "--task", "arithmetic", "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and "--reward" in r.stderr
+    r = warmup("score", "--task", "arithmetic", "--reward", "exact_match", "--reward-option", "extract=last_number",
+               "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 0, r.stderr
+    assert [o["correct"] for o in jsonl(tmp_path / "o.jsonl")] == [True, False]
+
+
+@needs_data
+def test_score_unknown_example_id_is_named(tmp_path):
+    f = dump(tmp_path / "in.jsonl", [{"id": "math/test/3", "completion": "x"}, {"id": "math/test/9999", "completion": "x"}])
+    r = warmup("score", "--task", "math500", "--data", DATA, "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2
+    assert f"{f}:2: unknown example id 'math/test/9999'" in r.stderr
+    assert not (tmp_path / "o.jsonl").exists()  # validated before anything is written
+    r = warmup("score", "--task", "math500", "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and "--data" in r.stderr
+
+
+# ---- warmup eval --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "tiny.json").write_text(json.dumps(TINY))
+    r = warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    return d / "tiny"
+
+
+@needs_data
+def test_eval_end_to_end_on_every_paper_task(tiny, tmp_path, store):
+    tasks = ["math500", "humaneval_plus", "mmlu_pro:physics", "kk"]
+    r = warmup("eval", "--model", tiny, "--tasks", ",".join(tasks), "--samples", "2", "--limit", "2",
+               "--max-new-tokens", "8", "--pass-at-k", "1,2", "--data", DATA, "--python", PY, "--store", store,
+               "--out-toml", tmp_path / "eval.toml", timeout=600)
+    assert r.returncode == 0, r.stderr
+    table = r.stdout[r.stdout.index("accuracy (%)"):]
+    header, row = table.splitlines()[1:3]
+    assert header.split() == ["model"] + tasks
+    assert row.startswith("tiny") and row.count("±") == 4
+    instances = ["math500", "humaneval_plus", "mmlu_pro_physics", "kk"]
+    assert query(store, "SELECT task, count(*) FROM samples GROUP BY task ORDER BY task") == \
+        sorted((t, 4) for t in instances)
+    assert query(store, "SELECT count(*) FROM samples WHERE correct IS NULL") == [(0,)]
+    assert query(store, "SELECT max(completion_tokens) <= 8 FROM samples") == [(1,)]
+    keys = {k for (k,) in query(store, "SELECT key FROM metrics")}
+    for t in instances:
+        for m in ["accuracy_mean", "accuracy_std", "response_tokens_mean", "pass@1", "pass@2", "count"]:
+            assert f"eval/{t}/{m}" in keys, (t, m)
+    assert "eval/kk/n_people=3/accuracy_mean" in keys
+    assert "eval/mmlu_pro_physics/category=physics/accuracy_std" in keys
+    assert any(k.startswith("eval/math500/level=") for k in keys) and any(k.startswith("eval/math500/subject=") for k in keys)
+    # each task scored by its own reward only
+    rewards = {t: {k.split("/")[0] for k in json.loads(r)} for t, r in query(store, "SELECT task, rewards FROM samples")}
+    assert rewards["math500"] == {"math_accuracy"} and rewards["kk"] == {"kk_paper"}
+    (run_dir,), = query(store, "SELECT run_dir FROM runs")
+    assert (tmp_path / "eval.toml").read_text() == open(os.path.join(run_dir, "eval.toml")).read()
+    assert os.path.exists(os.path.join(run_dir, "config.toml"))
+    # the written experiment re-runs with `warmup run`
+    r = warmup("run", tmp_path / "eval.toml", "--store", store, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+
+@needs_data
+def test_eval_max_model_len_caps_prompt_plus_completion(tiny, tmp_path, store):
+    r = warmup("eval", "--model", tiny, "--tasks", "kk", "--samples", "1", "--limit", "3", "--max-new-tokens", "2",
+               "--data", DATA, "--store", store)
+    assert r.returncode == 0, r.stderr
+    # The tiny tokenizer is byte level: a prompt's tokens are its UTF-8 bytes.
+    lens = [len(p.encode()) for (p,) in query(store, "SELECT prompt FROM samples ORDER BY id")]
+    assert sorted(lens)[1] < max(lens)
+    cap = max(lens) - 1  # the longest prompt does not fit, the others get what is left
+    r = warmup("eval", "--model", tiny, "--tasks", "kk", "--samples", "2", "--limit", "3", "--max-model-len", cap,
+               "--data", DATA, "--store", store)
+    assert r.returncode == 0, r.stderr
+    rows = query(store, "SELECT prompt, completion_tokens, finish_reason FROM samples WHERE run_id = 2 ORDER BY id")
+    assert len(rows) == 6
+    for prompt, tokens, finish in rows:
+        room = cap - len(prompt.encode())
+        if room <= 0:
+            assert (tokens, finish) == (0, "error")
+        else:
+            assert tokens <= room and (finish == "stop" or tokens == room)
+    assert any(f == "length" for _, _, f in rows) and any(f == "error" for _, _, f in rows)
+
+
+def test_eval_rejects_unknown_tasks_and_missing_data(tiny, tmp_path, store):
+    r = warmup("eval", "--model", tiny, "--tasks", "math500,gsm8k", "--data", DATA, "--store", store)
+    assert r.returncode == 2 and "unknown task 'gsm8k'" in r.stderr and "mmlu_pro[:CATEGORY]" in r.stderr
+    r = warmup("eval", "--model", tiny, "--tasks", "kk", "--data", tmp_path, "--store", store)
+    assert r.returncode == 2 and str(tmp_path / "kk") in r.stderr
+    assert not store.exists()
+
+
+@needs_data
+def test_eval_dry_run_prints_the_experiment(tiny, store):
+    r = warmup("eval", "--model", tiny, "--tasks", "math500,mmlu_pro:history", "--data", DATA, "--store", store, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "num_samples = 4" in r.stdout and "max_model_len = 4096" in r.stdout and "temperature = 0.7\n" in r.stdout
+    assert 'categories = [ "history" ]' in r.stdout
+    assert not store.exists()
+    r = warmup("eval", "--model", tiny, "--tasks", "mmlu_pro:nosuch", "--data", DATA, "--store", store, "--dry-run")
+    assert r.returncode == 2 and "unknown category 'nosuch'" in r.stderr
+
+
+# ---- the statistics on a hand-computed example --------------------------------------------------
+
+def pass_at_k(n, c, k):
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def test_accuracy_per_sample_index_mean_std_pass_at_k_and_groups(tmp_path, store):
+    # Sample j of every question is template j: right, wrong, right, "0" (right where the answer is 0).
+    exp = write(tmp_path / "e.toml", """[experiment]
+name = "eval-stats"
+[tasks.arithmetic]
+test_size = 30
+max_operand = 2
+operators = "-*"
+[rewards.exact_match]
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["arithmetic"]
+rewards = { exact_match = 1.0 }
+eval = { split = "test", num_samples = 4 }
+  [stages.evaluate]
+  reference_template = ["{reference}", "wrong", " {reference}\\n", "0"]
+  pass_at_k = [1, 2, 3, 4]
+  group_by = ["op"]
+""")
+    r = warmup("run", exp, "--store", store)
+    assert r.returncode == 0, r.stderr
+    rows = query(store, "SELECT example_id, completion, correct FROM samples ORDER BY id")
+    assert len(rows) == 120
+    refs = [c for (_, c, _) in rows[0::4]]  # sample 0 is the reference itself
+    verdicts = [[1, 0, 1, int(ref == "0")] for ref in refs]
+    assert [c for (_, _, c) in rows] == [v for vs in verdicts for v in vs]
+    zeros = sum(ref == "0" for ref in refs)
+    assert 0 < zeros < 30  # run 3 is neither all right nor all wrong
+    runs = [sum(v[j] for v in verdicts) / 30 for j in range(4)]
+    expected = {"accuracy_mean": statistics.mean(runs), "accuracy_std": statistics.stdev(runs),
+                "accuracy": sum(map(sum, verdicts)) / 120, "count": 120}
+    for k in (1, 2, 3, 4):
+        expected[f"pass@{k}"] = statistics.mean(pass_at_k(4, sum(v), k) for v in verdicts)
+    got = dict(query(store, "SELECT key, value FROM metrics WHERE key NOT LIKE 'eval/arithmetic/op=%'"))
+    for k, v in expected.items():
+        assert got[f"eval/arithmetic/{k}"] == pytest.approx(v), k
+    assert "eval/arithmetic/response_tokens_mean" not in got  # references have no token count
+    # per operator: the same statistics over that operator's questions
+    for op in "-*":
+        ids = {e for (e, p) in query(store, "SELECT example_id, prompt FROM samples WHERE prompt LIKE ?", f"% {op} %")}
+        mine = [v for (e, _, _), v in zip(rows[0::4], verdicts) if e in ids]
+        runs = [sum(v[j] for v in mine) / len(mine) for j in range(4)]
+        g = dict(query(store, "SELECT key, value FROM metrics WHERE key LIKE ?", f"eval/arithmetic/op={op}/%"))
+        assert g[f"eval/arithmetic/op={op}/count"] == 4 * len(mine)
+        assert g[f"eval/arithmetic/op={op}/accuracy_mean"] == pytest.approx(statistics.mean(runs))
+        assert g[f"eval/arithmetic/op={op}/accuracy_std"] == pytest.approx(statistics.stdev(runs))
