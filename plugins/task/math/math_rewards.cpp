@@ -1,0 +1,88 @@
+// The MATH rewards (entries of the `math` plugin library, see math_task.cpp):
+//   math_paper:    the paper's RLVR reward: format gate -2 (exactly one </think>, <answer>,
+//                  </answer> and `.+</think>\s*<answer>(.+)</answer>\s*$`), no \boxed{} in the
+//                  answer span -1, Math-Verify equal to the gold +2, else -0.5.
+//   math_accuracy: the paper's evaluation: Math-Verify on the whole output, 1 / 0.
+// Both are thread-safe (the verifier keeps no shared mutable state) and never throw.
+#include "math_rewards.h"
+
+#include "math_verify.h"
+#include "mv_normalize.h"
+#include "mv_regex.h"
+
+namespace mathr {
+
+size_t count(const std::string& s, const std::string& sub) {
+  size_t n = 0;
+  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
+  return n;
+}
+
+MathPaper::MathPaper(const warmup::PluginInit& init) {
+  warmup::Options o(init);
+  format_error_ = o.get<double>("format_error", -2.0);  // format gate failed
+  no_boxed_ = o.get<double>("no_boxed", -1.0);          // no \boxed{} inside <answer>
+  correct_ = o.get<double>("correct", 2.0);             // Math-Verify equal to the gold
+  wrong_ = o.get<double>("wrong", -0.5);                // boxed but not equal
+  timeout_s_ = o.get<double>("timeout_s", 1.0);         // verifier budget per call, seconds
+  if (timeout_s_ <= 0) o.fail("timeout_s", "must be > 0");
+  o.finish();
+}
+
+warmup::RewardResult MathPaper::score(const warmup::Example& ex, const std::string& s) const {
+  static const mv::Regex kFormat(R"(^.+</think>\s*<answer>(.+)</answer>\s*$)", PCRE2_DOTALL);
+  warmup::RewardResult r;
+  r.correct = false;
+  r.breakdown["format"] = 0.0;
+  if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1) {
+    r.value = format_error_;
+    r.error = "needs exactly one </think>, <answer> and </answer>";
+    return r;
+  }
+  std::string span;
+  bool ok = false;
+  try {
+    kFormat.for_each(s, [&](const mv::Match& m) {
+      span = m.str(1);
+      ok = true;
+      return false;
+    });
+  } catch (const std::exception&) {
+  }
+  if (!ok) {
+    r.value = format_error_;
+    r.error = "not of the form ...</think> <answer>...</answer>";
+    return r;
+  }
+  r.breakdown["format"] = 1.0;
+  if (span.find("\\boxed") == std::string::npos || !mv::last_boxed(span)) {
+    r.value = no_boxed_;
+    r.error = "no \\boxed{} in the answer";
+    return r;
+  }
+  mv::Verdict v = mv::verify_answer(ex.reference, span, timeout_s_);
+  r.correct = v.equal;
+  r.value = v.equal ? correct_ : wrong_;
+  if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;
+  return r;
+}
+
+MathAccuracy::MathAccuracy(const warmup::PluginInit& init) {
+  warmup::Options o(init);
+  correct_ = o.get<double>("correct", 1.0);      // Math-Verify equal to the gold
+  wrong_ = o.get<double>("wrong", 0.0);          // anything else
+  timeout_s_ = o.get<double>("timeout_s", 1.0);  // verifier budget per call, seconds
+  if (timeout_s_ <= 0) o.fail("timeout_s", "must be > 0");
+  o.finish();
+}
+
+warmup::RewardResult MathAccuracy::score(const warmup::Example& ex, const std::string& s) const {
+  warmup::RewardResult r;
+  mv::Verdict v = mv::verify_answer(ex.reference, s, timeout_s_);
+  r.correct = v.equal;
+  r.value = v.equal ? correct_ : wrong_;
+  if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;
+  return r;
+}
+
+}  // namespace mathr
