@@ -1,0 +1,111 @@
+// MMLU-Pro rewards (see mmlu_rewards.h). Both never throw on model output and are safe to call
+// concurrently (no mutable state; the extraction keeps its match state per thread).
+#include "mmlu_rewards.h"
+
+namespace mmlu {
+namespace {
+
+size_t count(const std::string& s, const std::string& sub) {
+  size_t n = 0;
+  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
+  return n;
+}
+
+bool all_space(const std::string& s, size_t from, size_t to) {
+  for (size_t i = from; i < to;) {
+    size_t n = py_space_at(s, i);
+    if (!n) return false;
+    i += n;
+  }
+  return true;
+}
+
+Chain chain_option(warmup::Options& o, const std::string& fallback) {
+  std::string name = o.get<std::string>("extract", fallback);  // paper | official
+  auto c = parse_chain(name);
+  if (!c) o.fail("extract", "must be paper or official");
+  return *c;
+}
+
+}  // namespace
+
+std::optional<Chain> parse_chain(const std::string& name) {
+  if (name == "paper") return Chain::kPaper;
+  if (name == "official") return Chain::kOfficial;
+  return std::nullopt;
+}
+
+PaperReward::PaperReward(const warmup::PluginInit& init) {
+  warmup::Options o(init);
+  format_error_ = o.get<double>("format_error", -2.0);  // format gate failed
+  correct_ = o.get<double>("correct", 2.0);             // extracted letter equals the gold
+  wrong_ = o.get<double>("wrong", -0.5);                // other letter, or none found
+  chain_ = chain_option(o, "paper");                    // extraction chain on the answer span
+  paren_again_ = o.get<bool>("official_paren", true);   // official tier 2 accepts "Answer: (X)"
+  o.finish();
+}
+
+warmup::RewardResult PaperReward::score(const warmup::Example& ex, const std::string& s) const {
+  warmup::RewardResult r;
+  r.correct = false;
+  r.breakdown["format"] = 0.0;
+  if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1) {
+    r.value = format_error_;
+    r.error = "needs exactly one </think>, <answer> and </answer>";
+    return r;
+  }
+  size_t t = s.find("</think>"), a = s.find("<answer>"), e = s.find("</answer>");
+  // .+</think>\s*<answer>(.+)</answer>\s*$ (DOTALL), with the tags unique
+  if (t < 1 || a < t + 8 || !all_space(s, t + 8, a) || e < a + 9 || !all_space(s, e + 9, s.size())) {
+    r.value = format_error_;
+    r.error = "not of the form ...</think> <answer>...</answer>";
+    return r;
+  }
+  r.breakdown["format"] = 1.0;
+  Extraction x = extract(chain_, py_strip(s.substr(a + 8, e - a - 8)), paren_again_);
+  r.breakdown["tier"] = x.tier;
+  bool ok = x.letter != 0 && std::string(1, x.letter) == ex.reference;
+  r.correct = ok;
+  r.value = ok ? correct_ : wrong_;
+  if (!x.letter) r.error = "no answer letter in the answer span";
+  return r;
+}
+
+AccuracyReward::AccuracyReward(const warmup::PluginInit& init) {
+  warmup::Options o(init);
+  correct_ = o.get<double>("correct", 1.0);              // the letter (or the guess) equals the gold
+  wrong_ = o.get<double>("wrong", 0.0);                  // anything else
+  chain_ = chain_option(o, "paper");                     // paper (R1 prompts) | official (5-shot)
+  paren_again_ = o.get<bool>("official_paren", true);    // official tier 2 accepts "Answer: (X)"
+  guess_ = o.get<bool>("guess", true);                   // no letter -> seeded random guess
+  guess_seed_ = o.get<int64_t>("guess_seed", 12345);     // the official scripts' random.seed(12345)
+  per_example_ = o.get<bool>("guess_per_example", false);  // mix the example id into the seed
+  if (guess_seed_ < 0) o.fail("guess_seed", "must be >= 0");
+  o.finish();
+}
+
+warmup::RewardResult AccuracyReward::score(const warmup::Example& ex, const std::string& s) const {
+  warmup::RewardResult r;
+  Extraction x = extract(chain_, s, paren_again_);
+  char letter = x.letter;
+  r.breakdown["tier"] = x.tier;
+  r.breakdown["guessed"] = 0.0;
+  if (!letter && guess_) {
+    int64_t n = 10;
+    if (ex.metadata.is_object() && ex.metadata.contains("n_options") && ex.metadata["n_options"].is_number_integer())
+      n = std::clamp<int64_t>(ex.metadata["n_options"].get<int64_t>(), 1, 10);
+    uint64_t seed = uint64_t(guess_seed_);
+    if (per_example_) seed ^= fnv1a(ex.id) & 0x7fffffffffffffffULL;
+    letter = "ABCDEFGHIJ"[python_randint_below(seed, n)];
+    r.breakdown["guessed"] = 1.0;
+    r.error = std::string("no answer letter found; random guess ") + letter;
+  } else if (!letter) {
+    r.error = "no answer letter found";
+  }
+  bool ok = letter != 0 && std::string(1, letter) == ex.reference;
+  r.correct = ok;
+  r.value = ok ? correct_ : wrong_;
+  return r;
+}
+
+}  // namespace mmlu
