@@ -1,0 +1,232 @@
+// The humaneval_plus task and its rewards, loaded as the real plugin library, against the shared
+// HumanEval / HumanEval+ data: every canonical solution passes (original tests, EvalPlus's
+// self-checking tests, EvalPlus's inputs with expected outputs from the canonical solution),
+// wrong solutions fail, the plus variant agrees with EvalPlus's own check on the original
+// HumanEval solutions, prompts are the paper's byte for byte, bad data names file and line.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <sstream>
+
+#include "config/toml_tree.h"
+#include "plugins/registry.h"
+#include "util/errors.h"
+#include "warmup/sdk.h"
+
+using namespace warmup;
+
+namespace {
+
+struct NullHost : Host {
+  void log(LogLevel, std::string_view, std::string_view) override {}
+  void set_resolved_config(std::string_view, std::string_view) override {}
+};
+
+const PluginRegistry& registry() {
+  static PluginRegistry reg = [] {
+    PluginRegistry r;
+    r.scan({WARMUP_PLUGIN_DIR});
+    return r;
+  }();
+  return reg;
+}
+
+PluginInit init(const std::string& kind, const std::string& text, const std::string& base = HE_SHARED_DIR) {
+  static NullHost host;
+  PluginInit i = make_plugin_init(kind, "x", kind + "s.x", toml::parse(text), "test:1:1", 0, base);
+  i.host = &host;
+  return i;
+}
+
+std::vector<Example> load(const std::string& variant, const std::string& extra = "", const std::string& split = "all") {
+  auto t = registry().create<Task>("humaneval_plus", init("task", "data_dir = '.'\nvariant = '" + variant + "'\n" + extra), "test");
+  return t->examples(split);
+}
+
+std::string reward_config(double timeout = 30.0) {
+  return "interpreter = '" HE_PYTHON "'\nworkers = 2\ntimeout_s = " + std::to_string(timeout) + "\n";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string answer(const std::string& code) { return "I will write it.</think>\n<answer>\n```python\n" + code + "```\n</answer>"; }
+
+// Scores completions[i] against examples[i] from two threads (the reward's pool has 2 workers).
+std::vector<RewardResult> score_all(const Reward& r, const std::vector<Example>& ex, const std::vector<std::string>& comp) {
+  std::vector<RewardResult> out(ex.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next++) < ex.size();) out[i] = r.score(ex[i], comp[i]);
+  };
+  std::thread a(work), b(work);
+  a.join(), b.join();
+  return out;
+}
+
+std::string canonical(const Example& e) {
+  return e.metadata["prompt"].get<std::string>() + e.metadata["canonical_solution"].get<std::string>();
+}
+
+}  // namespace
+
+TEST_CASE("task: variants, splits, the paper's prompts byte for byte") {
+  for (const char* v : {"plus_originfmt", "plus", "base"}) CHECK(load(v).size() == 164);
+  auto train = load("plus_originfmt", "", "train"), test = load("plus_originfmt", "", "test");
+  CHECK(train.size() == 50);
+  CHECK(test.size() == 114);
+  std::set<std::string> ids;
+  for (auto& e : train) ids.insert(e.id);
+  for (auto& e : test) ids.insert(e.id);
+  CHECK(ids.size() == 164);
+  CHECK(load("plus_originfmt", "", "train")[7].id == train[7].id);  // stable
+  std::string paper = std::string(HE_SHARED_DIR) + "/../../paper/prompts/";
+  for (auto [prompt, file] : {std::pair{"rl", "humaneval_rl.txt"}, std::pair{"eval", "humaneval_eval.txt"}}) {
+    auto e = load("base", std::string("prompt = '") + prompt + "'\n")[0];
+    std::string tmpl = slurp(paper + file);
+    REQUIRE(tmpl.find("{prompt}") != std::string::npos);
+    CHECK(e.prompt == tmpl.replace(tmpl.find("{prompt}"), 8, e.metadata["prompt"].get<std::string>()));
+  }
+  CHECK(load("base", "prompt = 'raw'\n")[0].prompt == load("base")[0].metadata["prompt"]);
+  CHECK_THROWS_AS(load("base", "", "validation"), ConfigError);
+  CHECK_THROWS_AS(load("nope"), std::exception);
+}
+
+TEST_CASE("task: bad data names the file and line; gzip through zlib") {
+  auto fixture = [](const std::string& file) {
+    auto t = registry().create<Task>("humaneval_plus",
+                                     init("task", "data_dir = '" HE_FIXTURE_DIR "'\nvariant = 'base'\nbase_file = '" + file + "'\n"), "test");
+    return t->examples("all");
+  };
+  CHECK(fixture("mini_humaneval.jsonl.gz").size() == 3);
+  CHECK_THROWS_WITH_AS(fixture("bad.jsonl"), doctest::Contains("bad.jsonl:2: not valid JSON"), DataError);
+  CHECK_THROWS_WITH_AS(fixture("missing_field.jsonl"), doctest::Contains("missing_field.jsonl:2: field 'entry_point'"), DataError);
+  CHECK_THROWS_AS(fixture("absent.jsonl"), DataError);
+}
+
+TEST_CASE("every canonical solution passes; wrong solutions fail (base, plus_originfmt)" * doctest::timeout(240)) {
+  auto reward = registry().create<Reward>("humaneval_paper", init("reward", reward_config()), "test");
+  for (const char* v : {"base", "plus_originfmt"}) {
+    CAPTURE(v);
+    auto ex = load(v);
+    std::vector<std::string> good, wrong;
+    for (size_t i = 0; i < ex.size(); ++i) {
+      good.push_back(answer(canonical(ex[i])));
+      wrong.push_back(answer(canonical(ex[(i + 1) % ex.size()])));  // the neighbour's solution
+    }
+    auto g = score_all(*reward, ex, good);
+    for (size_t i = 0; i < ex.size(); ++i) {
+      // The released originfmt test of HumanEval/32 calls `_poly(*candidate(*inp), inp)` and
+      // fails every solution, its own canonical one included, in plain Python too.
+      bool broken = std::string(v) == "plus_originfmt" && ex[i].id == "humaneval_plus/HumanEval/32";
+      CHECK_MESSAGE(g[i].value == (broken ? -1.0 : 2.0), (ex[i].id + ": " + g[i].error));
+      if (broken) CHECK(g[i].error.find("Value after * must be an iterable") != std::string::npos);
+    }
+    std::vector<Example> few(ex.begin(), ex.begin() + 12);
+    wrong.resize(few.size());
+    auto w = score_all(*reward, few, wrong);
+    for (size_t i = 0; i < few.size(); ++i) {
+      CHECK_MESSAGE(w[i].value == -1.0, few[i].id);
+      CHECK(w[i].correct == false);
+      CHECK_FALSE(w[i].error.empty());
+    }
+  }
+}
+
+TEST_CASE("plus variant: EvalPlus inputs and canonical outputs agree with EvalPlus's own check" * doctest::timeout(240)) {
+  std::string cfg = reward_config(30.0);
+  auto paper = registry().create<Reward>("humaneval_paper", init("reward", cfg), "test");
+  auto frac = registry().create<Reward>("humaneval_pass_fraction", init("reward", cfg), "test");
+  auto plus = load("plus"), origin = load("plus_originfmt"), base = load("base");
+  // CI: every 6th task (HE_FULL=1: all 164).
+  if (!getenv("HE_FULL")) {
+    auto every3 = [](std::vector<Example>& v) {
+      std::vector<Example> out;
+      for (size_t i = 0; i < v.size(); i += 6) out.push_back(v[i]);
+      v = out;
+    };
+    every3(plus), every3(origin), every3(base);
+  }
+  // The original HumanEval solutions: several are wrong on HumanEval+ (EvalPlus's finding). Our
+  // verdict on EvalPlus's inputs must match EvalPlus's self-checking test, task by task.
+  std::vector<std::string> originals;
+  for (auto& e : base) originals.push_back(answer(canonical(e)));
+  auto on_plus = score_all(*paper, plus, originals);
+  auto on_origin = score_all(*paper, origin, originals);
+  int failing = 0;
+  for (size_t i = 0; i < plus.size(); ++i) {
+    // EvalPlus's evaluator limits each input (like our input_timeout_s); its self-checking test
+    // does not, so a slow original solution may pass there and time out here.
+    bool slow = on_plus[i].error.find("per-input time limit") != std::string::npos;
+    if (!slow) CHECK_MESSAGE(on_plus[i].value == on_origin[i].value, (plus[i].id + ": plus " + on_plus[i].error + " | originfmt " + on_origin[i].error));
+    failing += on_plus[i].value < 0;
+  }
+  MESSAGE("original HumanEval solutions failing HumanEval+: " << failing);
+  CHECK(failing > 0);
+  // EvalPlus's own canonical solutions pass; pass fraction 1.
+  std::vector<std::string> own;
+  for (auto& e : plus) own.push_back(answer(canonical(e)));
+  std::vector<Example> few(plus.begin(), plus.begin() + 20);
+  own.resize(few.size());
+  auto f = score_all(*frac, few, own);
+  for (size_t i = 0; i < few.size(); ++i) CHECK_MESSAGE(f[i].value == 1.0, (few[i].id + ": " + f[i].error));
+  // A stub passes some inputs at most: a fraction strictly below 1, with base/plus parts.
+  auto stub = frac->score(plus[0], answer(plus[0].metadata["prompt"].get<std::string>() + "    return False\n"));
+  CHECK(stub.value > 0.0);
+  CHECK(stub.value < 1.0);
+  CHECK(stub.breakdown.count("plus") == 1);
+  CHECK(paper->score(plus[0], answer(plus[0].metadata["prompt"].get<std::string>() + "    return False\n")).value == -1.0);
+}
+
+TEST_CASE("rewards: format gate, hostile and cheating code") {
+  auto reward = registry().create<Reward>("humaneval_paper", init("reward", reward_config(3.0)), "test");
+  auto e = load("plus_originfmt")[0];
+  std::string code = canonical(e);
+  CHECK(reward->score(e, "no tags " + code).value == -2.0);
+  CHECK(reward->score(e, "x</think><answer>a</answer><answer>b</answer>").value == -2.0);
+  CHECK(reward->score(e, "x</think>\n<answer>\n" + code + "\n</answer>").value == 2.0);  // raw code
+  auto loop = reward->score(e, answer("while True:\n    pass\n"));
+  CHECK(loop.value == -1.0);
+  CHECK(loop.error.find("timeout") != std::string::npos);
+  auto exit0 = reward->score(e, answer("import sys\nsys.exit(0)\n"));  // exits "successfully" before the tests
+  CHECK(exit0.value == -1.0);
+  auto osexit = reward->score(e, answer("import os\nos._exit(0)\n"));
+  CHECK(osexit.value == -1.0);
+  CHECK(osexit.error.find("no verdict") != std::string::npos);
+  auto killer = reward->score(e, answer("import os\nos.kill(os.getppid(), 9)\n" + code));
+  CHECK(killer.value == 2.0);  // harmless here, and we are still alive
+  auto fork = reward->score(e, answer("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"));
+  CHECK(fork.value == -1.0);
+  CHECK(reward->score(e, answer(code)).value == 2.0);  // the pool still works
+  Example foreign;
+  foreign.reference = "42";
+  CHECK(reward->score(foreign, answer(code)).error.find("bad reference") != std::string::npos);
+}
+
+TEST_CASE("bench: canonical solutions per second (bench/humaneval_sandbox.py sets HE_BENCH)") {
+  if (!getenv("HE_BENCH")) return;
+  size_t n = std::stoul(getenv("HE_BENCH"));
+  auto reward = registry().create<Reward>("humaneval_paper", init("reward", reward_config()), "test");
+  auto timed = [&](const char* variant) {
+    auto ex = load(variant);
+    ex.resize(std::min(n, ex.size()));
+    std::vector<std::string> comp;
+    for (auto& e : ex) comp.push_back(answer(canonical(e)));
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = score_all(*reward, ex, comp);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    int passed = 0;
+    for (auto& x : r) passed += x.value == 2.0;
+    return std::pair{s, passed};
+  };
+  auto [plus_s, plus_ok] = timed("plus");  // includes computing the expected outputs (cold cache)
+  auto [orig_s, orig_ok] = timed("plus_originfmt");
+  MESSAGE("HE_BENCH_JSON{\"plus_seconds\": " << plus_s << ", \"plus_passed\": " << plus_ok
+          << ", \"originfmt_seconds\": " << orig_s << ", \"originfmt_passed\": " << orig_ok << "}");
+}
