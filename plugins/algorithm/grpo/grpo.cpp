@@ -1,0 +1,325 @@
+// grpo: reinforcement learning with verifiable rewards (stage 2 of the paper), with TRL's
+// GRPOConfig option names and meanings. Each step samples `num_generations` completions for each of
+// `prompts_per_step` prompts through the engine, scores them with the stage's rewards (weighted sum),
+// computes group-relative advantages and takes one optimizer step per iteration over micro-batches
+// of the PPO-clip loss (grpo_loss.h). Checkpoints every `save_steps` and on SIGINT/SIGTERM; resume
+// continues at the next step with the same data order and sampling seeds.
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <future>
+#include <random>
+
+#include "grpo_batch.h"
+#include "grpo_loss.h"
+#include "warmup/model.h"
+#include "warmup/sdk.h"
+#include "warmup/training.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class Grpo final : public warmup::Algorithm {
+ public:
+  explicit Grpo(const warmup::PluginInit& init) {
+    warmup::Options o(init);
+    split_ = o.get<std::string>("split", "train");
+    num_examples_ = o.get<int64_t>("num_examples", 100);          // subsample of the split (<= 100 in the paper); 0 = all
+    data_seed_ = o.get<int64_t>("data_seed", 42);                  // the paper's subsampling seed
+    seed_ = o.get<int64_t>("seed", int64_t(init.seed));            // shuffling and sampling
+    epochs_ = o.get<double>("num_train_epochs", 25.0);
+    max_steps_ = o.get<int64_t>("max_steps", -1);
+    prompts_per_step_ = o.get<int64_t>("prompts_per_step", 10);
+    G_ = o.get<int64_t>("num_generations", 10);
+    micro_ = o.get<int64_t>("per_device_train_batch_size", 4);     // completions per micro-batch
+    iterations_ = o.get<int64_t>("num_iterations", 1);
+    temperature_ = o.get<double>("temperature", 0.7);
+    top_p_ = o.get<double>("top_p", 0.95);
+    top_k_ = o.get<int64_t>("top_k", 0);
+    min_p_ = o.get<double>("min_p", 0.0);
+    max_prompt_ = o.get<int64_t>("max_prompt_length", 256);        // left truncation
+    lo_.max_completion_length = o.get<int64_t>("max_completion_length", 1024);
+    stop_ = o.get<std::vector<std::string>>("stop", {});
+    lo_.loss_type = o.get<std::string>("loss_type", "bnpo");      // TRL 0.16's token-level loss (the paper)
+    lo_.epsilon_low = o.get<double>("epsilon", 0.2);
+    lo_.epsilon_high = o.get<double>("epsilon_high", lo_.epsilon_low);
+    lo_.beta = o.get<double>("beta", 0.0);
+    scale_ = o.get<std::string>("scale_rewards", "none");         // the paper: no division by std
+    mask_truncated_ = o.get<bool>("mask_truncated_completions", false);
+    schedule_.lr = o.get<double>("learning_rate", 1e-6);
+    schedule_.type = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");
+    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25);
+    beta1_ = o.get<double>("adam_beta1", 0.9);
+    beta2_ = o.get<double>("adam_beta2", 0.99);
+    eps_ = o.get<double>("adam_epsilon", 1e-8);
+    weight_decay_ = o.get<double>("weight_decay", 0.1);
+    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
+    checkpointing_ = o.get<bool>("gradient_checkpointing", false);
+    save_steps_ = o.get<int64_t>("save_steps", 50);
+    log_groups_ = o.get<int64_t>("log_completions_groups", 1);    // groups per step stored as samples; -1 = all
+    reward_workers_ = o.get<int64_t>("reward_workers", 4);
+    if (prompts_per_step_ < 1 || G_ < 2 || micro_ < 1 || iterations_ < 1)
+      o.fail("num_generations", "must be >= 2, and prompts_per_step, per_device_train_batch_size, num_iterations >= 1");
+    if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
+    if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
+      o.fail("loss_type", "must be grpo, bnpo, dr_grpo or dapo");
+    if (!warmup::LrSchedule::known(schedule_.type))
+      o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
+    if (temperature_ <= 0) o.fail("temperature", "must be > 0 (log-probs are taken at this temperature)");
+    if (max_prompt_ < 1 || lo_.max_completion_length < 1) o.fail("max_completion_length", "and max_prompt_length must be >= 1");
+    o.finish();
+  }
+
+  void run(warmup::StageContext& ctx) override {
+    warmup::Policy& policy = warmup::policy(ctx);
+    if (ctx.tasks().empty() || ctx.rewards().empty())
+      throw warmup::ConfigError("stage '" + ctx.stage_name() + "': grpo needs a task and at least one reward");
+    load_data(ctx);
+    int64_t per_epoch = (int64_t(data_.size()) + prompts_per_step_ - 1) / prompts_per_step_;
+    int64_t total = max_steps_ > 0 ? max_steps_ : int64_t(std::ceil(epochs_ * double(per_epoch)));
+    ctx.log(warmup::LogLevel::kInfo, "grpo: " + std::to_string(data_.size()) + " prompts, " + std::to_string(total) +
+                                         " steps of " + std::to_string(prompts_per_step_) + " x " + std::to_string(G_) +
+                                         " completions, loss " + lo_.loss_type);
+    std::unique_ptr<warmup::Policy> ref;
+    if (lo_.beta != 0.0) ref = policy.frozen_copy();  // the stage's starting weights, before any resume
+    auto& module = policy.module();
+    module.train();
+    policy.set_activation_checkpointing(checkpointing_);
+    std::vector<torch::Tensor> params = module.parameters();
+    torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
+    int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
+    for (int64_t step = start; step < total; ++step) {
+      train_step(ctx, policy, ref.get(), opt, params, step, total, per_epoch);
+      int64_t s1 = step + 1;
+      bool stop = ctx.stop_requested();
+      if ((save_steps_ > 0 && s1 % save_steps_ == 0 && s1 < total) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
+      if (stop) return;
+    }
+    fs::path out = ctx.run_dir() / ctx.stage_name() / "model";
+    policy.save(out);
+    ctx.set_output_model(out);
+    ctx.artifact(out, "model");
+  }
+
+ private:
+  struct Item {
+    const warmup::Example* example;
+    std::string task;
+  };
+
+  void load_data(warmup::StageContext& ctx) {
+    for (const auto& t : ctx.tasks()) {
+      auto ex = t.task->examples(split_);
+      // The paper's subsample: shuffle with data_seed, keep the first num_examples.
+      std::mt19937_64 rng{uint64_t(data_seed_)};
+      std::shuffle(ex.begin(), ex.end(), rng);
+      if (num_examples_ > 0 && int64_t(ex.size()) > num_examples_) ex.resize(size_t(num_examples_));
+      ctx.dataset(t.name, split_, ex);
+      auto& kept = examples_.emplace_back(std::move(ex));
+      for (const auto& e : kept) data_.push_back({&e, t.name});
+    }
+    if (data_.empty()) throw warmup::DataError("grpo: the '" + split_ + "' split has no examples");
+  }
+
+  // Prompt k of the run: epoch-shuffled order, each epoch its own seed (exact on resume).
+  const Item& item(int64_t k) {
+    if (!order_) order_.emplace(int64_t(data_.size()), uint64_t(seed_));
+    return data_[size_t((*order_)(k))];
+  }
+
+  void train_step(warmup::StageContext& ctx, warmup::Policy& policy, warmup::Policy* ref, torch::optim::AdamW& opt,
+                  std::vector<torch::Tensor>& params, int64_t step, int64_t total, int64_t per_epoch) {
+    int64_t s1 = step + 1;
+    // 1. generate
+    auto t_gen = Clock::now();
+    std::vector<const Item*> items;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t i = 0; i < prompts_per_step_; ++i) {
+      items.push_back(&item(step * prompts_per_step_ + i));
+      auto ids = policy.encode(items.back()->example->prompt);
+      if (int64_t(ids.size()) > max_prompt_) ids.erase(ids.begin(), ids.end() - max_prompt_);  // left truncation
+      prompts.push_back(std::move(ids));
+    }
+    warmup::SampleOptions so;
+    so.n = int(G_), so.temperature = temperature_, so.top_p = top_p_, so.top_k = top_k_, so.min_p = min_p_;
+    so.max_new_tokens = lo_.max_completion_length, so.stop = stop_;
+    so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL;
+    auto gens = policy.generate_ids(prompts, so);
+    double gen_s = since(t_gen);
+
+    // 2. score (rewards are thread-safe; scored in parallel by reward_workers threads)
+    auto t_score = Clock::now();
+    std::vector<grpo::Rollout> rolls;
+    for (size_t i = 0; i < items.size(); ++i)
+      for (auto& g : gens[i]) rolls.push_back({i, prompts[i], std::move(g), {}});
+    score(ctx, items, rolls);
+    int64_t N = int64_t(rolls.size());
+    auto rewards = torch::empty({N}, torch::kFloat64);
+    for (int64_t r = 0; r < N; ++r) rewards[r] = rolls[size_t(r)].score.total;
+    torch::Tensor zero_std;
+    auto adv = grpo::advantages(rewards, G_, scale_, &zero_std).to(torch::kFloat32);
+    double score_s = since(t_score);
+
+    // 3. train
+    auto t_train = Clock::now();
+    double lr = schedule_.at(step, total);
+    schedule_.apply(opt, lr);
+    auto batches = grpo::micro_batches(rolls, micro_, mask_truncated_);
+    grpo::LossOptions lo = lo_;
+    lo.accumulation_steps = int64_t(batches.size());
+    lo.num_items_in_batch = 0;
+    for (const auto& b : batches) lo.num_items_in_batch += b.mask.sum().item<double>();
+    // Old log-probs (num_iterations > 1) and the reference's (beta != 0), before any update.
+    std::vector<torch::Tensor> old(batches.size()), refs(batches.size()), ent(batches.size());
+    bool fused = iterations_ == 1 && lo.beta == 0.0;
+    if (!fused) {
+      torch::NoGradGuard ng;
+      for (size_t b = 0; b < batches.size(); ++b) {
+        auto& mb = batches[b];
+        auto zero = torch::zeros(mb.ids.sizes(), torch::kFloat32);
+        policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b], &ent[b]);
+        if (ref) refs[b] = ref->token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_);
+        if (iterations_ == 1) old[b] = torch::Tensor();
+      }
+    }
+    grpo::LossStats stats;
+    double loss_sum = 0, gnorm = 0;
+    for (int64_t it = 0; it < iterations_; ++it) {
+      grpo::LossStats st;
+      loss_sum = 0;
+      for (size_t b = 0; b < batches.size(); ++b) {
+        auto& mb = batches[b];
+        auto a = adv.index_select(0, mb.rows);
+        auto mask = mb.mask.to(policy.device());
+        a = a.to(policy.device());
+        if (fused) {
+          // Ratio 1 and no KL: the loss is linear in the log-probs, so its gradient per token is a
+          // constant known before the forward pass; the fused head applies it in one pass.
+          auto probe = torch::zeros(mb.ids.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(policy.device()))
+                           .requires_grad_(true);
+          grpo::loss(probe, {}, {}, a, mask, {}, lo).backward();
+          torch::Tensor lp, en;
+          policy.weighted_logprob_sum_at(mb.ids, mb.targets, probe.grad(), mb.attn, temperature_, &lp, &en).backward();
+          loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st).item<double>();
+        } else {
+          auto lp = policy.token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_);
+          auto l = grpo::loss(lp, old[b].defined() ? old[b].to(lp.device()) : torch::Tensor(),
+                              refs[b].defined() ? refs[b].to(lp.device()) : torch::Tensor(), a, mask,
+                              ent[b].defined() ? ent[b].to(lp.device()) : torch::Tensor(), lo, &st);
+          l.backward();
+          loss_sum += l.item<double>();
+        }
+      }
+      gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
+      opt.step();
+      opt.zero_grad();
+      stats = st;
+    }
+    double train_s = since(t_train);
+
+    // 4. metrics and samples
+    record(ctx, items, rolls, rewards, adv, zero_std, stats, s1, per_epoch, lr, gnorm, loss_sum, gen_s, score_s, train_s);
+    if (s1 % 10 == 0 || s1 == 1 || s1 == total) {
+      char line[240];
+      std::snprintf(line, sizeof(line), "step %lld/%lld | reward %.3f | len %.0f | loss %.4f | grad %.3f | gen %.1fs score %.1fs train %.1fs",
+                    (long long)s1, (long long)total, rewards.mean().item<double>(), mean_len_, loss_sum, gnorm, gen_s,
+                    score_s, train_s);
+      ctx.log(warmup::LogLevel::kInfo, line);
+    }
+  }
+
+  void score(warmup::StageContext& ctx, const std::vector<const Item*>& items, std::vector<grpo::Rollout>& rolls) {
+    auto one = [&](size_t r) {
+      const auto& ex = *items[rolls[r].prompt]->example;
+      rolls[r].score = warmup::score_all(ctx.rewards(), ex, rolls[r].completion.text);
+    };
+    size_t workers = size_t(std::max<int64_t>(1, reward_workers_));
+    std::vector<std::future<void>> fs;
+    for (size_t w = 0; w < workers; ++w)
+      fs.push_back(std::async(std::launch::async, [&, w] {
+        for (size_t r = w; r < rolls.size(); r += workers) one(r);
+      }));
+    for (auto& f : fs) f.get();
+  }
+
+  void record(warmup::StageContext& ctx, const std::vector<const Item*>& items, const std::vector<grpo::Rollout>& rolls,
+              const torch::Tensor& rewards, const torch::Tensor& adv, const torch::Tensor& zero_std,
+              const grpo::LossStats& st, int64_t s1, int64_t per_epoch, double lr, double gnorm, double loss,
+              double gen_s, double score_s, double train_s) {
+    auto m = [&](const std::string& k, double v) { ctx.metric("train/" + k, s1, v); };
+    m("reward", rewards.mean().item<double>());
+    m("reward_std", rewards.std().item<double>());
+    std::map<std::string, std::vector<double>> parts;
+    for (const auto& r : rolls)
+      for (const auto& [k, v] : r.score.parts) parts[k].push_back(v);
+    for (const auto& [k, v] : parts) {
+      auto t = torch::tensor(v, torch::kFloat64);
+      m("rewards/" + k + "/mean", t.mean().item<double>());
+      m("rewards/" + k + "/std", v.size() > 1 ? t.std().item<double>() : 0.0);
+    }
+    m("frac_reward_zero_std", zero_std.to(torch::kFloat64).mean().item<double>());
+    m("advantages/mean", adv.mean().item<double>());
+    m("advantages/std", adv.std().item<double>());
+    m("advantages/min", adv.min().item<double>());
+    m("advantages/max", adv.max().item<double>());
+    double n = 0, sum = 0, mn = 1e30, mx = 0, trunc = 0, correct = 0, known = 0;
+    for (const auto& r : rolls) {
+      double len = double(r.completion.ids.size());
+      n += 1, sum += len, mn = std::min(mn, len), mx = std::max(mx, len);
+      trunc += r.completion.finish_reason == "length";
+      if (r.score.correct) known += 1, correct += *r.score.correct;
+    }
+    mean_len_ = sum / n;
+    m("completions/mean_length", mean_len_);
+    m("completions/min_length", mn);
+    m("completions/max_length", mx);
+    m("completions/clipped_ratio", trunc / n);
+    if (known > 0) m("accuracy", correct / known);
+    double tok = std::max(1.0, st.tokens);
+    m("clip_ratio/low_mean", st.low_clipped / tok);
+    m("clip_ratio/high_mean", st.high_clipped / tok);
+    m("clip_ratio/region_mean", st.region_clipped / tok);
+    if (lo_.beta != 0.0) m("kl", st.kl / tok);
+    m("entropy", st.entropy / tok);
+    m("loss", loss);
+    m("learning_rate", lr);
+    m("grad_norm", gnorm);
+    m("epoch", double(s1) / double(per_epoch));
+    m("time/generate", gen_s);
+    m("time/score", score_s);
+    m("time/train", train_s);
+    int64_t groups = log_groups_ < 0 ? int64_t(items.size()) : std::min<int64_t>(log_groups_, int64_t(items.size()));
+    for (size_t r = 0; r < rolls.size(); ++r) {
+      if (int64_t(rolls[r].prompt) >= groups) continue;
+      const Item& it = *items[rolls[r].prompt];
+      warmup::SampleRecord s;
+      s.task = it.task, s.example_id = it.example->id, s.step = s1, s.prompt = it.example->prompt;
+      s.completion = rolls[r].completion.text, s.completion_tokens = int64_t(rolls[r].completion.ids.size());
+      s.finish_reason = rolls[r].completion.finish_reason, s.reward = rolls[r].score.total;
+      s.rewards = rolls[r].score.parts, s.correct = rolls[r].score.correct;
+      s.advantage = adv[int64_t(r)].item<double>();
+      ctx.sample(s);
+    }
+  }
+
+  std::string split_, scale_;
+  warmup::LrSchedule schedule_;
+  std::vector<std::string> stop_;
+  int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
+  int64_t save_steps_, log_groups_, reward_workers_;
+  double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_;
+  bool mask_truncated_, checkpointing_;
+  grpo::LossOptions lo_;
+  std::vector<std::vector<warmup::Example>> examples_;
+  std::vector<Item> data_;
+  std::optional<warmup::EpochOrder> order_;
+  double mean_len_ = 0;
+};
+
+}  // namespace
+
+WARMUP_PLUGIN(warmup::entry<warmup::Algorithm, Grpo>("grpo", "0.1.0",
+                                                     "GRPO with TRL GRPOConfig semantics (PPO-clip, group advantages, KL)"))

@@ -1,0 +1,94 @@
+// GRPO's advantage and loss, with TRL's GRPOTrainer semantics (trl 1.16 `_compute_loss` and
+// `_generate_and_score_completions`), on (B, T) tensors where `mask` marks completion tokens.
+// Header-only so the parity test runs the same code as the plugin.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace grpo {
+
+// Advantages of rewards laid out group after group (G completions per prompt): reward - group mean,
+// divided by (std + 1e-4) for scale "group" (std within the group) or "batch" (std of all rewards);
+// "none" leaves it unscaled (the paper). std is the unbiased (n - 1) one, as torch and TRL use.
+// `zero_std` receives, per completion, whether its group's (or the batch's) std is ~0.
+inline torch::Tensor advantages(const torch::Tensor& rewards, int64_t G, const std::string& scale,
+                                torch::Tensor* zero_std = nullptr) {
+  auto grouped = rewards.view({-1, G});
+  auto mean = grouped.mean(1).repeat_interleave(G);
+  torch::Tensor std;
+  if (scale == "batch")
+    std = rewards.numel() > 1 ? rewards.std().expand_as(rewards) : torch::zeros_like(rewards);
+  else if (scale == "group" || scale == "none")
+    std = G > 1 ? grouped.std(1).repeat_interleave(G) : torch::zeros_like(rewards);
+  else
+    throw std::invalid_argument("scale_rewards must be group, batch or none, got '" + scale + "'");
+  auto adv = rewards - mean;
+  if (scale != "none") adv = adv / (std + 1e-4);
+  if (zero_std) *zero_std = torch::isclose(std, torch::zeros_like(std));
+  return adv;
+}
+
+struct LossOptions {
+  std::string loss_type = "bnpo";  // grpo | bnpo | dr_grpo | dapo
+  double epsilon_low = 0.2, epsilon_high = 0.2;
+  double beta = 0.0;
+  int64_t max_completion_length = 256;  // dr_grpo's constant normaliser
+  int64_t accumulation_steps = 1;       // micro-batches per optimizer step
+  double num_items_in_batch = 0;        // dapo: completion tokens of the whole step
+};
+
+// Sums over the masked tokens (divide by `tokens` for TRL's global masked means).
+struct LossStats {
+  double kl = 0, entropy = 0, low_clipped = 0, high_clipped = 0, region_clipped = 0, tokens = 0;
+};
+
+// The loss of one micro-batch (already divided for gradient accumulation as TRL does).
+// logps: current per-token log-probs (differentiable); old: at sampling time (undefined = logps
+// detached, i.e. num_iterations == 1); ref: reference model's (needed when beta != 0);
+// adv: (B); entropy: (B, T) or undefined (stats only).
+inline torch::Tensor loss(const torch::Tensor& logps, const torch::Tensor& old, const torch::Tensor& ref,
+                          const torch::Tensor& adv, const torch::Tensor& mask_in, const torch::Tensor& entropy,
+                          const LossOptions& o, LossStats* stats = nullptr) {
+  auto mask = mask_in.to(logps.scalar_type());
+  auto a = adv.to(logps.scalar_type()).unsqueeze(1);
+  auto old_lp = old.defined() ? old : logps.detach();
+  auto coef1 = torch::exp(logps - old_lp);
+  auto coef2 = torch::clamp(coef1, 1 - o.epsilon_low, 1 + o.epsilon_high);
+  auto per_token = -torch::min(coef1 * a, coef2 * a);
+  torch::Tensor kl;
+  if (o.beta != 0.0) {
+    if (!ref.defined()) throw std::invalid_argument("beta != 0 needs the reference log-probs");
+    kl = torch::exp(ref - logps) - (ref - logps) - 1;
+    per_token = per_token + o.beta * kl;
+  }
+  double accum = double(o.accumulation_steps);
+  torch::Tensor out;
+  if (o.loss_type == "grpo")
+    out = ((per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)).mean() / accum;
+  else if (o.loss_type == "bnpo")
+    out = (per_token * mask).sum() / mask.sum().clamp_min(1.0) / accum;
+  else if (o.loss_type == "dr_grpo")
+    out = (per_token * mask).sum() / double(per_token.size(0) * o.max_completion_length) / accum;
+  else if (o.loss_type == "dapo")
+    out = (per_token * mask).sum() / std::max(1.0, o.num_items_in_batch);
+  else
+    throw std::invalid_argument("loss_type must be grpo, bnpo, dr_grpo or dapo, got '" + o.loss_type + "'");
+  if (stats) {
+    torch::NoGradGuard ng;
+    auto sum = [&](const torch::Tensor& x) { return (x.to(mask.scalar_type()) * mask).sum().item<double>(); };
+    auto low = (coef1 < 1 - o.epsilon_low).logical_and(a < 0);
+    auto high = (coef1 > 1 + o.epsilon_high).logical_and(a > 0);
+    stats->tokens += mask.sum().item<double>();
+    stats->low_clipped += sum(low);
+    stats->high_clipped += sum(high);
+    stats->region_clipped += sum(low.logical_or(high));
+    if (kl.defined()) stats->kl += sum(kl.detach());
+    if (entropy.defined()) stats->entropy += sum(entropy);
+  }
+  return out;
+}
+
+}  // namespace grpo

@@ -1,0 +1,73 @@
+// Reads GRPO loss/advantage cases as JSON (stdin or argv[1]), runs grpo_loss.h on each and prints
+// the results as JSON on stdout: loss, d loss / d logps, clip fractions, KL, entropy, advantages.
+// tests/integration/test_grpo.py compares them with TRL's GRPOTrainer on the same inputs.
+#include <fstream>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "grpo_loss.h"
+
+using nlohmann::json;
+
+torch::Tensor tensor(const json& j) {
+  if (j.is_null()) return {};
+  std::vector<double> flat;
+  int64_t rows = int64_t(j.size()), cols = j[0].is_array() ? int64_t(j[0].size()) : -1;
+  for (const auto& r : j) {
+    if (cols < 0) flat.push_back(r.get<double>());
+    else for (const auto& v : r) flat.push_back(v.get<double>());
+  }
+  auto t = torch::tensor(flat, torch::kFloat64);
+  return cols < 0 ? t : t.view({rows, cols});
+}
+
+json list(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous();
+  if (c.dim() == 1) return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  json out = json::array();
+  for (int64_t i = 0; i < c.size(0); ++i) out.push_back(list(c[i]));
+  return out;
+}
+
+int main(int argc, char** argv) {
+  json cases;
+  if (argc > 1) std::ifstream(argv[1]) >> cases;
+  else std::cin >> cases;
+  json out = json::array();
+  for (const auto& c : cases) {
+    json r;
+    if (c.contains("rewards")) {
+      torch::Tensor zero;
+      auto adv = grpo::advantages(tensor(c["rewards"]), c["G"].get<int64_t>(), c["scale"].get<std::string>(), &zero);
+      r["advantages"] = list(adv);
+      r["zero_std"] = list(zero.to(torch::kFloat64));
+      out.push_back(r);
+      continue;
+    }
+    grpo::LossOptions o;
+    o.loss_type = c["loss_type"];
+    o.epsilon_low = c["epsilon_low"];
+    o.epsilon_high = c["epsilon_high"];
+    o.beta = c["beta"];
+    o.max_completion_length = c["max_completion_length"];
+    o.accumulation_steps = c["accumulation_steps"];
+    o.num_items_in_batch = c["num_items_in_batch"];
+    auto logps = tensor(c["logps"]).requires_grad_(true);
+    grpo::LossStats st;
+    auto loss = grpo::loss(logps, tensor(c["old"]), tensor(c["ref"]), tensor(c["advantages"]), tensor(c["mask"]),
+                           tensor(c["entropy"]), o, &st);
+    loss.backward();
+    double tok = std::max(1.0, st.tokens);
+    r["loss"] = loss.item<double>();
+    r["grad"] = list(logps.grad());
+    r["clip_low"] = st.low_clipped / tok;
+    r["clip_high"] = st.high_clipped / tok;
+    r["clip_region"] = st.region_clipped / tok;
+    r["kl"] = st.kl / tok;
+    r["entropy"] = st.entropy / tok;
+    out.push_back(r);
+  }
+  std::cout << out.dump() << "\n";
+  return 0;
+}

@@ -1,0 +1,204 @@
+"""GRPO (plugins/algorithm/grpo): loss and advantages against TRL's GRPOTrainer (the oracle, run
+here on the same tensors), learning on a small verifiable task, and resume after a kill."""
+import itertools
+import json
+import subprocess
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import BUILD, query, spawn, wait_for, warmup, write
+
+trl_grpo = pytest.importorskip("trl.trainer.grpo_trainer")
+from trl.trainer.utils import nanstd  # noqa: E402
+
+CASES_BIN = BUILD / "bin" / "test_grpo_loss"
+
+
+def trl_loss(case):
+    """TRL's own GRPOTrainer._compute_loss on fixed per-token log-probs (no model forward)."""
+    logps = torch.tensor(case["logps"], dtype=torch.float64, requires_grad=True)
+    entropy = torch.tensor(case["entropy"], dtype=torch.float64)
+    self = trl_grpo.GRPOTrainer.__new__(trl_grpo.GRPOTrainer)
+    self._get_per_token_logps_and_entropies = lambda *a, **k: (logps, entropy, None)
+    self.top_entropy_quantile = 1.0
+    self.off_policy_mask_threshold = None
+    self.importance_sampling_level = "token"
+    self.loss_type = case["loss_type"]
+    self.epsilon_low, self.epsilon_high = case["epsilon_low"], case["epsilon_high"]
+    self.beta = case["beta"]
+    self.use_vllm = False
+    self.max_completion_length = case["max_completion_length"]
+    self.current_gradient_accumulation_steps = case["accumulation_steps"]
+    self.args = SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=case["accumulation_steps"])
+    self.model = SimpleNamespace(training=True)
+    self.accelerator = SimpleNamespace(num_processes=1, reduce=lambda t, reduction: t, gather=lambda t: t,
+                                       gather_for_metrics=lambda t: t)
+    self._metrics = {"train": defaultdict(list)}
+    self._entropy_bonus_enabled = False
+    self.aux_loss_enabled = False
+    B, T = logps.shape
+    inputs = {"prompt_ids": torch.zeros(B, 0, dtype=torch.long), "prompt_mask": torch.zeros(B, 0, dtype=torch.long),
+              "completion_ids": torch.zeros(B, T, dtype=torch.long),
+              "completion_mask": torch.tensor(case["mask"], dtype=torch.float64),
+              "advantages": torch.tensor(case["advantages"], dtype=torch.float64),
+              "num_items_in_batch": torch.tensor(case["num_items_in_batch"], dtype=torch.float64)}
+    if case["old"] is not None:
+        inputs["old_per_token_logps"] = torch.tensor(case["old"], dtype=torch.float64)
+    if case["ref"] is not None:
+        inputs["ref_per_token_logps"] = torch.tensor(case["ref"], dtype=torch.float64)
+    loss = self._compute_loss(None, inputs)
+    loss.backward()
+    m = self._metrics["train"]
+    return {"loss": loss.item(), "grad": logps.grad.tolist(), "clip_low": m["clip_ratio/low_mean"][0],
+            "clip_high": m["clip_ratio/high_mean"][0], "clip_region": m["clip_ratio/region_mean"][0],
+            "kl": m["kl"][0] if "kl" in m else 0.0, "entropy": m["entropy"][0]}
+
+
+def make_cases():
+    g = torch.Generator().manual_seed(0)
+    B, T = 6, 9
+    cases = []
+    for loss_type, beta, with_old, eps_high in itertools.product(["grpo", "bnpo", "dr_grpo", "dapo"], [0.0, 0.04],
+                                                                 [False, True], [0.2, 0.28]):
+        logps = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3
+        old = logps + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3 if with_old else None
+        ref = logps + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.2
+        mask = (torch.rand(B, T, generator=g) > 0.25).double()
+        mask[0] = 0  # a sequence with no completion tokens (clamp(min=1))
+        cases.append({"logps": logps.tolist(), "old": None if old is None else old.tolist(),
+                      "ref": ref.tolist() if beta else None, "advantages": torch.randn(B, generator=g).tolist(),
+                      "mask": mask.tolist(), "entropy": (torch.rand(B, T, generator=g) * 2).tolist(),
+                      "loss_type": loss_type, "epsilon_low": 0.2, "epsilon_high": eps_high, "beta": beta,
+                      "max_completion_length": 16, "accumulation_steps": 3, "num_items_in_batch": float(mask.sum() * 3)})
+    return cases
+
+
+def run_ours(cases, tmp_path):
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    out = subprocess.run([str(CASES_BIN), str(path)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_loss_matches_trl_for_every_loss_type(tmp_path):
+    cases = make_cases()
+    ours = run_ours(cases, tmp_path)
+    assert len(ours) == len(cases) == 32
+    for case, o in zip(cases, ours):
+        ref = trl_loss(case)
+        what = f"{case['loss_type']} beta={case['beta']} old={case['old'] is not None} eps_high={case['epsilon_high']}"
+        assert o["loss"] == pytest.approx(ref["loss"], abs=1e-6), what
+        assert torch.allclose(torch.tensor(o["grad"], dtype=torch.float64), torch.tensor(ref["grad"], dtype=torch.float64), atol=1e-6), what
+        for k in ("clip_low", "clip_high", "clip_region", "kl", "entropy"):
+            assert o[k] == pytest.approx(ref[k], abs=1e-6), (what, k)
+    # The cases exercise clipping at all (else the clip metrics would compare zeros).
+    assert any(o["clip_low"] > 0 for o in ours) and any(o["clip_high"] > 0 for o in ours)
+
+
+def trl_advantages(rewards, G, scale):
+    # trl 1.16 GRPOTrainer._generate_and_score_completions, "sum_then_normalize" branch.
+    mean = torch.nanmean(rewards.view(-1, G), dim=1).repeat_interleave(G, dim=0)
+    if scale in ("group", "none"):
+        std = nanstd(rewards.view(-1, G), dim=1).repeat_interleave(G, dim=0)
+    else:
+        std = nanstd(rewards).expand_as(rewards)
+    adv = rewards - mean
+    if scale != "none":
+        adv = adv / (std + 1e-4)
+    return adv, torch.isclose(std, torch.zeros_like(std))
+
+
+def test_advantages_match_trl(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    rewards = [torch.randn(12, generator=g, dtype=torch.float64), torch.tensor([2.0, 2, 2, 2, -0.5, 2, -2, -1, 0, 0, 0, 0])]
+    cases = [{"rewards": r.tolist(), "G": G, "scale": s} for r in rewards for G in (4, 6) for s in ("group", "batch", "none")]
+    for case, o in zip(cases, run_ours(cases, tmp_path)):
+        adv, zero = trl_advantages(torch.tensor(case["rewards"], dtype=torch.float64), case["G"], case["scale"])
+        assert torch.allclose(torch.tensor(o["advantages"], dtype=torch.float64), adv, atol=1e-9), case
+        assert o["zero_std"] == zero.double().tolist(), case
+
+
+TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 768, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "max_position_embeddings": 256, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}
+
+
+def experiment(tmp_path, steps, save_steps=0):
+    """A from-scratch model (K&K tokenizer, where " knight" is one token) rewarded for writing
+    "knight": a verifiable task a random model solves now and then, so GRPO has a signal."""
+    from conftest import REPO
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    return write(tmp_path / "grpo.toml", f"""[experiment]
+name = "grpo-test"
+seed = 3
+[model]
+init = {{ config = "{tmp_path / 'tiny.json'}", seed = 0, tokenizer = "{REPO / 'experiments/quickstart/tokenizer'}" }}
+[tasks.arithmetic]
+train_size = 64
+[rewards.regex]
+pattern = "knight"
+mode = "count"
+max = 4
+[[stages]]
+name = "rl"
+algorithm = "grpo"
+tasks = ["arithmetic"]
+rewards = ["regex"]
+  [stages.grpo]
+  num_examples = 40
+  prompts_per_step = 8
+  num_generations = 8
+  per_device_train_batch_size = 32
+  max_completion_length = 8
+  temperature = 1.0
+  top_p = 1.0
+  learning_rate = 3e-3
+  lr_scheduler_type = "constant"
+  weight_decay = 0.0
+  max_grad_norm = 1.0
+  scale_rewards = "group"
+  max_steps = {steps}
+  save_steps = {save_steps}
+  log_completions_groups = 2
+""")
+
+
+def series(store, key, run=1):
+    return query(store, "SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step", run, key)
+
+
+def test_grpo_raises_the_mean_reward(tmp_path, store):
+    r = warmup("run", experiment(tmp_path, steps=40), "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    reward = [v for _, v in series(store, "train/reward")]
+    assert len(reward) == 40
+    first, last = sum(reward[:5]) / 5, sum(reward[-5:]) / 5
+    assert last > first + 1.0, reward  # max is 4 ("knight" up to 4 times in 8 tokens)
+    for key in ("train/entropy", "train/clip_ratio/region_mean", "train/frac_reward_zero_std", "train/time/generate",
+                "train/completions/mean_length", "train/rewards/regex/mean", "train/advantages/std", "train/grad_norm"):
+        assert len(series(store, key)) == 40, key
+    # Samples: 2 groups of 8 per step, with rewards and group-relative advantages summing to ~0.
+    assert query(store, "SELECT count(*) FROM samples WHERE stage = 'rl'") == [(40 * 16,)]
+    sums = query(store, "SELECT step, example_id, sum(advantage) FROM samples GROUP BY step, example_id")
+    assert all(abs(s) < 1e-4 for _, _, s in sums)
+
+
+def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
+    exp = experiment(tmp_path, steps=16, save_steps=4)
+    ref_store = tmp_path / "ref.sqlite"
+    assert warmup("run", exp, "--store", ref_store, timeout=900).returncode == 0
+    ref = series(ref_store, "train/reward")
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: len(series(store, "train/reward")) >= 10, timeout=300)
+    p.kill()  # SIGKILL: no chance to checkpoint; steps after the last checkpoint are re-run
+    p.communicate(timeout=60)
+    r = warmup("run", "--resume", "1", "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    got = series(store, "train/reward")
+    assert [s for s, _ in got] == list(range(1, 17))  # every step once
+    assert max(abs(a - b) for (_, a), (_, b) in zip(got, ref)) < 1e-6, (got, ref)
+    per_step = query(store, "SELECT step, count(*) FROM samples GROUP BY step ORDER BY step")
+    assert per_step == [(s, 16) for s in range(1, 17)]
