@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, build, run the quickstart experiment on the CPU and show
-# what the run store recorded. (For now the smoke experiment; the K&K quickstart replaces it.)
+# The main job on a fresh machine: set up, build, run the K&K quickstart on the CPU (four arms:
+# base, base+RLVR, warmup, warmup+RLVR) and print what the run store recorded.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
 cd "$root"
 build="${WARMUP_BUILD_DIR:-$root/build}"
-"$build/bin/warmup" run experiments/smoke.toml "$@"
-"$build/bin/warmup" runs show latest
+"$build/bin/warmup" run experiments/quickstart.toml "$@"
+"$build/bin/warmup" runs table latest \
+  --metrics 'eval/kk/accuracy,eval/kk/kk_paper/format_mean,eval/kk/reward_mean,train/reward'
