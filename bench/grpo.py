@@ -4,11 +4,13 @@ reward (count of "knight", at most 4), 8 prompts x 8 generations, completions of
 temperature 1.0, top-p 1.0, AdamW, one iteration, beta 0, bnpo loss, same torch build and thread
 count; generation without vLLM on both sides. Prints JSON with the generate/score/train split."""
 import argparse
+import contextlib
 import json
 import os
 import re
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -88,7 +90,8 @@ def peer(model_dir, steps, threads):
                       num_generations=8, max_completion_length=64, temperature=1.0, top_p=1.0, top_k=0,
                       learning_rate=1e-5, lr_scheduler_type="constant", beta=0.0, loss_type="bnpo",
                       scale_rewards="none", max_steps=steps + 1, logging_steps=1, save_strategy="no", report_to=[],
-                      use_cpu=True, bf16=False, seed=1, dataloader_num_workers=0, disable_tqdm=True)
+                      use_cpu=True, bf16=False, seed=1, dataloader_num_workers=0, disable_tqdm=True,
+                      gradient_checkpointing=False)  # as ours (TRL 1.x turns it on by default)
     trainer = GRPOTrainer(model=model, reward_funcs=knight, args=args, processing_class=tok,
                           train_dataset=Dataset.from_dict({"prompt": prompts}))
     inner = trainer._generate_and_score_completions
@@ -128,7 +131,8 @@ def main():
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         o, model_dir = ours(a.warmup_bin, a.config, a.steps, tmp, a.threads)
-        p = peer(model_dir, a.steps, a.threads)
+        with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its logs
+            p = peer(model_dir, a.steps, a.threads)
     print(json.dumps({"bench": "grpo_step_cpu", "threads": a.threads, "torch": torch.__version__,
                       "completions_per_step": 64, "max_completion_length": 64, "ours_s": o, "trl_s": p,
                       "speedup": p["step"] / o["step"]}, indent=2))
