@@ -202,3 +202,21 @@ def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
     assert max(abs(a - b) for (_, a), (_, b) in zip(got, ref)) < 1e-6, (got, ref)
     per_step = query(store, "SELECT step, count(*) FROM samples GROUP BY step ORDER BY step")
     assert per_step == [(s, 16) for s in range(1, 17)]
+
+
+@pytest.mark.parametrize("name", ["math", "humaneval", "mmlu_physics", "mmlu_history"])
+def test_paper_rlvr_configs_resolve(name):
+    import tomllib
+    from conftest import REPO
+    r = warmup("run", REPO / f"experiments/paper/rlvr_{name}_qwen2.5-3b.toml", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    stages = {s["name"]: s for s in tomllib.loads(r.stdout)["stages"]}
+    g = stages["rlvr"]["grpo"]
+    want = {"num_generations": 10, "prompts_per_step": 10, "num_train_epochs": 25.0, "loss_type": "bnpo",
+            "scale_rewards": "none", "beta": 0.0, "epsilon": 0.2, "learning_rate": 1e-6, "warmup_steps": 25,
+            "adam_beta2": 0.99, "weight_decay": 0.1, "max_grad_norm": 0.1, "max_prompt_length": 256,
+            "temperature": 0.7, "top_p": 0.95, "top_k": 50, "save_steps": 50, "data_seed": 42,
+            "num_examples": 50 if name == "humaneval" else 100}
+    assert {k: g[k] for k in want} == want, g
+    e = stages["eval"]
+    assert e["eval"]["num_samples"] == 4 and e["evaluate"]["max_model_len"] == 4096
