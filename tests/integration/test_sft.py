@@ -126,3 +126,18 @@ def test_paper_warmup_config_resolves():
     r = warmup("run", "experiments/paper/warmup_qwen2.5-3b.toml", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "learning_rate = 9.9999999999999995e-07" in r.stdout and 'model = "Qwen/QwQ-32B"' in r.stdout
+
+
+def test_bf16_autocast_trains_with_float32_weights(tmp_path, store):
+    exp = setup(tmp_path, steps=20)
+    ref_store = tmp_path / "ref.sqlite"
+    assert warmup("run", exp, "--store", ref_store, timeout=900).returncode == 0
+    r = warmup("run", exp, "--store", store, "--set", "stages.warmup.sft.bf16=true", timeout=900)
+    assert r.returncode == 0, r.stderr
+    ref, got = losses(ref_store), losses(store)
+    assert len(got) == 20
+    assert abs(got[0] - ref[0]) < 0.02 * ref[0]          # same loss up to bf16 rounding
+    assert got != ref                                     # but not the float32 computation
+    assert sum(got[-5:]) / 5 < 0.8 * sum(got[:5]) / 5     # it learns
+    (model_dir,), = query(store, "SELECT path FROM artifacts WHERE name = 'model'")
+    assert json.loads((REPO / model_dir / "config.json").read_text())["torch_dtype"] == "float32"

@@ -10,11 +10,40 @@
 #include <string>
 #include <vector>
 
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 
 #include "model.h"
 
 namespace warmup {
+
+// bf16 mixed precision as torch.autocast (the Hugging Face Trainer's `bf16 = true`): inside the
+// scope, matmuls and other autocast-eligible ops of `device` run in bfloat16 while weights,
+// gradients and optimizer state keep their own dtype (float32). No-op when `enabled` is false.
+class Autocast {
+ public:
+  Autocast(torch::Device device, bool enabled) : type_(device.type()), enabled_(enabled) {
+    if (!enabled_) return;
+    was_ = at::autocast::is_autocast_enabled(type_);
+    dtype_ = at::autocast::get_autocast_dtype(type_);
+    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type_, true);
+    at::autocast::increment_nesting();
+  }
+  ~Autocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(type_, was_);
+    at::autocast::set_autocast_dtype(type_, dtype_);
+  }
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  c10::DeviceType type_;
+  bool enabled_, was_ = false;
+  at::ScalarType dtype_ = at::kBFloat16;
+};
 
 // constant | constant_with_warmup | linear | cosine (the last two decay to 0 after warmup).
 struct LrSchedule {

@@ -58,6 +58,7 @@ class Grpo final : public warmup::Algorithm {
     weight_decay_ = o.get<double>("weight_decay", 0.1);
     max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
+    bf16_ = o.get<bool>("bf16", false);  // bf16 autocast for the training forward (the paper: bf16)
     save_steps_ = o.get<int64_t>("save_steps", 50);
     log_groups_ = o.get<int64_t>("log_completions_groups", 1);    // groups per step stored as samples; -1 = all
     reward_workers_ = o.get<int64_t>("reward_workers", 4);
@@ -201,11 +202,19 @@ class Grpo final : public warmup::Algorithm {
           auto probe = torch::zeros(mb.ids.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(policy.device()))
                            .requires_grad_(true);
           grpo::loss(probe, {}, {}, a, mask, {}, lo).backward();
-          torch::Tensor lp, en;
-          policy.weighted_logprob_sum_at(mb.ids, mb.targets, probe.grad(), mb.attn, temperature_, &lp, &en).backward();
+          torch::Tensor lp, en, sum;
+          {
+            warmup::Autocast ac(policy.device(), bf16_);
+            sum = policy.weighted_logprob_sum_at(mb.ids, mb.targets, probe.grad(), mb.attn, temperature_, &lp, &en);
+          }
+          sum.backward();
           loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st).item<double>();
         } else {
-          auto lp = policy.token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_);
+          torch::Tensor lp;
+          {
+            warmup::Autocast ac(policy.device(), bf16_);
+            lp = policy.token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_).to(torch::kFloat32);
+          }
           auto l = grpo::loss(lp, old[b].defined() ? old[b].to(lp.device()) : torch::Tensor(),
                               refs[b].defined() ? refs[b].to(lp.device()) : torch::Tensor(), a, mask,
                               ent[b].defined() ? ent[b].to(lp.device()) : torch::Tensor(), lo, &st);
@@ -311,7 +320,7 @@ class Grpo final : public warmup::Algorithm {
   int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
   int64_t save_steps_, log_groups_, reward_workers_;
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_;
-  bool mask_truncated_, checkpointing_;
+  bool mask_truncated_, checkpointing_, bf16_;
   grpo::LossOptions lo_;
   std::vector<std::vector<warmup::Example>> examples_;
   std::vector<Item> data_;

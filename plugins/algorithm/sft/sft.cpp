@@ -42,6 +42,7 @@ class Sft final : public warmup::Algorithm {
     max_length_ = o.get<int64_t>("max_length", 32768);
     append_eos_ = o.get<bool>("append_eos", true);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
+    bf16_ = o.get<bool>("bf16", false);  // bf16 autocast (mixed precision); weights stay in the model's dtype
     eval_examples_ = o.get<int64_t>("eval_examples", 0);  // held out for eval/loss (the paper: 100)
     eval_steps_ = o.get<int64_t>("eval_steps", 50);
     save_steps_ = o.get<int64_t>("save_steps", 0);        // checkpoint every N steps; 0 = only at the end
@@ -90,7 +91,11 @@ class Sft final : public warmup::Algorithm {
         int64_t n_tok = 0;
         for (const auto* s : seqs) n_tok += int64_t(s->completion.size());
         auto b = sft::make_batch(seqs, -1.0 / double(std::max<int64_t>(1, n_tok)) / double(accum_));
-        auto loss = policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr);
+        torch::Tensor loss;
+        {
+          warmup::Autocast ac(policy.device(), bf16_);
+          loss = policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr);
+        }
         loss.backward();  // the gradient was computed with the forward pass; this applies it
         loss_sum += loss.item<double>() * double(accum_);
         tokens += b.mask.sum().item<int64_t>();
@@ -199,7 +204,7 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
-  bool append_eos_, checkpointing_;
+  bool append_eos_, checkpointing_, bf16_;
   std::optional<warmup::EpochOrder> order_;
   int64_t dropped_ = 0;
 };
