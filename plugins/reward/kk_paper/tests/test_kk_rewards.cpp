@@ -2,6 +2,7 @@
 // libraries through the host's registry: the gold answer in the paper format scores the maximum,
 // corrupted variants score as each reward specifies, and prompts are the paper's template byte for
 // byte.
+#include <set>
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -114,7 +115,25 @@ TEST_CASE("knights_knaves task: fixture data, unique solutions, the paper's prom
   auto px = plain->examples("test");
   CHECK(px[0].prompt == px[0].metadata["quiz"].get<std::string>() + "\n<think>");
   CHECK_THROWS_WITH_AS(registry().create<Task>("knights_knaves", init("task", "people = [3]"), "test"),
-                       doctest::Contains("missing required key 'data_dir'"), PluginError);
+                       doctest::Contains("give either data_dir or generate_train/generate_test"), PluginError);
+  // Generated puzzles: one duplicate-free stream per size, split into train then test; seeded.
+  const char* gen = "people = [2, 4]\ngenerate_train = 30\ngenerate_test = 10\ngenerate_seed = 9";
+  auto g1 = registry().create<Task>("knights_knaves", init("task", gen), "test");
+  auto g2 = registry().create<Task>("knights_knaves", init("task", gen), "test");
+  auto gtrain = g1->examples("train"), gtest = g1->examples("test");
+  CHECK(gtrain.size() == 60);
+  CHECK(gtest.size() == 20);
+  std::set<std::string> seen;
+  for (const auto& e : gtrain) seen.insert(std::to_string(e.metadata["n_people"].get<int>()) + e.metadata["statements"].get<std::string>());
+  for (const auto& e : gtest)
+    CHECK(!seen.count(std::to_string(e.metadata["n_people"].get<int>()) + e.metadata["statements"].get<std::string>()));
+  CHECK(g2->examples("test")[7].prompt == gtest[7].prompt);
+  auto fixed = registry().create<Task>("knights_knaves",
+      init("task", "people = [3]\ngenerate_test = 5\ngenerate_names = [\"Ann\", \"Bo\", \"Cy\"]\ngenerate_shuffle_names = false"), "test");
+  for (const auto& e : fixed->examples("test"))
+    CHECK(e.metadata["names"] == nlohmann::json::array({"Ann", "Bo", "Cy"}));
+  CHECK_THROWS_WITH_AS(registry().create<Task>("knights_knaves", init("task", "people = [4]\ngenerate_test = 5\ngenerate_names = [\"Ann\", \"Bo\"]"), "test"),
+                       doctest::Contains("needs at least as many names as people"), PluginError);
   auto missing = registry().create<Task>("knights_knaves", init("task", "data_dir = \"nowhere\"\npeople = [3]"), "test");
   CHECK_THROWS_WITH_AS(missing->examples("test"), doctest::Contains("3ppl_test.jsonl: cannot read"), DataError);
 }
