@@ -7,8 +7,7 @@
 
 #include <fstream>
 
-#include "config/toml_tree.h"
-#include "plugins/registry.h"
+#include "plugin_testing.h"
 #include "util/errors.h"
 #include "warmup/sdk.h"
 
@@ -16,25 +15,10 @@ using namespace warmup;
 
 namespace {
 
-struct NullHost : Host {
-  void log(LogLevel, std::string_view, std::string_view) override {}
-  void set_resolved_config(std::string_view, std::string_view) override {}
-};
-
-const PluginRegistry& registry() {
-  static PluginRegistry reg = [] {
-    PluginRegistry r;
-    r.scan({WARMUP_PLUGIN_DIR});
-    return r;
-  }();
-  return reg;
-}
+using warmup::testing::registry;
 
 PluginInit init(const std::string& kind, const std::string& text = "") {
-  static NullHost host;
-  PluginInit i = make_plugin_init(kind, "x", kind + "s.x", toml::parse(text), "test:1:1", 0, KK_FIXTURE_DIR);
-  i.host = &host;
-  return i;
+  return warmup::testing::plugin_init(kind, text, KK_FIXTURE_DIR);
 }
 
 Example puzzle() {
