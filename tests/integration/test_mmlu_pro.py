@@ -1,68 +1,20 @@
 """The official MMLU-Pro 5-shot CoT prompt: our mmlu_pro_tool output for every one of the 12,032
 test rows equals the prompt of TIGER-AI-Lab/MMLU-Pro evaluate_from_local.py (its preprocess,
-select_by_category, format_cot_example and generate_cot_prompt, copied below; initial_prompt.txt as
+select_by_category, format_cot_example and generate_cot_prompt, copied into
+plugins/task/mmlu_pro/tests/data/make_prompt_references.py; initial_prompt.txt as
 given in the issue). Run by ctest as plugin.mmlu_pro.official_prompt (MMLU_PRO_TOOL, MMLU_SHARED_DIR)."""
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 TOOL = os.environ.get("MMLU_PRO_TOOL", "build/bin/mmlu_pro_tool")
 DATA = Path(os.environ.get("MMLU_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared/data/mmlu_pro"))
 
-choices = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "K", "L", "M", "N", "O", "P"]
-INITIAL_PROMPT = ('The following are multiple choice questions (with answers) about {$}. Think step by step and then '
-                  'finish your answer with "the answer is (X)" where X is the correct letter choice.\n\n')
-
-
-def preprocess(test_df):
-    res_df = []
-    for each in test_df:
-        options = []
-        for opt in each["options"]:
-            if opt == "N/A":
-                continue
-            options.append(opt)
-        each["options"] = options
-        res_df.append(each)
-    return res_df
-
-
-def select_by_category(df, subject):
-    res = []
-    for each in df:
-        if each["category"] == subject:
-            res.append(each)
-    return res
-
-
-def format_cot_example(example, including_answer=True):
-    prompt = "Question:\n"
-    question = example["question"]
-    options = example["options"]
-    prompt += question + "\n"
-    prompt += "Options:\n"
-    for i, opt in enumerate(options):
-        prompt += "{}. {}\n".format(choices[i], opt)
-    if including_answer:
-        cot_content = example["cot_content"].replace("A: Let's think step by step.",
-                                                     "Answer: Let's think step by step.")
-        prompt += cot_content + "\n\n"
-    else:
-        prompt += "Answer: Let's think step by step."
-    return prompt
-
-
-def generate_cot_prompt(val_df, curr, k):
-    prompt = INITIAL_PROMPT
-    subject = curr["category"]
-    val_df = select_by_category(val_df, subject)
-    val_df = val_df[: k]
-    prompt = prompt.replace("{$}", subject) + "\n"
-    for example in val_df:
-        prompt += format_cot_example(example, including_answer=True)
-    prompt += format_cot_example(curr, including_answer=False)
-    return prompt
+# The official functions live in one place: the fixture script that also writes the references.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins/task/mmlu_pro/tests/data"))
+from make_prompt_references import generate_cot_prompt, preprocess, select_by_category  # noqa: E402,F401
 
 
 def load(name):
