@@ -5,51 +5,21 @@
 // -0.5. The reference is the gold `solution_text_format`.
 #include <map>
 
+#include "warmup/paper_format.h"
 #include "warmup/sdk.h"
 
 namespace {
 
-// Python's str.isspace for the characters that occur in practice (ASCII, NEL, NBSP, Unicode
-// spaces, line/paragraph separators, ideographic space), at byte position i; returns its length.
-size_t space_at(const std::string& s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
-  static const char* kSpaces[] = {"\xC2\x85", "\xC2\xA0", "\xE1\x9A\x80", "\xE2\x80\x80", "\xE2\x80\x81", "\xE2\x80\x82",
-                                  "\xE2\x80\x83", "\xE2\x80\x84", "\xE2\x80\x85", "\xE2\x80\x86", "\xE2\x80\x87",
-                                  "\xE2\x80\x88", "\xE2\x80\x89", "\xE2\x80\x8A", "\xE2\x80\xA8", "\xE2\x80\xA9",
-                                  "\xE2\x80\xAF", "\xE2\x81\x9F", "\xE3\x80\x80"};
-  for (const char* sp : kSpaces) {
-    size_t n = std::char_traits<char>::length(sp);
-    if (s.compare(i, n, sp) == 0) return n;
-  }
-  return 0;
-}
-
-bool all_space(const std::string& s, size_t from, size_t to) {
-  for (size_t i = from; i < to;) {
-    size_t n = space_at(s, i);
-    if (!n) return false;
-    i += n;
-  }
-  return true;
-}
-
 std::string strip(const std::string& s) {
   size_t b = 0, e = s.size();
-  while (b < e && space_at(s, b)) b += space_at(s, b);
+  while (b < e && warmup::py_space_at(s, b)) b += warmup::py_space_at(s, b);
   while (e > b) {  // trailing: step back over one character at a time
     size_t k = e - 1;
     while (k > b && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
-    if (!space_at(s, k) || k + space_at(s, k) != e) break;
+    if (!warmup::py_space_at(s, k) || k + warmup::py_space_at(s, k) != e) break;
     e = k;
   }
   return s.substr(b, e - b);
-}
-
-size_t count(const std::string& s, const std::string& sub) {
-  size_t n = 0;
-  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
-  return n;
 }
 
 std::string lower(std::string s) {
@@ -95,19 +65,15 @@ class KkPaper final : public warmup::Reward {
   warmup::RewardResult score(const warmup::Example& ex, const std::string& s) const override {
     warmup::RewardResult r;
     r.correct = false;
-    auto fail = [&](double v, const char* why) {
+    auto fail = [&](double v, const std::string& why) {
       r.value = v;
       r.error = why;
       r.breakdown["format"] = v == format_error_ ? 0.0 : 1.0;
       return r;
     };
-    if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1)
-      return fail(format_error_, "needs exactly one </think>, <answer> and </answer>");
-    size_t t = s.find("</think>"), a = s.find("<answer>"), e = s.find("</answer>");
-    // .+</think>\s*<answer>(.+)</answer>\s*$ with DOTALL
-    if (t < 1 || a < t + 8 || !all_space(s, t + 8, a) || e < a + 9 || !all_space(s, e + 9, s.size()))
-      return fail(format_error_, "not of the form ...</think> <answer>...</answer>");
-    auto out = parse_lines(strip(s.substr(a + 8, e - a - 8)));
+    std::string span, why;
+    if (!warmup::paper_format(s, span, why)) return fail(format_error_, why);
+    auto out = parse_lines(strip(span));
     auto gold = parse_lines(ex.reference);
     for (const auto& [name, role] : out)
       if (!gold.count(name)) return fail(parse_error_, "a name in the answer is not in the puzzle");

@@ -6,17 +6,13 @@
 // Both are thread-safe (the verifier keeps no shared mutable state) and never throw.
 #include "math_rewards.h"
 
+#include "warmup/paper_format.h"
+
 #include "math_verify.h"
 #include "mv_normalize.h"
 #include "mv_regex.h"
 
 namespace mathr {
-
-size_t count(const std::string& s, const std::string& sub) {
-  size_t n = 0;
-  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
-  return n;
-}
 
 MathPaper::MathPaper(const warmup::PluginInit& init) {
   warmup::Options o(init);
@@ -30,28 +26,13 @@ MathPaper::MathPaper(const warmup::PluginInit& init) {
 }
 
 warmup::RewardResult MathPaper::score(const warmup::Example& ex, const std::string& s) const {
-  static const mv::Regex kFormat(R"(^.+</think>\s*<answer>(.+)</answer>\s*$)", PCRE2_DOTALL);
   warmup::RewardResult r;
   r.correct = false;
   r.breakdown["format"] = 0.0;
-  if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1) {
+  std::string span, why;
+  if (!warmup::paper_format(s, span, why)) {
     r.value = format_error_;
-    r.error = "needs exactly one </think>, <answer> and </answer>";
-    return r;
-  }
-  std::string span;
-  bool ok = false;
-  try {
-    kFormat.for_each(s, [&](const mv::Match& m) {
-      span = m.str(1);
-      ok = true;
-      return false;
-    });
-  } catch (const std::exception&) {
-  }
-  if (!ok) {
-    r.value = format_error_;
-    r.error = "not of the form ...</think> <answer>...</answer>";
+    r.error = why;
     return r;
   }
   r.breakdown["format"] = 1.0;

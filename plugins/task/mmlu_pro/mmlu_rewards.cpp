@@ -2,23 +2,10 @@
 // concurrently (no mutable state; the extraction keeps its match state per thread).
 #include "mmlu_rewards.h"
 
+#include "warmup/paper_format.h"
+
 namespace mmlu {
 namespace {
-
-size_t count(const std::string& s, const std::string& sub) {
-  size_t n = 0;
-  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
-  return n;
-}
-
-bool all_space(const std::string& s, size_t from, size_t to) {
-  for (size_t i = from; i < to;) {
-    size_t n = py_space_at(s, i);
-    if (!n) return false;
-    i += n;
-  }
-  return true;
-}
 
 Chain chain_option(warmup::Options& o, const std::string& fallback) {
   std::string name = o.get<std::string>("extract", fallback);  // paper | official
@@ -49,20 +36,14 @@ warmup::RewardResult PaperReward::score(const warmup::Example& ex, const std::st
   warmup::RewardResult r;
   r.correct = false;
   r.breakdown["format"] = 0.0;
-  if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1) {
+  std::string span, why;
+  if (!warmup::paper_format(s, span, why)) {
     r.value = format_error_;
-    r.error = "needs exactly one </think>, <answer> and </answer>";
-    return r;
-  }
-  size_t t = s.find("</think>"), a = s.find("<answer>"), e = s.find("</answer>");
-  // .+</think>\s*<answer>(.+)</answer>\s*$ (DOTALL), with the tags unique
-  if (t < 1 || a < t + 8 || !all_space(s, t + 8, a) || e < a + 9 || !all_space(s, e + 9, s.size())) {
-    r.value = format_error_;
-    r.error = "not of the form ...</think> <answer>...</answer>";
+    r.error = why;
     return r;
   }
   r.breakdown["format"] = 1.0;
-  Extraction x = extract(chain_, py_strip(s.substr(a + 8, e - a - 8)), paren_again_);
+  Extraction x = extract(chain_, py_strip(span), paren_again_);
   r.breakdown["tier"] = x.tier;
   bool ok = x.letter != 0 && std::string(1, x.letter) == ex.reference;
   r.correct = ok;
