@@ -304,16 +304,20 @@ int table(Store& store, const std::vector<int64_t>& runs, const std::string& pat
   for (int64_t run : runs) {
     json metrics = rows(store, kLatestMetrics, run);  // ordered by stage, key
     json stages = rows(store, "SELECT name FROM stages WHERE run_id = ? ORDER BY idx", run);
+    // Keys matching each pattern, in pattern order (one query per pattern, not per metric).
+    std::vector<std::string> matched;
+    for (const auto& g : globs) {
+      Stmt q(store.db(), "SELECT DISTINCT key FROM metrics WHERE run_id = ? AND key GLOB ? ORDER BY key");
+      q.bind(1, run).bind(2, g);
+      while (q.step())
+        if (std::find(matched.begin(), matched.end(), q.text(0)) == matched.end()) matched.push_back(q.text(0));
+    }
     for (const auto& st : stages) {
       std::string stage = st["name"].get<std::string>();
       std::map<std::string, std::string> vals;
-      for (const auto& g : globs)
+      for (const auto& key : matched)
         for (const auto& m : metrics) {
-          std::string key = m["key"].get<std::string>();
-          if (m["stage"] != stage || vals.count(key)) continue;
-          Stmt q(store.db(), "SELECT ?1 GLOB ?2");
-          q.bind(1, key).bind(2, g);
-          if (!q.step() || q.int64(0) != 1) continue;
+          if (m["stage"] != stage || m["key"] != key) continue;
           vals[key] = metric_value(m);
           if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
         }
