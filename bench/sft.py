@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup-bin", default="build/bin/warmup")
+    ap.add_argument("--packing", action="store_true", help="ours with packing = true (rows of max-length tokens)")
     a = ap.parse_args()
     repo = os.path.abspath(".")
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,6 +56,7 @@ algorithm = "sft"
   gradient_accumulation_steps = 1
   max_length = {a.max_length}
   learning_rate = 1e-4
+  packing = {"true" if a.packing else "false"}
 """
         open(f"{tmp}/e.toml", "w").write(exp)
         os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -62,7 +64,7 @@ algorithm = "sft"
                        check=True, capture_output=True, text=True)
         con = sqlite3.connect(f"{tmp}/s.sqlite")
         tps = [v for (v,) in con.execute("SELECT value FROM metrics WHERE key = 'train/tokens_per_s' AND step > 1 ORDER BY step")]
-        ours = {"impl": "warmup sft", "tokens_per_s": sorted(tps)[len(tps) // 2], "steps": len(tps)}
+        ours = {"impl": "warmup sft" + (" (packing)" if a.packing else ""), "tokens_per_s": sorted(tps)[len(tps) // 2], "steps": len(tps)}
 
         torch.set_num_threads(a.threads)
         tok = Tokenizer.from_file(f"{tmp}/m/tokenizer.json")

@@ -1,5 +1,6 @@
 // Model internals that need no Python oracle: the chunked log-prob autograd function and
-// activation checkpointing give the same gradients as the plain path; safetensors round trips.
+// activation checkpointing give the same gradients as the plain path; padded and packed rows give
+// each sequence's own logits; safetensors round trips.
 #include "torch_doctest.h"
 
 #include "helpers.h"
@@ -72,6 +73,45 @@ TEST_CASE("fused weighted log-prob sum: value, per-token values and gradients ma
     INFO(name);
     CHECK(torch::allclose(g, 3.0 * g_ref[name], 1e-4, 1e-6));
   }
+}
+
+TEST_CASE("right-padded rows (no mask needed) and packed rows equal each sequence run alone") {
+  CausalLM m = init_model(tiny("Qwen2ForCausalLM", true), 6);
+  m->eval();
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> seqs = {torch::randint(0, 97, {7}, torch::kInt64), torch::randint(0, 97, {4}, torch::kInt64),
+                                     torch::randint(0, 97, {5}, torch::kInt64)};
+  std::vector<torch::Tensor> alone;
+  for (const auto& s : seqs) alone.push_back(m->forward(s.unsqueeze(0)).squeeze(0));
+  using torch::indexing::Slice;
+  // Right padding: one sequence per row, zeros after it.
+  auto ids = torch::zeros({3, 7}, torch::kInt64), mask = torch::zeros({3, 7}, torch::kInt64);
+  for (int64_t i = 0; i < 3; ++i) {
+    int64_t L = seqs[size_t(i)].size(0);
+    ids.index_put_({i, Slice(0, L)}, seqs[size_t(i)]);
+    mask.index_put_({i, Slice(0, L)}, 1);
+  }
+  auto padded = m->forward(ids, mask);
+  for (int64_t i = 0; i < 3; ++i) {
+    int64_t L = seqs[size_t(i)].size(0);
+    CHECK(torch::allclose(padded[i].slice(0, 0, L), alone[size_t(i)], 1e-5, 1e-5));
+  }
+  // Packed: sequences 1 and 2 back to back in one row (ids 1, 2), then two pads; row 2 is sequence 0.
+  auto pids = torch::zeros({2, 11}, torch::kInt64), pmask = torch::zeros({2, 11}, torch::kInt64);
+  pids.index_put_({0, Slice(0, 4)}, seqs[1]);
+  pids.index_put_({0, Slice(4, 9)}, seqs[2]);
+  pmask.index_put_({0, Slice(0, 4)}, 1);
+  pmask.index_put_({0, Slice(4, 9)}, 2);
+  pids.index_put_({1, Slice(0, 7)}, seqs[0]);
+  pmask.index_put_({1, Slice(0, 7)}, 1);
+  CHECK(torch::equal(packed_positions(pmask)[0].slice(0, 0, 9), torch::tensor({0, 1, 2, 3, 0, 1, 2, 3, 4}, torch::kInt64)));
+  auto packed = m->forward(pids, pmask);
+  CHECK(torch::allclose(packed[0].slice(0, 0, 4), alone[1], 1e-5, 1e-5));
+  CHECK(torch::allclose(packed[0].slice(0, 4, 9), alone[2], 1e-5, 1e-5));
+  CHECK(torch::allclose(packed[1].slice(0, 0, 7), alone[0], 1e-5, 1e-5));
+  // Without the ids the second sequence would see the first: the mask matters.
+  auto leaky = m->forward(pids, (pmask > 0).to(torch::kInt64));
+  CHECK_FALSE(torch::allclose(leaky[0].slice(0, 4, 9), alone[2], 1e-3, 1e-3));
 }
 
 TEST_CASE("activation checkpointing keeps the gradients") {

@@ -32,6 +32,10 @@ struct TokenCompletion {
   std::string finish_reason;    // "stop" | "length"
 };
 
+// attention_mask, wherever a Policy takes one: (B, T), 1 on real tokens and 0 on padding (either
+// side); or packed rows (ABI 1.3, as axolotl's multipack): each sequence in a row has its own id
+// 1, 2, ..., attends only within itself, and its positions restart at 0. Log-probs at padding
+// positions are unspecified: give them zero weight.
 class Policy {
  public:
   virtual ~Policy() = default;

@@ -290,19 +290,51 @@ torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::Sc
       .masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest() / 2);
 }
 
+torch::Tensor packed_causal_mask(const torch::Tensor& documents, torch::ScalarType dtype) {
+  int64_t T = documents.size(1);
+  auto doc = documents.to(torch::kInt64);
+  auto causal = torch::ones({T, T}, doc.options().dtype(torch::kBool)).tril();  // (T, T)
+  auto same = doc.unsqueeze(2).eq(doc.unsqueeze(1)).logical_and(doc.gt(0).unsqueeze(1));  // (B, T, T)
+  auto allowed = causal.unsqueeze(0).logical_and(same).unsqueeze(1);                    // (B, 1, T, T)
+  auto opts = torch::TensorOptions().dtype(dtype).device(documents.device());
+  return torch::zeros(allowed.sizes(), opts)
+      .masked_fill(allowed.logical_not(), std::numeric_limits<float>::lowest() / 2);
+}
+
+torch::Tensor packed_positions(const torch::Tensor& documents) {
+  auto doc = documents.to(torch::kInt64);
+  int64_t B = doc.size(0), T = doc.size(1);
+  auto idx = torch::arange(T, doc.options()).unsqueeze(0).expand({B, T});
+  auto prev = torch::cat({torch::full({B, 1}, -1, doc.options()), doc.slice(1, 0, T - 1)}, 1);
+  auto start = torch::where(doc.ne(prev), idx, torch::zeros_like(idx)).cummax(1);  // first index of each run
+  return idx - std::get<0>(start);
+}
+
 torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& ids, const torch::Tensor& attention_mask,
                                           const torch::Tensor& position_ids) {
   int64_t B = ids.size(0), T = ids.size(1);
+  // attention_mask: 1 on real tokens, 0 on padding; or packed sequences, one id (1, 2, ...) per
+  // sequence in a row, attending only within itself with positions restarting at 0.
+  bool packed = false, right_padded = true;
+  if (attention_mask.defined() && T > 1) {
+    auto am = attention_mask.to(torch::kInt64);
+    auto flags = torch::stack({am.max().gt(1), am.slice(1, 1, T).le(am.slice(1, 0, T - 1)).all()}).cpu();
+    packed = flags[0].item<bool>();
+    right_padded = flags[1].item<bool>();
+  }
   torch::Tensor pos = position_ids;
   if (!pos.defined()) {
-    if (attention_mask.defined()) pos = (attention_mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
+    if (packed) pos = packed_positions(attention_mask);
+    else if (attention_mask.defined()) pos = (attention_mask.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
     else pos = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
   }
   auto [cos, sin] = rotary(pos);  // (B, T, D)
   auto x = model->embed_tokens(ids);  // (B, T, H)
+  // Right padding only (each row: its tokens, then pads): under causal attention no real token
+  // sees a pad, so the fast causal kernel runs without a mask (the pads' outputs are undefined).
   torch::Tensor mask;
-  bool all_real = !attention_mask.defined() || attention_mask.to(torch::kBool).all().item<bool>();
-  if (!all_real) mask = causal_padding_mask(attention_mask, x.scalar_type());
+  if (packed) mask = packed_causal_mask(attention_mask, x.scalar_type());
+  else if (!right_padded) mask = causal_padding_mask(attention_mask, x.scalar_type());
   for (const auto& m : *model->layers) {
     auto* layer = m->as<DecoderLayerImpl>();
     if (activation_checkpointing && is_training() && torch::GradMode::is_enabled())

@@ -83,7 +83,9 @@ struct CausalLMImpl : torch::nn::Module {
   explicit CausalLMImpl(const ModelConfig& c);
 
   // Final hidden states (B, T, H). attention_mask (B, T) of 1/0 marks real tokens (padding on
-  // either side); position_ids default to cumsum(mask) - 1 (arange without a mask).
+  // either side); position_ids default to cumsum(mask) - 1 (arange without a mask). Values above
+  // 1 mean packed rows: each sequence has its own id (1, 2, ...; 0 = padding), attends only to
+  // itself, and its positions restart at 0. Outputs at padding positions are unspecified.
   torch::Tensor hidden_states(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                               const torch::Tensor& position_ids = {});
   // Logits (B, T, V) in the model dtype.
@@ -122,5 +124,9 @@ TORCH_MODULE(CausalLM);
 
 // Additive attention mask (B, 1, T, T) in `dtype` from a (B, T) 1/0 padding mask, causal.
 torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::ScalarType dtype);
+// Packed rows: (B, T) sequence ids (1, 2, ..., 0 = padding) -> additive causal mask (B, 1, T, T)
+// that keeps attention inside each sequence, and positions restarting at 0 for each sequence.
+torch::Tensor packed_causal_mask(const torch::Tensor& documents, torch::ScalarType dtype);
+torch::Tensor packed_positions(const torch::Tensor& documents);
 
 }  // namespace warmup

@@ -1,8 +1,9 @@
 // sft: full-parameter supervised fine-tuning with the loss on completion tokens only (stage 1 of
 // the paper: distilled K&K traces). AdamW, constant_with_warmup / cosine / linear schedules,
 // gradient accumulation, grad-norm clipping, activation checkpointing, max length (truncating the
-// completion, counted), seeded shuffling per epoch, held-out eval loss, checkpoints (weights in HF
-// format + optimizer + step) and exact resume. Defaults are the paper's. Data: a JSONL file of
+// completion, counted), optional packing (best-fit decreasing; attention stays within each
+// sequence), seeded shuffling per epoch, held-out eval loss, checkpoints (weights in HF format +
+// optimizer + step) and exact resume. Defaults are the paper's. Data: a JSONL file of
 // {prompt, completion} (e.g. from `distill`), or the stage's tasks completed by its teacher.
 //
 // Metrics: train/loss (mean NLL per completion token), train/lr, train/grad_norm,
@@ -41,6 +42,9 @@ class Sft final : public warmup::Algorithm {
     accum_ = o.get<int64_t>("gradient_accumulation_steps", 2);
     max_length_ = o.get<int64_t>("max_length", 32768);
     append_eos_ = o.get<bool>("append_eos", true);
+    // Several sequences per row of up to max_length tokens (best-fit decreasing, TRL's "bfd"),
+    // each attending only to itself; per_device_train_batch_size then counts rows.
+    packing_ = o.get<bool>("packing", false);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
     bf16_ = o.get<bool>("bf16", false);  // bf16 autocast (mixed precision); weights stay in the model's dtype
     eval_examples_ = o.get<int64_t>("eval_examples", 0);  // held out for eval/loss (the paper: 100)
@@ -64,12 +68,21 @@ class Sft final : public warmup::Algorithm {
     if (train.empty())
       throw warmup::DataError("sft: no training examples (" + std::to_string(dropped_) +
                               " dropped because their prompt alone exceeds max_length " + std::to_string(max_length_) + ")");
+    if (packing_) {
+      for (auto& r : sft::pack_best_fit(train, max_length_)) {
+        rows_.emplace_back();
+        for (size_t i : r) rows_.back().push_back(&train[i]);
+      }
+    } else {
+      for (const auto& s : train) rows_.push_back({&s});
+    }
     int64_t per_step = batch_ * accum_;
-    int64_t steps_per_epoch = (int64_t(train.size()) + per_step - 1) / per_step;
+    int64_t steps_per_epoch = (int64_t(rows_.size()) + per_step - 1) / per_step;
     int64_t total = max_steps_ > 0 ? max_steps_ : int64_t(std::ceil(epochs_ * double(steps_per_epoch)));
     ctx.log(warmup::LogLevel::kInfo, "sft: " + std::to_string(train.size()) + " train / " + std::to_string(eval.size()) +
                                          " eval sequences, " + std::to_string(total) + " steps of " +
-                                         std::to_string(per_step) + " sequences");
+                                         std::to_string(per_step) + (packing_ ? " packed rows (" + std::to_string(rows_.size()) +
+                                         " rows of <= " + std::to_string(max_length_) + " tokens)" : " sequences"));
 
     auto& module = policy.module();
     module.train();
@@ -87,10 +100,11 @@ class Sft final : public warmup::Algorithm {
       double loss_sum = 0;
       int64_t tokens = 0;
       for (int64_t micro = 0; micro < accum_; ++micro) {
-        auto seqs = micro_batch(train, step * per_step + micro * batch_);
+        auto rows = micro_batch(step * per_step + micro * batch_);
         int64_t n_tok = 0;
-        for (const auto* s : seqs) n_tok += int64_t(s->completion.size());
-        auto b = sft::make_batch(seqs, -1.0 / double(std::max<int64_t>(1, n_tok)) / double(accum_));
+        for (const auto& r : rows)
+          for (const auto* s : r) n_tok += int64_t(s->completion.size());
+        auto b = sft::make_packed_batch(rows, -1.0 / double(std::max<int64_t>(1, n_tok)) / double(accum_));
         torch::Tensor loss;
         {
           warmup::Autocast ac(policy.device(), bf16_);
@@ -98,7 +112,7 @@ class Sft final : public warmup::Algorithm {
         }
         loss.backward();  // the gradient was computed with the forward pass; this applies it
         loss_sum += loss.item<double>() * double(accum_);
-        tokens += b.mask.sum().item<int64_t>();
+        tokens += b.mask.gt(0).sum().item<int64_t>();
       }
       double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
       opt.step();
@@ -178,11 +192,11 @@ class Sft final : public warmup::Algorithm {
     return out;
   }
 
-  // Sequences [first, first + batch) of the epoch-shuffled order (each epoch its own seed).
-  std::vector<const sft::Sequence*> micro_batch(const std::vector<sft::Sequence>& train, int64_t first) {
-    if (!order_) order_.emplace(int64_t(train.size()), uint64_t(seed_));
-    std::vector<const sft::Sequence*> out;
-    for (int64_t k = first; k < first + batch_; ++k) out.push_back(&train[size_t((*order_)(k))]);
+  // Rows [first, first + batch) of the epoch-shuffled order (each epoch its own seed).
+  std::vector<std::vector<const sft::Sequence*>> micro_batch(int64_t first) {
+    if (!order_) order_.emplace(int64_t(rows_.size()), uint64_t(seed_));
+    std::vector<std::vector<const sft::Sequence*>> out;
+    for (int64_t k = first; k < first + batch_; ++k) out.push_back(rows_[size_t((*order_)(k))]);
     return out;
   }
 
@@ -204,7 +218,8 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
-  bool append_eos_, checkpointing_, bf16_;
+  bool append_eos_, checkpointing_, bf16_, packing_;
+  std::vector<std::vector<const sft::Sequence*>> rows_;  // what a step draws from: packed rows or single sequences
   std::optional<warmup::EpochOrder> order_;
   int64_t dropped_ = 0;
 };
