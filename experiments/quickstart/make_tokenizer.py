@@ -1,5 +1,5 @@
 """Builds experiments/quickstart/tokenizer/: a small byte-level BPE tokenizer (Qwen2's pre-tokenizer,
-normaliser and decoder, 1,024 tokens) trained on Knights & Knaves puzzles and solver traces, so the
+normaliser and decoder, at most 1,024 tokens) trained on Knights & Knaves puzzles and solver traces of both styles, so the
 quickstart's tiny model sees ~4x shorter sequences than with raw bytes. Run once by a developer
 (needs the `tokenizers` package and a built `warmup-kk`); the output is committed, and warmup itself
 never needs Python.
@@ -20,20 +20,24 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 def corpus(kk, tmp):
-    path = os.path.join(tmp, "kk.jsonl")
-    subprocess.run([kk, "generate", "--people", "2-8", "--count", "150", "--seed", "20251126", "--out", path],
-                   check=True, capture_output=True)
-    for line in open(path):
-        r = json.loads(line)
-        yield r["quiz"]
-        yield "\n".join([r["cot_head"], *r["cot_repeat_steps"], r["cot_foot"]])
-        yield "</think>\n<answer>\n" + r["solution_text_format"] + "\n</answer>"
+    # Both of the kk_solver teacher's styles; truth tables (2^n cases per line) only for small puzzles,
+    # so their case codes do not crowd the words out of the vocabulary.
+    for cot, people in (("backtracking", "2-8"), ("truth_table", "2-4")):
+        path = os.path.join(tmp, cot + ".jsonl")
+        subprocess.run([kk, "generate", "--people", people, "--count", "150", "--seed", "20251126", "--out", path,
+                        "--cot", cot], check=True, capture_output=True)
+        for line in open(path):
+            r = json.loads(line)
+            if cot == "backtracking":
+                yield r["quiz"]
+                yield "</think>\n<answer>\n" + r["solution_text_format"] + "\n</answer>"
+            yield "\n".join([r["cot_head"], *r["cot_repeat_steps"], r["cot_foot"]])
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kk", default="build/bin/warmup-kk")
-    ap.add_argument("--vocab", type=int, default=1024)
+    ap.add_argument("--vocab", type=int, default=1024)  # quickstart/model.json's vocab_size
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer"))
     a = ap.parse_args()
     tok = Tokenizer(models.BPE())

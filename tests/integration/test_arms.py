@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO, query, warmup, write
 
-TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 768, "hidden_size": 32,
+TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 1024, "hidden_size": 32,
         "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
         "max_position_embeddings": 512, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}
 

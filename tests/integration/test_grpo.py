@@ -121,7 +121,7 @@ def test_advantages_match_trl(tmp_path):
         assert o["zero_std"] == zero.double().tolist(), case
 
 
-TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 768, "hidden_size": 64,
+TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 1024, "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
         "max_position_embeddings": 256, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}
 

@@ -13,9 +13,10 @@ namespace {
 
 int usage(int code) {
   (code ? std::cerr : std::cout)
-      << "usage: warmup kk generate --people 3-7 --count N --seed S (--out FILE.jsonl | --out-dir DIR [--split train])\n"
+      << "usage: warmup kk generate --people 3-7 --count N --seed S (--out FILE.jsonl | --out-dir DIR [--split train]) [--cot truth_table]\n"
          "  --people A-B|N   sizes (2 to 51 people)\n  --count N        puzzles per size\n"
-         "  --seed S         random seed (same seed, same puzzles)\n";
+         "  --seed S         random seed (same seed, same puzzles)\n"
+         "  --cot STYLE      cot_* fields: backtracking (the dataset's, default) or truth_table\n";
   return code;
 }
 
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   int lo = 3, hi = 7;
   long long count = 100;
   unsigned long long seed = 0;
-  std::string out, out_dir, split = "train";
+  std::string out, out_dir, split = "train", cot = "backtracking";
   try {
     for (size_t i = 1; i < a.size(); ++i) {
       auto value = [&]() -> std::string {
@@ -48,9 +49,11 @@ int main(int argc, char** argv) {
       else if (a[i] == "--out") out = value();
       else if (a[i] == "--out-dir") out_dir = value();
       else if (a[i] == "--split") split = value();
+      else if (a[i] == "--cot") cot = value();
       else if (a[i] == "--help" || a[i] == "-h") return usage(0);
       else throw std::invalid_argument("unknown option " + a[i]);
     }
+    if (cot != "backtracking" && cot != "truth_table") throw std::invalid_argument("--cot must be backtracking or truth_table");
     if (out.empty() == out_dir.empty()) throw std::invalid_argument("give exactly one of --out and --out-dir");
     if (lo < 2 || hi > 51 || lo > hi || count < 0) throw std::invalid_argument("--people must be within 2-51 and --count >= 0");
     std::ofstream single;
@@ -69,7 +72,17 @@ int main(int argc, char** argv) {
         if (!per) throw std::runtime_error(path + ": cannot write");
       }
       std::ostream& os = out.empty() ? per : single;
-      for (long long i = 0; i < count; ++i) os << gen.next(i).dump() << "\n";
+      for (long long i = 0; i < count; ++i) {
+        nlohmann::ordered_json rec = gen.next(i);
+        if (cot == "truth_table") {
+          auto c = kk::truth_table_chain_of_thought(kk::parse_statements(rec["statements"].get<std::string>()),
+                                                    rec["names"].get<std::vector<std::string>>());
+          rec["cot_head"] = c.head;
+          rec["cot_repeat_steps"] = c.steps;
+          rec["cot_foot"] = c.foot;
+        }
+        os << rec.dump() << "\n";
+      }
       std::cerr << "kk: " << count << " puzzles with " << n << " people\n";
     }
   } catch (const std::exception& e) {

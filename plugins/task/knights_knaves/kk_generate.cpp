@@ -24,7 +24,6 @@ const char* kTemplates[] = {"{name} said that {content}.", "{name} told you that
                             "{name} asserted: \"{content}\".", "\"{content},\" {name} mentioned.",
                             "{name} commented, \"{content}\".", "In a statement by {name}: \"{content}\".",
                             "{name} noted, \"{content}\".", "\"{content},\" {name} claimed."};
-constexpr int kNumTemplates = 18;
 
 std::string repr(const Statement& s) {
   if (s.op == "telling-truth" || s.op == "lying") return "('" + s.op + "', " + std::to_string(s.person) + ")";
@@ -41,15 +40,26 @@ std::string fill(std::string t, const std::string& name, const std::string& cont
 
 }  // namespace
 
+const std::vector<std::string>& said_templates() {
+  static const std::vector<std::string> all(std::begin(kTemplates), std::end(kTemplates));
+  return all;
+}
+
 std::string python_repr(const std::vector<Statement>& st) {
   std::string out = "(";
   for (size_t i = 0; i < st.size(); ++i) out += (i ? ", " : "") + repr(st[i]);
   return out + (st.size() == 1 ? ",)" : ")");
 }
 
-Generator::Generator(uint64_t seed, int n_people, std::vector<std::string> names, bool shuffle_names)
-    : rng_(seed * 1000003ULL + uint64_t(n_people)), n_(n_people), names_(std::move(names)), shuffle_names_(shuffle_names) {
+Generator::Generator(uint64_t seed, int n_people, std::vector<std::string> names, bool shuffle_names,
+                     std::vector<std::string> templates)
+    : rng_(seed * 1000003ULL + uint64_t(n_people)), n_(n_people), names_(std::move(names)),
+      templates_(std::move(templates)), shuffle_names_(shuffle_names) {
   if (names_.empty()) names_.assign(kNames, kNames + kNumNames);
+  if (templates_.empty()) templates_ = said_templates();
+  for (const auto& t : templates_)
+    if (t.find("{name}") == std::string::npos || t.find("{content}") == std::string::npos)
+      throw std::invalid_argument("template '" + t + "' needs {name} and {content}");
   std::set<std::string> distinct(names_.begin(), names_.end());
   if (distinct.size() != names_.size()) throw std::invalid_argument("names must be distinct");
   if (n_people < 2 || n_people > int(names_.size()))
@@ -105,7 +115,7 @@ nlohmann::ordered_json Generator::next(int64_t index) {
                      "and knaves always lie. You meet " + std::to_string(n_) + " inhabitants: ";
   for (int i = 0; i < n_ - 1; ++i) quiz += names[size_t(i)] + ", ";
   quiz += "and " + names.back() + ".";
-  for (int i = 0; i < n_; ++i) quiz += " " + fill(kTemplates[uniform(0, kNumTemplates - 1)], names[size_t(i)], render(st[size_t(i)], names));
+  for (int i = 0; i < n_; ++i) quiz += " " + fill(templates_[size_t(uniform(0, int(templates_.size()) - 1))], names[size_t(i)], render(st[size_t(i)], names));
   quiz += " So who is a knight and who is a knave?";
 
   const std::vector<bool>& sol = sols[0];

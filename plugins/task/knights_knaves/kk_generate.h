@@ -21,7 +21,9 @@ class Generator {
  public:
   // `names`: the pool each puzzle draws its people from; empty = the dataset's 51 common names.
   // `shuffle_names` false: person i is always names[i] (easier for tiny models).
-  Generator(uint64_t seed, int n_people, std::vector<std::string> names = {}, bool shuffle_names = true);
+  // `templates`: the "said" templates ({name} and {content} replaced); empty = the dataset's 18.
+  Generator(uint64_t seed, int n_people, std::vector<std::string> names = {}, bool shuffle_names = true,
+            std::vector<std::string> templates = {});
   // One puzzle as a dataset record (quiz, names, knight_knave, solution, solution_text,
   // solution_text_format, cot_head, cot_repeat_steps, cot_foot, statements, index).
   nlohmann::ordered_json next(int64_t index);
@@ -31,10 +33,13 @@ class Generator {
   int uniform(int lo, int hi);  // [lo, hi]
   std::mt19937_64 rng_;
   int n_;
-  std::vector<std::string> names_;
+  std::vector<std::string> names_, templates_;
   bool shuffle_names_ = true;
   std::set<std::string> seen_;
 };
+
+// The dataset's 18 "said" templates, e.g. "{name} said that {content}.".
+const std::vector<std::string>& said_templates();
 
 // Python's repr of the statements tuple, as in the dataset: "(('lying', 1), ('or', ...))".
 std::string python_repr(const std::vector<Statement>& statements);

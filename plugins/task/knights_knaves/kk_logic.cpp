@@ -173,8 +173,8 @@ std::string list_names(const std::vector<int>& people, const std::vector<std::st
 
 std::string ChainOfThought::text() const {
   std::string out = head;
-  for (const auto& s : steps) out += " " + s;
-  return out + " " + foot;
+  for (const auto& s : steps) out += sep + s;
+  return out + sep + foot;
 }
 
 ChainOfThought chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names) {
@@ -237,6 +237,51 @@ ChainOfThought chain_of_thought(const std::vector<Statement>& st, const std::vec
                           render(st[size_t(bad)], names) + ".");
     }
   }
+}
+
+ChainOfThought truth_table_chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names) {
+  size_t n = st.size();
+  if (n > 12) throw std::runtime_error("too many people for a truth table (at most 12)");
+  if (names.size() != n) throw std::runtime_error("statements and names differ in length");
+  ChainOfThought cot;
+  cot.sep = "\n";
+  std::vector<std::vector<bool>> cases;  // knight first, person 0 slowest
+  for (uint32_t mask = 0; mask < (1u << n); ++mask) {
+    std::vector<bool> k(n);
+    for (size_t i = 0; i < n; ++i) k[i] = !((mask >> (n - 1 - i)) & 1);
+    cases.push_back(k);
+  }
+  auto code = [&](const std::vector<bool>& k) {
+    std::string c;
+    for (bool b : k) c += b ? 'K' : 'N';
+    return c;
+  };
+  cot.head = "Cases list ";
+  for (size_t i = 0; i < n; ++i) cot.head += (i ? ", " : "") + names[i];
+  cot.head += " as K (knight) or N (knave).";
+  std::vector<bool> alive(cases.size(), true);
+  for (size_t p = 0; p < n; ++p) {
+    std::string step = "Claim: " + names[p] + " said that " + render(st[p], names) + ".\n";  // " Emma", as in the quiz
+    for (size_t c = 0; c < cases.size(); ++c) {
+      alive[c] = alive[c] && evaluate(st[p], cases[c]) == cases[c][p];
+      step += (c ? " " : "") + code(cases[c]) + (alive[c] ? " yes" : " no");
+    }
+    cot.steps.push_back(step + ".");
+  }
+  std::vector<size_t> left;
+  for (size_t c = 0; c < cases.size(); ++c)
+    if (alive[c]) left.push_back(c);
+  if (left.size() != 1) {
+    cot.foot = left.empty() ? "No case fits every claim." : "More than one case fits every claim.";
+    return cot;
+  }
+  cot.solution = cases[left[0]];
+  std::string so = "Only " + code(cot.solution) + " fits, so ";
+  for (size_t i = 0; i < n; ++i)
+    so += (i ? ", " : "") + std::string(i + 1 == n && n > 1 ? "and " : "") + names[i] +
+          (cot.solution[i] ? " is a knight" : " is a knave");
+  cot.foot = so + ".";
+  return cot;
 }
 
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights) {

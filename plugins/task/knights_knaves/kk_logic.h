@@ -38,10 +38,23 @@ struct ChainOfThought {
   std::vector<std::string> steps;
   std::string foot;
   std::vector<bool> solution;  // the assignment reached (empty when none exists)
-  // head + steps + foot joined by single spaces.
+  std::string sep = " ";       // what text() puts between head, steps and foot
+  // head + steps + foot joined by `sep`.
   std::string text() const;
 };
 ChainOfThought chain_of_thought(const std::vector<Statement>& statements, const std::vector<std::string>& names);
+
+// A truth-table chain of thought for small models that learn from scratch: every token is a copy
+// or a local rule, so no step needs the whole puzzle at once.
+//   head:  "Cases list Emma, Liam, Olivia as K (knight) or N (knave)."
+//   steps: one per person: their claim copied out ("Claim: Emma said that Liam is a knave.", the
+//          quiz's own words, so the copy is exact token for token), then every
+//          assignment, knight first ("KKK yes KKN no ..."), yes while it fits all claims so far
+//          (the claim's truth matches the speaker's role and the case was yes on the line above)
+//   foot:  "Only KNK fits, so Emma is a knight, Liam is a knave, and Olivia is a knight."
+// Lines are joined by newlines; 2^n cases per line, so at most 12 people.
+ChainOfThought truth_table_chain_of_thought(const std::vector<Statement>& statements,
+                                            const std::vector<std::string>& names);
 
 // "(1) Zoey is a knight\n(2) ..." for an assignment.
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights);

@@ -46,6 +46,7 @@ class KnightsKnaves final : public warmup::Task {
     gen_seed_ = o.get<int64_t>("generate_seed", int64_t(init.seed));
     gen_names_ = o.get<std::vector<std::string>>("generate_names", {});  // [] = the 51 common names
     gen_shuffle_ = o.get<bool>("generate_shuffle_names", true);          // false: person i is always name i
+    gen_templates_ = o.get<std::vector<std::string>>("generate_templates", {});  // [] = the dataset's 18 "said" templates
     people_ = o.get<std::vector<int64_t>>("people", {3, 4, 5, 6, 7});  // puzzle sizes to use
     prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl | plain
     limit_ = o.get<int64_t>("limit_per_size", 0);                     // first N per size; 0 = all
@@ -63,6 +64,9 @@ class KnightsKnaves final : public warmup::Task {
       for (int64_t n : people_)
         if (n > int64_t(gen_names_.size())) o.fail("generate_names", "needs at least as many names as people");
     }
+    for (const auto& t : gen_templates_)
+      if (t.find("{name}") == std::string::npos || t.find("{content}") == std::string::npos)
+        o.fail("generate_templates", "each template needs {name} and {content}, got '" + t + "'");
     o.finish();
     if (!data_dir_.empty() && fs::path(data_dir_).is_relative() && !init.base_dir.empty())
       data_dir_ = (fs::path(init.base_dir) / data_dir_).lexically_normal().string();
@@ -75,7 +79,7 @@ class KnightsKnaves final : public warmup::Task {
     if (data_dir_.empty()) {
       if (split != "train" && split != "test") throw warmup::ConfigError("knights_knaves: unknown split '" + split + "'");
       for (int64_t n : people_) {
-        kk::Generator gen(uint64_t(gen_seed_) * 1000 + uint64_t(n), int(n), gen_names_, gen_shuffle_);
+        kk::Generator gen(uint64_t(gen_seed_) * 1000 + uint64_t(n), int(n), gen_names_, gen_shuffle_, gen_templates_);
         int64_t skip = split == "train" ? 0 : gen_train_, count = split == "train" ? gen_train_ : gen_test_;
         if (limit_ > 0) count = std::min(count, limit_);
         for (int64_t i = 0; i < skip + count; ++i) {
@@ -142,7 +146,7 @@ class KnightsKnaves final : public warmup::Task {
   int64_t limit_;
   bool verify_;
   int64_t gen_train_ = 0, gen_test_ = 0, gen_seed_ = 0;
-  std::vector<std::string> gen_names_;
+  std::vector<std::string> gen_names_, gen_templates_;
   bool gen_shuffle_ = true;
 };
 
@@ -155,6 +159,10 @@ class KkSolverTeacher final : public warmup::Teacher {
     warmup::Options o(init);
     // {cot}: head, steps and foot joined by spaces; {answer}: "(1) X is a knight\n(2) ...".
     template_ = o.get<std::string>("template", "{cot}\n</think>\n<answer>\n{answer}\n</answer>");
+    // backtracking: the dataset's cot_* text (Xie et al.); truth_table: one assignment per step
+    // with every claim evaluated leaf by leaf (kk::truth_table_chain_of_thought), for tiny models.
+    cot_ = o.get<std::string>("cot", "backtracking");
+    if (cot_ != "backtracking" && cot_ != "truth_table") o.fail("cot", "must be backtracking or truth_table");
     o.finish();
   }
 
@@ -164,7 +172,8 @@ class KkSolverTeacher final : public warmup::Teacher {
       if (!e.metadata.contains("statements") || !e.metadata.contains("names"))
         throw warmup::DataError("kk_solver: example " + e.id + " has no statements/names metadata (not a K&K example)");
       auto names = e.metadata["names"].get<std::vector<std::string>>();
-      auto cot = kk::chain_of_thought(kk::parse_statements(e.metadata["statements"].get<std::string>()), names);
+      auto st = kk::parse_statements(e.metadata["statements"].get<std::string>());
+      auto cot = cot_ == "truth_table" ? kk::truth_table_chain_of_thought(st, names) : kk::chain_of_thought(st, names);
       std::string text = template_;
       replace(text, "{cot}", cot.text());
       replace(text, "{answer}", cot.solution.empty() ? "No valid solution exists." : kk::solution_text_format(names, cot.solution));
@@ -177,7 +186,7 @@ class KkSolverTeacher final : public warmup::Teacher {
   static void replace(std::string& s, const std::string& key, const std::string& value) {
     for (size_t at = 0; (at = s.find(key, at)) != std::string::npos; at += value.size()) s.replace(at, key.size(), value);
   }
-  std::string template_;
+  std::string template_, cot_;
 };
 
 }  // namespace

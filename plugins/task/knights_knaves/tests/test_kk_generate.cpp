@@ -41,3 +41,19 @@ TEST_CASE("generated puzzles are valid for 2 to 8 people and reproducible") {
     CHECK(differs);
   }
 }
+
+TEST_CASE("generated puzzles use the given said templates") {
+  kk::Generator g(3, 3, {"Emma", "Liam", "Olivia"}, false, {"{name} said that {content}."});
+  for (int i = 0; i < 10; ++i) {
+    auto j = g.next(i);
+    auto st = kk::parse_statements(j["statements"].get<std::string>());
+    std::string quiz = j["quiz"];
+    for (size_t p = 0; p < 3; ++p) {
+      INFO(quiz);
+      CHECK(quiz.find(std::vector<std::string>{"Emma", "Liam", "Olivia"}[p] + " said that " +
+                      kk::render(st[p], {"Emma", "Liam", "Olivia"}) + ".") != std::string::npos);
+    }
+  }
+  CHECK_THROWS_AS(kk::Generator(3, 3, {}, true, {"{name} says"}), std::invalid_argument);
+  CHECK(kk::said_templates().size() == 18);
+}

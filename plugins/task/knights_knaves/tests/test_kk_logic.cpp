@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -58,6 +59,62 @@ TEST_CASE("solver, renderer, chain of thought and solution format agree with eve
   }
   MESSAGE("checked " << puzzles << " puzzles from " << data_dir().string());
   CHECK(puzzles >= 120);
+}
+
+// The truth-table trace re-derived line by line from its own text: every claim line is the
+// speaker's statement, every mark follows the rule (yes above and the claim's truth equals the
+// speaker's role), and the one case left is the stored solution. Puzzles of up to 5 people.
+TEST_CASE("truth-table chain of thought: marks follow the rule and reach the unique solution") {
+  int puzzles = 0;
+  for (const auto& entry : fs::directory_iterator(data_dir())) {
+    if (entry.path().extension() != ".jsonl") continue;
+    std::ifstream in(entry.path());
+    std::string line;
+    for (int ln = 1; std::getline(in, line) && ln <= 60; ++ln) {
+      auto j = nlohmann::json::parse(line);
+      auto names = j["names"].get<std::vector<std::string>>();
+      if (names.size() > 5) break;
+      INFO(entry.path().filename().string() << ":" << ln);
+      auto solution = j["solution"].get<std::vector<bool>>();
+      auto st = kk::parse_statements(j["statements"].get<std::string>());
+      auto cot = kk::truth_table_chain_of_thought(st, names);
+      size_t n = names.size(), cases = size_t(1) << n;
+      REQUIRE(cot.steps.size() == n);
+      std::vector<bool> alive(cases, true);
+      for (size_t p = 0; p < n; ++p) {
+        const std::string& step = cot.steps[p];
+        size_t nl = step.find('\n');
+        REQUIRE(nl != std::string::npos);
+        CHECK(step.substr(0, nl) == "Claim: " + names[p] + " said that " + kk::render(st[p], names) + ".");
+        std::istringstream marks(step.substr(nl + 1));
+        for (size_t c = 0; c < cases; ++c) {
+          std::string code, mark;
+          marks >> code >> mark;
+          REQUIRE(code.size() == n);
+          std::vector<bool> k;
+          for (char ch : code) k.push_back(ch == 'K');
+          bool yes = mark.rfind("yes", 0) == 0;
+          CHECK(yes == (alive[c] && kk::evaluate(st[p], k) == k[p]));
+          alive[c] = yes;
+          std::string want;  // knight first, person 0 slowest
+          for (size_t i = 0; i < n; ++i) want += ((c >> (n - 1 - i)) & 1) ? 'N' : 'K';
+          CHECK(code == want);
+        }
+      }
+      CHECK(std::count(alive.begin(), alive.end(), true) == 1);
+      CHECK(cot.solution == solution);
+      CHECK(cot.foot.rfind("Only ", 0) == 0);
+      CHECK(cot.text().find('\n') != std::string::npos);
+      ++puzzles;
+    }
+  }
+  CHECK(puzzles >= 40);
+  // No solution and two solutions are said so.
+  auto none = kk::truth_table_chain_of_thought(kk::parse_statements("(('lying', 1), ('telling-truth', 0))"), {"A", "B"});
+  CHECK(none.foot == "No case fits every claim.");
+  CHECK(none.solution.empty());
+  auto two = kk::truth_table_chain_of_thought(kk::parse_statements("(('telling-truth', 1), ('telling-truth', 0))"), {"A", "B"});
+  CHECK(two.foot == "More than one case fits every claim.");
 }
 
 TEST_CASE("parser errors are reported") {
