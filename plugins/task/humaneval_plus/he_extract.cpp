@@ -3,38 +3,10 @@
 
 #include <vector>
 
+#include "warmup/paper_format.h"  // header-only, standard library only
+
 namespace he {
 namespace {
-
-// Python's str.isspace for the characters that occur in practice, at byte i; its length or 0.
-size_t space_at(const std::string& s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  if (c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F)) return 1;
-  static const char* kSpaces[] = {"\xC2\x85", "\xC2\xA0", "\xE1\x9A\x80", "\xE2\x80\x80", "\xE2\x80\x81",
-                                  "\xE2\x80\x82", "\xE2\x80\x83", "\xE2\x80\x84", "\xE2\x80\x85", "\xE2\x80\x86",
-                                  "\xE2\x80\x87", "\xE2\x80\x88", "\xE2\x80\x89", "\xE2\x80\x8A", "\xE2\x80\xA8",
-                                  "\xE2\x80\xA9", "\xE2\x80\xAF", "\xE2\x81\x9F", "\xE3\x80\x80"};
-  for (const char* sp : kSpaces) {
-    size_t n = std::char_traits<char>::length(sp);
-    if (s.compare(i, n, sp) == 0) return n;
-  }
-  return 0;
-}
-
-bool all_space(const std::string& s, size_t from, size_t to) {
-  for (size_t i = from; i < to;) {
-    size_t n = space_at(s, i);
-    if (!n) return false;
-    i += n;
-  }
-  return true;
-}
-
-size_t count(const std::string& s, const std::string& sub) {
-  size_t n = 0;
-  for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
-  return n;
-}
 
 struct Block {
   std::string info, body;
@@ -62,17 +34,7 @@ std::vector<Block> blocks(const std::string& s) {
 }  // namespace
 
 bool format_ok(const std::string& s, std::string& answer, std::string& why) {
-  if (count(s, "</think>") != 1 || count(s, "<answer>") != 1 || count(s, "</answer>") != 1) {
-    why = "needs exactly one </think>, <answer> and </answer>";
-    return false;
-  }
-  size_t t = s.find("</think>"), a = s.find("<answer>"), e = s.find("</answer>");
-  if (t < 1 || a < t + 8 || !all_space(s, t + 8, a) || e < a + 9 || !all_space(s, e + 9, s.size())) {
-    why = "not of the form ...</think> <answer>...</answer>";
-    return false;
-  }
-  answer = s.substr(a + 8, e - a - 8);
-  return true;
+  return warmup::paper_format(s, answer, why);
 }
 
 std::string answer_span(const std::string& s) {
