@@ -1,5 +1,5 @@
 """Builds experiments/quickstart/tokenizer/: a small byte-level BPE tokenizer (Qwen2's pre-tokenizer,
-normaliser and decoder, at most 1,024 tokens) trained on Knights & Knaves puzzles and solver traces of both styles, so the
+normaliser and decoder, at most 1,024 tokens) trained on Knights & Knaves puzzles and solver traces of all styles, so the
 quickstart's tiny model sees ~4x shorter sequences than with raw bytes. Run once by a developer
 (needs the `tokenizers` package and a built `warmup-kk`); the output is committed, and warmup itself
 never needs Python.
@@ -20,9 +20,9 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 def corpus(kk, tmp):
-    # Both of the kk_solver teacher's styles; truth tables (2^n cases per line) only for small puzzles,
-    # so their case codes do not crowd the words out of the vocabulary.
-    for cot, people in (("backtracking", "2-8"), ("truth_table", "2-4")):
+    # All of the kk_solver teacher's styles; truth tables and vectors (2^n cases per line) only for
+    # small puzzles, so their case codes do not crowd the words out of the vocabulary.
+    for cot, people in (("backtracking", "2-8"), ("truth_table", "2-4"), ("truth_vectors", "2-4")):
         path = os.path.join(tmp, cot + ".jsonl")
         subprocess.run([kk, "generate", "--people", people, "--count", "150", "--seed", "20251126", "--out", path,
                         "--cot", cot], check=True, capture_output=True)

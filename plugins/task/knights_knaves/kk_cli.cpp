@@ -13,10 +13,10 @@ namespace {
 
 int usage(int code) {
   (code ? std::cerr : std::cout)
-      << "usage: warmup kk generate --people 3-7 --count N --seed S (--out FILE.jsonl | --out-dir DIR [--split train]) [--cot truth_table]\n"
+      << "usage: warmup kk generate --people 3-7 --count N --seed S (--out FILE.jsonl | --out-dir DIR [--split train]) [--cot STYLE]\n"
          "  --people A-B|N   sizes (2 to 51 people)\n  --count N        puzzles per size\n"
          "  --seed S         random seed (same seed, same puzzles)\n"
-         "  --cot STYLE      cot_* fields: backtracking (the dataset's, default) or truth_table\n";
+         "  --cot STYLE      cot_* fields: backtracking (the dataset's, default), truth_table or truth_vectors\n";
   return code;
 }
 
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
       else if (a[i] == "--help" || a[i] == "-h") return usage(0);
       else throw std::invalid_argument("unknown option " + a[i]);
     }
-    if (cot != "backtracking" && cot != "truth_table") throw std::invalid_argument("--cot must be backtracking or truth_table");
+    if (!kk::is_cot_style(cot)) throw std::invalid_argument("--cot must be " + std::string(kk::kCotStyles));
     if (out.empty() == out_dir.empty()) throw std::invalid_argument("give exactly one of --out and --out-dir");
     if (lo < 2 || hi > 51 || lo > hi || count < 0) throw std::invalid_argument("--people must be within 2-51 and --count >= 0");
     std::ofstream single;
@@ -74,9 +74,9 @@ int main(int argc, char** argv) {
       std::ostream& os = out.empty() ? per : single;
       for (long long i = 0; i < count; ++i) {
         nlohmann::ordered_json rec = gen.next(i);
-        if (cot == "truth_table") {
-          auto c = kk::truth_table_chain_of_thought(kk::parse_statements(rec["statements"].get<std::string>()),
-                                                    rec["names"].get<std::vector<std::string>>());
+        if (cot != "backtracking") {
+          auto c = kk::chain_of_thought(cot, kk::parse_statements(rec["statements"].get<std::string>()),
+                                     rec["names"].get<std::vector<std::string>>());
           rec["cot_head"] = c.head;
           rec["cot_repeat_steps"] = c.steps;
           rec["cot_foot"] = c.foot;

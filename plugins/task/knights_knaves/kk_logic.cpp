@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <stdexcept>
 
 namespace kk {
@@ -239,49 +240,148 @@ ChainOfThought chain_of_thought(const std::vector<Statement>& st, const std::vec
   }
 }
 
-ChainOfThought truth_table_chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names) {
-  size_t n = st.size();
-  if (n > 12) throw std::runtime_error("too many people for a truth table (at most 12)");
-  if (names.size() != n) throw std::runtime_error("statements and names differ in length");
+namespace {
+
+std::string claim_line(const std::string& claim, const std::string& name, const std::string& content) {
+  std::string out = claim;
+  for (auto [key, value] : {std::pair<std::string, const std::string*>{"{name}", &name}, {"{content}", &content}}) {
+    size_t at = out.find(key);
+    if (at == std::string::npos) throw std::invalid_argument("claim template '" + claim + "' needs " + key);
+    out.replace(at, key.size(), *value);
+  }
+  return "Claim: " + out;
+}
+
+bool leafy(const Statement& s) {
+  auto leaf = [](const Statement& x) { return x.op == "telling-truth" || x.op == "lying"; };
+  return leaf(s) || (s.op == "not" && leaf(s.args[0]));
+}
+
+// What the truth styles share: the 2^n cases (knight first, person 0 slowest) with their codes
+// ("KNK"), the head that explains the codes, and the foot that reads the one case left.
+struct Cases {
+  std::vector<std::vector<bool>> knights;
+  std::vector<std::string> codes;
+
+  Cases(const std::vector<Statement>& st, const std::vector<std::string>& names, const char* style) {
+    size_t n = st.size();
+    if (n > 12) throw std::runtime_error(std::string("too many people for ") + style + " (at most 12)");
+    if (names.size() != n) throw std::runtime_error("statements and names differ in length");
+    for (size_t c = 0; c < (size_t(1) << n); ++c) {
+      knights.emplace_back(n);
+      codes.emplace_back();
+      for (size_t i = 0; i < n; ++i) {
+        knights[c][i] = !((c >> (n - 1 - i)) & 1);
+        codes[c] += knights[c][i] ? 'K' : 'N';
+      }
+    }
+  }
+  size_t size() const { return codes.size(); }
+
+  static std::string head(const std::vector<std::string>& names) {
+    std::string out = "Cases list ";
+    for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+    return out + " as K (knight) or N (knave).";
+  }
+  // " KKK yes KKN no ..." for one mark per case.
+  std::string marks(const std::vector<bool>& v) const {
+    std::string out;
+    for (size_t c = 0; c < size(); ++c) out += " " + codes[c] + (v[c] ? " yes" : " no");
+    return out;
+  }
+  // " KKK kkn ...": each case's code, in capitals where the mark is yes (one token per case).
+  std::string cased(const std::vector<bool>& v) const {
+    std::string out;
+    for (size_t c = 0; c < size(); ++c) {
+      std::string code = codes[c];
+      if (!v[c])
+        for (char& ch : code) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+      out += " " + code;
+    }
+    return out;
+  }
+  // The foot and the solution from the cases that fit every claim.
+  void finish(ChainOfThought& cot, const std::vector<bool>& alive, const std::vector<std::string>& names) const {
+    std::vector<size_t> left;
+    for (size_t c = 0; c < size(); ++c)
+      if (alive[c]) left.push_back(c);
+    if (left.size() != 1) {
+      cot.foot = left.empty() ? "No case fits every claim." : "More than one case fits every claim.";
+      return;
+    }
+    cot.solution = knights[left[0]];
+    std::string so = "Only " + codes[left[0]] + " fits, so ";
+    size_t n = names.size();
+    for (size_t i = 0; i < n; ++i)
+      so += (i ? ", " : "") + std::string(i + 1 == n && n > 1 ? "and " : "") + names[i] +
+            (cot.solution[i] ? " is a knight" : " is a knave");
+    cot.foot = so + ".";
+  }
+};
+
+}  // namespace
+
+ChainOfThought truth_table_chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names,
+                                            const std::string& claim) {
+  Cases cases(st, names, "a truth table");
   ChainOfThought cot;
   cot.sep = "\n";
-  std::vector<std::vector<bool>> cases;  // knight first, person 0 slowest
-  for (uint32_t mask = 0; mask < (1u << n); ++mask) {
-    std::vector<bool> k(n);
-    for (size_t i = 0; i < n; ++i) k[i] = !((mask >> (n - 1 - i)) & 1);
-    cases.push_back(k);
-  }
-  auto code = [&](const std::vector<bool>& k) {
-    std::string c;
-    for (bool b : k) c += b ? 'K' : 'N';
-    return c;
-  };
-  cot.head = "Cases list ";
-  for (size_t i = 0; i < n; ++i) cot.head += (i ? ", " : "") + names[i];
-  cot.head += " as K (knight) or N (knave).";
+  cot.head = Cases::head(names);
   std::vector<bool> alive(cases.size(), true);
-  for (size_t p = 0; p < n; ++p) {
-    std::string step = "Claim: " + names[p] + " said that " + render(st[p], names) + ".\n";  // " Emma", as in the quiz
-    for (size_t c = 0; c < cases.size(); ++c) {
-      alive[c] = alive[c] && evaluate(st[p], cases[c]) == cases[c][p];
-      step += (c ? " " : "") + code(cases[c]) + (alive[c] ? " yes" : " no");
-    }
-    cot.steps.push_back(step + ".");
+  for (size_t p = 0; p < st.size(); ++p) {
+    for (size_t c = 0; c < cases.size(); ++c)
+      alive[c] = alive[c] && evaluate(st[p], cases.knights[c]) == cases.knights[c][p];
+    cot.steps.push_back(claim_line(claim, names[p], render(st[p], names)) + "\n" + cases.marks(alive).substr(1) + ".");
   }
-  std::vector<size_t> left;
-  for (size_t c = 0; c < cases.size(); ++c)
-    if (alive[c]) left.push_back(c);
-  if (left.size() != 1) {
-    cot.foot = left.empty() ? "No case fits every claim." : "More than one case fits every claim.";
-    return cot;
-  }
-  cot.solution = cases[left[0]];
-  std::string so = "Only " + code(cot.solution) + " fits, so ";
-  for (size_t i = 0; i < n; ++i)
-    so += (i ? ", " : "") + std::string(i + 1 == n && n > 1 ? "and " : "") + names[i] +
-          (cot.solution[i] ? " is a knight" : " is a knave");
-  cot.foot = so + ".";
+  cases.finish(cot, alive, names);
   return cot;
+}
+
+ChainOfThought truth_vectors_chain_of_thought(const std::vector<Statement>& st, const std::vector<std::string>& names,
+                                              const std::string& claim) {
+  Cases cases(st, names, "truth vectors");
+  ChainOfThought cot;
+  cot.sep = "\n";
+  cot.head = Cases::head(names);
+  auto vec = [&](const Statement& s) {
+    std::vector<bool> v(cases.size());
+    for (size_t c = 0; c < cases.size(); ++c) v[c] = evaluate(s, cases.knights[c]);
+    return v;
+  };
+  // One line per subformula, operands first; a negated leaf is one line in the quiz's words.
+  std::function<void(const Statement&, std::string&)> lines = [&](const Statement& s, std::string& step) {
+    std::string label;
+    if (leafy(s)) {
+      label = render(s, names);
+    } else {
+      for (const auto& a : s.args) lines(a, step);
+      label = s.op == "and" ? "Both" : s.op == "or" ? "Either" : s.op == "->" ? "If then" : s.op == "<=>" ? "Same" : "Not";
+    }
+    step += "\n" + label + ":" + cases.cased(vec(s)) + ".";
+  };
+  std::vector<bool> alive(cases.size(), true);
+  for (size_t p = 0; p < st.size(); ++p) {
+    std::string step = claim_line(claim, names[p], render(st[p], names));
+    lines(st[p], step);
+    std::vector<bool> truth = vec(st[p]);
+    for (size_t c = 0; c < cases.size(); ++c) alive[c] = alive[c] && truth[c] == cases.knights[c][p];
+    // yes/no only on these lines: the line above is found as the latest yes/no after the same code.
+    cot.steps.push_back(step + "\n" + (p ? "So far" : "Fits") + ":" + cases.marks(alive) + ".");
+  }
+  cases.finish(cot, alive, names);
+  return cot;
+}
+
+bool is_cot_style(const std::string& style) {
+  return style == "backtracking" || style == "truth_table" || style == "truth_vectors";
+}
+
+ChainOfThought chain_of_thought(const std::string& style, const std::vector<Statement>& st, const std::vector<std::string>& names,
+                                const std::string& claim) {
+  if (style == "backtracking") return chain_of_thought(st, names);
+  if (style == "truth_table") return truth_table_chain_of_thought(st, names, claim);
+  if (style == "truth_vectors") return truth_vectors_chain_of_thought(st, names, claim);
+  throw std::invalid_argument("unknown chain-of-thought style '" + style + "' (" + kCotStyles + ")");
 }
 
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights) {

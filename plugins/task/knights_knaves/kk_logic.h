@@ -54,7 +54,31 @@ ChainOfThought chain_of_thought(const std::vector<Statement>& statements, const 
 //   foot:  "Only KNK fits, so Emma is a knight, Liam is a knave, and Olivia is a knight."
 // Lines are joined by newlines; 2^n cases per line, so at most 12 people.
 ChainOfThought truth_table_chain_of_thought(const std::vector<Statement>& statements,
-                                            const std::vector<std::string>& names);
+                                            const std::vector<std::string>& names,
+                                            const std::string& claim = "{name} said that {content}.");
+
+// Truth vectors: the truth table turned on its side, so that each mark needs two marks and a
+// lookup rather than a whole claim. For each person: their claim copied out, then one line per
+// subformula, operands first, marking every case by writing its code in capitals where the
+// subformula holds and in lower case where it does not (one token per case): "Liam is a knave: kkk
+// kkn KNK KNN nkk nkn NNK NNN." (read off the code), "Both"/"Either"/"If then"/"Same"/"Not"
+// (combine the same case on the operand lines), then "Fits" (first person) or "So far", marked
+// "KKK yes KKN no ..." (yes/no only on these lines, so the last one is easy to find): the case
+// was yes on the last such line and the claim's truth matches the speaker's role in it. The foot
+// is truth_table_chain_of_thought's ("Only NNK fits, so ...").
+// `claim` words the copied claim line ("Claim: " + claim with {name} and {content} filled in);
+// match the quiz's "said" template so that the copy is exact token for token.
+inline constexpr const char* kDefaultClaim = "{name} said that {content}.";
+ChainOfThought truth_vectors_chain_of_thought(const std::vector<Statement>& statements,
+                                              const std::vector<std::string>& names,
+                                              const std::string& claim = kDefaultClaim);
+
+// The teacher's styles by name (anything else throws std::invalid_argument).
+inline constexpr const char* kCotStyles = "backtracking, truth_table or truth_vectors";
+bool is_cot_style(const std::string& style);
+// `claim` as for truth_vectors_chain_of_thought (the backtracking style ignores it).
+ChainOfThought chain_of_thought(const std::string& style, const std::vector<Statement>& statements,
+                                const std::vector<std::string>& names, const std::string& claim = kDefaultClaim);
 
 // "(1) Zoey is a knight\n(2) ..." for an assignment.
 std::string solution_text_format(const std::vector<std::string>& names, const std::vector<bool>& knights);

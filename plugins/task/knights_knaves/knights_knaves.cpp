@@ -159,10 +159,14 @@ class KkSolverTeacher final : public warmup::Teacher {
     warmup::Options o(init);
     // {cot}: head, steps and foot joined by spaces; {answer}: "(1) X is a knight\n(2) ...".
     template_ = o.get<std::string>("template", "{cot}\n</think>\n<answer>\n{answer}\n</answer>");
-    // backtracking: the dataset's cot_* text (Xie et al.); truth_table: one assignment per step
-    // with every claim evaluated leaf by leaf (kk::truth_table_chain_of_thought), for tiny models.
+    // backtracking: the dataset's cot_* text (Xie et al.); truth_table: one line of marked cases per
+    // claim; truth_vectors: one line of marked cases per subformula (kk_logic.h), for tiny models.
     cot_ = o.get<std::string>("cot", "backtracking");
-    if (cot_ != "backtracking" && cot_ != "truth_table") o.fail("cot", "must be backtracking or truth_table");
+    if (!kk::is_cot_style(cot_)) o.fail("cot", "must be " + std::string(kk::kCotStyles));
+    // The truth styles' copied claim line: match the task's generate_templates for an exact copy.
+    claim_ = o.get<std::string>("claim_template", kk::kDefaultClaim);
+    if (claim_.find("{name}") == std::string::npos || claim_.find("{content}") == std::string::npos)
+      o.fail("claim_template", "needs {name} and {content}");
     o.finish();
   }
 
@@ -173,7 +177,7 @@ class KkSolverTeacher final : public warmup::Teacher {
         throw warmup::DataError("kk_solver: example " + e.id + " has no statements/names metadata (not a K&K example)");
       auto names = e.metadata["names"].get<std::vector<std::string>>();
       auto st = kk::parse_statements(e.metadata["statements"].get<std::string>());
-      auto cot = cot_ == "truth_table" ? kk::truth_table_chain_of_thought(st, names) : kk::chain_of_thought(st, names);
+      auto cot = kk::chain_of_thought(cot_, st, names, claim_);
       std::string text = template_;
       replace(text, "{cot}", cot.text());
       replace(text, "{answer}", cot.solution.empty() ? "No valid solution exists." : kk::solution_text_format(names, cot.solution));
@@ -186,7 +190,7 @@ class KkSolverTeacher final : public warmup::Teacher {
   static void replace(std::string& s, const std::string& key, const std::string& value) {
     for (size_t at = 0; (at = s.find(key, at)) != std::string::npos; at += value.size()) s.replace(at, key.size(), value);
   }
-  std::string template_, cot_;
+  std::string template_, cot_, claim_;
 };
 
 }  // namespace

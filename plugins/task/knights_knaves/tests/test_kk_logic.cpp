@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -115,6 +116,121 @@ TEST_CASE("truth-table chain of thought: marks follow the rule and reach the uni
   CHECK(none.solution.empty());
   auto two = kk::truth_table_chain_of_thought(kk::parse_statements("(('telling-truth', 1), ('telling-truth', 0))"), {"A", "B"});
   CHECK(two.foot == "More than one case fits every claim.");
+}
+
+// The truth-vector trace re-derived from its own text: each line marks a case by writing its code
+// in capitals (holds) or lower case (does not), or "yes"/"no" after it on Fits/So far lines; a leaf line follows from its label alone, an
+// operator combines the last two lines (one for "Not") on a stack, as the lines come operands
+// first, and "Fits"/"So far" keep the cases that held on the last such line and whose claim's truth
+// matches the speaker's role; the one case left is the solution. Puzzles of up to 5 people.
+TEST_CASE("truth-vector chain of thought: every line follows from its label and the lines above") {
+  int puzzles = 0;
+  std::set<std::string> labels;
+  for (const auto& entry : fs::directory_iterator(data_dir())) {
+    if (entry.path().extension() != ".jsonl") continue;
+    std::ifstream in(entry.path());
+    std::string line;
+    for (int ln = 1; std::getline(in, line) && ln <= 60; ++ln) {
+      auto j = nlohmann::json::parse(line);
+      auto names = j["names"].get<std::vector<std::string>>();
+      if (names.size() > 5) break;
+      INFO(entry.path().filename().string() << ":" << ln);
+      auto st = kk::parse_statements(j["statements"].get<std::string>());
+      auto cot = kk::chain_of_thought("truth_vectors", st, names, "{name}: {content}!");
+      size_t n = names.size(), cases = size_t(1) << n;
+      REQUIRE(cot.steps.size() == n);
+      auto knight = [&](size_t c, size_t who) { return !((c >> (n - 1 - who)) & 1); };
+      auto parse = [&](const std::string& text, std::string& label) {
+        size_t colon = text.find(": ");
+        REQUIRE(colon != std::string::npos);
+        label = text.substr(0, colon);
+        REQUIRE(text.back() == '.');
+        std::istringstream marks(text.substr(colon + 2, text.size() - colon - 3));
+        std::vector<bool> v;
+        bool yes_no = label == "Fits" || label == "So far";  // "KKK yes KKN no ..." there
+        for (size_t c = 0; c < cases; ++c) {
+          std::string code, want, mark;
+          marks >> code;
+          for (size_t i = 0; i < n; ++i) want += knight(c, i) ? 'K' : 'N';
+          if (yes_no) {
+            CHECK(code == want);
+            marks >> mark;
+            REQUIRE((mark == "yes" || mark == "no"));
+            v.push_back(mark == "yes");
+            continue;
+          }
+          bool upper = code == want;
+          for (char& ch : want) ch = char(std::tolower(ch));
+          CHECK((upper || code == want));
+          v.push_back(upper);
+        }
+        std::string rest;
+        CHECK(!(marks >> rest));
+        return v;
+      };
+      std::vector<bool> alive(cases, true);
+      for (size_t p = 0; p < n; ++p) {
+        std::istringstream step(cot.steps[p]);
+        std::string text, label;
+        std::getline(step, text);
+        CHECK(text == "Claim: " + names[p] + ": " + kk::render(st[p], names) + "!");
+        std::vector<std::vector<bool>> stack;
+        while (std::getline(step, text)) {
+          auto v = parse(text, label);
+          labels.insert(label);
+          std::vector<bool> want(cases);
+          if (label == (p ? "So far" : "Fits")) {
+            REQUIRE(stack.size() == 1);
+            for (size_t c = 0; c < cases; ++c) alive[c] = alive[c] && stack[0][c] == knight(c, p);
+            CHECK(v == alive);
+            stack.clear();
+            continue;
+          }
+          bool leaf = false;
+          for (size_t who = 0; who < n && !leaf; ++who)
+            for (std::string role : {"knight", "knave"})
+              for (bool neg : {false, true})
+                if (label == names[who] + (neg ? " is not a " : " is a ") + role) {
+                  leaf = true;
+                  for (size_t c = 0; c < cases; ++c) want[c] = (knight(c, who) == (role == "knight")) != neg;
+                }
+          if (!leaf && label == "Not") {
+            REQUIRE(!stack.empty());
+            for (size_t c = 0; c < cases; ++c) want[c] = !stack.back()[c];
+            stack.pop_back();
+          } else if (!leaf) {
+            REQUIRE(stack.size() >= 2);
+            auto b = stack.back();
+            stack.pop_back();
+            auto a = stack.back();
+            stack.pop_back();
+            for (size_t c = 0; c < cases; ++c) {
+              if (label == "Both") want[c] = a[c] && b[c];
+              else if (label == "Either") want[c] = a[c] || b[c];
+              else if (label == "If then") want[c] = !a[c] || b[c];
+              else if (label == "Same") want[c] = a[c] == b[c];
+              else FAIL("unknown label " << label);
+            }
+          }
+          CHECK(v == want);
+          stack.push_back(v);
+        }
+        CHECK(stack.empty());  // the step ended with the Fits / So far line
+      }
+      REQUIRE(std::count(alive.begin(), alive.end(), true) == 1);
+      CHECK(cot.solution == j["solution"].get<std::vector<bool>>());
+      size_t c = size_t(std::find(alive.begin(), alive.end(), true) - alive.begin());
+      std::string code;
+      for (size_t i = 0; i < n; ++i) code += knight(c, i) ? 'K' : 'N';
+      CHECK(cot.foot.rfind("Only " + code + " fits, so ", 0) == 0);
+      ++puzzles;
+    }
+  }
+  CHECK(puzzles >= 40);
+  for (const char* op : {"Both", "Either", "If then", "Same"}) CHECK(labels.count(op) == 1);
+  CHECK_THROWS_AS(kk::chain_of_thought("prose", {}, {}), std::invalid_argument);
+  CHECK_THROWS_AS(kk::chain_of_thought("truth_vectors", kk::parse_statements("(('telling-truth', 0),)"), {"A"}, "{content}"),
+                  std::invalid_argument);  // no {name}
 }
 
 TEST_CASE("parser errors are reported") {
