@@ -3,10 +3,15 @@
 // each sequence's own logits; safetensors round trips.
 #include "torch_doctest.h"
 
+#include <fstream>
+#include <iterator>
+
+#include "config/toml_tree.h"
 #include "helpers.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "util/errors.h"
+#include "warmup/precision.h"
 
 using namespace warmup;
 
@@ -169,4 +174,36 @@ TEST_CASE("zero-copy loading maps the file and writes stay private") {
     loaded->model->norm->weight.add_(1.0);  // copy-on-write: the file must not change
   }
   CHECK(torch::equal(SafetensorsCheckpoint(d.path).tensor("model.norm.weight"), before));
+}
+
+// `bf16 = true | false | "auto"`; "auto" is on for CUDA and follows the CPU's native bf16 flags
+// (/proc/cpuinfo) on the CPU; anything else is an error at the key's place.
+TEST_CASE("the bf16 option: a boolean or \"auto\"") {
+  struct RecordingHost : Host {
+    std::string resolved;
+    void log(LogLevel, std::string_view, std::string_view) override {}
+    void set_resolved_config(std::string_view, std::string_view toml) override { resolved = toml; }
+  } host;
+  auto mode = [&](const std::string& text) {
+    toml::table t = toml::parse(text, std::string("exp.toml"));
+    PluginInit init = make_plugin_init("algorithm", "sft", "stages.sft", t, "exp.toml:1:1", 5);
+    init.host = &host;
+    Options o(init);
+    Bf16 m = bf16_option(o);
+    o.finish();
+    return m;
+  };
+  CHECK(mode("bf16 = true\n") == Bf16::on);
+  CHECK(mode("bf16 = false\n") == Bf16::off);
+  CHECK(mode("") == Bf16::off);  // the default
+  CHECK(mode("bf16 = \"auto\"\n") == Bf16::automatic);
+  CHECK(toml::parse(host.resolved)["bf16"].value<std::string>() == "auto");
+  CHECK_THROWS_WITH_AS(mode("bf16 = \"yes\"\n"), doctest::Contains("bf16 must be true, false or \"auto\""), ConfigError);
+  CHECK(bf16_enabled(Bf16::on, torch::kCPU));
+  CHECK_FALSE(bf16_enabled(Bf16::off, torch::kCUDA));
+  CHECK(bf16_enabled(Bf16::automatic, torch::kCUDA));
+  std::ifstream in("/proc/cpuinfo");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  bool native = all.find(" amx_bf16") != std::string::npos || all.find(" avx512_bf16") != std::string::npos;
+  CHECK(bf16_enabled(Bf16::automatic, torch::kCPU) == native);
 }

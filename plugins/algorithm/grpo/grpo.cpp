@@ -13,6 +13,7 @@
 #include "grpo_batch.h"
 #include "grpo_loss.h"
 #include "warmup/model.h"
+#include "warmup/precision.h"
 #include "warmup/sdk.h"
 #include "warmup/training.h"
 
@@ -58,7 +59,7 @@ class Grpo final : public warmup::Algorithm {
     weight_decay_ = o.get<double>("weight_decay", 0.1);
     max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
-    bf16_ = o.get<bool>("bf16", false);  // bf16 autocast for the training forward (the paper: bf16)
+    bf16_mode_ = warmup::bf16_option(o);  // bf16 autocast (mixed precision): true, false or "auto"
     save_steps_ = o.get<int64_t>("save_steps", 50);
     log_groups_ = o.get<int64_t>("log_completions_groups", 1);    // groups per step stored as samples; -1 = all
     reward_workers_ = o.get<int64_t>("reward_workers", 4);
@@ -76,6 +77,7 @@ class Grpo final : public warmup::Algorithm {
 
   void run(warmup::StageContext& ctx) override {
     warmup::Policy& policy = warmup::policy(ctx);
+    bf16_ = warmup::bf16_enabled(bf16_mode_, policy.device());
     if (ctx.tasks().empty() || ctx.rewards().empty())
       throw warmup::ConfigError("stage '" + ctx.stage_name() + "': grpo needs a task and at least one reward");
     load_data(ctx);
@@ -320,7 +322,8 @@ class Grpo final : public warmup::Algorithm {
   int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
   int64_t save_steps_, log_groups_, reward_workers_;
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_;
-  bool mask_truncated_, checkpointing_, bf16_;
+  bool mask_truncated_, checkpointing_, bf16_ = false;
+  warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;
   std::vector<std::vector<warmup::Example>> examples_;
   std::vector<Item> data_;

@@ -15,6 +15,7 @@
 
 #include "sft_batch.h"
 #include "warmup/model.h"
+#include "warmup/precision.h"
 #include "warmup/sdk.h"
 #include "warmup/training.h"
 
@@ -46,7 +47,7 @@ class Sft final : public warmup::Algorithm {
     // each attending only to itself; per_device_train_batch_size then counts rows.
     packing_ = o.get<bool>("packing", false);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
-    bf16_ = o.get<bool>("bf16", false);  // bf16 autocast (mixed precision); weights stay in the model's dtype
+    bf16_mode_ = warmup::bf16_option(o);  // bf16 autocast (mixed precision): true, false or "auto"
     eval_examples_ = o.get<int64_t>("eval_examples", 0);  // held out for eval/loss (the paper: 100)
     eval_steps_ = o.get<int64_t>("eval_steps", 50);
     save_steps_ = o.get<int64_t>("save_steps", 0);        // checkpoint every N steps; 0 = only at the end
@@ -60,6 +61,7 @@ class Sft final : public warmup::Algorithm {
 
   void run(warmup::StageContext& ctx) override {
     warmup::Policy& policy = warmup::policy(ctx);
+    bf16_ = warmup::bf16_enabled(bf16_mode_, policy.device());
     std::vector<sft::Sequence> all = load(ctx, policy);
     std::mt19937_64 split_rng{static_cast<uint64_t>(seed_)};
     std::shuffle(all.begin(), all.end(), split_rng);
@@ -218,7 +220,8 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
-  bool append_eos_, checkpointing_, bf16_, packing_;
+  bool append_eos_, checkpointing_, bf16_ = false, packing_;
+  warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   std::vector<std::vector<const sft::Sequence*>> rows_;  // what a step draws from: packed rows or single sequences
   std::optional<warmup::EpochOrder> order_;
   int64_t dropped_ = 0;
