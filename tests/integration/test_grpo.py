@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import BUILD, query, spawn, wait_for, warmup, write
+from conftest import BUILD, REPO, query, spawn, wait_for, warmup, write
 
 trl_grpo = pytest.importorskip("trl.trainer.grpo_trainer")
 from trl.trainer.utils import nanstd  # noqa: E402
@@ -129,7 +129,6 @@ TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_siz
 def experiment(tmp_path, steps, save_steps=0):
     """A from-scratch model (K&K tokenizer, where " knight" is one token) rewarded for writing
     "knight": a verifiable task a random model solves now and then, so GRPO has a signal."""
-    from conftest import REPO
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
     return write(tmp_path / "grpo.toml", f"""[experiment]
 name = "grpo-test"
@@ -192,7 +191,15 @@ def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
     assert warmup("run", exp, "--store", ref_store, timeout=900).returncode == 0
     ref = series(ref_store, "train/reward")
     p = spawn("run", exp, "--store", store)
-    assert wait_for(lambda: len(series(store, "train/reward")) >= 10, timeout=300)
+
+    def latest():  # the checkpoint a resume starts from, once the run directory exists
+        dirs = query(store, "SELECT run_dir FROM runs")
+        f = REPO / dirs[0][0] / "checkpoints/rl/latest" if dirs and dirs[0][0] else None
+        return f.read_text().strip() if f and f.exists() else ""
+
+    # Killed just after the step-8 checkpoint: steps 1-8 are not re-run, so their samples (buffered
+    # for up to 2 s) must already be in the store.
+    assert wait_for(lambda: latest() == "step-8", timeout=300, interval=0.01)
     p.kill()  # SIGKILL: no chance to checkpoint; steps after the last checkpoint are re-run
     p.communicate(timeout=60)
     r = warmup("run", "--resume", "1", "--store", store, timeout=900)
@@ -207,7 +214,6 @@ def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
 @pytest.mark.parametrize("name", ["math", "humaneval", "mmlu_physics", "mmlu_history"])
 def test_paper_rlvr_configs_resolve(name):
     import tomllib
-    from conftest import REPO
     r = warmup("run", REPO / f"experiments/paper/rlvr_{name}_qwen2.5-3b.toml", "--dry-run")
     assert r.returncode == 0, r.stderr
     stages = {s["name"]: s for s in tomllib.loads(r.stdout)["stages"]}

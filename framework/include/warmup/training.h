@@ -94,14 +94,19 @@ class EpochOrder {
 };
 
 // <checkpoint_dir>/step-N/{model/, optimizer.pt, state.json}; `latest` names the newest and is
-// written last, so a crash mid-save leaves the previous checkpoint in charge.
+// written last, so a crash mid-save leaves the previous checkpoint in charge. The metrics and
+// samples buffered up to `step` are written to the store before `latest` moves: a resume from this
+// checkpoint does not re-run those steps, so they must not be lost with the process.
 template <class Optimizer>
 void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t step) {
   std::filesystem::path dir = ctx.checkpoint_dir() / ("step-" + std::to_string(step));
   policy.save(dir / "model");
   torch::save(opt, (dir / "optimizer.pt").string());
   std::ofstream(dir / "state.json") << nlohmann::json{{"step", step}}.dump() << "\n";
-  std::ofstream(ctx.checkpoint_dir() / "latest") << dir.filename().string() << "\n";
+  ctx.flush();
+  std::filesystem::path latest = ctx.checkpoint_dir() / "latest", tmp = ctx.checkpoint_dir() / "latest.tmp";
+  std::ofstream(tmp) << dir.filename().string() << "\n";
+  std::filesystem::rename(tmp, latest);
   ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
 }
 
