@@ -1,8 +1,11 @@
-"""Builds experiments/quickstart/tokenizer/: a small byte-level BPE tokenizer (Qwen2's pre-tokenizer,
-normaliser and decoder, at most 1,024 tokens) trained on Knights & Knaves puzzles and solver traces of all styles, so the
-quickstart's tiny model sees ~4x shorter sequences than with raw bytes. Run once by a developer
-(needs the `tokenizers` package and a built `warmup-kk`); the output is committed, and warmup itself
-never needs Python.
+"""Builds experiments/quickstart/tokenizer/: a small byte-level BPE tokenizer (at most 1,024 tokens;
+Qwen2's normaliser and decoder) trained on Knights & Knaves puzzles and solver traces of all styles.
+Its pre-tokenizer keeps runs of lower-case words together ("phrase" pieces: " is a knight and",
+" said that", the fixed preamble), while names and other capitalised words, the truth-table case
+codes (" KKN", " knk") and " yes" / " no" stay pieces of their own, so each carries one fact. The
+quickstart's tiny model sees ~2x shorter prompts and ~20% shorter traces than with Qwen2's word-level
+pre-tokenizer, and ~5x shorter than with raw bytes. Run once by a developer (needs the `tokenizers`
+package and a built `warmup-kk`); the output is committed, and warmup itself never needs Python.
 
     python experiments/quickstart/make_tokenizer.py --kk build/bin/warmup-kk
 """
@@ -14,8 +17,14 @@ import tempfile
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+# Split pieces, first match wins: case codes (all K/N or all k/n, 1-8 letters), yes/no marks,
+# capitalised words, runs of lower-case words with one closing mark, then Qwen2's rules for digits,
+# punctuation and whitespace.
+PHRASE_SPLIT = (r" ?(?:[KN]{1,8}|[kn]{1,8})(?![\p{L}\p{N}])|"
+                r" ?(?:yes|no)(?![\p{L}\p{N}])|"
+                r" ?\p{Lu}\p{Ll}*|"
+                r"(?: ?\p{Ll}+)+[:,.;?!]?|"
+                r"\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -43,7 +52,7 @@ def main():
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.Split(Regex(PHRASE_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel(add_prefix_space=False, use_regex=False)
     trainer = trainers.BpeTrainer(vocab_size=a.vocab, special_tokens=SPECIALS, show_progress=False,

@@ -67,9 +67,9 @@ def hf():
     return Tokenizer.from_file(str(TOK_DIR / "tokenizer.json"))
 
 
-def ours_lines(values, *flags):
+def ours_lines(values, *flags, tokenizer=TOK_DIR):
     inp = "".join(json.dumps(v) + "\n" for v in values)
-    r = subprocess.run([WARMUP, "tokenize", "--tokenizer", TOK_DIR, "--lines", *flags], input=inp,
+    r = subprocess.run([WARMUP, "tokenize", "--tokenizer", tokenizer, "--lines", *flags], input=inp,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return [json.loads(l) for l in r.stdout.split("\n")[:-1]]  # not splitlines: U+2028 is data
@@ -81,6 +81,24 @@ def test_encode_matches_hf_tokenizers(hf):
     assert len(ours) == len(texts)
     mismatches = [(t, o, hf.encode(t).ids) for t, o in zip(texts, ours) if o != hf.encode(t).ids]
     assert not mismatches, mismatches[:3]
+
+
+def test_quickstart_phrase_tokenizer_matches_hf_tokenizers():
+    """The quickstart's tokenizer has its own Split pattern (phrase pieces, case codes, yes/no):
+    parity on real K&K puzzles and solver traces as well as on the general corpus."""
+    from conftest import REPO
+    qs = REPO / "experiments/quickstart/tokenizer"
+    ref = Tokenizer.from_file(str(qs / "tokenizer.json"))
+    texts = CORPUS + random_texts(200, seed=3)
+    for f in ("3ppl_test.jsonl", "7ppl_test.jsonl"):
+        for line in open(REPO / "plugins/task/knights_knaves/tests/data" / f):
+            r = json.loads(line)
+            texts += [r["quiz"], "\n".join([r["cot_head"], *r["cot_repeat_steps"], r["cot_foot"]]), r["solution_text_format"]]
+    texts.append("Liam is a knave: kkk kkn KNK KNN nkk nkn NNK NNN.\nSo far: KKK yes KKN no knk yes.")
+    ours = ours_lines(texts, tokenizer=qs)
+    mismatches = [(t, o, ref.encode(t).ids) for t, o in zip(texts, ours) if o != ref.encode(t).ids]
+    assert not mismatches, mismatches[:3]
+    assert ref.encode(" Liam is a knave:").tokens == ["ĠLiam", "ĠisĠaĠknave:"]  # a phrase piece
 
 
 def test_decode_matches_hf_and_roundtrips(hf):
