@@ -7,11 +7,13 @@
 
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "cli/options_util.h"
 #include "model/checkpoint.h"
 #include "text/tokenizer.h"
 #include "util/errors.h"
+#include "warmup/training.h"
 
 namespace warmup::cli {
 namespace {
@@ -86,9 +88,15 @@ int bench_train_step(const po::variables_map& vm) {
   int steps = vm["steps"].as<int>(), warm = vm["warmup"].as<int>();
   std::vector<double> times;
   double loss_value = 0;
+  bool bf16 = vm.count("bf16") > 0;
+  std::string profile = vm["profile"].as<std::string>();
   for (int s = 0; s < warm + steps; ++s) {
+    // --profile: a Chrome trace of the last measured step (op names, shapes, self times).
+    std::optional<torch::autograd::profiler::RecordProfile> rec;
+    if (!profile.empty() && s == warm + steps - 1) rec.emplace(profile);
     auto t0 = Clock::now();
     torch::Tensor loss;
+    Autocast autocast(torch::kCPU, bf16);
     if (vm["head"].as<std::string>() == "fused") {
       auto w = torch::full({B, T}, -1.0 / double(B * T));  // mean NLL
       loss = model->weighted_logprob_sum(ids, targets, w, {}, {}, vm["chunk"].as<int64_t>());
@@ -105,7 +113,8 @@ int bench_train_step(const po::variables_map& vm) {
   json j = {{"bench", "train_step_fwd_bwd"}, {"impl", "warmup"}, {"threads", threads},
             {"parameters", config.num_parameters()}, {"dtype", dtype_name(dtype)}, {"batch", B}, {"seq", T},
             {"steps", steps}, {"median_step_s", median}, {"tokens_per_s", double(B * T) / median},
-            {"loss", loss_value}, {"head", vm["head"].as<std::string>()}, {"peak_rss_mb", peak_rss_mb()}};
+            {"loss", loss_value}, {"head", vm["head"].as<std::string>()}, {"bf16_autocast", bf16},
+            {"peak_rss_mb", peak_rss_mb()}};
   std::cout << j.dump() << "\n";
   return 0;
 }
@@ -129,6 +138,8 @@ int cmd_bench(const Args& args) {
       ("dtype", po::value<std::string>()->default_value("float32"), "train-step: parameter dtype")
       ("chunk", po::value<int64_t>()->default_value(1024), "train-step: log-prob rows per chunk")
       ("checkpointing", "train-step: activation checkpointing")
+      ("bf16", "train-step: bf16 autocast (as sft/grpo with bf16 = true)")
+      ("profile", po::value<std::string>()->default_value(""), "train-step: write a Chrome trace of the last step here")
       ("head", po::value<std::string>()->default_value("fused"),
        "train-step: fused (gradient in the forward pass) | recompute (token_logprobs)");
   po::positional_options_description pos;
