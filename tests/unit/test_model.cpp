@@ -1,5 +1,6 @@
-// Model internals that need no Python oracle: the chunked log-prob autograd function and
-// activation checkpointing give the same gradients as the plain path; padded and packed rows give
+// Model internals that need no Python oracle: the fused CPU kernels (RMSNorm, RoPE), the chunked
+// log-prob autograd function and activation checkpointing give the same values and gradients as
+// the composite (transformers) forms; padded and packed rows give
 // each sequence's own logits; safetensors round trips.
 #include "torch_doctest.h"
 
@@ -7,6 +8,7 @@
 #include <iterator>
 
 #include "config/toml_tree.h"
+#include "cpu/fused_ops.h"
 #include "helpers.h"
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
@@ -31,6 +33,45 @@ std::map<std::string, torch::Tensor> grads_of(CausalLM& m) {
 }
 
 }  // namespace
+
+TEST_CASE("fused CPU RMSNorm and RoPE: values and gradients equal transformers' composite forms") {
+  torch::manual_seed(11);
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    INFO(std::string(c10::toString(dtype)));
+    double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    // RMSNorm over (B, T, H), an fp32 weight (the autocast case for bf16 input): output fp32.
+    auto x0 = torch::randn({3, 5, 40}).to(dtype), w0 = 1 + 0.1 * torch::randn({40}), g = torch::randn({3, 5, 40});
+    auto x1 = x0.clone().requires_grad_(true), w1 = w0.clone().requires_grad_(true);
+    auto x2 = x0.clone().requires_grad_(true), w2 = w0.clone().requires_grad_(true);
+    auto h = x1.to(torch::kFloat32);
+    auto ref = w1 * (h * torch::rsqrt(h.pow(2).mean(-1, true) + 1e-6)).to(dtype);
+    auto got = kernels::rms_norm(x2, w2, 1e-6);
+    CHECK((got.scalar_type() == ref.scalar_type()));
+    CHECK(torch::allclose(got.to(torch::kFloat32), ref.to(torch::kFloat32), tol, tol));
+    (ref * g).sum().backward();
+    (got * g).sum().backward();
+    CHECK(torch::allclose(x2.grad().to(torch::kFloat32), x1.grad().to(torch::kFloat32), tol, tol));
+    CHECK(torch::allclose(w2.grad(), w1.grad(), tol * 10, tol));  // a sum over 15 rows
+
+    // RoPE on (B, T, Hd, D) with the model's cos/sin (positions not in order: left padding).
+    ModelConfig c = tiny("Qwen2ForCausalLM", true);
+    RotaryEmbedding rot(c);
+    auto pos = torch::tensor({0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, torch::kInt64).view({2, 7});
+    auto [cos, sin] = rot(pos);
+    int64_t D = c.head_dim;
+    auto q0 = torch::randn({2, 7, 3, D}).to(dtype), gq = torch::randn({2, 7, 3, D}).to(dtype);
+    auto q1 = q0.clone().requires_grad_(true), q2 = q0.clone().requires_grad_(true);
+    auto cc = cos.unsqueeze(2).to(dtype), ss = sin.unsqueeze(2).to(dtype);
+    auto halves = q1.chunk(2, -1);
+    auto rref = q1 * cc + torch::cat({-halves[1], halves[0]}, -1) * ss;
+    auto rgot = kernels::rope(q2, cos, sin);
+    CHECK((rgot.scalar_type() == dtype));
+    CHECK(torch::allclose(rgot.to(torch::kFloat32), rref.to(torch::kFloat32), tol, tol));
+    (rref * gq).sum().backward();
+    (rgot * gq).sum().backward();
+    CHECK(torch::allclose(q2.grad().to(torch::kFloat32), q1.grad().to(torch::kFloat32), tol, tol));
+  }
+}
 
 TEST_CASE("chunked token log-probs: values and gradients equal log_softmax of full logits") {
   for (bool tie : {true, false}) {

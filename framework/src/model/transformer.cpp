@@ -4,6 +4,10 @@
 
 #include <cmath>
 
+#include <ATen/autocast_mode.h>
+
+#include "cpu/fused_ops.h"
+
 namespace warmup {
 
 // ---- RMSNorm -----------------------------------------------------------------------------
@@ -13,6 +17,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  if (x.is_cpu()) return kernels::rms_norm(x, weight, eps);  // one pass (kernels/cpu/fused_ops.h)
   auto dtype = x.scalar_type();
   torch::Tensor h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, true) + eps);
@@ -53,6 +58,13 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+// x (B, T, H, D) rotated by cos/sin (B, T, D): fused on CPU, else transformers' composite form.
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (x.is_cpu()) return kernels::rope(x, cos, sin);
+  auto c = cos.unsqueeze(2).to(x.scalar_type()), s = sin.unsqueeze(2).to(x.scalar_type());  // (B, T, 1, D)
+  return x * c + rotate_half(x) * s;
+}
+
 }  // namespace
 
 // ---- attention, MLP, layer -----------------------------------------------------------------
@@ -79,10 +91,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto k = k_proj(x).view({B, T, kv_heads, head_dim});  // (B, T, Hkv, D)
   auto v = v_proj(x).view({B, T, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
+  q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // (B, H, T, D)
-  auto c = cos.unsqueeze(1).to(q.scalar_type()), s = sin.unsqueeze(1).to(q.scalar_type());
-  q = q * c + rotate_half(q) * s;
-  k = k * c + rotate_half(k) * s;
   std::optional<torch::Tensor> m;
   if (mask.defined()) m = mask;
   auto out = at::scaled_dot_product_attention(q, k, v, m, 0.0, /*is_causal=*/!mask.defined(),
@@ -98,9 +108,7 @@ torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch:
   auto k = k_proj(x).view({B, T, kv_heads, head_dim});
   auto v = v_proj(x).view({B, T, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
-  auto c = cos.unsqueeze(2).to(q.scalar_type()), s = sin.unsqueeze(2).to(q.scalar_type());  // (B, T, 1, D)
-  q = q * c + rotate_half(q) * s;
-  k = k * c + rotate_half(k) * s;
+  q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor& kp = (*kv.k_pool)[size_t(layer)];
   torch::Tensor& vp = (*kv.v_pool)[size_t(layer)];
   kp.index_copy_(0, kv.write_slots, k.reshape({B * T, kv_heads, head_dim}));
@@ -184,6 +192,21 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
   }
 };
 
+// acc += a @ b, kept in fp32. Plain fp32 (no autocast): straight into acc by addmm (no product
+// temporary, no zero fill); otherwise the product in the compute dtype, then added in fp32.
+void add_mm_fp32(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
+  bool direct = a.scalar_type() == torch::kFloat32 && b.scalar_type() == torch::kFloat32 &&
+                !at::autocast::is_autocast_enabled(a.device().type());
+  if (direct) {
+    if (!acc.defined()) acc = torch::mm(a, b);
+    else acc.addmm_(a, b);
+    return;
+  }
+  auto p = torch::mm(a, b).to(torch::kFloat32);
+  if (!acc.defined()) acc = p;
+  else acc.add_(p);
+}
+
 // log_softmax(h @ W^T)[target] per row, chunked; the (rows, V) logits are never all alive.
 struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor w, torch::Tensor targets,
@@ -206,7 +229,7 @@ struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
     int64_t chunk = ctx->saved_data["chunk"].toInt(), n = h.size(0);
     auto g = grad[0].to(torch::kFloat32);
     auto gh = torch::empty_like(h);
-    auto gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
+    torch::Tensor gw;  // fp32, from the first chunk on
     for (int64_t s = 0; s < n; s += chunk) {
       int64_t e = std::min(n, s + chunk);
       auto hc = h.slice(0, s, e);
@@ -216,8 +239,9 @@ struct ChunkedLogProb : torch::autograd::Function<ChunkedLogProb> {
       dlogits.scatter_add_(1, targets.slice(0, s, e).unsqueeze(1), gc);
       auto dl = dlogits.to(h.scalar_type());
       gh.slice(0, s, e).copy_(torch::matmul(dl, w));
-      gw.add_(torch::matmul(dl.t(), hc).to(torch::kFloat32));
+      add_mm_fp32(gw, dl.t(), hc);
     }
+    if (!gw.defined()) gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
     return {gh, gw.to(w.scalar_type()), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -232,10 +256,7 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
     int64_t n = h.size(0);
     bool need_grad = h.requires_grad() || w.requires_grad();
     torch::Tensor gh, gw;
-    if (need_grad) {
-      gh = torch::empty_like(h);
-      gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
-    }
+    if (need_grad) gh = torch::empty_like(h);  // gw: fp32, from the first chunk on
     auto total = torch::zeros({}, h.options().dtype(torch::kFloat32));
     torch::NoGradGuard no_grad;
     for (int64_t s = 0; s < n; s += chunk) {
@@ -244,20 +265,21 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
       auto t = targets.slice(0, s, e).unsqueeze(1);
       auto wc = weights.slice(0, s, e).to(torch::kFloat32).unsqueeze(1);  // (rows, 1)
       auto logits = torch::matmul(hc, w.t()).to(torch::kFloat32);         // (rows, V)
-      auto lse = logits.logsumexp(1, true);
-      auto lp = logits.gather(1, t) - lse;                                 // (rows, 1)
+      auto logp = torch::log_softmax(logits, 1);                           // one fused pass per row
+      auto lp = logp.gather(1, t);                                         // (rows, 1)
       total += (lp * wc).sum();
       if (logprobs_out.numel() > 0) logprobs_out.slice(0, s, e).copy_(lp.squeeze(1));
-      if (entropy_out.numel() > 0)  // H = lse - sum(p * logits)
-        entropy_out.slice(0, s, e).copy_(lse.squeeze(1) - (logits - lse).exp().mul(logits).sum(1));
+      if (entropy_out.numel() > 0)  // H = -sum(p * log p)
+        entropy_out.slice(0, s, e).copy_(-(logp.exp() * logp).sum(1));
       if (need_grad) {
-        auto dl = logits.sub_(lse).exp_().mul_(-wc);  // -w * softmax, in place of the logits
+        auto dl = logp.exp_().mul_(-wc);  // -w * softmax, in place of the log-probs
         dl.scatter_add_(1, t, wc);
         auto dlc = dl.to(h.scalar_type());
         gh.slice(0, s, e).copy_(torch::matmul(dlc, w));
-        gw.add_(torch::matmul(dlc.t(), hc).to(torch::kFloat32));
+        add_mm_fp32(gw, dlc.t(), hc);
       }
     }
+    if (need_grad && !gw.defined()) gw = torch::zeros(w.sizes(), w.options().dtype(torch::kFloat32));
     ctx->save_for_backward({gh, need_grad ? gw.to(w.scalar_type()) : torch::Tensor()});
     return total;
   }
