@@ -57,4 +57,21 @@ inline bool paper_format(const std::string& s, std::string& answer, std::string&
   return true;
 }
 
+// The gate as the first step of a paper reward (`Result` is warmup::RewardResult): `r` starts
+// incorrect; when the gate fails it gets `format_error`, the reason and breakdown format 0, and
+// false is returned; when it passes, breakdown format 1 and `answer` holds the answer span.
+template <class Result>
+bool paper_format_gate(const std::string& s, double format_error, Result& r, std::string& answer) {
+  r.correct = false;
+  std::string why;
+  if (!paper_format(s, answer, why)) {
+    r.value = format_error;
+    r.error = why;
+    r.breakdown["format"] = 0.0;
+    return false;
+  }
+  r.breakdown["format"] = 1.0;
+  return true;
+}
+
 }  // namespace warmup

@@ -110,6 +110,15 @@ void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t 
   ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
 }
 
+// The stage's trained weights as its output: <run_dir>/<stage>/model (a Hugging Face directory),
+// handed to the next stage and registered as the artifact "model".
+inline void save_output_model(StageContext& ctx, Policy& policy) {
+  std::filesystem::path out = ctx.run_dir() / ctx.stage_name() / "model";
+  policy.save(out);
+  ctx.set_output_model(out);
+  ctx.artifact(out, "model");
+}
+
 // Loads the latest checkpoint (weights, optimizer) and returns its step, or 0 without one; drops
 // what an interrupted attempt recorded after that step (StageContext::discard_after).
 template <class Optimizer>

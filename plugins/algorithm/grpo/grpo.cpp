@@ -19,7 +19,6 @@
 
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -101,10 +100,7 @@ class Grpo final : public warmup::Algorithm {
       if ((save_steps_ > 0 && s1 % save_steps_ == 0 && s1 < total) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
       if (stop) return;
     }
-    fs::path out = ctx.run_dir() / ctx.stage_name() / "model";
-    policy.save(out);
-    ctx.set_output_model(out);
-    ctx.artifact(out, "model");
+    warmup::save_output_model(ctx, policy);
   }
 
  private:

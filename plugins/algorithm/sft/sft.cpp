@@ -138,10 +138,7 @@ class Sft final : public warmup::Algorithm {
       if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
       if (stop) return;
     }
-    fs::path out = ctx.run_dir() / ctx.stage_name() / "model";
-    policy.save(out);
-    ctx.set_output_model(out);
-    ctx.artifact(out, "model");
+    warmup::save_output_model(ctx, policy);
   }
 
  private:

@@ -64,15 +64,13 @@ class KkPaper final : public warmup::Reward {
 
   warmup::RewardResult score(const warmup::Example& ex, const std::string& s) const override {
     warmup::RewardResult r;
-    r.correct = false;
+    std::string span;
+    if (!warmup::paper_format_gate(s, format_error_, r, span)) return r;
     auto fail = [&](double v, const std::string& why) {
       r.value = v;
       r.error = why;
-      r.breakdown["format"] = v == format_error_ ? 0.0 : 1.0;
       return r;
     };
-    std::string span, why;
-    if (!warmup::paper_format(s, span, why)) return fail(format_error_, why);
     auto out = parse_lines(strip(span));
     auto gold = parse_lines(ex.reference);
     for (const auto& [name, role] : out)
@@ -80,7 +78,6 @@ class KkPaper final : public warmup::Reward {
     for (const auto& [name, role] : out)
       if (role.find("knight") == std::string::npos && role.find("knave") == std::string::npos)
         return fail(parse_error_, "a role is neither knight nor knave");
-    r.breakdown["format"] = 1.0;
     bool ok = out == gold;
     r.value = ok ? correct_ : wrong_;
     r.correct = ok;

@@ -27,15 +27,8 @@ MathPaper::MathPaper(const warmup::PluginInit& init) {
 
 warmup::RewardResult MathPaper::score(const warmup::Example& ex, const std::string& s) const {
   warmup::RewardResult r;
-  r.correct = false;
-  r.breakdown["format"] = 0.0;
-  std::string span, why;
-  if (!warmup::paper_format(s, span, why)) {
-    r.value = format_error_;
-    r.error = why;
-    return r;
-  }
-  r.breakdown["format"] = 1.0;
+  std::string span;
+  if (!warmup::paper_format_gate(s, format_error_, r, span)) return r;
   if (span.find("\\boxed") == std::string::npos || !mv::last_boxed(span)) {
     r.value = no_boxed_;
     r.error = "no \\boxed{} in the answer";

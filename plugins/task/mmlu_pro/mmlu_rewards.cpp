@@ -34,15 +34,8 @@ PaperReward::PaperReward(const warmup::PluginInit& init) {
 
 warmup::RewardResult PaperReward::score(const warmup::Example& ex, const std::string& s) const {
   warmup::RewardResult r;
-  r.correct = false;
-  r.breakdown["format"] = 0.0;
-  std::string span, why;
-  if (!warmup::paper_format(s, span, why)) {
-    r.value = format_error_;
-    r.error = why;
-    return r;
-  }
-  r.breakdown["format"] = 1.0;
+  std::string span;
+  if (!warmup::paper_format_gate(s, format_error_, r, span)) return r;
   Extraction x = extract(chain_, py_strip(span), paren_again_);
   r.breakdown["tier"] = x.tier;
   bool ok = x.letter != 0 && std::string(1, x.letter) == ex.reference;
