@@ -1,7 +1,9 @@
 """SFT tokens/s on the CPU: the `sft` algorithm (a `warmup run`) vs an equivalent transformers
 training loop: same model directory (bench/qwen2_50m.json, random init), same torch build and
 thread count, same K&K solver-trace sequences truncated to the same max length, same batch and
-AdamW. Loss on completion tokens only on both sides. Prints JSON with the ratio and peak RSS."""
+AdamW. Loss on completion tokens only on both sides; --bf16 autocasts both. Ours and the peer alternate in
+--rounds rounds (the machine's speed drifts); each side's rate is the median over its steps. Prints
+JSON with the ratio and peak RSS."""
 import argparse
 import json
 import os
@@ -23,8 +25,10 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and the peer")
     ap.add_argument("--warmup-bin", default="build/bin/warmup")
     ap.add_argument("--packing", action="store_true", help="ours with packing = true (rows of max-length tokens)")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (ours: bf16 = true)")
     a = ap.parse_args()
     repo = os.path.abspath(".")
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,18 +61,25 @@ algorithm = "sft"
   max_length = {a.max_length}
   learning_rate = 1e-4
   packing = {"true" if a.packing else "false"}
+  bf16 = {"true" if a.bf16 else "false"}
 """
         open(f"{tmp}/e.toml", "w").write(exp)
         os.environ["OMP_NUM_THREADS"] = str(a.threads)
-        subprocess.run([a.warmup_bin, "run", f"{tmp}/e.toml", "--store", f"{tmp}/s.sqlite"],
-                       check=True, capture_output=True, text=True)
-        con = sqlite3.connect(f"{tmp}/s.sqlite")
-        tps = [v for (v,) in con.execute("SELECT value FROM metrics WHERE key = 'train/tokens_per_s' AND step > 1 ORDER BY step")]
-        ours = {"impl": "warmup sft" + (" (packing)" if a.packing else ""), "tokens_per_s": sorted(tps)[len(tps) // 2], "steps": len(tps)}
-
         torch.set_num_threads(a.threads)
+
+        def ours_round(r):
+            os.makedirs(f"{tmp}/r{r}")
+            subprocess.run([a.warmup_bin, "run", f"{tmp}/e.toml", "--store", f"{tmp}/r{r}/s.sqlite"],
+                           check=True, capture_output=True, text=True)
+            con = sqlite3.connect(f"{tmp}/r{r}/s.sqlite")
+            return [v for (v,) in con.execute("SELECT value FROM metrics WHERE key = 'train/tokens_per_s' AND step > 1")]
+
+        # The machine's speed drifts over minutes: ours and the peer alternate, round by round, and
+        # each reports the median over all its measured steps.
+        ours_rates = ours_round(0)
+        ours_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # before this process grows
         tok = Tokenizer.from_file(f"{tmp}/m/tokenizer.json")
-        rows = [json.loads(l) for l in open(f"{tmp}/runs/1/sft.jsonl")]
+        rows = [json.loads(l) for l in open(f"{tmp}/r0/runs/1/sft.jsonl")]
         seqs = []
         for r in rows:
             p, c = tok.encode(r["prompt"]).ids, tok.encode(r["completion"]).ids + [256]
@@ -77,27 +88,31 @@ algorithm = "sft"
             seqs.append((ids, labels))
         model = AutoModelForCausalLM.from_pretrained(f"{tmp}/m", attn_implementation="sdpa").train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4)
-        times, counts = [], []
-        for s in range(a.steps + 1):
-            batch = seqs[s * a.batch:(s + 1) * a.batch]
-            T = max(len(x[0]) for x in batch)
-            ids = torch.tensor([x[0] + [0] * (T - len(x[0])) for x in batch])
-            labels = torch.tensor([x[1] + [-100] * (T - len(x[1])) for x in batch])
-            mask = torch.tensor([[1] * len(x[0]) + [0] * (T - len(x[0])) for x in batch])
-            t = time.perf_counter()
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if s > 0:
-                times.append(time.perf_counter() - t)
-                counts.append(int(mask.sum()))
-        rates = sorted(c / t for c, t in zip(counts, times))
-        peer = {"impl": "transformers loop", "tokens_per_s": rates[len(rates) // 2],
+        peer_rates = []
+        for rnd in range(a.rounds):
+            if rnd > 0:
+                ours_rates += ours_round(rnd)
+            for s in range(a.steps + 1):
+                batch = seqs[s * a.batch:(s + 1) * a.batch]
+                T = max(len(x[0]) for x in batch)
+                ids = torch.tensor([x[0] + [0] * (T - len(x[0])) for x in batch])
+                labels = torch.tensor([x[1] + [-100] * (T - len(x[1])) for x in batch])
+                mask = torch.tensor([[1] * len(x[0]) + [0] * (T - len(x[0])) for x in batch])
+                t = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if s > 0:
+                    peer_rates.append(int(mask.sum()) / (time.perf_counter() - t))
+        median = lambda v: sorted(v)[len(v) // 2]
+        ours = {"impl": "warmup sft" + (" (packing)" if a.packing else ""), "tokens_per_s": median(ours_rates),
+                "steps": len(ours_rates), "peak_rss_mb": ours_rss}
+        peer = {"impl": "transformers loop", "tokens_per_s": median(peer_rates), "steps": len(peer_rates),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        ours["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(json.dumps({"bench": "sft_cpu", "config": a.config, "threads": a.threads, "batch": a.batch,
+        print(json.dumps({"bench": "sft_cpu", "config": a.config, "threads": a.threads, "batch": a.batch, "bf16": a.bf16,
                           "max_length": a.max_length, "torch": torch.__version__, "ours": ours, "peer": peer,
                           "ratio": ours["tokens_per_s"] / peer["tokens_per_s"]}, indent=2))
 

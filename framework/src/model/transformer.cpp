@@ -274,7 +274,10 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
       if (need_grad) {
         auto dl = logp.exp_().mul_(-wc);  // -w * softmax, in place of the log-probs
         dl.scatter_add_(1, t, wc);
-        auto dlc = dl.to(h.scalar_type());
+        // Under autocast, once into the compute dtype (each matmul would cast it again otherwise).
+        auto dtype = at::autocast::is_autocast_enabled(h.device().type())
+                         ? at::autocast::get_autocast_dtype(h.device().type()) : h.scalar_type();
+        auto dlc = dl.to(dtype);
         gh.slice(0, s, e).copy_(torch::matmul(dlc, w));
         add_mm_fp32(gw, dlc.t(), hc);
       }
