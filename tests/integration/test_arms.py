@@ -110,3 +110,29 @@ def test_model_from_must_name_an_earlier_stage(tmp_path, store):
     r = warmup("run", exp, "--store", store, "--dry-run")
     assert r.returncode != 0 and "model_from: 'sft-z' is not an earlier stage" in r.stderr, r.stderr
     assert "arms.toml:" in r.stderr
+
+
+def test_the_committed_quickstart_runs_end_to_end_when_shrunk(tmp_path):
+    """experiments/quickstart.toml and quickstart_rlvr.toml themselves (the README's main job), cut
+    down with --set to a few puzzles and steps: every stage runs, both arms are evaluated on the
+    generated test puzzles with the paper's reward, and each RLVR arm starts from its SFT arm."""
+    store = tmp_path / "qs.sqlite"
+    shrink = ["--set", "tasks.kk.generate_train=16", "--set", "tasks.kk.generate_test=4"]
+    for arm in ("base", "warmup"):
+        shrink += ["--set", f"stages.sft-{arm}.sft.max_steps=2", "--set", f"stages.eval-{arm}.evaluate.max_new_tokens=24"]
+    r = warmup("run", REPO / "experiments/quickstart.toml", "--store", store, *shrink, timeout=600)
+    assert r.returncode == 0, r.stderr
+    stages = query(store, "SELECT name, status FROM stages WHERE run_id = 1 ORDER BY idx")
+    assert stages == [(s, "finished") for s in ("sft-base", "eval-base", "sft-warmup", "eval-warmup")]
+    for stage in ("eval-base", "eval-warmup"):
+        assert query(store, "SELECT value FROM metrics WHERE stage = ? AND key = 'eval/kk/n_people=3/count'", stage) == [(4,)]
+        assert query(store, "SELECT count(*) FROM samples WHERE stage = ? AND rewards LIKE '%kk_paper%'", stage) == [(4,)]
+    rl = []
+    for arm in ("base", "warmup"):
+        rl += ["--set", f"stages.rl-{arm}.grpo.max_steps=1", "--set", f"stages.rl-{arm}.grpo.max_completion_length=16",
+               "--set", f"stages.eval-{arm}-rl.evaluate.max_new_tokens=16"]
+    r = warmup("run", REPO / "experiments/quickstart_rlvr.toml", "--store", store, *shrink, *rl, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (run_dir,), = query(store, "SELECT run_dir FROM runs WHERE id = 2")
+    loads = dict(re.findall(r"\[([\w-]+)\] loading model (\S+)", r.stderr))
+    assert loads["rl-base"] == f"{run_dir}/sft-base/model" and loads["rl-warmup"] == f"{run_dir}/sft-warmup/model", loads
