@@ -269,10 +269,13 @@ struct FusedWeightedLogProb : torch::autograd::Function<FusedWeightedLogProb> {
       auto lp = logp.gather(1, t);                                         // (rows, 1)
       total += (lp * wc).sum();
       if (logprobs_out.numel() > 0) logprobs_out.slice(0, s, e).copy_(lp.squeeze(1));
-      if (entropy_out.numel() > 0)  // H = -sum(p * log p)
-        entropy_out.slice(0, s, e).copy_(-(logp.exp() * logp).sum(1));
+      torch::Tensor p;  // softmax, computed once for the entropy and the gradient
+      if (entropy_out.numel() > 0) {  // H = -sum(p * log p)
+        p = logp.exp();
+        entropy_out.slice(0, s, e).copy_(-(p * logp).sum(1));
+      }
       if (need_grad) {
-        auto dl = logp.exp_().mul_(-wc);  // -w * softmax, in place of the log-probs
+        auto dl = (p.defined() ? p : logp.exp_()).mul_(-wc);  // -w * softmax, in place
         dl.scatter_add_(1, t, wc);
         // Under autocast, once into the compute dtype (each matmul would cast it again otherwise).
         auto dtype = at::autocast::is_autocast_enabled(h.device().type())
