@@ -72,6 +72,27 @@ bool pump(Fd& fd, std::string& dst, size_t cap, bool& truncated) {
   }
 }
 
+// Processes of uid that are still alive (zombies hold nothing but a table slot; a container's PID 1
+// may never reap the ones reparented to it).
+int live_processes_of(uid_t uid) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    struct stat st;
+    if (stat(e.path().c_str(), &st) != 0 || st.st_uid != uid) continue;
+    std::ifstream in(e.path() / "stat");
+    std::string line;
+    std::getline(in, line);
+    size_t paren = line.rfind(')');
+    if (paren == std::string::npos || line.size() <= paren + 2) continue;  // gone meanwhile
+    char state = line[paren + 2];
+    if (state != 'Z' && state != 'X') ++n;
+  }
+  return n;
+}
+
 std::string read_capped(const fs::path& p, size_t cap) {  // regular files only, never a symlink
   Fd fd;
   fd.reset(open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
@@ -227,11 +248,17 @@ SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int s
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (level == kNoNs && uid >= 0) {  // no PID namespace: processes that left the group die by uid
-    for (int round = 0; round < 2; ++round) {
+  if (level == kNoNs && uid >= 0) {
+    // No PID namespace: processes that left the group die by uid. kill() only queues SIGKILL, so
+    // this waits (bounded) until none is alive: the slot's next job reuses the uid and its
+    // RLIMIT_NPROC, and "nothing left behind" must hold when run() returns.
+    auto until = Clock::now() + std::chrono::seconds(2);
+    for (int round = 0;; ++round) {
       pid_t killer = pid_t(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
       if (killer == 0) kill_all_of(uid_t(uid));
       if (killer > 0) waitpid(killer, nullptr, 0);
+      if (round >= 1 && (live_processes_of(uid_t(uid)) == 0 || Clock::now() >= until)) break;
+      if (round >= 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
   if (out_r.fd >= 0) pump(out_r, res.out, cap, res.truncated);
