@@ -1,9 +1,10 @@
 """SFT tokens/s on the CPU: the `sft` algorithm (a `warmup run`) vs an equivalent transformers
 training loop: same model directory (bench/qwen2_50m.json, random init), same torch build and
 thread count, same K&K solver-trace sequences truncated to the same max length, same batch and
-AdamW. Loss on completion tokens only on both sides; --bf16 autocasts both. Ours and the peer alternate in
---rounds rounds (the machine's speed drifts); each side's rate is the median over its steps. Prints
-JSON with the ratio and peak RSS."""
+AdamW. Loss on completion tokens only on both sides (completion_fraction: their share of the
+tokens; ours runs the LM head on those rows alone, the peer on every row, as transformers does);
+--bf16 autocasts both. Ours and the peer alternate in --rounds rounds (the machine's speed drifts);
+each side's rate is the median over its steps. Prints JSON with the ratio and peak RSS."""
 import argparse
 import json
 import os
@@ -86,6 +87,8 @@ algorithm = "sft"
             ids = (p + c)[: a.max_length]
             labels = ([-100] * len(p) + c)[: a.max_length]
             seqs.append((ids, labels))
+        used = seqs[: a.batch * (a.steps + 1)]
+        completion_fraction = sum(sum(l != -100 for l in x[1]) for x in used) / sum(len(x[0]) for x in used)
         model = AutoModelForCausalLM.from_pretrained(f"{tmp}/m", attn_implementation="sdpa").train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1e-4)
         peer_rates = []
@@ -113,7 +116,7 @@ algorithm = "sft"
         peer = {"impl": "transformers loop", "tokens_per_s": median(peer_rates), "steps": len(peer_rates),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
         print(json.dumps({"bench": "sft_cpu", "config": a.config, "threads": a.threads, "batch": a.batch, "bf16": a.bf16,
-                          "max_length": a.max_length, "torch": torch.__version__, "ours": ours, "peer": peer,
+                          "max_length": a.max_length, "completion_fraction": round(completion_fraction, 3), "torch": torch.__version__, "ours": ours, "peer": peer,
                           "ratio": ours["tokens_per_s"] / peer["tokens_per_s"]}, indent=2))
 
 

@@ -119,6 +119,20 @@ TEST_CASE("fused weighted log-prob sum: value, per-token values and gradients ma
     INFO(name);
     CHECK(torch::allclose(g, 3.0 * g_ref[name], 1e-4, 1e-6));
   }
+  // Without per-token outputs the head runs on the weighted rows only: same value and gradients.
+  m->zero_grad();
+  auto sel = m->weighted_logprob_sum(ids, targets, weights, {}, {}, /*chunk=*/5, nullptr);
+  (sel * 3.0).backward();
+  CHECK(torch::allclose(sel, ref.detach(), 1e-5, 1e-5));
+  for (const auto& [name, g] : grads_of(m)) {
+    INFO(name);
+    CHECK(torch::allclose(g, 3.0 * g_ref[name], 1e-4, 1e-6));
+  }
+  m->zero_grad();  // all weights zero: nothing runs through the head, the sum and gradients are 0
+  auto none = m->weighted_logprob_sum(ids, targets, torch::zeros({2, 13}), {}, {}, 5, nullptr);
+  none.backward();
+  CHECK(none.item<double>() == 0.0);
+  for (const auto& [name, g] : grads_of(m)) CHECK(g.abs().max().item<double>() == 0.0);
 }
 
 TEST_CASE("right-padded rows (no mask needed) and packed rows equal each sequence run alone") {

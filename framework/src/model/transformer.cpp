@@ -401,9 +401,16 @@ torch::Tensor CausalLMImpl::weighted_logprob_sum(const torch::Tensor& input_ids,
   // Custom functions take no undefined tensors: "no per-token output" is an empty tensor.
   torch::Tensor out = torch::empty({logprobs ? B * T : 0}, h.options().dtype(torch::kFloat32));
   torch::Tensor ent = torch::empty({entropy ? B * T : 0}, h.options().dtype(torch::kFloat32));
-  auto total = FusedWeightedLogProb::apply(h.reshape({B * T, h.size(2)}), output_weight(),
-                                           targets.reshape({B * T}).to(torch::kInt64),
-                                           weights.reshape({B * T}).to(h.device()), chunk, out, ent);
+  auto hf = h.reshape({B * T, h.size(2)});
+  auto tf = targets.reshape({B * T}).to(torch::kInt64);
+  auto wf = weights.reshape({B * T}).to(h.device());
+  if (!logprobs && !entropy) {
+    // Only rows with a non-zero weight add to the sum or its gradient: the head (a vocabulary-wide
+    // GEMM, forward and backward) runs on those alone, so prompt and pad tokens cost nothing there.
+    auto rows = wf.nonzero().squeeze(1);
+    if (rows.size(0) < B * T) hf = hf.index_select(0, rows), tf = tf.index_select(0, rows), wf = wf.index_select(0, rows);
+  }
+  auto total = FusedWeightedLogProb::apply(hf, output_weight(), tf, wf, chunk, out, ent);
   if (logprobs) *logprobs = out.view({B, T});
   if (entropy) *entropy = ent.view({B, T});
   return total;
