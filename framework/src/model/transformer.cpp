@@ -408,7 +408,8 @@ torch::Tensor CausalLMImpl::weighted_logprob_sum(const torch::Tensor& input_ids,
     // Only rows with a non-zero weight add to the sum or its gradient: the head (a vocabulary-wide
     // GEMM, forward and backward) runs on those alone, so prompt and pad tokens cost nothing there.
     auto rows = wf.nonzero().squeeze(1);
-    if (rows.size(0) < B * T) hf = hf.index_select(0, rows), tf = tf.index_select(0, rows), wf = wf.index_select(0, rows);
+    if (rows.size(0) < B * T)
+      hf = hf.index_select(0, rows), tf = tf.index_select(0, rows), wf = wf.index_select(0, rows);
   }
   auto total = FusedWeightedLogProb::apply(hf, output_weight(), tf, wf, chunk, out, ent);
   if (logprobs) *logprobs = out.view({B, T});

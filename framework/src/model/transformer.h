@@ -100,9 +100,9 @@ struct CausalLMImpl : torch::nn::Module {
   // log-probs (SFT's mean NLL; GRPO with precomputed per-token coefficients). Its gradient is
   // computed during this forward pass, so each logits chunk is computed once and dropped. Weight 0
   // masks a position; without `logprobs` and `entropy`, the head runs on weighted positions only
-  // (prompt and pad tokens skip the vocabulary-wide GEMMs). `logprobs`, if given, receives the detached per-token values (B, T);
-  // `entropy` the entropy of each position's distribution. Both methods divide the logits by
-  // `temperature` first (RL: log-probs of the sampling distribution).
+  // (prompt and pad tokens skip the vocabulary-wide GEMMs). `logprobs`, if given, receives the
+  // detached per-token values (B, T); `entropy` the entropy of each position's distribution. Both
+  // methods divide the logits by `temperature` first (RL: log-probs of the sampling distribution).
   torch::Tensor weighted_logprob_sum(const torch::Tensor& input_ids, const torch::Tensor& targets,
                                      const torch::Tensor& weights, const torch::Tensor& attention_mask = {},
                                      const torch::Tensor& position_ids = {}, int64_t chunk = 1024,
