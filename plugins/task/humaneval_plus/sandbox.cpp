@@ -252,13 +252,14 @@ SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int s
     // No PID namespace: processes that left the group die by uid. kill() only queues SIGKILL, so
     // this waits (bounded) until none is alive: the slot's next job reuses the uid and its
     // RLIMIT_NPROC, and "nothing left behind" must hold when run() returns.
+    // A process forked during one round is alive afterwards and gets the next.
     auto until = Clock::now() + std::chrono::seconds(2);
-    for (int round = 0;; ++round) {
+    while (true) {
       pid_t killer = pid_t(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
       if (killer == 0) kill_all_of(uid_t(uid));
       if (killer > 0) waitpid(killer, nullptr, 0);
-      if (round >= 1 && (live_processes_of(uid_t(uid)) == 0 || Clock::now() >= until)) break;
-      if (round >= 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (live_processes_of(uid_t(uid)) == 0 || Clock::now() >= until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
   if (out_r.fd >= 0) pump(out_r, res.out, cap, res.truncated);
