@@ -14,7 +14,7 @@ reqs="$here/requirements.txt"
 packages=(build-essential cmake ninja-build pkg-config git ca-certificates sqlite3 libsqlite3-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libtomlplusplus-dev
   libspdlog-dev libfmt-dev doctest-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libcpp-httplib-dev libssl-dev
+  libcpp-httplib-dev libssl-dev bubblewrap util-linux
   python3 python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do

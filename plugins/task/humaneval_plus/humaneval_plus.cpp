@@ -78,7 +78,7 @@ class HumanevalPlus final : public warmup::Task {
       std::string task_id = field(row, "task_id", VT::string, where).get<std::string>();
       std::string prompt = field(row, "prompt", VT::string, where).get<std::string>();
       std::string entry = field(row, "entry_point", VT::string, where).get<std::string>();
-      nlohmann::json ref = {{"task_id", task_id}, {"entry_point", entry}, {"variant", variant_}};
+      nlohmann::json ref = {{"task_id", task_id}, {"entry_point", entry}, {"variant", variant_}, {"prompt", prompt}};
       if (variant_ == "plus") {
         ref["canonical"] = prompt + field(row, "canonical_solution", VT::string, where).get<std::string>();
         ref["n_base"] = field(row, "base_input", VT::array, where).size();

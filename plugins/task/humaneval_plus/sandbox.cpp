@@ -1,24 +1,33 @@
-// sandbox: the parent side of one sandboxed run (temporary directory, clone with the strongest
-// namespaces the machine permits, output capture, wall-clock kill, reaping) and the slot pool.
-// The child's own set-up lives in sandbox_child.cpp.
+// sandbox: the parent side of one sandboxed run (bubblewrap's command line or, unsafe-local, a
+// temporary directory and clone with the strongest namespaces the machine permits), output
+// capture, wall-clock and whole-sample memory kill, reaping, and the slot pool. The child's own
+// set-up between clone and execve lives in sandbox_child.cpp.
 #include "sandbox.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "sandbox_child.h"
 
@@ -28,20 +37,11 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Containment levels, strongest first; the first one that works on this machine is remembered.
+// unsafe-local containment levels, strongest first; the first one that works is remembered.
 enum Level { kRootNs = 0, kUserNs = 1, kNoNs = 2 };
 std::atomic<int> g_level{kRootNs};
 
 const char* kStepNames[] = {"", "setsid", "fds", "chdir", "mount", "rlimits", "uid", "prctl", "seccomp", "execve"};
-
-struct Fd {  // closes on scope exit
-  int fd = -1;
-  ~Fd() { reset(); }
-  void reset(int v = -1) {
-    if (fd >= 0) close(fd);
-    fd = v;
-  }
-};
 
 bool make_pipe(Fd& r, Fd& w) {
   int p[2];
@@ -72,10 +72,9 @@ bool pump(Fd& fd, std::string& dst, size_t cap, bool& truncated) {
   }
 }
 
-// Processes of uid that are still alive (zombies hold nothing but a table slot; a container's PID 1
-// may never reap the ones reparented to it).
-int live_processes_of(uid_t uid) {
-  int n = 0;
+// Calls f(pid, proc dir) for each live (not zombie) process of uid.
+template <class F>
+void for_each_process_of(uid_t uid, F f) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     const std::string name = e.path().filename().string();
@@ -88,8 +87,13 @@ int live_processes_of(uid_t uid) {
     size_t paren = line.rfind(')');
     if (paren == std::string::npos || line.size() <= paren + 2) continue;  // gone meanwhile
     char state = line[paren + 2];
-    if (state != 'Z' && state != 'X') ++n;
+    if (state != 'Z' && state != 'X') f(e.path());
   }
+}
+
+int live_processes_of(uid_t uid) {
+  int n = 0;
+  for_each_process_of(uid, [&](const fs::path&) { ++n; });
   return n;
 }
 
@@ -105,8 +109,9 @@ std::string read_capped(const fs::path& p, size_t cap) {  // regular files only,
 }
 
 int64_t uid_for(const SandboxConfig& c, int slot, int level) {
-  if (geteuid() != 0 || c.uid_base < 0 || level == kUserNs) return -1;
-  int64_t base = c.uid_base > 0 ? c.uid_base : 200000 + int64_t(getpid() % 100000) * 64;
+  if (geteuid() != 0 || level == kUserNs) return -1;
+  if (c.uid_base < 0) return c.mode == "bwrap" ? 200000 + slot : -1;  // bwrap: never root inside
+  int64_t base = c.uid_base > 0 ? c.uid_base : 200000 + int64_t(getpid() % 100000) * 1024;  // reserve_slots: 1,024 per process
   return base + slot;
 }
 
@@ -123,7 +128,59 @@ std::string isolation_name(int level, int64_t uid) {
   return s + "+rlimits";
 }
 
+bool plain_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
+// bubblewrap's command line for one job; data fd i (the job's file i) is kFirstDataFd + i.
+std::vector<std::string> bwrap_command(const SandboxConfig& c, const SandboxJob& job, const std::string& bwrap,
+                                       const std::string& interpreter, int64_t uid) {
+  std::vector<std::string> a{bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"};
+  if (geteuid() != 0) a.insert(a.end(), {"--unshare-user", "--disable-userns"});
+  a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
+  for (const char* d : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+    struct stat st;
+    if (lstat(d, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      std::error_code ec;
+      a.insert(a.end(), {"--symlink", fs::read_symlink(d, ec).string(), d});
+    } else if (S_ISDIR(st.st_mode)) {
+      a.insert(a.end(), {"--ro-bind", d, d});
+    }
+  }
+  a.insert(a.end(), {"--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"});
+  // bwrap makes the missing parents of a bind 0700 (root's): the program's uid could not reach
+  // the interpreter under them, so they are made 0755 first (empty: only the bind shows).
+  std::vector<std::string> parents;
+  for (const auto& p : c.ro_paths)
+    for (fs::path d = fs::path(p).parent_path(); d.has_relative_path(); d = d.parent_path()) parents.push_back(d.string());
+  std::sort(parents.begin(), parents.end());  // a parent sorts before its children
+  parents.erase(std::unique(parents.begin(), parents.end()), parents.end());
+  for (const auto& d : parents)
+    if (d != "/usr" && d.rfind("/usr/", 0) != 0) a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  for (const auto& p : c.ro_paths) a.insert(a.end(), {"--ro-bind", p, p});
+  const std::string size = std::to_string(c.tmpfs_mb << 20);
+  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev"});
+  for (const char* t : {"/tmp", "/var/tmp", "/dev/shm"}) a.insert(a.end(), {"--perms", "1777", "--size", size, "--tmpfs", t});
+  for (size_t i = 0; i < job.files.size(); ++i)
+    a.insert(a.end(), {"--perms", "0444", "--file", std::to_string(kFirstDataFd + int(i)), "/tmp/" + job.files[i].first});
+  a.insert(a.end(), {"--json-status-fd", std::to_string(kFirstDataFd + int(job.files.size())), "--chdir", "/tmp", "--"});
+  if (uid >= 0)
+    a.insert(a.end(), {"/usr/bin/setpriv", "--reuid", std::to_string(uid), "--regid", std::to_string(uid),
+                       "--clear-groups", "--"});
+  a.push_back(interpreter);
+  a.insert(a.end(), job.args.begin(), job.args.end());
+  return a;
+}
+
 }  // namespace
+
+void Fd::reset(int v) {
+  if (fd >= 0) close(fd);
+  fd = v;
+}
 
 std::string resolve_program(const std::string& name) {
   if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
@@ -139,138 +196,277 @@ std::string resolve_program(const std::string& name) {
   return "";
 }
 
+std::vector<std::string> interpreter_paths(const std::string& interpreter) {
+  std::string path = resolve_program(interpreter);
+  if (path.empty()) throw std::runtime_error("interpreter not found: " + interpreter);
+  std::string cmd = "'" + path + "' -I -c 'import sys, os, json; print(json.dumps([sys.prefix, sys.base_prefix, "
+                    "sys.exec_prefix, sys.base_exec_prefix, os.path.realpath(sys.executable)] + sys.path))' 2>/dev/null";
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) throw std::runtime_error("cannot run " + path);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  if (pclose(f) != 0) throw std::runtime_error(path + " does not run a Python program (-c) successfully");
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_array()) throw std::runtime_error(path + ": unexpected answer to the sys.path query");
+  std::vector<std::string> dirs;
+  // The interpreter's own path and every directory its symlinks pass through.
+  for (std::string p = path; !p.empty();) {
+    dirs.push_back(fs::path(p).parent_path().string());
+    std::error_code ec;
+    if (!fs::is_symlink(p, ec)) break;
+    fs::path t = fs::read_symlink(p, ec);
+    p = t.is_absolute() ? t.string() : (fs::path(p).parent_path() / t).lexically_normal().string();
+  }
+  for (const auto& e : j)
+    if (e.is_string()) dirs.push_back(e.get<std::string>());
+  std::vector<std::string> out;
+  for (auto& d : dirs) {
+    std::error_code ec;
+    if (d.empty() || d[0] != '/' || !fs::is_directory(d, ec)) continue;
+    std::string real = fs::weakly_canonical(d, ec).string();
+    if (ec || real == "/" || real.rfind("/usr/", 0) == 0 || real == "/usr") continue;
+    // A prefix such as /root/.cache/warmup/venv: its bin/ and lib/ are under it.
+    out.push_back(real);
+    if (real != d && fs::path(d).lexically_normal().string().rfind("/usr/", 0) != 0) out.push_back(fs::path(d).lexically_normal().string());
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  std::vector<std::string> minimal;  // drop paths inside an earlier one
+  for (const auto& d : out)
+    if (minimal.empty() || d.rfind(minimal.back() + "/", 0) != 0) minimal.push_back(d);
+  return minimal;
+}
+
+int64_t resident_bytes_of(uid_t uid) {
+  static const int64_t page = sysconf(_SC_PAGESIZE);
+  int64_t total = 0;
+  for_each_process_of(uid, [&](const fs::path& dir) {
+    std::ifstream in(dir / "statm");
+    int64_t size = 0, resident = 0;
+    if (in >> size >> resident) total += resident * page;
+  });
+  return total;
+}
+
 std::string SandboxResult::describe() const {
   if (!error.empty()) return "sandbox error: " + error;
   if (timed_out) return "timeout (wall-clock limit, " + std::to_string(int(seconds + 0.5)) + " s)";
+  if (memory_exceeded) return "killed: memory limit of the whole sample";
   if (signal == SIGXCPU) return "killed: CPU time limit (SIGXCPU)";
   if (signal == SIGXFSZ) return "killed: file size limit (SIGXFSZ)";
   if (signal) return "killed by signal " + std::to_string(signal) + (signal == SIGKILL ? " (SIGKILL)" : "");
   return "exit " + std::to_string(exit_code);
 }
 
-SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int slot) {
-  SandboxResult res;
-  auto t0 = Clock::now();
-  std::string path = resolve_program(c.interpreter);
-  if (path.empty()) return res.error = "interpreter not found: " + c.interpreter, res;
-  std::string tmpl = c.tmp_root + "/warmup-sbx-XXXXXX";
-  if (!mkdtemp(tmpl.data())) return res.error = "mkdtemp in " + c.tmp_root + ": " + std::strerror(errno), res;
-  fs::path dir = tmpl;
-  struct Cleanup {  // the temporary directory goes whatever happens
-    fs::path d;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(d, ec);
+// ---- Spawned
+
+bool Spawned::exited() {  // leaves the zombie (its pgid stays valid for kill_all's killpg)
+  if (reaped) return true;
+  siginfo_t info{};
+  return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
+void Spawned::kill_all() {
+  if (pid > 0 && !reaped) {
+    kill(pid, SIGKILL);    // bwrap (its PID namespace dies with it) or PID 1 of our namespace
+    killpg(pid, SIGKILL);  // unsafe-local without namespaces: its process group
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-  } cleanup{dir};
-  for (const auto& [name, text] : job.files) {
-    std::ofstream(dir / name, std::ios::binary) << text;
+    reaped = true, status = st;
   }
+  if (uid >= 0) {
+    // Processes of the slot's uid die by uid (unsafe-local without a PID namespace) and, in any
+    // mode, this waits (bounded) until none is alive: the slot's next job reuses the uid and its
+    // RLIMIT_NPROC, and "nothing left behind" must hold when we return. A process forked during
+    // one round is alive afterwards and gets the next.
+    auto until = Clock::now() + std::chrono::seconds(2);
+    while (live_processes_of(uid_t(uid)) > 0 && Clock::now() < until) {
+      pid_t killer = pid_t(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+      if (killer == 0) kill_all_of(uid_t(uid));
+      if (killer > 0) waitpid(killer, nullptr, 0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    uid = -1;
+  }
+}
+
+Spawned::~Spawned() {
+  kill_all();
+  if (!tmpdir.empty()) {
+    std::error_code ec;
+    fs::remove_all(tmpdir, ec);
+  }
+}
+
+std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJob& job, int slot, std::string& error) {
+  auto sp = std::make_unique<Spawned>();
+  const bool bw = c.mode == "bwrap";
+  if (!bw && c.mode != "unsafe-local") return error = "unknown sandbox mode '" + c.mode + "'", nullptr;
+  std::string path = resolve_program(c.interpreter);
+  if (path.empty()) return error = "interpreter not found: " + c.interpreter, nullptr;
+  std::string bwrap = bw ? resolve_program(c.bwrap) : "";
+  if (bw && bwrap.empty())
+    return error = "bubblewrap (" + c.bwrap + ") not found: install the Debian package 'bubblewrap', or set "
+                   "sandbox = \"unsafe-local\" to run code without it",
+           nullptr;
+  if (bw && int(job.files.size()) + 1 > kMaxDataFds) return error = "too many job files", nullptr;
+  for (const auto& f : job.files)
+    if (!plain_name(f.first)) return error = "job file name must be a plain name: " + f.first, nullptr;
+  std::string workdir = "/tmp";
+  if (!bw) {
+    std::string tmpl = c.tmp_root + "/warmup-sbx-XXXXXX";
+    if (!mkdtemp(tmpl.data())) return error = "mkdtemp in " + c.tmp_root + ": " + std::strerror(errno), nullptr;
+    sp->tmpdir = workdir = tmpl;
+    for (const auto& [name, text] : job.files) std::ofstream(fs::path(workdir) / name, std::ios::binary) << text;
+  }
+  // The job's files as memfds (bwrap copies them into the sandbox's /tmp) and bwrap's status pipe.
+  std::vector<Fd> data(bw ? job.files.size() + 1 : 0);
+  Fd& status_r = sp->bwrap_status;
+  if (bw) {
+    for (size_t i = 0; i < job.files.size(); ++i) {
+      data[i].reset(int(syscall(SYS_memfd_create, "warmup-sbx-file", MFD_CLOEXEC)));
+      const std::string& text = job.files[i].second;
+      size_t done = 0;
+      while (data[i].fd >= 0 && done < text.size()) {
+        ssize_t n = write(data[i].fd, text.data() + done, text.size() - done);
+        if (n <= 0) return error = std::string("memfd write: ") + std::strerror(errno), nullptr;
+        done += size_t(n);
+      }
+      if (data[i].fd < 0 || lseek(data[i].fd, 0, SEEK_SET) != 0) return error = std::string("memfd: ") + std::strerror(errno), nullptr;
+    }
+    if (!make_pipe(status_r, data.back())) return error = std::string("pipe: ") + std::strerror(errno), nullptr;
+  }
+  std::vector<int> data_fds;
+  for (auto& d : data) data_fds.push_back(d.fd);
   // argv / envp, prepared before clone (the child must not allocate).
-  std::vector<std::string> args{path};
-  args.insert(args.end(), job.args.begin(), job.args.end());
-  std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + dir.string(), "TMPDIR=/tmp",
+  std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + workdir, "TMPDIR=/tmp",
                                "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1", "PYTHONHASHSEED=0",
                                "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", "MKL_NUM_THREADS=1"};
   for (const auto& [k, v] : job.env) env.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
+  std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
-  argv.push_back(nullptr);
   envp.push_back(nullptr);
   std::string tmpfs_opts = "size=" + std::to_string(c.tmpfs_mb) + "m,mode=1777";
-  std::string workdir = dir.string();
   int64_t file_mb = job.file_size_mb > 0 ? job.file_size_mb : c.file_size_mb;
 
-  Fd devnull, out_r, out_w, err_r, err_w, rep_r, rep_w;
-  devnull.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  pid_t pid = -1;
-  int level = c.namespaces ? g_level.load() : kNoNs;
-  int64_t uid = -1;
+  Fd devnull, in_child, out_w, err_w, rep_r, rep_w;
+  if (job.stdin_socket) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return error = std::string("socketpair: ") + std::strerror(errno), nullptr;
+    sp->in.reset(sv[0]);
+    in_child.reset(sv[1]);
+  } else {
+    in_child.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  }
+  int level = bw ? kNoNs : c.namespaces ? g_level.load() : kNoNs;
   for (; level <= kNoNs; ++level) {
-    uid = uid_for(c, slot, level);
-    if (uid >= 0 && chown(workdir.c_str(), uid_t(uid), gid_t(uid)) < 0)
-      return res.error = std::string("chown: ") + std::strerror(errno), res;
-    if (!make_pipe(out_r, out_w) || !make_pipe(err_r, err_w) || !make_pipe(rep_r, rep_w))
-      return res.error = std::string("pipe: ") + std::strerror(errno), res;
+    int64_t uid = uid_for(c, slot, bw ? kNoNs : level);
+    if (!bw && uid >= 0 && chown(workdir.c_str(), uid_t(uid), gid_t(uid)) < 0)
+      return error = std::string("chown: ") + std::strerror(errno), nullptr;
+    if (!make_pipe(sp->out, out_w) || !make_pipe(sp->err, err_w) || !make_pipe(rep_r, rep_w))
+      return error = std::string("pipe: ") + std::strerror(errno), nullptr;
+    std::vector<std::string> args = bw ? bwrap_command(c, job, bwrap, path, uid) : std::vector<std::string>{path};
+    if (!bw) args.insert(args.end(), job.args.begin(), job.args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     ChildPlan p;
-    p.path = path.c_str(), p.argv = argv.data(), p.envp = envp.data(), p.workdir = workdir.c_str();
+    p.path = bw ? bwrap.c_str() : path.c_str(), p.argv = argv.data(), p.envp = envp.data(), p.workdir = workdir.c_str();
     p.tmpfs_options = tmpfs_opts.c_str();
-    p.stdin_fd = devnull.fd, p.out_fd = out_w.fd, p.err_fd = err_w.fd, p.report_fd = rep_w.fd;
-    p.private_tmp = level != kNoNs, p.seccomp = level == kNoNs, p.uid = uid;
-    std::string parent = dir.parent_path().string();
+    p.stdin_fd = in_child.fd, p.out_fd = out_w.fd, p.err_fd = err_w.fd, p.report_fd = rep_w.fd;
+    p.bwrap = bw, p.data_fds = data_fds.data(), p.n_data_fds = int(data_fds.size());
+    p.private_tmp = !bw && level != kNoNs, p.seccomp = bw || level == kNoNs, p.uid = uid;
+    std::string parent = fs::path(workdir).parent_path().string();
     p.rebind_workdir = p.private_tmp && (parent == "/tmp" || parent == "/var/tmp" || parent == "/dev/shm");
     p.memory_bytes = rlim_t(c.memory_mb) << 20, p.file_size_bytes = rlim_t(file_mb) << 20;
     p.open_files = rlim_t(c.open_files), p.processes = rlim_t(c.processes);
-    p.cpu_seconds = rlim_t(std::max(1.0, c.cpu_s));
-    pid = clone_level(level);
+    p.cpu_seconds = rlim_t(std::max(1.0, c.cpu_s)), p.long_lived = job.long_lived;
+    pid_t pid = clone_level(bw ? kNoNs : level);
     if (pid == 0) child_main(p);
     out_w.reset(), err_w.reset(), rep_w.reset();
     if (pid < 0) {
       if (level < kNoNs) continue;  // namespaces not permitted here: next level
-      return res.error = std::string("clone: ") + std::strerror(errno), res;
+      return error = std::string("clone: ") + std::strerror(errno), nullptr;
     }
     int rep[2] = {0, 0};
     ssize_t n = read(rep_r.fd, rep, sizeof rep);  // EOF (0) once execve succeeded
-    if (n <= 0) break;
+    if (n <= 0) {
+      sp->pid = pid, sp->uid = uid;
+      sp->isolation = bw ? "bwrap+pidns+netns+ipcns+tmpfs" + std::string(uid >= 0 ? "+uid" + std::to_string(uid) : "+userns") +
+                               "+seccomp+rlimits"
+                         : isolation_name(level, uid);
+      break;
+    }
     waitpid(pid, nullptr, 0);
-    pid = -1;
     if (rep[0] == kStepMount && level < kNoNs) continue;  // mounts refused: weaker level
-    return res.error = std::string(kStepNames[rep[0] % 10]) + ": " + std::strerror(rep[1]), res;
+    return error = std::string(kStepNames[rep[0] % 10]) + ": " + std::strerror(rep[1]), nullptr;
   }
-  if (c.namespaces && level != g_level.load()) g_level.store(level);
-  res.isolation = isolation_name(level, uid);
+  if (!bw && c.namespaces && level != g_level.load()) g_level.store(level);
+  data.clear();  // the child holds its own copies
+  fcntl(sp->out.fd, F_SETFL, O_NONBLOCK), fcntl(sp->err.fd, F_SETFL, O_NONBLOCK);
+  sp->pidfd.reset(int(syscall(SYS_pidfd_open, sp->pid, 0)));
+  if (bw) {
+    // bwrap writes {"child-pid": N} once the sandbox is set up; without it, bwrap itself failed.
+    std::string status;
+    char buf[512];
+    for (ssize_t n; (n = read(status_r.fd, buf, sizeof buf)) > 0;) {
+      status.append(buf, size_t(n));
+      if (status.find("child-pid") != std::string::npos) break;
+    }
+    if (status.find("child-pid") == std::string::npos) {
+      std::string err;
+      bool truncated = false;
+      sp->kill_all();
+      fcntl(sp->err.fd, F_SETFL, 0);
+      pump(sp->err, err, 4096, truncated);
+      while (!err.empty() && err.back() == '\n') err.pop_back();
+      return error = "bubblewrap could not set up the sandbox: " + (err.empty() ? std::string("no status") : err) +
+                     " (set sandbox = \"unsafe-local\" to run code without it)",
+             nullptr;
+    }
+  }
+  return sp;
+}
 
-  // Capture output until the program exits or the wall-clock limit passes.
-  fcntl(out_r.fd, F_SETFL, O_NONBLOCK), fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
-  Fd pidfd;
-  pidfd.reset(int(syscall(SYS_pidfd_open, pid, 0)));
+SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int slot) {
+  SandboxResult res;
+  auto t0 = Clock::now();
+  std::string error;
+  auto sp = spawn_sandboxed(c, job, slot, error);
+  if (!sp) return res.error = error, res;
+  res.isolation = sp->isolation;
   auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.wall_s));
   size_t cap = size_t(c.output_bytes);
-  auto exited = [&] {
-    siginfo_t info{};
-    return waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
-  };
-  while (!exited()) {
+  const int64_t memory_cap = c.memory_mb << 20;
+  while (!sp->exited()) {
     auto now = Clock::now();
     if (now >= deadline) {
       res.timed_out = true;
       break;
     }
     int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count()) + 1;
-    struct pollfd fds[3] = {{out_r.fd, POLLIN, 0}, {err_r.fd, POLLIN, 0}, {pidfd.fd, POLLIN, 0}};
-    poll(fds, 3, pidfd.fd >= 0 ? ms : std::min(ms, 20));  // negative fds are ignored by poll
-    if (out_r.fd >= 0) pump(out_r, res.out, cap, res.truncated);
-    if (err_r.fd >= 0) pump(err_r, res.err, cap, res.truncated);
-  }
-  kill(pid, SIGKILL);    // PID 1 of its namespace: the kernel kills every process in it
-  killpg(pid, SIGKILL);  // without namespaces: its process group (the zombie keeps the pgid)
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (level == kNoNs && uid >= 0) {
-    // No PID namespace: processes that left the group die by uid. kill() only queues SIGKILL, so
-    // this waits (bounded) until none is alive: the slot's next job reuses the uid and its
-    // RLIMIT_NPROC, and "nothing left behind" must hold when run() returns.
-    // A process forked during one round is alive afterwards and gets the next.
-    auto until = Clock::now() + std::chrono::seconds(2);
-    while (true) {
-      pid_t killer = pid_t(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
-      if (killer == 0) kill_all_of(uid_t(uid));
-      if (killer > 0) waitpid(killer, nullptr, 0);
-      if (live_processes_of(uid_t(uid)) == 0 || Clock::now() >= until) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    struct pollfd fds[3] = {{sp->out.fd, POLLIN, 0}, {sp->err.fd, POLLIN, 0}, {sp->pidfd.fd, POLLIN, 0}};
+    poll(fds, 3, std::min(ms, sp->uid >= 0 ? 20 : sp->pidfd.fd >= 0 ? ms : 20));  // negative fds are ignored
+    if (sp->out.fd >= 0) pump(sp->out, res.out, cap, res.truncated);
+    if (sp->err.fd >= 0) pump(sp->err, res.err, cap, res.truncated);
+    if (sp->uid >= 0 && resident_bytes_of(uid_t(sp->uid)) > memory_cap) {
+      res.memory_exceeded = true;
+      break;
     }
   }
-  if (out_r.fd >= 0) pump(out_r, res.out, cap, res.truncated);
-  if (err_r.fd >= 0) pump(err_r, res.err, cap, res.truncated);
-  if (!res.timed_out) {
-    if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) res.signal = WTERMSIG(status);
+  sp->kill_all();
+  if (sp->out.fd >= 0) pump(sp->out, res.out, cap, res.truncated);
+  if (sp->err.fd >= 0) pump(sp->err, res.err, cap, res.truncated);
+  if (!res.timed_out && !res.memory_exceeded) {
+    if (WIFEXITED(sp->status)) res.exit_code = WEXITSTATUS(sp->status);
+    if (WIFSIGNALED(sp->status)) res.signal = WTERMSIG(sp->status);
   }
+  int64_t file_mb = job.file_size_mb > 0 ? job.file_size_mb : c.file_size_mb;
   for (const auto& name : job.collect) {
-    if (fs::path(name).filename() != name) continue;  // plain names in the directory only
-    std::string text = read_capped(dir / name, size_t(file_mb) << 20);
+    if (sp->tmpdir.empty() || !plain_name(name)) continue;  // plain names in the directory only
+    std::string text = read_capped(fs::path(sp->tmpdir) / name, size_t(file_mb) << 20);
     if (!text.empty()) res.collected[name] = std::move(text);
   }
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -279,7 +475,16 @@ SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int s
 
 // ---- pool
 
-SandboxPool::SandboxPool(SandboxConfig config, int workers) : config_(std::move(config)), workers_(std::max(1, workers)) {
+int reserve_slots(int n) {
+  static std::atomic<int> next{0};
+  int start = next.load();
+  while (!next.compare_exchange_weak(start, start + n > 1024 ? n : start + n)) {
+  }
+  return start + n > 1024 ? 0 : start;
+}
+
+SandboxPool::SandboxPool(SandboxConfig config, int workers)
+    : config_(std::move(config)), workers_(std::max(1, workers)), first_slot_(reserve_slots(workers_)) {
   for (int i = workers_ - 1; i >= 0; --i) free_.push_back(i);
 }
 
@@ -291,7 +496,7 @@ SandboxResult SandboxPool::run(const SandboxJob& job) {
     slot = free_.back();
     free_.pop_back();
   }
-  SandboxResult r = run_sandboxed(config_, job, slot);
+  SandboxResult r = run_sandboxed(config_, job, first_slot_ + slot);
   {
     std::lock_guard lock(mu_);
     free_.push_back(slot);

@@ -84,14 +84,22 @@ int limit(int resource, rlim_t value) {
     _exit(127);
   };
   if (setsid() < 0) die(kStepSession);
+  // The data fds out of the way first: the dups below may land on their numbers (e.g. 3).
+  if (p.n_data_fds > kMaxDataFds) die(kStepFds);
+  int moved[kMaxDataFds];
+  for (int i = 0; i < p.n_data_fds; ++i)
+    if ((moved[i] = fcntl(p.data_fds[i], F_DUPFD_CLOEXEC, 64)) < 0) die(kStepFds);
   if (dup2(p.stdin_fd, 0) < 0 || dup2(p.out_fd, 1) < 0 || dup2(p.err_fd, 2) < 0) die(kStepFds);
   if (report != 3) {
     if (dup3(report, 3, O_CLOEXEC) < 0) die(kStepFds);
     report = 3;
   }
-  syscall(SYS_close_range, 4u, ~0u, 0u);  // other sandboxes' pipes, the host's files
-  if (chdir(p.workdir) < 0) die(kStepChdir);
-  if (p.private_tmp) {  // the cwd keeps the real directory; /tmp etc. become empty tmpfs
+  for (int i = 0; i < p.n_data_fds; ++i)
+    if (dup2(moved[i], kFirstDataFd + i) < 0) die(kStepFds);  // dup2 clears FD_CLOEXEC
+  syscall(SYS_close_range, 4u, unsigned(kFirstDataFd - 1), 0u);  // other sandboxes' pipes, the host's files
+  syscall(SYS_close_range, unsigned(kFirstDataFd + p.n_data_fds), ~0u, 0u);
+  if (!p.bwrap && chdir(p.workdir) < 0) die(kStepChdir);
+  if (p.private_tmp && !p.bwrap) {  // the cwd keeps the real directory; /tmp etc. become empty tmpfs
     if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) die(kStepMount);
     for (const char* dir : {"/tmp", "/var/tmp", "/dev/shm"})
       if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, p.tmpfs_options) < 0 && errno != ENOENT)
@@ -106,9 +114,9 @@ int limit(int resource, rlim_t value) {
       limit(RLIMIT_NPROC, p.processes) < 0)
     die(kStepLimits);
   struct rlimit cpu = {p.cpu_seconds, p.cpu_seconds + 1};  // SIGXCPU, then SIGKILL
-  if (setrlimit(RLIMIT_CPU, &cpu) < 0) die(kStepLimits);
-  if (p.uid >= 0 && drop_to(static_cast<uid_t>(p.uid)) < 0) die(kStepUid);
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die(kStepPrctl);  // after the uid change
+  if (!p.long_lived && setrlimit(RLIMIT_CPU, &cpu) < 0) die(kStepLimits);
+  if (!p.bwrap && p.uid >= 0 && drop_to(static_cast<uid_t>(p.uid)) < 0) die(kStepUid);
+  if (!p.long_lived && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die(kStepPrctl);  // after the uid change
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die(kStepPrctl);
   if (p.seccomp && install_socket_filter() < 0) die(kStepSeccomp);
   execve(p.path, p.argv, p.envp);

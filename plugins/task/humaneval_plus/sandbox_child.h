@@ -34,7 +34,16 @@ struct ChildPlan {
   bool seccomp = false;      // deny AF_INET/AF_INET6 sockets
   int64_t uid = -1;          // switch to this uid (root only); -1 = keep
   rlim_t memory_bytes = 0, file_size_bytes = 0, open_files = 0, processes = 0, cpu_seconds = 0;
+  bool long_lived = false;  // no RLIMIT_CPU, no PR_SET_PDEATHSIG (SandboxJob::long_lived)
+  // bwrap mode: no chdir, mounts or uid change here (bubblewrap and setpriv do them after execve);
+  // data_fds (the job's files, read by `bwrap --file`) are moved to fds 10, 11, ... kept across execve.
+  bool bwrap = false;
+  const int* data_fds = nullptr;
+  int n_data_fds = 0;
 };
+
+constexpr int kFirstDataFd = 10;
+constexpr int kMaxDataFds = 16;
 
 [[noreturn]] void child_main(const ChildPlan& plan);
 // In a forked child of root: becomes `uid` and SIGKILLs every other process of it.

@@ -182,9 +182,9 @@ TEST_CASE("rewards: format gate, hostile and cheating code") {
   CHECK(exit0.value == -1.0);
   auto osexit = reward->score(e, answer("import os\nos._exit(0)\n"));
   CHECK(osexit.value == -1.0);
-  CHECK(osexit.error.find("no verdict") != std::string::npos);
-  auto killer = reward->score(e, answer("import os\nos.kill(os.getppid(), 9)\n" + code));
-  CHECK(killer.value == 2.0);  // harmless here, and we are still alive
+  CHECK_MESSAGE(osexit.error.find("load: no answer (exit 0)") != std::string::npos, osexit.error);
+  auto killer = reward->score(e, answer("import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    pass\n" + code));
+  CHECK_MESSAGE(killer.value == 2.0, killer.error);  // harmless here, and we are still alive
   auto fork = reward->score(e, answer("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"));
   CHECK(fork.value == -1.0);
   CHECK(reward->score(e, answer(code)).value == 2.0);  // the pool still works

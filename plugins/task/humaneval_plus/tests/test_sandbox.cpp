@@ -22,9 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-SandboxConfig small(bool namespaces = true) {
+// mode: "bwrap", or "unsafe-local" with or without namespaces.
+SandboxConfig small(const std::string& mode = "bwrap", bool namespaces = true) {
   SandboxConfig c;
+  c.mode = mode;
   c.interpreter = HE_PYTHON;
+  if (mode == "bwrap") c.ro_paths = interpreter_paths(HE_PYTHON);
   c.wall_s = 4.0;
   c.cpu_s = 4.0;
   c.memory_mb = 512;
@@ -73,8 +76,8 @@ void check_healthy(SandboxPool& pool) {
 
 }  // namespace
 
-TEST_CASE("sandbox runs a program in a fresh directory that is removed afterwards") {
-  SandboxPool pool(small(), 2);
+TEST_CASE("unsafe-local: a program runs in a fresh directory that is removed afterwards") {
+  SandboxPool pool(small("unsafe-local"), 2);
   SandboxJob j = py("import os\nprint(os.getcwd())\nprint(open('data.txt').read())\nopen('out.txt','w').write('hi')\n");
   j.files.push_back({"data.txt", "payload"});
   j.collect = {"out.txt", "missing.txt"};
@@ -103,10 +106,11 @@ TEST_CASE("exit status, signals, output cap") {
   CHECK(r.err.find("SyntaxError") != std::string::npos);
 }
 
-TEST_CASE("hostile programs are contained" * doctest::timeout(100)) {
-  for (bool ns : {true, false}) {
-    CAPTURE(ns);
-    SandboxPool pool(small(ns), 2);
+TEST_CASE("hostile programs are contained" * doctest::timeout(150)) {
+  for (int mode : {0, 1, 2}) {  // bwrap, unsafe-local with namespaces, unsafe-local without
+    CAPTURE(mode);
+    const bool ns = mode < 2;
+    SandboxPool pool(mode == 0 ? small() : small("unsafe-local", ns), 2);
     // A TCP listener of this process on loopback: no sandbox may reach it.
     int lis = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     sockaddr_in addr{};
@@ -177,4 +181,71 @@ TEST_CASE("fork bomb leaves the machine usable") {
   auto rs = pool.run_all({py("print(1)"), py("print(2)"), py("print(3)")});
   for (auto& x : rs) CHECK_MESSAGE(x.exited_ok(), x.describe());
   CHECK(rs[2].out == "3\n");
+}
+
+TEST_CASE("bwrap: the program sees none of the host's files and leaves nothing on it" * doctest::timeout(60)) {
+  SandboxPool pool(small(), 2);
+  const std::string tag = "warmup-sbx-test-" + std::to_string(getpid());
+  const std::string home = getenv("HOME") ? getenv("HOME") : "/root";
+  const std::string secret = "secret-" + tag;
+  std::vector<std::string> canaries = {home + "/" + tag + "-canary", "/etc/" + tag + "-canary"};
+  for (const auto& c : canaries) {
+    std::ofstream(c) << secret;
+    chmod(c.c_str(), 0600);
+  }
+  setenv("WARMUP_SBX_CANARY", secret.c_str(), 1);
+  // Reads: canaries, shadow, the host's /proc; writes: everywhere it might stick; a setuid shell.
+  auto r = pool.run(py(
+      "import os, shutil, glob\n"
+      "out = []\n"
+      "for p in " "['" + canaries[0] + "', '" + canaries[1] + "', '/etc/shadow', '/proc/1/environ', '/proc/1/root/etc/hostname']:\n"
+      "    try:\n        out.append(open(p).read())\n    except OSError as e:\n        out.append(type(e).__name__)\n"
+      "out.append(repr(dict(os.environ)))\n"
+      "for d in ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '" + home + "', '/usr', '/']:\n"
+      "    try:\n        open(d + '/" + tag + "', 'w').write('x')\n        out.append('wrote ' + d)\n"
+      "    except OSError as e:\n        out.append(type(e).__name__)\n"
+      "shutil.copy('/bin/sh', '/tmp/" + tag + "-sh')\nos.chmod('/tmp/" + tag + "-sh', 0o4755)\n"
+      "out.append(str(os.getuid()) + ' ' + str(sorted(os.listdir('/'))))\n"
+      "print('\\n'.join(out))\n"));
+  INFO(r.describe() << " out=" << r.out << " err=" << r.err);
+  REQUIRE(r.exited_ok());
+  CHECK(r.out.find(secret) == std::string::npos);
+  CHECK(r.out.find("wrote /tmp") != std::string::npos);      // its own tmpfs
+  CHECK(r.out.find("wrote /usr") == std::string::npos);      // read-only
+  CHECK(r.out.find("wrote " + home) == std::string::npos);   // not there at all
+  CHECK(r.out.find("['bin', 'dev', ") != std::string::npos);  // a minimal root
+  for (const char* d : {"/tmp/", "/var/tmp/", "/dev/shm/"}) {
+    CHECK_FALSE(fs::exists(d + tag));
+    CHECK_FALSE(fs::exists(d + tag + "-sh"));
+  }
+  CHECK_FALSE(fs::exists(home + "/" + tag));
+  for (const auto& c : canaries) fs::remove(c);
+  unsetenv("WARMUP_SBX_CANARY");
+}
+
+TEST_CASE("bwrap: disk and memory are limited for the whole sample" * doctest::timeout(60)) {
+  SandboxConfig c = small();
+  c.memory_mb = 600;
+  c.tmpfs_mb = 8;
+  c.wall_s = 15;
+  SandboxPool pool(c, 1);
+  auto disk = pool.run(py("f = open('big', 'wb')\nfor _ in range(64):\n    f.write(b'0' * (1 << 20))\nf.close()\n"));
+  CHECK_FALSE(disk.exited_ok());
+  CHECK(disk.err.find("No space left") != std::string::npos);
+  // Four children of 250 MB each: under the per-process limit, over the sample's.
+  auto mem = pool.run(py("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
+                         "        b = bytearray(250 << 20)\n        for i in range(0, len(b), 4096):\n"
+                         "            b[i] = 1\n        time.sleep(30)\n        os._exit(0)\ntime.sleep(30)\n"));
+  INFO(mem.describe() << " " << mem.err);
+  CHECK(mem.memory_exceeded);
+  CHECK(mem.seconds < 14);
+  check_healthy(pool);
+}
+
+TEST_CASE("bwrap: a missing bubblewrap is a sandbox error that says what to do") {
+  SandboxConfig c = small();
+  c.bwrap = "/nonexistent/bwrap";
+  auto r = run_sandboxed(c, py("print(1)"), 0);
+  CHECK(r.error.find("bubblewrap") != std::string::npos);
+  CHECK(r.error.find("unsafe-local") != std::string::npos);
 }

@@ -1,0 +1,73 @@
+# he_candidate: runs in the candidate's sandbox (compiled into the plugin, after he_wire.py).
+# `candidate.py ENTRY_POINT`: executes solution.py in fresh globals as HumanEval does, then serves
+# calls: one request line on stdin ("ID TIMEOUT ENCODED_ARGS" with args [args, kwargs]), one
+# answer line on stdout ("ID ok ENCODED_VALUE" or "ID err MESSAGE_JSON"). The first line is
+# "0 ready null" or "0 load_error MESSAGE_JSON". Nothing here is trusted: the checker (another
+# process) holds the tests and the expected values and decides; this process only answers calls.
+import os, signal
+
+_requests = os.fdopen(os.dup(0), "rb")
+_answers = os.dup(1)
+_null = os.open(os.devnull, os.O_RDWR)
+os.dup2(_null, 0)
+os.dup2(_null, 1)
+sys.stdin = open(os.devnull)
+sys.stdout = open(os.devnull, "w")
+
+
+def _send(line):
+    data = (line + "\n").encode("utf-8", "surrogatepass")
+    while data:
+        data = data[os.write(_answers, data):]
+
+
+def _why(e):
+    try:
+        text = type(e).__name__ + (": " + str(e) if str(e) else "")
+    except BaseException:
+        text = "exception"
+    return text[:300]
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout("per-input time limit")
+
+
+def _main():
+    entry = sys.argv[1]
+    try:
+        with open("solution.py") as f:
+            code = f.read()
+        g = {}
+        exec(compile(code, "solution.py", "exec"), g)
+        fn = g[entry]
+        if not callable(fn):
+            raise TypeError("%s is not callable" % entry)
+    except BaseException as e:
+        _send("0 load_error " + dumps(_why(e)))
+        return
+    _send("0 ready null")
+    for line in _requests:
+        rid, timeout, payload = line.decode().split(" ", 2)
+        args, kwargs = decode(payload)
+        timeout = float(timeout)
+        try:
+            if timeout > 0:
+                signal.signal(signal.SIGALRM, _alarm)
+                signal.setitimer(signal.ITIMER_REAL, timeout)
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                if timeout > 0:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            answer = rid + " ok " + dumps(encode(out))
+        except BaseException as e:
+            answer = rid + " err " + dumps(_why(e))
+        _send(answer)
+
+
+_main()
