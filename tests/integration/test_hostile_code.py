@@ -469,3 +469,67 @@ def test_missing_bubblewrap_is_refused_unless_unsafe_local(tmp_path):
                cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "out.jsonl").read_text())["correct"] is False
+
+
+def descendants(root):
+    """Live (not zombie) descendants of pid `root`: {pid: argv}."""
+    parent, argv = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] != "Z":
+                parent[int(pid)] = int(stat[1])
+                argv[int(pid)] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+    out, frontier = {}, {root}
+    while frontier:
+        frontier = {q for q, pp in parent.items() if pp in frontier and q not in out}
+        out.update({q: argv[q] for q in frontier})
+    return out
+
+
+def alive(pids):
+    live = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                live.append(pid)
+        except OSError:
+            pass
+    return live
+
+
+def test_killed_host_leaves_nothing_behind(tmp_path):
+    """SIGKILL to `warmup score` in the middle of sandboxed programs: every sandbox dies with it
+    and nothing of theirs stays on the disk."""
+    import signal
+    import time
+    before = set(os.listdir("/tmp"))
+    mark = "warmup-killed-" + secrets.token_hex(6)
+    slow = f"import time, os\nopen('/tmp/{mark}', 'w').write('x' * 1000)\n" \
+           "if os.fork() == 0:\n    time.sleep(120)\ntime.sleep(120)\n" + WRONG
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": TASK, "completion": completion(slow)}) + "\n" for _ in range(4)))
+    env = dict(os.environ)
+    env.pop("WARMUP_PLUGIN_PATH", None)
+    from conftest import WARMUP
+    p = subprocess.Popen([WARMUP, "score", "--task", "humaneval_plus", "--data", str(DATA), "--python", sys.executable,
+                          "--task-option", "variant=plus_originfmt", "--reward-option", "timeout_s=120",
+                          "--in", str(src), "--out", str(tmp_path / "out.jsonl")], env=env, cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while sum(any(a.endswith(b"candidate.py") for a in c) for c in descendants(p.pid).values()) < 2:
+        assert time.time() < deadline and p.poll() is None, "the sandboxes never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # their children fork
+    tree = descendants(p.pid)
+    assert any(any(a.endswith(b"checker.py") for a in c) for c in tree.values())
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    deadline = time.time() + 10
+    while alive(tree) and time.time() < deadline:
+        time.sleep(0.1)
+    assert alive(tree) == [], {q: tree[q] for q in alive(tree)}
+    # What the programs wrote (/tmp/MARK in their view) and unsafe-local's work dirs: not on the host.
+    assert [n for n in set(os.listdir("/tmp")) - before if n == mark or n.startswith("warmup-sbx")] == []
