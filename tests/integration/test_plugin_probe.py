@@ -1,7 +1,8 @@
 """Plugin libraries that abort, segfault, exit(0), hang or lie about their manifest while being
 loaded: the real `warmup` probes each in a child process, lists it as rejected with the reason, and
 keeps working with the libraries next to them. Probe results are cached by path, mtime, size and
-SHA-256; a changed library is probed again."""
+SHA-256 (re-hashed only when the file's inode or change time moved); a changed library is probed
+again."""
 import json
 import os
 import shutil
@@ -123,8 +124,13 @@ def test_probe_results_are_cached_and_a_changed_library_is_probed_again(tmp_path
     assert third[lib_of("load_hang").name]["probe"] == "probed"
     assert third[lib_of("load_abort").name]["probe"] == "cached"
 
-    # The segfaulting copy is replaced by a working library: probed again, and now accepted.
+    # A new change time alone (chmod) makes warmup hash the file again, not probe it again.
     flaky = plugin_dir / "libwarmup_task_test_flaky.so"
+    flaky.chmod(0o700)
+    _, chmodded, _, _ = plugins_json(plugin_dir, env)
+    assert chmodded[flaky.name]["probe"] == "cached"
+
+    # The segfaulting copy is replaced by a working library: probed again, and now accepted.
     shutil.copy(TEST_PLUGINS / "good" / "libwarmup_task_test_good.so", flaky)
     j, fourth, _, log = plugins_json(plugin_dir, env, "-v")
     assert (fourth[flaky.name]["status"], fourth[flaky.name]["probe"]) == ("accepted", "probed")

@@ -138,11 +138,16 @@ std::string format_seconds(double s) {
 struct FileKey {
   std::string path;  // absolute, normalised
   int64_t mtime_ns = 0, size = 0;
+  uint64_t dev = 0, ino = 0;
+  int64_t ctime_ns = 0;
   std::string sha256;
   std::string error;  // when the file cannot be read
 };
 
-FileKey file_key(const fs::path& lib) {
+// Stats `lib`; the SHA-256 is taken from `known` (a cache record) when the file's identity and
+// change time (which no write or utime leaves alone) match the record's, else computed: so a warm
+// start stats each library instead of reading it.
+FileKey file_key(const fs::path& lib, const nlohmann::json& libraries) {
   FileKey k;
   std::error_code ec;
   fs::path abs = fs::absolute(lib, ec);
@@ -153,7 +158,20 @@ FileKey file_key(const fs::path& lib) {
     return k;
   }
   k.mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  k.ctime_ns = int64_t(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
   k.size = st.st_size;
+  k.dev = st.st_dev;
+  k.ino = st.st_ino;
+  try {
+    auto it = libraries.find(k.path);
+    if (it != libraries.end() && it->value("ctime_ns", int64_t(-1)) == k.ctime_ns &&
+        it->value("ino", uint64_t(0)) == k.ino && it->value("dev", uint64_t(0)) == k.dev &&
+        it->value("mtime_ns", int64_t(-1)) == k.mtime_ns && it->value("size", int64_t(-1)) == k.size) {
+      k.sha256 = it->value("sha256", std::string());
+      if (k.sha256.size() == 64) return k;
+    }
+  } catch (const std::exception&) {  // a malformed record: hash the file
+  }
   try {
     k.sha256 = sha256_path(lib);
   } catch (const std::exception& e) {
@@ -427,7 +445,7 @@ std::vector<ProbeResult> probe_libraries(const std::vector<fs::path>& libs) {
   std::vector<FileKey> keys(libs.size());
   std::vector<size_t> todo;
   for (size_t i = 0; i < libs.size(); ++i) {
-    keys[i] = file_key(libs[i]);
+    keys[i] = file_key(libs[i], cache["libraries"]);
     if (!keys[i].error.empty()) {
       out[i] = failure(keys[i].error);
       out[i].source = "probed";
@@ -467,6 +485,7 @@ std::vector<ProbeResult> probe_libraries(const std::vector<fs::path>& libs) {
     log_line(LogLevel::kDebug, "", "plugin probe: " + libs[i].string() + ": probed in " +
                                        format_seconds(seconds) + " s (" + (r.ok ? "manifest" : r.reason) + ")");
     json rec = {{"mtime_ns", keys[i].mtime_ns}, {"size", keys[i].size}, {"sha256", keys[i].sha256},
+                {"ctime_ns", keys[i].ctime_ns}, {"dev", keys[i].dev}, {"ino", keys[i].ino},
                 {"host", host_identity()}, {"result", to_json(r)}};
     if (timed_out) rec["timed_out_after"] = timeout;
     updates[keys[i].path] = rec;
