@@ -64,8 +64,8 @@ def plugins_json(plugin_dir, env, *extra):
     return j, libs, elapsed, r.stderr
 
 
-def probe_children_alive():
-    """Probe processes still running anywhere on the machine (a killed hang must not linger)."""
+def probe_children_alive(plugin_dir):
+    """Probe processes of this test's libraries still running (a killed hang must not linger)."""
     alive = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
@@ -73,7 +73,7 @@ def probe_children_alive():
                 cmd = (p / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if len(cmd) > 1 and cmd[1] == b"__probe-plugin":
+            if len(cmd) > 2 and cmd[1] == b"__probe-plugin" and cmd[2].startswith(bytes(plugin_dir)):
                 alive.append(b" ".join(cmd).decode(errors="replace"))
     return alive
 
@@ -95,7 +95,7 @@ def test_crashing_libraries_are_rejected_with_their_reason(tmp_path, plugin_dir)
     assert Path(arithmetic["library"]).parent == plugin_dir
     # Bounded: the hang costs one timeout (probes run in parallel), not a hung host.
     assert TIMEOUT <= elapsed < TIMEOUT + 60
-    assert not probe_children_alive()
+    assert not probe_children_alive(plugin_dir)
     # The text listing says the same.
     r = warmup("plugins", "--plugin-dir", plugin_dir, env=env_for(tmp_path), timeout=120)
     assert r.returncode == 0
@@ -171,7 +171,7 @@ def test_an_unrelated_experiment_runs_next_to_crashing_libraries(tmp_path, plugi
     assert metrics["eval/arithmetic/accuracy"] == 1.0 and metrics["eval/arithmetic/count"] == 12
     for _, path in query(store, "SELECT name, library_path FROM run_plugins"):
         assert Path(path).parent == plugin_dir
-    assert not probe_children_alive()
+    assert not probe_children_alive(plugin_dir)
 
 
 def test_an_experiment_that_needs_a_rejected_library_names_it(tmp_path, plugin_dir, store):

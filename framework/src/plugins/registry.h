@@ -33,10 +33,11 @@ struct PluginEntryInfo {
   mutable warmup_destroy_fn destroy = nullptr;
 };
 
-// Every library the scan found, accepted (at least one usable entry, or none rejected) or not.
+// Every library the scan found and whether it was rejected as a whole (its entries may still be
+// rejected one by one: see failures()).
 struct LibraryStatus {
   std::filesystem::path library;
-  bool rejected = false;   // the whole library: its manifest could not be read or was refused
+  bool rejected = false;   // its manifest could not be read, or was refused
   std::string reason;      // when rejected
   std::string probe;       // "probed", "cached" or "in-process"
   double probe_seconds = 0;
