@@ -106,3 +106,31 @@ TEST_CASE("fingerprint comparison") {
   std::string other_torch = "sdk=1;stdlib=libstdc++;cxx11abi=1;json=3.11.2;torch=2.9.0;compiler=gcc-12";
   CHECK(fingerprint_mismatch(other_torch, host).find("torch is '2.9.0' in the plugin") == 0);
 }
+
+TEST_CASE("an absurd manifest is rejected before its entries are read") {
+  // In this process (the unit tests do not probe in a child): these two load cleanly but lie.
+  PluginRegistry reg;
+  reg.scan({kDir / "absurd_count", kDir / "bad_name", kDir / "good"});
+  CHECK(reason_for(reg, "test_absurd_count") == ": manifest claims 2147483648 entries (max 4096)");
+  CHECK(reason_for(reg, "test_bad_name") ==
+        ": manifest entry 0 has kind 'task', name '../evil?name', interface 'warmup.task' "
+        "(each must match [A-Za-z0-9_.-]+)");
+  CHECK(!reg.find("task", "absurd_count"));
+  REQUIRE(reg.libraries().size() == 3);
+  CHECK(reg.libraries()[0].rejected);
+  CHECK(reg.libraries()[0].probe == "in-process");
+  CHECK(!reg.libraries()[2].rejected);
+  CHECK(reg.create<Task>("good_task", init_of(), "e.toml:4:1")->examples("test").size() == 3);
+  // An experiment that needs a plugin nobody provides is told which libraries were rejected.
+  std::string expected = "unknown task plugin 'absurd_count'; available: good_task; 2 libraries were rejected: " +
+                         (kDir / "absurd_count" / "libwarmup_task_test_absurd_count.so").string() +
+                         ": manifest claims 2147483648 entries (max 4096); ";
+  CHECK_THROWS_WITH_AS(reg.create<Task>("absurd_count", init_of(), "e.toml:4:1"),
+                       doctest::Contains(expected.c_str()), PluginError);
+}
+
+TEST_CASE("signal names") {
+  CHECK(signal_name(11) == "SIGSEGV");
+  CHECK(signal_name(6) == "SIGABRT");
+  CHECK(signal_name(9) == "SIGKILL");
+}

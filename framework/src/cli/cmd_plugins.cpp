@@ -1,4 +1,6 @@
-// `warmup plugins`: every discovered plugin and every library or entry that was rejected.
+// `warmup plugins`: every discovered plugin and every library or entry that was rejected. Libraries
+// are probed in child processes first (plugins/probe.h); --json also lists each library with how
+// its manifest was read ("probed" or "cached").
 #include <nlohmann/json.hpp>
 
 #include "cli/options_util.h"
@@ -25,7 +27,7 @@ int cmd_plugins(const Args& args) {
 
   if (vm.count("json")) {
     nlohmann::json j = {{"searched", nlohmann::json::array()}, {"plugins", nlohmann::json::array()},
-                        {"failures", nlohmann::json::array()}};
+                        {"failures", nlohmann::json::array()}, {"libraries", nlohmann::json::array()}};
     for (const auto& d : reg.searched()) j["searched"].push_back(d.string());
     for (const auto& e : reg.entries())
       j["plugins"].push_back({{"kind", e.kind}, {"name", e.name}, {"version", e.plugin_version},
@@ -33,6 +35,9 @@ int cmd_plugins(const Args& args) {
                               {"library", e.library.string()}, {"description", e.description}});
     for (const auto& f : reg.failures())
       j["failures"].push_back({{"library", f.library.string()}, {"entry", f.entry}, {"reason", f.reason}});
+    for (const auto& l : reg.libraries())
+      j["libraries"].push_back({{"library", l.library.string()}, {"status", l.rejected ? "rejected" : "accepted"},
+                                {"reason", l.reason}, {"probe", l.probe}, {"probe_seconds", l.probe_seconds}});
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -48,7 +53,7 @@ int cmd_plugins(const Args& args) {
   if (!reg.failures().empty()) {
     std::cout << "\nload failures (" << reg.failures().size() << "):\n";
     for (const auto& f : reg.failures())
-      std::cout << "  " << f.library.string() << (f.entry.empty() ? "" : " [" + f.entry + "]") << ": "
+      std::cout << "  " << f.library.string() << (f.entry.empty() ? ": rejected: " : " [" + f.entry + "]: ")
                 << f.reason << "\n";
   }
   return 0;

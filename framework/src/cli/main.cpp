@@ -9,6 +9,7 @@
 #include <boost/program_options/errors.hpp>
 
 #include "cli/commands.h"
+#include "plugins/probe.h"
 #include "util/errors.h"
 #include "util/log.h"
 
@@ -39,6 +40,11 @@ const char* kUsage =
 int main(int argc, char** argv) {
   using namespace warmup;
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Hidden: a child that loads one plugin library and reports its manifest (plugins/probe.h).
+  if (!args.empty() && args[0] == "__probe-plugin")
+    plugin_probe_main(std::vector<std::string>(args.begin() + 1, args.end()));
+  // Plugin libraries are first loaded in a child: this executable, whatever it is called now.
+  enable_plugin_probe("/proc/self/exe");
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::cout << kUsage;
     return args.empty() ? 2 : 0;

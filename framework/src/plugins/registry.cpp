@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <map>
+#include <mutex>
 #include <sstream>
 
 #include "util/errors.h"
@@ -44,8 +46,6 @@ std::map<std::string, std::string> parse_fingerprint(const std::string& fp) {
   }
   return out;
 }
-
-std::string safe(const char* s) { return s ? s : ""; }
 
 }  // namespace
 
@@ -91,6 +91,7 @@ std::vector<fs::path> plugin_search_path(const std::vector<fs::path>& cli_dirs,
 }
 
 void PluginRegistry::scan(const std::vector<fs::path>& dirs) {
+  std::vector<fs::path> all;
   for (const auto& dir : dirs) {
     searched_.push_back(dir);
     std::error_code ec;
@@ -99,77 +100,118 @@ void PluginRegistry::scan(const std::vector<fs::path>& dirs) {
     for (const auto& e : fs::directory_iterator(dir, ec))
       if (e.path().extension() == ".so") libs.push_back(e.path());
     std::sort(libs.begin(), libs.end());
-    for (const auto& lib : libs) load_library(lib);
+    all.insert(all.end(), libs.begin(), libs.end());
   }
+  if (!plugin_probe_enabled()) {
+    for (const auto& lib : all) load_library(lib);
+    return;
+  }
+  std::vector<ProbeResult> probed = probe_libraries(all);  // in parallel; registered in order
+  for (size_t i = 0; i < all.size(); ++i) add(all[i], std::move(probed[i]), nullptr);
 }
 
 void PluginRegistry::load_library(const fs::path& path) {
+  if (plugin_probe_enabled()) {
+    add(path, std::move(probe_libraries({path}).at(0)), nullptr);
+    return;
+  }
+  boost::dll::shared_library lib;
+  ProbeResult r = inspect_library(path, &lib);
+  add(path, std::move(r), &lib);
+}
+
+void PluginRegistry::add(const fs::path& path, ProbeResult r, boost::dll::shared_library* lib) {
+  LibraryStatus& status = libraries_.emplace_back();
+  status.library = path;
+  status.probe = r.source;
+  status.probe_seconds = r.seconds;
+  auto reject = [&](std::string reason) {
+    status.rejected = true;
+    status.reason = reason;
+    failures_.push_back({path, "", std::move(reason)});
+  };
   auto fail = [&](std::string entry, std::string reason) {
     failures_.push_back({path, std::move(entry), std::move(reason)});
   };
-  boost::dll::shared_library lib;
-  try {
-    lib.load(path, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
-  } catch (const std::exception& e) {
-    const char* err = nullptr;
-    std::string msg = e.what();
-    (void)err;
-    return fail("", "cannot load: " + msg);
-  }
-  if (!lib.has(WARMUP_ENTRY_SYMBOL)) {
-    for (int major = 0; major < 100; ++major) {
-      std::string other = "warmup_plugin_manifest_v" + std::to_string(major);
-      if (major != WARMUP_ABI_MAJOR && lib.has(other))
-        return fail("", "built for plugin ABI " + std::to_string(major) + " (exports " + other +
-                            "), host has ABI " + std::to_string(WARMUP_ABI_MAJOR));
-    }
-    return fail("", std::string("missing symbol ") + WARMUP_ENTRY_SYMBOL + ": not a warmup plugin");
-  }
-  const warmup_plugin_manifest* m = nullptr;
-  try {
-    m = lib.get<const warmup_plugin_manifest*()>(WARMUP_ENTRY_SYMBOL)();
-  } catch (const std::exception& e) {
-    return fail("", std::string("manifest function threw: ") + e.what());
-  }
-  if (!m) return fail("", "manifest function returned null");
-  if (m->abi_major != WARMUP_ABI_MAJOR)
-    return fail("", "manifest says plugin ABI " + std::to_string(m->abi_major) + ", host has ABI " +
-                        std::to_string(WARMUP_ABI_MAJOR));
-  if (m->abi_minor > WARMUP_ABI_MINOR)
-    return fail("", "needs plugin ABI " + std::to_string(m->abi_major) + "." +
-                        std::to_string(m->abi_minor) + ", host provides " +
-                        std::to_string(WARMUP_ABI_MAJOR) + "." + std::to_string(WARMUP_ABI_MINOR));
-  std::string fp = safe(m->fingerprint);
-  if (std::string why = fingerprint_mismatch(fp, host_fingerprint()); !why.empty())
-    return fail("", "build fingerprint mismatch: " + why);
+  if (!r.ok) return reject(r.reason);
+  if (r.abi_major != WARMUP_ABI_MAJOR)
+    return reject("manifest says plugin ABI " + std::to_string(r.abi_major) + ", host has ABI " +
+                  std::to_string(WARMUP_ABI_MAJOR));
+  if (r.abi_minor > WARMUP_ABI_MINOR)
+    return reject("needs plugin ABI " + std::to_string(r.abi_major) + "." + std::to_string(r.abi_minor) +
+                  ", host provides " + std::to_string(WARMUP_ABI_MAJOR) + "." + std::to_string(WARMUP_ABI_MINOR));
+  if (std::string why = fingerprint_mismatch(r.fingerprint, host_fingerprint()); !why.empty())
+    return reject("build fingerprint mismatch: " + why);
 
+  const warmup_plugin_manifest* m = nullptr;
+  if (lib) m = lib->get<const warmup_plugin_manifest*()>(WARMUP_ENTRY_SYMBOL)();
   size_t accepted = 0;
-  for (size_t i = 0; i < m->entry_count; ++i) {
-    const warmup_plugin_entry& e = m->entries[i];
-    std::string kind = safe(e.kind), name = safe(e.name), label = kind + "/" + name;
-    const InterfaceSpec* spec = interface_for_kind(kind);
+  for (size_t i = 0; i < r.entries.size(); ++i) {
+    const ProbedEntry& e = r.entries[i];
+    std::string label = e.kind + "/" + e.name;
+    const InterfaceSpec* spec = interface_for_kind(e.kind);
     if (!spec) {
-      fail(label, "unknown plugin kind '" + kind + "'");
+      fail(label, "unknown plugin kind '" + e.kind + "'");
       continue;
     }
-    if (name.empty() || !e.create || !e.destroy) {
+    if (e.name.empty() || !e.has_functions) {
       fail(label, "entry has no name or no create/destroy function");
       continue;
     }
-    if (safe(e.interface_id) != spec->id || e.interface_version != spec->version) {
-      fail(label, "implements " + safe(e.interface_id) + "@" + std::to_string(e.interface_version) +
+    if (e.interface_id != spec->id || e.interface_version != spec->version) {
+      fail(label, "implements " + e.interface_id + "@" + std::to_string(e.interface_version) +
                       ", host requires " + spec->id + "@" + std::to_string(spec->version));
       continue;
     }
-    if (const PluginEntryInfo* dup = find(kind, name)) {
-      fail(label, "duplicate " + kind + " '" + name + "': already provided by " + dup->library.string());
+    if (const PluginEntryInfo* dup = find(e.kind, e.name)) {
+      fail(label, "duplicate " + e.kind + " '" + e.name + "': already provided by " + dup->library.string());
       continue;
     }
-    entries_.push_back({kind, name, safe(e.interface_id), safe(e.plugin_version),
-                        safe(e.description), e.interface_version, path, fp, e.create, e.destroy});
+    PluginEntryInfo info{e.kind, e.name, e.interface_id, e.plugin_version, e.description,
+                         e.interface_version, path, r.fingerprint, i, r.entries.size()};
+    if (m) {
+      info.create = m->entries[i].create;
+      info.destroy = m->entries[i].destroy;
+    }
+    entries_.push_back(std::move(info));
     ++accepted;
   }
-  if (accepted > 0) resident_libraries().push_back(std::move(lib));
+  if (lib && accepted > 0) resident_libraries().push_back(std::move(*lib));
+}
+
+// Loads a probed library into the host on first use and takes the entry's functions from it,
+// after checking that the manifest still is the one the probe read.
+void PluginRegistry::load_into_host(const PluginEntryInfo& e, const std::string& where) const {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (e.create && e.destroy) return;
+  auto fail = [&](const std::string& why) {
+    throw PluginError(where + ": " + e.kind + " '" + e.name + "' (" + e.library.string() +
+                      "): cannot load into the host: " + why);
+  };
+  boost::dll::shared_library lib;
+  try {
+    lib.load(e.library, boost::dll::load_mode::rtld_lazy | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& ex) {
+    fail(ex.what());
+  }
+  if (!lib.has(WARMUP_ENTRY_SYMBOL)) fail(std::string("missing symbol ") + WARMUP_ENTRY_SYMBOL);
+  const warmup_plugin_manifest* m = lib.get<const warmup_plugin_manifest*()>(WARMUP_ENTRY_SYMBOL)();
+  if (!m || m->abi_major != WARMUP_ABI_MAJOR || m->entry_count != e.entry_count || !m->entries)
+    fail("the library changed since it was probed");
+  const warmup_plugin_entry& x = m->entries[e.index];
+  if (!x.kind || !x.name || e.kind != std::string_view(x.kind, strnlen(x.kind, kMaxNameBytes + 1)) ||
+      e.name != std::string_view(x.name, strnlen(x.name, kMaxNameBytes + 1)) || !x.create || !x.destroy)
+    fail("the library changed since it was probed");
+  // Every entry of the same library shares the loaded copy.
+  for (const auto& other : entries_)
+    if (other.library == e.library && !other.create && other.index < m->entry_count) {
+      other.create = m->entries[other.index].create;
+      other.destroy = m->entries[other.index].destroy;
+    }
+  e.create = x.create;
+  e.destroy = x.destroy;
+  resident_libraries().push_back(std::move(lib));
 }
 
 const PluginEntryInfo* PluginRegistry::find(std::string_view kind, std::string_view name) const {
@@ -195,16 +237,28 @@ const PluginEntryInfo& PluginRegistry::require(std::string_view kind, const std:
   std::string avail;
   for (const auto& n : known) avail += (avail.empty() ? "" : ", ") + n;
   msg += "; available: " + (avail.empty() ? std::string("none") : avail);
-  size_t related = 0;
+  // A rejected library might have provided it: name them, with their reasons.
+  std::vector<const LoadFailure*> related;
   for (const auto& f : failures_)
-    if (f.entry.empty() || f.entry == std::string(kind) + "/" + name) ++related;
-  if (related) msg += " (" + std::to_string(related) + " librar" + (related == 1 ? "y" : "ies") +
-                      " failed to load; see `warmup plugins`)";
+    if (f.entry.empty() || f.entry == std::string(kind) + "/" + name) related.push_back(&f);
+  std::stable_partition(related.begin(), related.end(), [&](const LoadFailure* f) {  // likeliest first
+    return f->library.filename().string().find(name) != std::string::npos;
+  });
+  if (!related.empty()) {
+    msg += "; " + std::to_string(related.size()) + " librar" + (related.size() == 1 ? "y was" : "ies were") +
+           " rejected:";
+    for (size_t i = 0; i < related.size() && i < 5; ++i)
+      msg += std::string(i ? ";" : "") + " " + related[i]->library.string() +
+             (related[i]->entry.empty() ? "" : " [" + related[i]->entry + "]") + ": " + related[i]->reason;
+    if (related.size() > 5) msg += "; and " + std::to_string(related.size() - 5) + " more";
+    msg += " (see `warmup plugins`)";
+  }
   throw PluginError(msg);
 }
 
 void* PluginRegistry::create_raw(const PluginEntryInfo& e, const PluginInit& init,
                                  const std::string& where) const {
+  if (!e.create || !e.destroy) load_into_host(e, where);
   char err[4096] = {0};
   void* obj = nullptr;
   try {

@@ -1,7 +1,12 @@
 // Plugin discovery and creation: scans directories for shared libraries, checks each library's
 // manifest (entry symbol for the ABI major, ABI minor, build fingerprint, interface id and exact
-// version per entry, duplicate names) and records every rejection with its reason. Accepted
-// libraries stay loaded until the process exits; rejected ones are unloaded at once.
+// version per entry, duplicate names) and records every rejection with its reason.
+//
+// With probing enabled (enable_plugin_probe, done by the warmup executable) manifests are read in
+// child processes (see probe.h): a library that crashes, hangs or reports an absurd manifest there
+// is rejected and never loaded into the host, and accepted libraries are only loaded into the host
+// when one of their plugins is first created. Without it (the unit tests) libraries are loaded at
+// once. Loaded libraries stay loaded until the process exits.
 #pragma once
 
 #include <filesystem>
@@ -10,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "plugins/probe.h"
 #include "warmup/abi.h"
 #include "warmup/host.h"
 
@@ -20,8 +26,21 @@ struct PluginEntryInfo {
   uint32_t interface_version = 0;
   std::filesystem::path library;
   std::string fingerprint;
-  warmup_create_fn create = nullptr;
-  warmup_destroy_fn destroy = nullptr;
+  size_t index = 0;        // position in the library's manifest
+  size_t entry_count = 0;  // entries in that manifest
+  // Set once the library is loaded into the host (at scan without probing, else at first create).
+  mutable warmup_create_fn create = nullptr;
+  mutable warmup_destroy_fn destroy = nullptr;
+};
+
+// Every library the scan found and whether it was rejected as a whole (its entries may still be
+// rejected one by one: see failures()).
+struct LibraryStatus {
+  std::filesystem::path library;
+  bool rejected = false;   // its manifest could not be read, or was refused
+  std::string reason;      // when rejected
+  std::string probe;       // "probed", "cached" or "in-process"
+  double probe_seconds = 0;
 };
 
 struct LoadFailure {
@@ -62,6 +81,7 @@ class PluginRegistry {
   std::vector<std::string> names(std::string_view kind) const;
   const std::vector<PluginEntryInfo>& entries() const { return entries_; }
   const std::vector<LoadFailure>& failures() const { return failures_; }
+  const std::vector<LibraryStatus>& libraries() const { return libraries_; }
   const std::vector<std::filesystem::path>& searched() const { return searched_; }
 
   // Creates an object; throws PluginError (unknown plugin, create failed) with `where` as place.
@@ -77,8 +97,12 @@ class PluginRegistry {
 
  private:
   void* create_raw(const PluginEntryInfo& e, const PluginInit& init, const std::string& where) const;
+  void load_into_host(const PluginEntryInfo& e, const std::string& where) const;
+  // Registers a library from its manifest data; `lib` is the library when already loaded.
+  void add(const std::filesystem::path& path, ProbeResult r, boost::dll::shared_library* lib);
   std::vector<PluginEntryInfo> entries_;
   std::vector<LoadFailure> failures_;
+  std::vector<LibraryStatus> libraries_;
   std::vector<std::filesystem::path> searched_;
 };
 
