@@ -197,6 +197,14 @@ def has_close_elements(numbers, threshold):
             pass
     return None
 """,
+    "junk bytes before the start": """
+import os
+for fd in range(3, 64):
+    try:
+        os.write(fd, b'\\xff\\xfe\\x00 0 ready null\\n\\xc3\\n')
+    except OSError:
+        pass
+""" + WRONG,
     "forged tags": """
 def has_close_elements(numbers, threshold):
     import json, os

@@ -173,7 +173,11 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   std::string checker_failed;  // why the checker gave no verdict
   std::string dead;  // why the candidate stopped answering (sent to the checker once)
   auto wall = after(config_.wall_s);
+  // Calls may be pipelined: the oldest unanswered one must be answered within its limit + 1 s of
+  // the previous answer (or of being sent, when none was pending).
   Clock::time_point call_deadline = Clock::time_point::max(), grace = Clock::time_point::max();
+  int64_t pending = 0;
+  double call_timeout = 0.0;
   auto stop_candidate = [&](const std::string& why) {
     if (cand_done) return;
     cand->kill_all();
@@ -234,7 +238,8 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
         size_t sp1 = rest.find(' '), sp2 = sp1 == std::string::npos ? sp1 : rest.find(' ', sp1 + 1);
         double timeout = sp2 == std::string::npos ? 0.0 : std::strtod(rest.c_str() + sp1 + 1, nullptr);
         to_cand += rest + "\n";
-        call_deadline = timeout > 0 ? after(timeout + 1.0) : Clock::time_point::max();
+        if (pending++ == 0) call_deadline = timeout > 0 ? after(timeout + 1.0) : Clock::time_point::max();
+        call_timeout = timeout;
       } else if (line.rfind("E ", 0) == 0) {
         if (expected_out) *expected_out = line.substr(2);
       } else if (line.rfind("V ", 0) == 0) {
@@ -250,7 +255,8 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     for (size_t nl; (nl = cand_buf.find('\n')) != std::string::npos;) {
       to_chk += "R " + cand_buf.substr(0, nl) + "\n";
       cand_buf.erase(0, nl + 1);
-      call_deadline = Clock::time_point::max();
+      pending = std::max<int64_t>(0, pending - 1);
+      call_deadline = pending > 0 && call_timeout > 0 ? after(call_timeout + 1.0) : Clock::time_point::max();
     }
     if (cand_buf.size() > result_cap)
       stop_candidate("an answer longer than " + std::to_string(result_cap) + " bytes");

@@ -11,26 +11,14 @@
 #   compare: EvalPlus's base and plus inputs, outputs compared with the canonical solution's as
 #            EvalPlus's unsafe_execute does (floats within atol, find_zero by its polynomial);
 #   record:  the canonical solution's outputs on those inputs ("E [base, plus]" before "V").
-import os
-
-_in = os.fdopen(os.dup(0), "rb")
-_out = os.dup(1)
-_null = os.open(os.devnull, os.O_RDWR)
-os.dup2(_null, 0)
-os.dup2(_null, 1)
-sys.stdin = open(os.devnull)
-sys.stdout = open(os.devnull, "w")
+_in, _out = private_channels()
 
 
 def _emit(line):
-    data = (line + "\n").encode("utf-8", "surrogatepass")
-    while data:
-        data = data[os.write(_out, data):]
+    send_line(_out, line)
 
 
-def _why(e):
-    text = type(e).__name__ + (": " + str(e) if str(e) else "")
-    return text[:300]
+_why = why
 
 
 class CandidateDead(BaseException):  # not an Exception: test code's `except Exception` can't hide it
@@ -48,7 +36,7 @@ def _recv():
     line = _in.readline()
     if not line:
         os._exit(0)  # the host is gone
-    return line.decode("utf-8", "surrogatepass").rstrip("\n")
+    return line.decode("utf-8", "replace").rstrip("\n")  # answers are ASCII JSON; junk fails to decode later
 
 
 def _await(rid):
@@ -79,12 +67,18 @@ def _message(payload):
     return m if type(m) is str else "malformed error message"
 
 
-def _call(args, kwargs, timeout):
-    if _state["dead"] is not None:
-        raise CandidateDead(_state["dead"])
+def _send(args, kwargs, timeout):
+    """Queues one call (answered in order); returns its id."""
     _state["id"] += 1
     rid = _state["id"]
     _emit("C %d %r %s" % (rid, float(timeout), dumps([encode(list(args)), encode(dict(kwargs))])))
+    return rid
+
+
+def _result(rid):
+    """The candidate's result of call `rid`; raises CandidateError / CandidateDead."""
+    if _state["dead"] is not None:
+        raise CandidateDead(_state["dead"])
     kind, payload = _await(rid)
     if kind == "ok":
         try:
@@ -96,10 +90,35 @@ def _call(args, kwargs, timeout):
     raise CandidateError("malformed answer from the candidate")
 
 
+def _call(args, kwargs, timeout):
+    if _state["dead"] is not None:
+        raise CandidateDead(_state["dead"])
+    return _result(_send(args, kwargs, timeout))
+
+
 def _proxy(timeout):
     def candidate(*args, **kwargs):
         return _call(args, kwargs, timeout)
     return candidate
+
+
+def _pipelined(inputs, timeout):
+    """Sends every call at once (the inputs are known in advance) and yields each result (or the
+    exception it raised) in order: no round trip per input."""
+    rids = []
+    for inp in inputs:
+        try:
+            rids.append(_send(inp, {}, timeout))
+        except BaseException as e:  # an argument that cannot be encoded
+            rids.append(e)
+    for rid in rids:
+        if isinstance(rid, BaseException):
+            yield rid
+            continue
+        try:
+            yield _result(rid)
+        except BaseException as e:
+            yield e
 
 
 def _ready():
@@ -108,8 +127,8 @@ def _ready():
         kind, payload = _await(0)
     except CandidateDead as e:
         return "no answer (" + str(e) + ")"
-    except CandidateError as e:
-        return str(e)
+    except BaseException as e:  # whatever the candidate sent, its own failure
+        return _why(e)
     if kind == "ready":
         return None
     return _message(payload) if kind == "load_error" else "malformed start"
@@ -174,14 +193,15 @@ def _compare(job, expected):
     why = _ready()
     if why is not None:
         return {"status": "fail", "reason": "load: " + why, "base": [0, len(job["base"])], "plus": [0, len(job["plus"])]}
-    candidate = _proxy(float(job.get("input_timeout_s", 4.0)))
+    timeout = float(job.get("input_timeout_s", 4.0))
     result, first = {}, None
     for k, s in enumerate(sections):
         inputs, passed = job[s], 0
-        for i, inp in enumerate(inputs):
+        for i, out in enumerate(_pipelined(inputs, timeout)):
             try:
-                out = candidate(*inp)
-                _same(job["entry_point"], inp, out, expected[k][i], job["atol"])
+                if isinstance(out, BaseException):
+                    raise out
+                _same(job["entry_point"], inputs[i], out, expected[k][i], job["atol"])
                 passed += 1
             except BaseException as e:
                 first = first or "%s input %d: %s" % (s, i, _why(e))
@@ -201,15 +221,13 @@ def _record(job):
     why = _ready()
     if why is not None:
         return {"status": "error", "reason": "canonical solution does not load: " + why}
-    candidate = _proxy(float(job.get("input_timeout_s", 60.0)))
     outs = []
     for s in ("base", "plus"):
         outs.append([])
-        for i, inp in enumerate(job[s]):
-            try:
-                outs[-1].append(candidate(*inp))
-            except BaseException as e:
-                return {"status": "error", "reason": "canonical solution, %s input %d: %s" % (s, i, _why(e))}
+        for i, out in enumerate(_pipelined(job[s], float(job.get("input_timeout_s", 60.0)))):
+            if isinstance(out, BaseException):
+                return {"status": "error", "reason": "canonical solution, %s input %d: %s" % (s, i, _why(out))}
+            outs[-1].append(out)
     _emit("E " + dumps(encode(outs)))
     return {"status": "ok"}
 

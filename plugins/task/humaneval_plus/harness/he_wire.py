@@ -4,7 +4,7 @@
 # ({"$tuple": [...]}, {"$f": "nan"}, ...); anything else (a subclass, an object whose __eq__ lies,
 # a generator) cannot be encoded, and the decoder builds nothing but those types, so no value of
 # the candidate's own making reaches the checker.
-import json, math, re, sys
+import json, math, os, re, sys
 
 if hasattr(sys, "set_int_max_str_digits"):
     sys.set_int_max_str_digits(0)
@@ -93,3 +93,29 @@ def decode(text):
 
 def dumps(obj):
     return json.dumps(obj, allow_nan=False, separators=(",", ":"))
+
+
+def private_channels():
+    """(reader, fd): the process's stdin and stdout kept private; fds 0 and 1 (and sys.stdin,
+    sys.stdout) become /dev/null, so code run here can print or read without touching them."""
+    reader, out = os.fdopen(os.dup(0), "rb"), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
+    return reader, out
+
+
+def send_line(fd, line):
+    data = (line + "\n").encode("utf-8", "surrogatepass")
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def why(e):
+    """'Type: message', at most 300 characters, whatever the exception's __str__ does."""
+    try:
+        text = type(e).__name__ + (": " + str(e) if str(e) else "")
+    except BaseException:
+        text = type(e).__name__
+    return text[:300]
