@@ -312,6 +312,7 @@ TEST_CASE("safetensors: shapes, offsets and header lengths are checked as the re
     return refusal([&] { SafetensorsFile s(f); });
   };
   // Accepted: tensors tiling the data section in any header order, a zero-size tensor, metadata.
+  CHECK(open(R"({"__metadata__":null})", 0) == "ok");
   CHECK(open(R"({"__metadata__":{"format":"pt"},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
              R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"BF16","shape":[0,3],"data_offsets":[16,16]}})",
              16) == "ok");

@@ -125,6 +125,7 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
   std::vector<Range> ranges;
   for (const auto& [name, v] : h.items()) {
     if (name == "__metadata__") {
+      if (v.is_null()) continue;  // as the reference: an absent map
       if (!v.is_object()) throw DataError(p + ": __metadata__ must be an object of strings, got " + v.type_name());
       for (const auto& [k, mv] : v.items()) {
         if (!mv.is_string())
