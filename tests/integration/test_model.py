@@ -3,7 +3,10 @@ by transformers with a fixed seed; our logits on a left-padded batch of prompts 
 lengths match within 1e-4 in fp32, greedy next tokens are identical, the chunked token log-probs
 equal log_softmax, and what we save loads back in transformers with the same logits."""
 import json
+import random
+import struct
 import subprocess
+import time
 
 import pytest
 import torch
@@ -177,7 +180,7 @@ def test_corrupt_checkpoints_fail_cleanly(tmp_path):
     variant("dtype", len(h).to_bytes(8, "little") + h + st[8 + n:])
     expect("dtype", "has dtype I32, expected F32, BF16 or F16")
     variant("garbage", b"\xff" * 8 + b"x" * 100)
-    expect("garbage", "exceeds the file")
+    expect("garbage", "exceeds the limit of 100000000 bytes")
     cfg = json.loads((tmp_path / "hf/config.json").read_text())
     variant("arch", config={**cfg, "architectures": ["GPTNeoXForCausalLM"]})
     expect("arch", "unknown architecture 'GPTNeoXForCausalLM'")
@@ -188,3 +191,139 @@ def test_corrupt_checkpoints_fail_cleanly(tmp_path):
     (d / "model.safetensors.index.json").write_text(json.dumps(
         {"metadata": {}, "weight_map": {first: "model-00001-of-00002.safetensors"}}))
     expect("missing_shard", "shard model-00001-of-00002.safetensors is missing")
+
+
+# ---- hostile model files: refused up front, exit 2, one line naming the file, within 5 s --------
+
+TINY_CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", **COMMON, "tie_word_embeddings": True}
+
+
+def refused(*args, needle):
+    """Runs warmup, which must exit 2 within 5 s with one error line containing `needle`."""
+    start = time.monotonic()
+    r = warmup(*args, timeout=5)
+    assert time.monotonic() - start < 5
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def st_bytes(header, data=0, n=None):
+    h = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h) if n is None else n) + h + b"\0" * data
+
+
+def st_entry(dtype, shape, offsets):
+    return {"dtype": dtype, "shape": shape, "data_offsets": offsets}
+
+
+HOSTILE_SAFETENSORS = {
+    "shape_2^62x4": (st_bytes({"w": st_entry("F32", [2**62, 4], [0, 0])}), "has more than 2^63 elements"),
+    "shape_2^62": (st_bytes({"w": st_entry("F32", [2**62], [0, 0])}), "needs more than 2^64 bytes"),
+    "offsets_past_eof": (st_bytes({"w": st_entry("F32", [4], [0, 16])}, 8), "data ends at byte 16"),
+    "span_not_shape": (st_bytes({"w": st_entry("F32", [3], [0, 8])}, 8), "F32 shape [3] needs 12"),
+    "overlap": (st_bytes({"a": st_entry("F32", [2], [0, 8]), "b": st_entry("F32", [2], [4, 12])}, 12), "overlaps"),
+    "gap": (st_bytes({"a": st_entry("F32", [1], [0, 4]), "b": st_entry("F32", [1], [8, 12])}, 12), "(a gap)"),
+    "trailing": (st_bytes({"a": st_entry("F32", [1], [0, 4])}, 12), "(trailing bytes)"),
+    "negative_dim": (st_bytes({"w": st_entry("F32", [-1], [0, 4])}, 4), "must be a non-negative integer"),
+    "header_len_2^62": (st_bytes(b"{}", 0, 2**62), "exceeds the limit of 100000000 bytes"),
+    "header_len_past_file": (st_bytes(b"{}", 0, 1000), "exceeds the file"),
+    "metadata_number": (st_bytes({"__metadata__": {"format": 1}}), "must be a string"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_SAFETENSORS))
+def test_hostile_safetensors_refused_as_the_reference_refuses_them(name, tmp_path):
+    from safetensors import safe_open
+    data, needle = HOSTILE_SAFETENSORS[name]
+    (tmp_path / "config.json").write_text(json.dumps(TINY_CONFIG))
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(data)
+    with pytest.raises(Exception):  # the oracle: the safetensors library refuses it
+        with safe_open(f, framework="pt") as st:
+            list(st.keys())
+    line = refused("model", "info", tmp_path, needle=needle)
+    assert f"{f}: " in line
+
+
+def test_safetensors_the_reference_refuses_we_refuse(tmp_path):
+    """Random edits of a real header's numbers and brackets: whatever the safetensors library
+    refuses, `warmup model info` refuses with exit 2; what it accepts, we read (every edit keeps
+    the dtypes, all of which we support)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    good = tmp_path / "good.safetensors"
+    save_file({"a": torch.ones(3, 5), "b": torch.zeros(7, dtype=torch.bfloat16), "c": torch.ones(0, 2)}, good)
+    raw = good.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8:8 + n].decode()
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m/config.json").write_text(json.dumps(TINY_CONFIG))
+    f = tmp_path / "m/model.safetensors"
+    rng = random.Random(20251130)
+    refused_by_both = 0
+    for i in range(40):
+        h = list(header)
+        for _ in range(rng.randint(1, 3) if i > 0 else 0):  # 0: the file as saved
+            digits = [k for k, c in enumerate(h) if c.isdigit()]
+            k = rng.choice(digits)
+            h[k] = rng.choice("0123456789" * 3 + "-]")
+        body = "".join(h).encode()
+        data = raw[8 + n:] + (b"\0" * (rng.choice([0, 0, 4, 64]) if i > 0 else 0))
+        f.write_bytes(len(body).to_bytes(8, "little") + body + data)
+        try:
+            with safe_open(f, framework="pt") as st:
+                list(st.keys())
+            ok = True
+        except Exception:
+            ok = False
+        r = warmup("model", "info", tmp_path / "m", timeout=5)
+        assert r.returncode == (0 if ok else 2), (i, body, r.stderr)
+        if not ok:
+            assert r.stderr.count("\n") == 1 and str(f) in r.stderr, r.stderr
+            refused_by_both += 1
+    assert 0 < refused_by_both < 40
+
+
+def test_hostile_index_and_config_refused(tmp_path):
+    make_hf_model("qwen2", tmp_path / "hf")
+    import shutil
+
+    def variant(name, config=None):
+        d = tmp_path / name
+        shutil.copytree(tmp_path / "hf", d)
+        if config is not None:
+            (d / "config.json").write_text(json.dumps(config))
+        return d
+
+    # A sharded checkpoint whose weight_map names a non-string.
+    d = variant("index")
+    (d / "model.safetensors").rename(d / "model-00001-of-00001.safetensors")
+    index = {"metadata": {}, "weight_map": {"model.norm.weight": 7}}
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    refused("model", "logits", d, "--text", "hi",
+            needle=f"{d}/model.safetensors.index.json: weight_map 'model.norm.weight' must be a shard file name")
+    cfg = json.loads((tmp_path / "hf/config.json").read_text())
+    cases = {
+        "layers": ({"num_hidden_layers": 10**9}, '"num_hidden_layers" is 1000000000, must be an integer in 1..1024'),
+        "vocab": ({"vocab_size": 10**12}, '"vocab_size" is 1000000000000, must be an integer in 1..16777216'),
+        "head_dim": ({"head_dim": -16}, '"head_dim" is -16, must be an integer in 2..1024'),
+        "divisible": ({"hidden_size": 66, "head_dim": None}, "hidden_size 66 is not divisible by num_attention_heads 4"),
+        "kv_heads": ({"num_key_value_heads": 3}, "num_attention_heads 4 must be a multiple of num_key_value_heads 3"),
+        "deeper": ({"num_hidden_layers": 1000}, "checkpoint has no tensor 'model.layers.2.self_attn.q_proj.weight'"),
+        "wider": ({"hidden_size": 65536, "intermediate_size": 2**20, "head_dim": 16},
+                  "tensor 'model.embed_tokens.weight' has shape [320, 64] but the config needs [320, 65536]"),
+    }
+    for name, (change, needle) in cases.items():
+        d = variant(name, {**cfg, **change})
+        line = refused("model", "logits", d, "--text", "hi", needle=needle)
+        if name not in ("deeper", "wider"):
+            assert f"{d}/config.json: " in line, line
+    # model init has no checkpoint to bound it: the machine's memory does.
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({**TINY_CONFIG, "vocab_size": 2**24, "hidden_size": 65536, "head_dim": 64,
+                                "num_hidden_layers": 1024, "intermediate_size": 2**20}))
+    refused("model", "init", "--config", huge, "--out", tmp_path / "never", needle=f"{huge}: a model of")
+    assert not (tmp_path / "never").exists()

@@ -138,3 +138,49 @@ def test_special_token_ids_and_errors(tmp_path):
     (bad / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": ')
     r = warmup("tokenize", "--tokenizer", bad, input="x")
     assert r.returncode != 0 and "tokenizer.json: not valid JSON" in r.stderr
+
+
+def test_hostile_tokenizer_files_refused_like_hf_tokenizers(tmp_path):
+    """Ids past u32 or negative, ids and merges of the wrong JSON type: HF tokenizers refuses each
+    (the oracle); we exit 2 within 5 s with one line naming tokenizer.json and the place."""
+    import time
+    from tokenizers import decoders, models, pre_tokenizers
+    # A small byte-level BPE built by HF tokenizers itself (the Qwen file would make each run
+    # spend its time parsing 7 MB).
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    vocab["ĠĠ"] = len(vocab)
+    small = Tokenizer(models.BPE(vocab=vocab, merges=[("Ġ", "Ġ")]))
+    small.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    small.decoder = decoders.ByteLevel()
+    small.add_special_tokens(["<|endoftext|>"])
+    base = json.loads(small.to_str())
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base/tokenizer.json").write_text(json.dumps(base))
+    r = warmup("tokenize", "--tokenizer", tmp_path / "base", input="a  b", timeout=5)
+    assert r.returncode == 0 and json.loads(r.stdout) == small.encode("a  b").ids, r.stderr
+    cases = {
+        "id_2^40": (lambda j: j["model"]["vocab"].__setitem__("a", 2**40), "/model/vocab/a: id 1099511627776"),
+        "id_-1": (lambda j: j["model"]["vocab"].__setitem__("a", -1), "/model/vocab/a: id -1 is not a token id"),
+        "id_string": (lambda j: j["model"]["vocab"].__setitem__("a", "65"), '/model/vocab/a: id "65"'),
+        "id_float": (lambda j: j["model"]["vocab"].__setitem__("a", 65.5), "/model/vocab/a: id 65.5"),
+        "added_id_-1": (lambda j: j["added_tokens"][0].__setitem__("id", -1), "/added_tokens/0/id: id -1"),
+        "added_content_number": (lambda j: j["added_tokens"][0].__setitem__("content", 5), "/added_tokens/0: must be"),
+        "merge_numbers": (lambda j: j["model"]["merges"].insert(0, [1, 2]), "/model/merges/0: a merge is"),
+        "merge_three": (lambda j: j["model"]["merges"].insert(0, ["a", "b", "c"]), "/model/merges/0: a merge is"),
+        "merges_string": (lambda j: j["model"].__setitem__("merges", "a b"), "/model/merges: must be an array"),
+    }
+    for name, (mutate, needle) in cases.items():
+        j = json.loads(json.dumps(base))
+        mutate(j)
+        d = tmp_path / name
+        d.mkdir()
+        (d / "tokenizer.json").write_text(json.dumps(j))
+        with pytest.raises(Exception):
+            Tokenizer.from_file(str(d / "tokenizer.json"))
+        start = time.monotonic()
+        r = warmup("tokenize", "--tokenizer", d, input="x", timeout=5)
+        assert time.monotonic() - start < 5
+        assert r.returncode == 2, (name, r.returncode, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and f"{d}/tokenizer.json: {needle}" in lines[0], (name, r.stderr)

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/brief.h"
+#include "util/errors.h"
 #include "util/log.h"
 
 namespace warmup {
@@ -46,14 +48,19 @@ constexpr float kMasked = std::numeric_limits<float>::lowest() / 2;
 
 std::vector<int32_t> eos_ids_for(const std::filesystem::path& dir, const Tokenizer& tok) {
   std::vector<int32_t> ids;
-  std::ifstream in(dir / "generation_config.json");
+  std::filesystem::path file = dir / "generation_config.json";
+  std::ifstream in(file);
   if (in) {
     auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_object() && j.contains("eos_token_id")) {
+    if (j.is_object() && j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
       const auto& e = j["eos_token_id"];
-      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-      if (e.is_array())
-        for (const auto& x : e) ids.push_back(x.get<int32_t>());
+      nlohmann::json list = e.is_array() ? e : nlohmann::json::array({e});
+      for (const auto& x : list) {
+        if (!x.is_number_unsigned() || x.get<uint64_t>() >= uint64_t(tok.vocab_size()))
+          throw DataError(file.string() + ": eos_token_id " + brief(e) + " is not a token id (integers in 0.." +
+                          std::to_string(tok.vocab_size() - 1) + ", the tokenizer's ids)");
+        ids.push_back(int32_t(x.get<uint64_t>()));
+      }
     }
   }
   if (ids.empty() && tok.eos_id()) ids.push_back(*tok.eos_id());

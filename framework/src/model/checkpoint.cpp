@@ -1,6 +1,9 @@
 // See checkpoint.h.
 #include "model/checkpoint.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +12,7 @@
 
 #include "model/safetensors.h"
 #include "text/tokenizer.h"
+#include "util/brief.h"
 #include "util/errors.h"
 
 namespace warmup {
@@ -44,31 +48,39 @@ CausalLM load_model(const fs::path& dir, const LoadOptions& opt) {
   torch::ScalarType dtype = parse_dtype(opt.dtype, config);
   torch::Device device = parse_device(opt.device);
   SafetensorsCheckpoint ckpt(dir);
-  CausalLM model(config);
-  torch::NoGradGuard no_grad;
-  std::set<std::string> used;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    torch::Tensor& param = item.value();
+  // Every parameter the config implies is checked against the checkpoint (present, same shape, a
+  // float dtype) before the model is built: the checkpoint's real bytes, not config.json's numbers,
+  // bound what gets allocated.
+  std::set<std::string> expected;
+  for (const auto& [name, shape] : parameter_shapes(config)) {
     if (!ckpt.contains(name))
-      throw DataError(dir.string() + ": checkpoint has no tensor '" + name + "' required by " + config.architecture);
+      throw DataError(dir.string() + ": checkpoint has no tensor '" + name + "' required by " + config.architecture +
+                      " with the sizes of " + config.source);
     const TensorInfo& info = ckpt.info(name);
-    if (info.shape != param.sizes().vec()) {
+    if (info.shape != shape) {
       std::ostringstream os;
       os << dir.string() << ": tensor '" << name << "' has shape " << c10::IntArrayRef(info.shape)
-         << " but the config needs " << param.sizes();
+         << " but the config needs " << c10::IntArrayRef(shape);
       throw DataError(os.str());
     }
     if (info.dtype != torch::kFloat32 && info.dtype != torch::kBFloat16 && info.dtype != torch::kFloat16)
       throw DataError(dir.string() + ": tensor '" + name + "' has dtype " + info.dtype_name + ", expected F32, BF16 or F16");
+    expected.insert(name);
+  }
+  for (const auto& n : ckpt.names())
+    if (!expected.count(n) && n != "lm_head.weight" && n.find("rotary_emb") == std::string::npos)
+      throw DataError(dir.string() + ": unexpected tensor '" + brief(n) + "' for " + config.architecture);
+  CausalLM model(config);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& param = item.value();
+    if (!expected.count(name) || ckpt.info(name).shape != param.sizes().vec())  // parameter_shapes out of sync
+      throw std::logic_error("parameter_shapes() does not list '" + name + "' as the model has it");
     torch::Tensor t = ckpt.tensor(name);
     if (device.is_cpu() && t.scalar_type() == dtype) param.set_data(t);  // zero-copy, copy-on-write map
     else param.set_data(t.to(device, dtype));
-    used.insert(name);
   }
-  for (const auto& n : ckpt.names())
-    if (!used.count(n) && n != "lm_head.weight" && n.find("rotary_emb") == std::string::npos)
-      throw DataError(dir.string() + ": unexpected tensor '" + n + "' for " + config.architecture);
   for (auto& b : model->buffers()) b.set_data(b.to(device));
   model->rotary.inv_freq = model->rotary.inv_freq.to(device);
   model->eval();
@@ -112,7 +124,29 @@ void save_model(CausalLM& model, const fs::path& dir, uint64_t shard_bytes, cons
   }
 }
 
+void check_fits_in_memory(const ModelConfig& config, torch::ScalarType dtype) {
+  // Built in float32, then converted: both copies exist for a moment.
+  uint64_t params = 0;
+  for (const auto& [name, shape] : parameter_shapes(config)) {
+    uint64_t n = 1;
+    for (int64_t d : shape) n *= uint64_t(d);  // bounded by the config limits: no overflow
+    params += n;
+  }
+  uint64_t per = 4 + (dtype == torch::kFloat32 ? 0 : uint64_t(c10::elementSize(dtype)));
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;
+  uint64_t memory = uint64_t(pages) * uint64_t(page);
+  if (params > memory / per) {
+    char msg[256];
+    std::snprintf(msg, sizeof(msg), "a model of %llu parameters needs %.1f GB to build in %s, more than this machine's %.1f GB of memory",
+                  static_cast<unsigned long long>(params), double(params) * double(per) / 1e9, dtype_name(dtype).c_str(),
+                  double(memory) / 1e9);
+    throw ConfigError((config.source.empty() ? std::string("model config") : config.source) + ": " + msg);
+  }
+}
+
 CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType dtype) {
+  check_fits_in_memory(config, dtype);
   torch::manual_seed(seed);
   CausalLM model(config);
   torch::NoGradGuard no_grad;

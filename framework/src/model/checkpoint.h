@@ -28,6 +28,10 @@ CausalLM load_model(const std::filesystem::path& dir, const LoadOptions& options
 void save_model(CausalLM& model, const std::filesystem::path& dir, uint64_t shard_bytes = 5'000'000'000ULL,
                 const std::filesystem::path& source_dir = {});
 
+// Throws ConfigError naming config.source when building the model in `dtype` would need more than
+// the machine's physical memory (a config.json with absurd sizes is refused before allocating).
+void check_fits_in_memory(const ModelConfig& config, torch::ScalarType dtype);
+
 // A model with transformers' initialisation (normal(0, initializer_range) for linear and
 // embedding weights, zero biases, unit norms), seeded.
 CausalLM init_model(const ModelConfig& config, uint64_t seed, torch::ScalarType dtype = torch::kFloat32);

@@ -43,6 +43,7 @@ struct ModelConfig {
   double initializer_range = 0.02;
   std::optional<int64_t> bos_token_id, eos_token_id, pad_token_id;
   nlohmann::json raw;               // the whole config.json
+  std::string source;               // where it came from (the file), for messages
 
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
   static ModelConfig load(const std::filesystem::path& dir_or_file);

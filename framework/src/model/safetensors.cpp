@@ -7,11 +7,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <tuple>
 #include <cstring>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "util/brief.h"
 #include "util/errors.h"
 
 namespace warmup {
@@ -24,7 +28,7 @@ torch::ScalarType safetensors_dtype(const std::string& n) {
       {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
       {"I16", torch::kInt16}, {"I8", torch::kInt8}, {"U8", torch::kUInt8}, {"BOOL", torch::kBool}};
   auto it = kMap.find(n);
-  if (it == kMap.end()) throw DataError("unsupported safetensors dtype '" + n + "'");
+  if (it == kMap.end()) throw DataError("unsupported safetensors dtype '" + brief(n) + "'");
   return it->second;
 }
 
@@ -62,12 +66,30 @@ uint64_t parse_size(const std::string& text) {
   return uint64_t(v * mul);
 }
 
+namespace {
+
+// The header length bound of the reference implementation (huggingface/safetensors MAX_HEADER_SIZE).
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+// A JSON value as a non-negative integer (the reference reads shapes and offsets as usize: no
+// floats, booleans or negative numbers).
+uint64_t json_u64(const json& v, const std::string& what) {
+  if (!v.is_number_unsigned())
+    throw DataError(what + " must be a non-negative integer, got " + brief(v));
+  return v.get<uint64_t>();
+}
+
+}  // namespace
+
 SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
   std::string p = path.string();
   int fd = ::open(p.c_str(), O_RDONLY);
   if (fd < 0) throw DataError(p + ": cannot open: " + std::strerror(errno));
   struct stat st {};
-  fstat(fd, &st);
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw DataError(p + ": not a regular file");
+  }
   size_ = size_t(st.st_size);
   if (size_ < 8) {
     ::close(fd);
@@ -81,7 +103,10 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
   const auto* bytes = static_cast<const uint8_t*>(m);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
-  if (header_len > size_ - 8 || header_len > 100'000'000)
+  if (header_len > kMaxHeaderBytes)
+    throw DataError(p + ": header length " + std::to_string(header_len) + " exceeds the limit of " +
+                    std::to_string(kMaxHeaderBytes) + " bytes: corrupt or not safetensors");
+  if (header_len > size_ - 8)
     throw DataError(p + ": header length " + std::to_string(header_len) + " exceeds the file (" +
                     std::to_string(size_) + " bytes): truncated or not safetensors");
   data_start_ = 8 + header_len;
@@ -92,47 +117,82 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     throw DataError(p + ": header is not valid JSON: " + e.what());
   }
   if (!h.is_object()) throw DataError(p + ": header is not a JSON object");
-  size_t data_size = size_ - data_start_;
-  std::vector<std::pair<size_t, size_t>> ranges;
+  const uint64_t data_size = size_ - data_start_;
+  struct Range {
+    uint64_t begin, end;
+    const std::string* name;
+  };
+  std::vector<Range> ranges;
   for (const auto& [name, v] : h.items()) {
     if (name == "__metadata__") {
-      for (const auto& [k, mv] : v.items())
-        if (mv.is_string()) metadata_[k] = mv.get<std::string>();
+      if (v.is_null()) continue;  // as the reference: an absent map
+      if (!v.is_object()) throw DataError(p + ": __metadata__ must be an object of strings, got " + v.type_name());
+      for (const auto& [k, mv] : v.items()) {
+        if (!mv.is_string())
+          throw DataError(p + ": __metadata__ '" + brief(k) + "' must be a string, got " + mv.type_name());
+        metadata_[k] = mv.get<std::string>();
+      }
       continue;
     }
     try {
+      if (!v.is_object()) throw DataError(std::string("entry must be an object, got ") + v.type_name());
+      for (const char* k : {"dtype", "shape", "data_offsets"})
+        if (!v.contains(k)) throw DataError(std::string("no \"") + k + "\"");
+      if (!v["dtype"].is_string()) throw DataError("dtype must be a string, got " + brief(v["dtype"]));
       TensorInfo t;
       t.name = name;
-      t.dtype_name = v.at("dtype").get<std::string>();
+      t.dtype_name = v["dtype"].get<std::string>();
       t.dtype = safetensors_dtype(t.dtype_name);
-      t.shape = v.at("shape").get<std::vector<int64_t>>();
-      auto off = v.at("data_offsets").get<std::vector<uint64_t>>();
-      if (off.size() != 2 || off[0] > off[1]) throw DataError("bad data_offsets");
-      t.begin = size_t(off[0]), t.end = size_t(off[1]);
-      size_t numel = 1;
-      for (int64_t d : t.shape) {
-        if (d < 0) throw DataError("negative dimension");
-        numel *= size_t(d);
+      const json& shape = v["shape"];
+      if (!shape.is_array()) throw DataError("shape must be an array, got " + brief(shape));
+      // Overflow-checked element and byte counts: a shape like [2^62, 4] must not wrap to 0 bytes.
+      uint64_t numel = 1;
+      for (size_t i = 0; i < shape.size(); ++i) {
+        uint64_t d = json_u64(shape[i], "shape[" + std::to_string(i) + "]");
+        if (__builtin_mul_overflow(numel, d, &numel) || numel > uint64_t(INT64_MAX))
+          throw DataError("shape " + brief(shape) + " has more than 2^63 elements (overflow)");
+        t.shape.push_back(int64_t(d));
       }
-      size_t want = numel * c10::elementSize(t.dtype);
-      if (t.end - t.begin != want)
-        throw DataError("data_offsets span " + std::to_string(t.end - t.begin) + " bytes but " + t.dtype_name +
-                        " shape needs " + std::to_string(want));
-      if (t.end > data_size)
-        throw DataError("data ends at byte " + std::to_string(t.end) + " but the file has " +
-                        std::to_string(data_size) + " data bytes (truncated?)");
-      ranges.emplace_back(t.begin, t.end);
-      tensors_.emplace(name, std::move(t));
+      uint64_t want = 0;
+      if (__builtin_mul_overflow(numel, uint64_t(c10::elementSize(t.dtype)), &want))
+        throw DataError(t.dtype_name + " shape " + brief(shape) + " needs more than 2^64 bytes (overflow)");
+      const json& off = v["data_offsets"];
+      if (!off.is_array() || off.size() != 2)
+        throw DataError("data_offsets must be [begin, end], got " + brief(off));
+      uint64_t b = json_u64(off[0], "data_offsets[0]"), e = json_u64(off[1], "data_offsets[1]");
+      if (b > e) throw DataError("data_offsets " + brief(off) + " end before they begin");
+      if (e > data_size)
+        throw DataError("data ends at byte " + std::to_string(e) + " but the file has " + std::to_string(data_size) +
+                        " data bytes (truncated?)");
+      if (e - b != want)
+        throw DataError("data_offsets span " + std::to_string(e - b) + " bytes but " + t.dtype_name + " shape " +
+                        brief(shape) + " needs " + std::to_string(want));
+      t.begin = size_t(b), t.end = size_t(e);
+      auto [it, fresh] = tensors_.emplace(name, std::move(t));
+      ranges.push_back({b, e, &it->first});
     } catch (const DataError& e) {
-      throw DataError(p + ": tensor '" + name + "': " + e.what());
+      throw DataError(p + ": tensor '" + brief(name) + "': " + e.what());
     } catch (const json::exception& e) {
       throw DataError(p + ": tensor '" + name + "': malformed entry: " + e.what());
     }
   }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second)
-      throw DataError(p + ": tensors overlap at data byte " + std::to_string(ranges[i].first));
+  // As the reference implementation: sorted by offsets, the tensors tile the data section exactly
+  // (no gap, no overlap, nothing after the last one).
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  uint64_t at = 0;
+  for (const Range& r : ranges) {
+    if (r.begin < at)
+      throw DataError(p + ": tensor '" + brief(*r.name) + "' overlaps the previous tensor at data byte " +
+                      std::to_string(r.begin));
+    if (r.begin > at)
+      throw DataError(p + ": tensor '" + brief(*r.name) + "' starts at data byte " + std::to_string(r.begin) +
+                      " but the previous tensor ends at " + std::to_string(at) + " (a gap)");
+    at = r.end;
+  }
+  if (at != data_size)
+    throw DataError(p + ": the tensors cover " + std::to_string(at) + " data bytes but the file has " +
+                    std::to_string(data_size) + " (trailing bytes)");
 }
 
 SafetensorsFile::~SafetensorsFile() = default;
@@ -158,18 +218,28 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const fs::path& dir) : dir_(dir) {
   std::map<std::string, std::string> weight_map;
   if (fs::exists(index)) {
     std::ifstream in(index);
+    if (!in) throw DataError(index.string() + ": cannot read");
     json j;
     try {
       j = json::parse(in);
     } catch (const json::parse_error& e) {
       throw DataError(index.string() + ": not valid JSON: " + e.what());
     }
-    if (!j.contains("weight_map") || !j["weight_map"].is_object())
-      throw DataError(index.string() + ": no weight_map");
+    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+      throw DataError(index.string() + ": no weight_map object");
     for (const auto& [name, file] : j["weight_map"].items()) {
-      weight_map[name] = file.get<std::string>();
-      if (std::find(files.begin(), files.end(), dir / weight_map[name]) == files.end())
-        files.push_back(dir / weight_map[name]);
+      if (!file.is_string())
+        throw DataError(index.string() + ": weight_map '" + brief(name) + "' must be a shard file name (a string), got " +
+                        brief(file));
+      std::string shard = file.get<std::string>();
+      // A shard is a file in the checkpoint directory, not a path elsewhere.
+      fs::path rel(shard);
+      bool escapes = shard.empty() || shard == "." || shard == ".." || rel.is_absolute() || rel.filename() != rel;
+      if (escapes)
+        throw DataError(index.string() + ": weight_map '" + brief(name) + "': shard '" + brief(shard) +
+                        "' is not a file name in the checkpoint directory");
+      weight_map[name] = shard;
+      if (std::find(files.begin(), files.end(), dir / shard) == files.end()) files.push_back(dir / shard);
     }
     for (const auto& f : files)
       if (!fs::exists(f)) throw DataError(index.string() + ": shard " + f.filename().string() + " is missing");
@@ -187,7 +257,7 @@ SafetensorsCheckpoint::SafetensorsCheckpoint(const fs::path& dir) : dir_(dir) {
   }
   for (const auto& [name, file] : weight_map)
     if (!where_.count(name))
-      throw DataError(index.string() + ": tensor '" + name + "' is not in its shard " + file);
+      throw DataError(index.string() + ": tensor '" + brief(name) + "' is not in its shard " + brief(file));
 }
 
 const TensorInfo& SafetensorsCheckpoint::info(const std::string& name) const {

@@ -3,8 +3,11 @@
 // Files are memory-mapped (MAP_PRIVATE: writes to a zero-copy tensor never reach the file);
 // sharded checkpoints are read through model.safetensors.index.json.
 //
-// Validation at open: header bounds, JSON, dtype names, shapes vs byte ranges, ranges inside the
-// file and not overlapping. Every error names the file and the tensor.
+// Validation at open, as the reference implementation (huggingface/safetensors) does it: the header
+// length at most 100000000 and inside the file, a JSON object of typed entries (non-negative integer
+// shapes and [begin, end] offsets, known dtypes, string metadata), overflow-checked element and
+// byte counts equal to each tensor's span, and the spans, sorted, tiling the data section exactly
+// (no gap, no overlap, no trailing bytes). Every error names the file and the tensor.
 #pragma once
 
 #include <torch/types.h>

@@ -308,6 +308,36 @@ CausalLMImpl::CausalLMImpl(const ModelConfig& c) : config(c), rotary(c) {
     lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const ModelConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
+  bool qkv_bias = c.attention_bias, o_bias = c.arch == Arch::kQwen2 ? false : c.attention_bias;
+  auto linear = [&](const std::string& name, int64_t in, int64_t outf, bool bias) {
+    out.push_back({name + ".weight", {outf, in}});
+    if (bias) out.push_back({name + ".bias", {outf}});
+  };
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    std::string l = "model.layers." + std::to_string(i) + ".";
+    linear(l + "self_attn.q_proj", h, q, qkv_bias);
+    linear(l + "self_attn.k_proj", h, kv, qkv_bias);
+    linear(l + "self_attn.v_proj", h, kv, qkv_bias);
+    linear(l + "self_attn.o_proj", q, h, o_bias);
+    if (c.qk_norm) {
+      out.push_back({l + "self_attn.q_norm.weight", {c.head_dim}});
+      out.push_back({l + "self_attn.k_norm.weight", {c.head_dim}});
+    }
+    linear(l + "mlp.gate_proj", h, c.intermediate_size, c.mlp_bias);
+    linear(l + "mlp.up_proj", h, c.intermediate_size, c.mlp_bias);
+    linear(l + "mlp.down_proj", c.intermediate_size, h, c.mlp_bias);
+    out.push_back({l + "input_layernorm.weight", {h}});
+    out.push_back({l + "post_attention_layernorm.weight", {h}});
+  }
+  out.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return out;
+}
+
 torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::ScalarType dtype) {
   int64_t T = attention_mask.size(1);
   auto causal = torch::ones({T, T}, attention_mask.options().dtype(torch::kBool)).tril();  // (T, T)

@@ -123,6 +123,10 @@ struct CausalLMImpl : torch::nn::Module {
 };
 TORCH_MODULE(CausalLM);
 
+// The names and shapes of CausalLM(config)'s parameters, computed without building it: what a
+// checkpoint is checked against before any parameter is allocated.
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const ModelConfig& config);
+
 // Additive attention mask (B, 1, T, T) in `dtype` from a (B, T) 1/0 padding mask, causal.
 torch::Tensor causal_padding_mask(const torch::Tensor& attention_mask, torch::ScalarType dtype);
 // Packed rows: (B, T) sequence ids (1, 2, ..., 0 = padding) -> additive causal mask (B, 1, T, T)

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "text/utf8.h"
+#include "util/brief.h"
 #include "util/errors.h"
 
 namespace warmup {
@@ -36,6 +37,9 @@ std::array<char32_t, 256> bytes_to_unicode() {
   for (int b = 0; b < 256; ++b) map[size_t(b)] = direct[size_t(b)] ? char32_t(b) : next++;
   return map;
 }
+
+// Token ids are int32 here (u32 in HF tokenizers); the largest real vocabularies have ~262k tokens.
+constexpr int32_t kMaxTokenId = int32_t(1) << 24;
 
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -69,7 +73,7 @@ struct MatchState {
 
 std::string token_text(const json& j) {  // "x" or {"content": "x", ...}
   if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content")) return j["content"].get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
   return "";
 }
 
@@ -98,6 +102,12 @@ struct Tokenizer::Impl {
 
   [[noreturn]] void fail(const std::string& where, const std::string& what) const {
     throw DataError(source.string() + ": " + where + ": " + what);
+  }
+
+  // obj[key], which must be an array.
+  const nlohmann::json& array(const nlohmann::json& obj, const char* key, const std::string& where) const {
+    if (!obj.contains(key) || !obj[key].is_array()) fail(where + "/" + key, "must be an array");
+    return obj[key];
   }
 
   void bpe(std::string_view piece, std::vector<int32_t>& out) const;
@@ -137,41 +147,66 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   }
   const json& model = j.value("model", json::object());
   std::string type = model.value("type", std::string("BPE"));
-  if (type != "BPE") t.fail("/model/type", "unsupported tokenizer model '" + type + "' (supported: BPE)");
+  if (type != "BPE") t.fail("/model/type", "unsupported tokenizer model '" + brief(type) + "' (supported: BPE)");
   if (model.value("byte_fallback", false)) t.fail("/model/byte_fallback", "byte_fallback is not supported");
   if (model.contains("dropout") && !model["dropout"].is_null()) t.fail("/model/dropout", "BPE dropout is not supported");
   t.ignore_merges = model.value("ignore_merges", false);
   if (!model.contains("vocab") || !model["vocab"].is_object()) t.fail("/model/vocab", "missing");
 
+  // Ids are checked before they size the id tables: integers below kMaxTokenId, and not so sparse
+  // that a few entries with large ids allocate tables far beyond the file's own tokens.
+  const json& vocab = model["vocab"];
+  json added = j.contains("added_tokens") && !j["added_tokens"].is_null() ? j["added_tokens"] : json::array();
+  if (!added.is_array()) t.fail("/added_tokens", std::string("must be an array, got ") + added.type_name());
+  auto id_of = [&](const json& v, const std::string& where) -> int32_t {
+    if (!v.is_number_unsigned() || v.get<uint64_t>() >= uint64_t(kMaxTokenId))
+      t.fail(where, "id " + brief(v) + " is not a token id (an integer in 0.." + std::to_string(kMaxTokenId - 1) + ")");
+    return int32_t(v.get<uint64_t>());
+  };
   int32_t max_id = -1;
-  for (const auto& [tok, id] : model["vocab"].items()) max_id = std::max(max_id, id.get<int32_t>());
-  const json& added = j.value("added_tokens", json::array());
-  for (const auto& a : added) max_id = std::max(max_id, a.at("id").get<int32_t>());
+  for (const auto& [tok, id] : vocab.items()) max_id = std::max(max_id, id_of(id, "/model/vocab/" + brief(tok)));
+  for (size_t i = 0; i < added.size(); ++i) {
+    const json& a = added[i];
+    std::string where = "/added_tokens/" + std::to_string(i);
+    if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string())
+      t.fail(where, "must be an object with an integer \"id\" and a string \"content\", got " + brief(a));
+    if (a.contains("special") && !a["special"].is_boolean())
+      t.fail(where + "/special", "must be true or false, got " + brief(a["special"]));
+    max_id = std::max(max_id, id_of(a["id"], where + "/id"));
+  }
+  size_t entries = vocab.size() + added.size();
+  if (max_id >= 0 && uint64_t(max_id) + 1 > 2 * uint64_t(entries) + 1024)
+    t.fail("/model/vocab", "the highest token id is " + std::to_string(max_id) + " but there are only " +
+                               std::to_string(entries) + " tokens (ids may leave at most " +
+                               std::to_string(entries + 1024) + " unused)");
   t.tokens.resize(size_t(max_id + 1));
   t.special.assign(size_t(max_id + 1), false);
   t.added.assign(size_t(max_id + 1), false);
-  for (const auto& [tok, id] : model["vocab"].items()) {
-    t.vocab[tok] = id.get<int32_t>();
-    t.tokens[size_t(id.get<int32_t>())] = tok;
+  for (const auto& [tok, id] : vocab.items()) {
+    t.vocab[tok] = int32_t(id.get<uint64_t>());
+    t.tokens[size_t(id.get<uint64_t>())] = tok;
   }
 
   // Merges: ["a", "b"] pairs (current format) or "a b" strings (older files).
   int32_t rank = 0;
-  for (const auto& m : model.value("merges", json::array())) {
+  json merges = model.contains("merges") && !model["merges"].is_null() ? model["merges"] : json::array();
+  if (!merges.is_array()) t.fail("/model/merges", std::string("must be an array, got ") + merges.type_name());
+  for (const auto& m : merges) {
     std::string a, b;
-    if (m.is_array() && m.size() == 2) {
+    if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       a = m[0].get<std::string>(), b = m[1].get<std::string>();
     } else if (m.is_string()) {
       std::string s = m.get<std::string>();
       size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) t.fail("/model/merges/" + std::to_string(rank), "malformed merge '" + s + "'");
+      if (sp == std::string::npos) t.fail("/model/merges/" + std::to_string(rank), "malformed merge '" + brief(s) + "'");
       a = s.substr(0, sp), b = s.substr(sp + 1);
     } else {
-      t.fail("/model/merges/" + std::to_string(rank), "malformed merge");
+      t.fail("/model/merges/" + std::to_string(rank),
+             "a merge is [\"a\", \"b\"] or \"a b\", got " + brief(m));
     }
     auto ia = t.vocab.find(a), ib = t.vocab.find(b), iab = t.vocab.find(a + b);
     if (ia == t.vocab.end() || ib == t.vocab.end() || iab == t.vocab.end())
-      t.fail("/model/merges/" + std::to_string(rank), "merge '" + a + " " + b + "' uses tokens not in the vocab");
+      t.fail("/model/merges/" + std::to_string(rank), "merge '" + brief(a + " " + b) + "' uses tokens not in the vocab");
     uint64_t key = (uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second);
     t.merges.emplace(key, std::make_pair(rank, iab->second));
     ++rank;
@@ -189,7 +224,7 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   }
 
   for (const auto& a : added) {
-    AddedToken tok{a.at("content").get<std::string>(), a.at("id").get<int32_t>(), a.value("special", false)};
+    AddedToken tok{a["content"].get<std::string>(), int32_t(a["id"].get<uint64_t>()), a.value("special", false)};
     if (tok.content.empty()) continue;
     t.tokens[size_t(tok.id)] = tok.content;
     t.vocab[tok.content] = tok.id;
@@ -231,12 +266,12 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   auto check_norm = [&](const json& n, const std::string& where) {
     std::string nt = n.value("type", "");
     if (nt == "NFC") t.nfc = true;
-    else t.fail(where, "unsupported normalizer '" + nt + "' (supported: NFC)");
+    else t.fail(where, "unsupported normalizer '" + brief(nt) + "' (supported: NFC)");
   };
   if (norm.is_object()) {
     if (norm.value("type", "") == "Sequence") {
-      for (size_t i = 0; i < norm["normalizers"].size(); ++i)
-        check_norm(norm["normalizers"][i], "/normalizer/normalizers/" + std::to_string(i));
+      const json& list = t.array(norm, "normalizers", "/normalizer");
+      for (size_t i = 0; i < list.size(); ++i) check_norm(list[i], "/normalizer/normalizers/" + std::to_string(i));
     } else {
       check_norm(norm, "/normalizer");
     }
@@ -265,7 +300,7 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   // Decoder: ByteLevel or none.
   const json& dec = j.value("decoder", json());
   if (dec.is_object() && dec.value("type", "") != "ByteLevel")
-    t.fail("/decoder", "unsupported decoder '" + dec.value("type", "") + "' (supported: ByteLevel)");
+    t.fail("/decoder", "unsupported decoder '" + brief(dec.value("type", "")) + "' (supported: ByteLevel)");
 
   // Post-processor: ByteLevel (no-op on ids), TemplateProcessing (single), Sequence of those.
   std::function<void(const json&, const std::string&)> post = [&](const json& p, const std::string& where) {
@@ -273,18 +308,23 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     std::string pt = p.value("type", "");
     if (pt == "ByteLevel") return;
     if (pt == "Sequence") {
-      for (size_t i = 0; i < p["processors"].size(); ++i) post(p["processors"][i], where + "/processors/" + std::to_string(i));
+      const json& list = t.array(p, "processors", where);
+      for (size_t i = 0; i < list.size(); ++i) post(list[i], where + "/processors/" + std::to_string(i));
       return;
     }
-    if (pt != "TemplateProcessing") t.fail(where, "unsupported post-processor '" + pt + "'");
+    if (pt != "TemplateProcessing") t.fail(where, "unsupported post-processor '" + brief(pt) + "'");
     bool seen_a = false;
-    for (const auto& item : p["single"]) {
+    for (const auto& item : t.array(p, "single", where)) {
+      if (!item.is_object()) t.fail(where + "/single", "an item must be an object, got " + brief(item));
       if (item.contains("Sequence")) {
         seen_a = true;
       } else if (item.contains("SpecialToken")) {
-        std::string name = item["SpecialToken"]["id"].get<std::string>();
+        const json& st = item["SpecialToken"];
+        if (!st.is_object() || !st.contains("id") || !st["id"].is_string())
+          t.fail(where + "/single", "SpecialToken must have a string \"id\", got " + brief(st));
+        std::string name = st["id"].get<std::string>();
         auto it = t.vocab.find(name);
-        if (it == t.vocab.end()) t.fail(where, "template token '" + name + "' not in vocab");
+        if (it == t.vocab.end()) t.fail(where, "template token '" + brief(name) + "' not in vocab");
         (seen_a ? t.suffix : t.prefix).push_back(it->second);
       }
     }
@@ -320,12 +360,13 @@ void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& 
   if (!pre.is_object()) return;
   std::string type = pre.value("type", "");
   if (type == "Sequence") {
-    const json& list = pre["pretokenizers"];
+    const json& list = t.array(pre, "pretokenizers", where);
     for (size_t i = 0; i < list.size(); ++i)
       load_pre_tokenizer(t, list[i], where + "/pretokenizers/" + std::to_string(i), pattern, have_byte_level);
   } else if (type == "Split") {
     if (!pattern.empty()) t.fail(where, "only one Split pre-tokenizer is supported");
-    if (!pre.contains("pattern") || !pre["pattern"].contains("Regex"))
+    if (!pre.contains("pattern") || !pre["pattern"].is_object() || !pre["pattern"].contains("Regex") ||
+        !pre["pattern"]["Regex"].is_string())
       t.fail(where, "only Split with a Regex pattern is supported");
     if (pre.value("behavior", "") != "Isolated" || pre.value("invert", false))
       t.fail(where, "only Split with behavior Isolated and invert false is supported");
@@ -338,7 +379,7 @@ void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& 
       pattern = kGpt2Pattern;
     }
   } else {
-    t.fail(where, "unsupported pre-tokenizer '" + type + "'");
+    t.fail(where, "unsupported pre-tokenizer '" + brief(type) + "'");
   }
 }
 
