@@ -91,6 +91,10 @@ inline std::string format_double(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   char buf[40];
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {  // whole numbers as such: 1000000, not 1e+06
+    std::snprintf(buf, sizeof(buf), "%.0f", v);
+    return buf;
+  }
   std::snprintf(buf, sizeof(buf), "%.17g", v);
   // The shortest text that reads back as v.
   for (int prec = 1; prec <= 17; ++prec) {
