@@ -232,7 +232,9 @@ def test_kk_generate_feeds_the_task(tmp_path, store):
     m = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'score-solver-traces'"))
     assert m["eval/knights_knaves/n_people=4/accuracy"] == 1.0 and m["eval/knights_knaves/n_people=3/count"] == 15
     bad = warmup("kk", "generate", "--people", "1-3", "--count", "2", "--out", tmp_path / "x.jsonl")
-    assert bad.returncode == 2 and "within 2-51" in bad.stderr
+    assert bad.returncode == 2 and "within 2-20" in bad.stderr
+    big = warmup("kk", "generate", "--people", "3-40", "--count", "2", "--out", tmp_path / "x.jsonl", timeout=5)
+    assert big.returncode == 2 and "within 2-20 (the solver enumerates all 2^n cases)" in big.stderr
 
 
 def test_distill_writes_a_filtered_sft_dataset_artifact(tmp_path, store):

@@ -187,3 +187,29 @@ lr = 0.5
   CHECK(m["b.d"].text == "[1,2]");
   CHECK(m["stages.s1.lr"].number == 0.5);
 }
+
+TEST_CASE("names that become path components are checked where they are written") {
+  TempDir d;
+  auto stage = d.write("stage.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"../../../escape-stage\"\nalgorithm = \"e\"\n");
+  CHECK(error_of(stage).find("stage.toml:4:8: stage name '../../../escape-stage' is not a valid name") != std::string::npos);
+  auto slash = d.write("slash.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"a/b\"\nalgorithm = \"e\"\n");
+  CHECK(error_of(slash).find("slash.toml:4:8: stage name 'a/b' is not a valid name") != std::string::npos);
+  auto dots = d.write("dots.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"..\"\nalgorithm = \"e\"\n");
+  CHECK(error_of(dots).find("dots.toml:4:8: stage name '..' is not a valid name") != std::string::npos);
+  auto task = d.write("task.toml", "[experiment]\nname = \"x\"\n[tasks.\"../t\"]\nk = 1\n[[stages]]\nname = \"a\"\nalgorithm = \"e\"\n");
+  CHECK(error_of(task).find("/task.toml:3:") != std::string::npos);
+  CHECK(error_of(task).find("[tasks] instance '../t' is not a valid name") != std::string::npos);
+  auto ref = d.write("ref.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"a\"\nalgorithm = \"e\"\n"
+                                 "teachers = [\"ok\", \"../../t\"]\nrewards = { \"r/x\" = 1.0 }\n");
+  std::string e = error_of(ref);
+  CHECK(e.find("ref.toml:6:12: stage 'a'.teachers: entry '../../t' is not a valid name") != std::string::npos);
+  auto weight = d.write("weight.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"a\"\nalgorithm = \"e\"\n"
+                                       "rewards = { r = nan }\n");
+  CHECK(error_of(weight).find("weight.toml:6:17: stage 'a'.rewards.r: must be a finite number, got nan") != std::string::npos);
+  auto samples = d.write("samples.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"a\"\nalgorithm = \"e\"\n"
+                                         "eval = { num_samples = 4611686018427387904 }\n");
+  CHECK(error_of(samples).find("samples.toml:6:24: stage 'a'.eval.num_samples must be >= 1 and <= 1024") != std::string::npos);
+  // --set reaches the same check.
+  auto good = d.write("good.toml", "[experiment]\nname = \"x\"\n[[stages]]\nname = \"a\"\nalgorithm = \"e\"\n");
+  CHECK(error_of(good, {"stages.a.name=\"../x\""}).find("stage name '../x' is not a valid name") != std::string::npos);
+}

@@ -5,6 +5,7 @@
 #include "algorithm.h"
 #include "fingerprint.h"
 #include "host.h"
+#include "jsonl.h"
 #include "options.h"
 #include "plugin.h"
 #include "reward.h"

@@ -14,8 +14,34 @@
 #include <nlohmann/json.hpp>
 
 #include "model.h"
+#include "options.h"
 
 namespace warmup {
+
+// Bounds shared by the training algorithms' options (Hugging Face TrainingArguments names).
+// A stage never takes more than kMaxSteps optimizer steps (epochs x steps per epoch is checked
+// against it once the data are known), and the optimizer's numbers stay where AdamW is defined.
+inline constexpr int64_t kMaxSteps = 1'000'000'000;
+inline constexpr double kMaxEpochs = 1e6;
+inline Bounds learning_rate_bounds() { return above(0).at_most(1); }
+inline Bounds adam_beta_bounds() { return at_least(0).below(1); }
+inline Bounds adam_epsilon_bounds() { return above(0).at_most(1); }  // divides the update
+inline Bounds epochs_bounds() { return above(0).at_most(kMaxEpochs); }
+inline Bounds steps_bounds() { return at_least(0).at_most(kMaxSteps); }
+// At least 16 bytes per token of a batch (ids and targets as int64): what bounds lengths and rows.
+inline constexpr long double kMinBytesPerToken = 16;
+
+// Optimizer steps of a stage: `max_steps` when > 0, else ceil(epochs x steps_per_epoch), refused
+// (ConfigError naming the product and the bound) when over kMaxSteps.
+inline int64_t total_steps(const std::string& algorithm, double epochs, int64_t steps_per_epoch, int64_t max_steps) {
+  if (max_steps > 0) return max_steps;
+  long double t = std::ceil(static_cast<long double>(epochs) * static_cast<long double>(steps_per_epoch));
+  if (!(t <= static_cast<long double>(kMaxSteps)))
+    throw ConfigError(algorithm + ": num_train_epochs " + detail::format_double(epochs) + " x " +
+                      std::to_string(steps_per_epoch) + " steps per epoch is " + detail::format_double(double(t)) +
+                      " steps, more than the " + std::to_string(kMaxSteps) + " a stage may take");
+  return std::max<int64_t>(1, static_cast<int64_t>(t));
+}
 
 // bf16 mixed precision as torch.autocast (the Hugging Face Trainer's `bf16 = true`): inside the
 // scope, matmuls and other autocast-eligible ops of `device` run in bfloat16 while weights,
@@ -108,6 +134,29 @@ void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t 
   std::ofstream(tmp) << dir.filename().string() << "\n";
   std::filesystem::rename(tmp, latest);
   ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
+}
+
+// A training step whose loss or gradient norm is NaN or infinite stops training: its gradients are
+// dropped before the optimizer sees them, the weights and optimizer after `done` good steps are
+// saved as a checkpoint (to resume from or inspect) unless `save` is false (the state is not that
+// of a whole step), and the stage fails with the step and the values.
+inline bool finite_step(double loss, double grad_norm) { return std::isfinite(loss) && std::isfinite(grad_norm); }
+
+template <class Optimizer>
+[[noreturn]] void stop_on_nonfinite(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t done, double loss,
+                                    double grad_norm, bool save = true) {
+  opt.zero_grad();
+  std::string msg = "step " + std::to_string(done + 1) + ": the loss is " + detail::format_double(loss) +
+                    " and the gradient norm " + detail::format_double(grad_norm) +
+                    " (not finite): training stopped before the optimizer step; ";
+  if (save) {
+    save_checkpoint(ctx, policy, opt, done);
+    msg += "the weights and optimizer after step " + std::to_string(done) + " are saved in " +
+           (ctx.checkpoint_dir() / ("step-" + std::to_string(done))).string();
+  } else {
+    msg += "no checkpoint written (the step was partly applied); the latest is in " + ctx.checkpoint_dir().string();
+  }
+  throw std::runtime_error(msg);
 }
 
 // The stage's trained weights as its output: <run_dir>/<stage>/model (a Hugging Face directory),

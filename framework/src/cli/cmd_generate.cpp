@@ -8,6 +8,7 @@
 #include "cli/engine_setup.h"
 #include "util/errors.h"
 #include "util/process.h"
+#include "warmup/jsonl.h"
 
 namespace warmup::cli {
 
@@ -64,14 +65,19 @@ int cmd_generate(const Args& args) {
       j = nlohmann::json::parse(line);
       GenerationRequest r;
       r.id = j.contains("id") ? (j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()) : std::to_string(n);
+      std::string where = path + ":" + std::to_string(n);
       if (j.contains("prompt_token_ids")) {
-        r.prompt_ids = j["prompt_token_ids"].get<std::vector<int32_t>>();
+        r.prompt_ids = json_field<std::vector<int32_t>>(j, "prompt_token_ids", where);
       } else if (j.contains("messages")) {
         std::vector<ChatMessage> msgs;
-        for (const auto& m : j["messages"]) msgs.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
+        auto ms = json_field<std::vector<nlohmann::json>>(j, "messages", where);
+        for (size_t i = 0; i < ms.size(); ++i) {
+          std::string at = where + ": messages[" + std::to_string(i) + "]";
+          msgs.push_back({json_field<std::string>(ms[i], "role", at), json_field<std::string>(ms[i], "content", at)});
+        }
         r.prompt_ids = tok.encode(render_chatml(msgs));
       } else if (j.contains("prompt")) {
-        r.prompt_ids = tok.encode(j["prompt"].get<std::string>());
+        r.prompt_ids = tok.encode(json_field<std::string>(j, "prompt", where));
       } else {
         throw UsageError("no \"prompt\", \"messages\" or \"prompt_token_ids\"");
       }
@@ -79,6 +85,8 @@ int cmd_generate(const Args& args) {
       r.params.seed = vm["seed"].as<uint64_t>() + 1000 * uint64_t(reqs.size());
       reqs.push_back(std::move(r));
       echo.push_back(j);
+    } catch (const DataError&) {
+      throw;  // already names the place and the field
     } catch (const std::exception& e) {
       throw DataError(path + ":" + std::to_string(n) + ": " + e.what());
     }

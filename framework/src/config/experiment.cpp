@@ -1,6 +1,7 @@
 // Validation of the host-level experiment schema; see experiment.h.
 #include "config/experiment.h"
 
+#include <limits>
 #include <set>
 
 #include "config/toml_tree.h"
@@ -9,6 +10,23 @@
 namespace warmup {
 namespace fs = std::filesystem;
 namespace {
+
+// Names that become path components (stage, task, reward and teacher instance names): run_dir /
+// <stage> / model, checkpoints/<stage>, files named after tasks. Letters, digits, '_', '.', '-',
+// never "." or ".." or anything containing "..", so no name can leave the run directory.
+void check_identifier(const std::string& s, const std::string& where, const std::string& what) {
+  if (is_safe_name(s)) return;
+  throw ConfigError(where + ": " + what + " '" + s + "' is not a valid name: use " + kSafeNameRule +
+                    "; names become file and directory names in the run directory");
+}
+
+// Where a key of a table is written (its own position when toml++ kept it).
+std::string key_origin(const toml::key& k, const toml::node& value) {
+  const auto& src = k.source();
+  if (src.path && src.begin.line > 0 && src.path->rfind("--set ", 0) != 0)
+    return *src.path + ":" + std::to_string(src.begin.line) + ":" + std::to_string(src.begin.column);
+  return origin(value);
+}
 
 // Typed read of a host key: absent -> nullopt; wrong type -> ConfigError at the value.
 template <class T>
@@ -47,6 +65,7 @@ void read_plugin_section(const toml::table& root, const std::string& section,
   const toml::table& sec = table_at(root, section, "[" + section + "]");
   for (const auto& [k, v] : sec) {
     std::string instance(k.str());
+    check_identifier(instance, key_origin(k, v), "[" + section + "] instance");
     if (!v.is_table())
       throw ConfigError(origin(v) + ": [" + section + "] " + instance +
                         ": expected a table [" + section + "." + instance + "], found " + type_name(v));
@@ -141,6 +160,7 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
         auto s = p->value_exact<std::string>();
         if (!s) throw ConfigError(origin(*p) + ": " + spec.path + ".plugin: expected string, found " + type_name(*p));
         spec.plugin = *s;
+        check_identifier(spec.plugin, origin(*p), spec.path + ".plugin");
         spec.options.erase("plugin");
       } else {
         spec.plugin = instance;
@@ -163,12 +183,14 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     auto sname = read<std::string>(st, "name", ctx);
     if (!sname || sname->empty()) throw ConfigError(s.origin + ": " + ctx + ": name is required");
     s.name = *sname;
+    check_identifier(s.name, origin(*st.get("name")), "stage name");
     ctx = "stage '" + s.name + "'";
     if (!names.insert(s.name).second)
       throw ConfigError(s.origin + ": duplicate stage name '" + s.name + "'");
     auto algo = read<std::string>(st, "algorithm", ctx);
     if (!algo) throw ConfigError(s.origin + ": " + ctx + ": algorithm is required");
     s.algorithm = *algo;
+    check_identifier(s.algorithm, origin(*st.get("algorithm")), ctx + ": algorithm");
     check_keys(st, {"name", "algorithm", s.algorithm, "tasks", "rewards", "teachers", "eval", "description", "model_from"},
                ctx);
     s.description = read<std::string>(st, "description", ctx).value_or("");
@@ -179,14 +201,20 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
                         "' is not an earlier stage (or \"experiment\" for the [model] itself)");
     s.tasks = read_names(st, "tasks", ctx);
     s.teachers = read_names(st, "teachers", ctx);
+    for (const auto& [key, names] : {std::pair{"tasks", &s.tasks}, {"teachers", &s.teachers}})
+      for (const auto& n : *names) check_identifier(n, origin(*st.get(key)), ctx + "." + key + ": entry");
     if (const toml::node* r = st.get("rewards")) {
       if (const toml::table* rt = r->as_table()) {
         for (const auto& [k, w] : *rt) {
+          check_identifier(std::string(k.str()), key_origin(k, w), ctx + ": reward");
           auto weight = read<double>(*rt, std::string(k.str()), ctx + ".rewards");
           s.rewards.emplace_back(std::string(k.str()), *weight);
         }
       } else {
-        for (const auto& n : read_names(st, "rewards", ctx)) s.rewards.emplace_back(n, 1.0);
+        for (const auto& n : read_names(st, "rewards", ctx)) {
+          check_identifier(n, origin(*r), ctx + ": reward");
+          s.rewards.emplace_back(n, 1.0);
+        }
       }
     }
     const toml::table& ev = table_at(st, "eval", ctx + ".eval");
@@ -195,8 +223,15 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     s.eval.limit = read<int64_t>(ev, "limit", ctx + ".eval").value_or(0);
     s.eval.num_samples = read<int64_t>(ev, "num_samples", ctx + ".eval").value_or(1);
     s.eval.every_steps = read<int64_t>(ev, "every_steps", ctx + ".eval").value_or(0);
-    if (s.eval.limit < 0 || s.eval.num_samples < 1 || s.eval.every_steps < 0)
-      throw ConfigError(origin(ev) + ": " + ctx + ".eval: limit >= 0, num_samples >= 1, every_steps >= 0");
+    auto eval_bound = [&](const char* key, int64_t v, int64_t lo, int64_t hi, const char* why) {
+      if (v >= lo && v <= hi) return;
+      const toml::node* n = ev.get(key);
+      throw ConfigError((n ? origin(*n) : origin(ev)) + ": " + ctx + ".eval." + key + " must be >= " + std::to_string(lo) +
+                        " and <= " + std::to_string(hi) + why + ", got " + std::to_string(v));
+    };
+    eval_bound("limit", s.eval.limit, 0, std::numeric_limits<int64_t>::max(), "");
+    eval_bound("num_samples", s.eval.num_samples, 1, 1024, " (the engine samples at most 1024 completions per prompt)");
+    eval_bound("every_steps", s.eval.every_steps, 0, std::numeric_limits<int64_t>::max(), "");
     s.options_origin = s.origin;
     if (const toml::node* opt = st.get(s.algorithm)) {
       if (!opt->is_table())

@@ -2,17 +2,21 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
 #include <limits>
 
 namespace warmup {
 
 std::string SamplingParams::validate() const {
   if (n < 1 || n > 1024) return "n must be between 1 and 1024";
-  if (temperature < 0) return "temperature must be >= 0";
-  if (top_p <= 0 || top_p > 1) return "top_p must be in (0, 1]";
+  // Written so that NaN fails every test; infinities are refused by name.
+  if (!(temperature >= 0) || std::isinf(temperature)) return "temperature must be a finite number >= 0";
+  if (!(top_p > 0 && top_p <= 1)) return "top_p must be in (0, 1]";
   if (top_k < -1) return "top_k must be -1, 0 or positive";
-  if (min_p < 0 || min_p > 1) return "min_p must be in [0, 1]";
-  if (repetition_penalty <= 0) return "repetition_penalty must be > 0";
+  if (!(min_p >= 0 && min_p <= 1)) return "min_p must be in [0, 1]";
+  // The penalty divides positive logits: 0, NaN or inf would turn them into inf or NaN.
+  if (!(repetition_penalty > 0) || std::isinf(repetition_penalty))
+    return "repetition_penalty must be a finite number > 0";
   if (max_new_tokens < 0) return "max_tokens must be >= 0";
   for (const auto& s : stop)
     if (s.empty()) return "stop strings must not be empty";

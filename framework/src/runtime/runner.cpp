@@ -323,6 +323,7 @@ int run_experiment(const RunOptions& opt) {
     log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
              st.name + "' (" + st.algorithm + ")");
     std::string error;
+    enum class Kind { other, config, data } kind = Kind::other;  // bad input found while running: exit 2
     std::string output_model;
     std::map<std::string, double> last;
     {
@@ -333,6 +334,8 @@ int run_experiment(const RunOptions& opt) {
       } catch (const std::exception& e) {
         error = e.what();
         if (error.empty()) error = "unknown error";
+        if (dynamic_cast<const ConfigError*>(&e)) kind = Kind::config;
+        else if (dynamic_cast<const DataError*>(&e)) kind = Kind::data;
       }
       output_model = ctx.output_model();
       last = ctx.last_metrics();
@@ -341,7 +344,10 @@ int run_experiment(const RunOptions& opt) {
       std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
       store->end_stage(stage_id, "failed", error);
       store->end_run(run, "failed", msg);
-      throw std::runtime_error(msg + " [run " + std::to_string(run) + " marked failed]");
+      msg += " [run " + std::to_string(run) + " marked failed]";
+      if (kind == Kind::config) throw ConfigError(msg);
+      if (kind == Kind::data) throw DataError(msg);
+      throw std::runtime_error(msg);
     }
     if (signals.stop_requested()) {
       int sig = signals.signal_number();

@@ -15,13 +15,14 @@ class Distill final : public warmup::Algorithm {
  public:
   explicit Distill(const warmup::PluginInit& init) {
     warmup::Options o(init);
-    n_ = o.get<int64_t>("n", 1);                              // completions per example
+    n_ = o.get<int64_t>("n", 1, warmup::at_least(1).at_most(1024));  // completions per example
     keep_ = o.get<std::string>("keep", "all");                // all | format | correct
     output_ = o.get<std::string>("output", "sft.jsonl");      // file name in the run directory
     format_part_ = o.get<std::string>("format_part", "format");  // breakdown key that marks well-formed
-    batch_ = o.get<int64_t>("batch", 64);                     // examples per teacher call
-    if (n_ < 1) o.fail("n", "must be >= 1");
-    if (batch_ < 1) o.fail("batch", "must be >= 1");
+    batch_ = o.get<int64_t>("batch", 64, warmup::at_least(1).at_most(1 << 20));  // examples per teacher call
+    // A plain file name: the file stays in the run directory.
+    if (!warmup::is_safe_name(output_))
+      o.fail("output", std::string("must be a file name of ") + warmup::kSafeNameRule + ", got '" + output_ + "'");
     if (keep_ != "all" && keep_ != "format" && keep_ != "correct") o.fail("keep", "must be all, format or correct");
     o.finish();
   }

@@ -42,22 +42,23 @@ class Evaluate final : public warmup::Algorithm {
     warmup::Options o(init);
     completions_ = o.get<std::string>("completions", "reference");  // reference | teacher | model
     // Sampling for completions = "model" (the paper's evaluation: 0.7, 0.95, stop strings below).
-    sample_.temperature = o.get<double>("temperature", 0.7);
-    sample_.top_p = o.get<double>("top_p", 0.95);
-    sample_.top_k = o.get<int64_t>("top_k", 0);
+    sample_.temperature = o.get<double>("temperature", 0.7, warmup::at_least(0));  // 0 = greedy
+    sample_.top_p = o.get<double>("top_p", 0.95, warmup::above(0).at_most(1));
+    sample_.top_k = o.get<int64_t>("top_k", 0, warmup::at_least(-1));
     // Completion cap in tokens; 0 = whatever max_model_len leaves after the prompt.
-    max_new_tokens_ = o.get<int64_t>("max_new_tokens", 1024);
+    const warmup::Bounds tokens = warmup::fits_in_memory(0, 16, "tokens of 16 bytes");
+    max_new_tokens_ = o.get<int64_t>("max_new_tokens", 1024, tokens);
     // Prompt + completion cap in tokens (the paper: 4096); 0 = the model's max positions.
-    max_model_len_ = o.get<int64_t>("max_model_len", 0);
+    max_model_len_ = o.get<int64_t>("max_model_len", 0, tokens);
     sample_.stop = o.get<std::vector<std::string>>("stop", {"Question:", "Assistant:", "User:"});
     sample_.seed = uint64_t(o.get<int64_t>("seed", int64_t(init.seed)));
-    max_samples_ = o.get<int64_t>("max_samples", -1);  // samples stored per task; -1 = all
+    max_samples_ = o.get<int64_t>("max_samples", -1, warmup::at_least(-1));  // samples stored per task; -1 = all
     // completions = "reference": the text scored, {reference} replaced by the gold answer
     // (e.g. "...</think>\n<answer>{reference}</answer>"). A list gives sample j template j % size.
     reference_templates_ = string_list(o, "reference_template", {"{reference}"});
     group_by_ = string_list(o, "group_by", {});  // metadata keys for per-group metrics
-    pass_at_k_ = o.get<std::vector<int64_t>>("pass_at_k", {});  // k values of pass@k (each <= num_samples)
-    workers_ = o.get<int64_t>("score_workers", 4);  // threads scoring completions (rewards are thread-safe)
+    pass_at_k_ = o.get<std::vector<int64_t>>("pass_at_k", {}, warmup::at_least(1).at_most(1024, "(eval.num_samples is at most 1024)"));  // k values of pass@k (each <= num_samples)
+    workers_ = o.get<int64_t>("score_workers", 4, warmup::at_least(1).at_most(1024));  // threads scoring completions (rewards are thread-safe)
     // task_rewards = { <task> = ["<reward>", ...] }: the stage rewards that score that task
     // (tasks not listed: all of the stage's rewards).
     toml::table raw = toml::parse(init.config_toml);
@@ -70,10 +71,6 @@ class Evaluate final : public warmup::Algorithm {
     if (completions_ != "reference" && completions_ != "teacher" && completions_ != "model")
       o.fail("completions", "must be reference, teacher or model");
     if (reference_templates_.empty()) o.fail("reference_template", "must not be empty");
-    for (int64_t k : pass_at_k_)
-      if (k < 1) o.fail("pass_at_k", "values must be >= 1");
-    if (workers_ < 1) o.fail("score_workers", "must be >= 1");
-    if (max_new_tokens_ < 0 || max_model_len_ < 0) o.fail("max_new_tokens", "and max_model_len must be >= 0");
     o.finish();
   }
 

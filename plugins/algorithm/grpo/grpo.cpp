@@ -27,50 +27,56 @@ class Grpo final : public warmup::Algorithm {
   explicit Grpo(const warmup::PluginInit& init) {
     warmup::Options o(init);
     split_ = o.get<std::string>("split", "train");
-    num_examples_ = o.get<int64_t>("num_examples", 100);          // subsample of the split (<= 100 in the paper); 0 = all
+    num_examples_ = o.get<int64_t>("num_examples", 100, warmup::at_least(0));  // subsample of the split (<= 100 in the paper); 0 = all
     data_seed_ = o.get<int64_t>("data_seed", 42);                  // the paper's subsampling seed
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));            // shuffling and sampling
-    epochs_ = o.get<double>("num_train_epochs", 25.0);
-    max_steps_ = o.get<int64_t>("max_steps", -1);
-    prompts_per_step_ = o.get<int64_t>("prompts_per_step", 10);
-    G_ = o.get<int64_t>("num_generations", 10);
-    micro_ = o.get<int64_t>("per_device_train_batch_size", 4);     // completions per micro-batch
-    iterations_ = o.get<int64_t>("num_iterations", 1);
-    temperature_ = o.get<double>("temperature", 0.7);
-    top_p_ = o.get<double>("top_p", 0.95);
-    top_k_ = o.get<int64_t>("top_k", 0);
-    min_p_ = o.get<double>("min_p", 0.0);
-    max_prompt_ = o.get<int64_t>("max_prompt_length", 256);        // left truncation
-    lo_.max_completion_length = o.get<int64_t>("max_completion_length", 1024);
+    epochs_ = o.get<double>("num_train_epochs", 25.0, warmup::epochs_bounds());
+    max_steps_ = o.get<int64_t>("max_steps", -1, warmup::at_least(-1).at_most(warmup::kMaxSteps));
+    // Token lengths first: they bound how many sequences a step may hold.
+    const warmup::Bounds length = warmup::fits_in_memory(1, warmup::kMinBytesPerToken, "tokens of 16 bytes");
+    max_prompt_ = o.get<int64_t>("max_prompt_length", 256, length);        // left truncation
+    lo_.max_completion_length = o.get<int64_t>("max_completion_length", 1024, length);
+    long double seq_bytes = warmup::kMinBytesPerToken * (long double)(max_prompt_ + lo_.max_completion_length);
+    std::string seqs = "sequences of max_prompt_length + max_completion_length = " +
+                       std::to_string(max_prompt_ + lo_.max_completion_length) + " tokens";
+    prompts_per_step_ = o.get<int64_t>("prompts_per_step", 10, warmup::fits_in_memory(1, seq_bytes, seqs));
+    // The engine samples at most 1024 completions per prompt.
+    G_ = o.get<int64_t>("num_generations", 10, warmup::at_least(2).at_most(1024, "(completions per prompt the engine samples)"));
+    if ((long double)prompts_per_step_ * (long double)G_ > (long double)warmup::memory_capacity(seq_bytes))
+      o.fail("prompts_per_step", "x num_generations = " + std::to_string(prompts_per_step_ * G_) + " " + seqs +
+                                     " must be <= " + std::to_string(warmup::memory_capacity(seq_bytes)) + " (what " +
+                                     warmup::memory_text() + " holds)");
+    micro_ = o.get<int64_t>("per_device_train_batch_size", 4, warmup::fits_in_memory(1, seq_bytes, seqs));  // completions per micro-batch
+    iterations_ = o.get<int64_t>("num_iterations", 1, warmup::at_least(1).at_most(1000));
+    temperature_ = o.get<double>("temperature", 0.7, warmup::above(0));  // log-probs are taken at this temperature
+    top_p_ = o.get<double>("top_p", 0.95, warmup::above(0).at_most(1));
+    top_k_ = o.get<int64_t>("top_k", 0, warmup::at_least(-1));
+    min_p_ = o.get<double>("min_p", 0.0, warmup::at_least(0).at_most(1));
     stop_ = o.get<std::vector<std::string>>("stop", {});
     lo_.loss_type = o.get<std::string>("loss_type", "bnpo");      // TRL 0.16's token-level loss (the paper)
-    lo_.epsilon_low = o.get<double>("epsilon", 0.2);
-    lo_.epsilon_high = o.get<double>("epsilon_high", lo_.epsilon_low);
-    lo_.beta = o.get<double>("beta", 0.0);
+    lo_.epsilon_low = o.get<double>("epsilon", 0.2, warmup::at_least(0));
+    lo_.epsilon_high = o.get<double>("epsilon_high", lo_.epsilon_low, warmup::at_least(0));
+    lo_.beta = o.get<double>("beta", 0.0, warmup::at_least(0));
     scale_ = o.get<std::string>("scale_rewards", "none");         // the paper: no division by std
     mask_truncated_ = o.get<bool>("mask_truncated_completions", false);
-    schedule_.lr = o.get<double>("learning_rate", 1e-6);
+    schedule_.lr = o.get<double>("learning_rate", 1e-6, warmup::learning_rate_bounds());
     schedule_.type = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");
-    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25);
-    beta1_ = o.get<double>("adam_beta1", 0.9);
-    beta2_ = o.get<double>("adam_beta2", 0.99);
-    eps_ = o.get<double>("adam_epsilon", 1e-8);
-    weight_decay_ = o.get<double>("weight_decay", 0.1);
-    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
+    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25, warmup::steps_bounds());
+    beta1_ = o.get<double>("adam_beta1", 0.9, warmup::adam_beta_bounds());
+    beta2_ = o.get<double>("adam_beta2", 0.99, warmup::adam_beta_bounds());
+    eps_ = o.get<double>("adam_epsilon", 1e-8, warmup::adam_epsilon_bounds());
+    weight_decay_ = o.get<double>("weight_decay", 0.1, warmup::at_least(0));
+    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1, warmup::above(0));
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
     bf16_mode_ = warmup::bf16_option(o);  // bf16 autocast (mixed precision): true, false or "auto"
-    save_steps_ = o.get<int64_t>("save_steps", 50);
-    log_groups_ = o.get<int64_t>("log_completions_groups", 1);    // groups per step stored as samples; -1 = all
-    reward_workers_ = o.get<int64_t>("reward_workers", 4);
-    if (prompts_per_step_ < 1 || G_ < 2 || micro_ < 1 || iterations_ < 1)
-      o.fail("num_generations", "must be >= 2, and prompts_per_step, per_device_train_batch_size, num_iterations >= 1");
+    save_steps_ = o.get<int64_t>("save_steps", 50, warmup::at_least(0));
+    log_groups_ = o.get<int64_t>("log_completions_groups", 1, warmup::at_least(-1));  // groups per step stored as samples; -1 = all
+    reward_workers_ = o.get<int64_t>("reward_workers", 4, warmup::at_least(1).at_most(1024));
     if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
     if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
       o.fail("loss_type", "must be grpo, bnpo, dr_grpo or dapo");
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
-    if (temperature_ <= 0) o.fail("temperature", "must be > 0 (log-probs are taken at this temperature)");
-    if (max_prompt_ < 1 || lo_.max_completion_length < 1) o.fail("max_completion_length", "and max_prompt_length must be >= 1");
     o.finish();
   }
 
@@ -81,7 +87,7 @@ class Grpo final : public warmup::Algorithm {
       throw warmup::ConfigError("stage '" + ctx.stage_name() + "': grpo needs a task and at least one reward");
     load_data(ctx);
     int64_t per_epoch = (int64_t(data_.size()) + prompts_per_step_ - 1) / prompts_per_step_;
-    int64_t total = max_steps_ > 0 ? max_steps_ : int64_t(std::ceil(epochs_ * double(per_epoch)));
+    int64_t total = warmup::total_steps("grpo", epochs_, per_epoch, max_steps_);
     ctx.log(warmup::LogLevel::kInfo, "grpo: " + std::to_string(data_.size()) + " prompts, " + std::to_string(total) +
                                          " steps of " + std::to_string(prompts_per_step_) + " x " + std::to_string(G_) +
                                          " completions, loss " + lo_.loss_type);
@@ -221,6 +227,8 @@ class Grpo final : public warmup::Algorithm {
         }
       }
       gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
+      // Iteration 0 has touched nothing yet: the state is that after `step` whole steps.
+      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm, it == 0);
       opt.step();
       opt.zero_grad();
       stats = st;

@@ -29,33 +29,35 @@ class Sft final : public warmup::Algorithm {
     warmup::Options o(init);
     data_ = o.get<std::string>("data", "");          // JSONL {prompt, completion} ({run_dir} expands); "" = tasks + teacher
     split_ = o.get<std::string>("split", "train");   // task split when data = ""
-    schedule_.lr = o.get<double>("learning_rate", 1e-6);
+    schedule_.lr = o.get<double>("learning_rate", 1e-6, warmup::learning_rate_bounds());
     schedule_.type = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");  // | cosine | linear | constant
-    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25);
-    beta1_ = o.get<double>("adam_beta1", 0.9);
-    beta2_ = o.get<double>("adam_beta2", 0.95);
-    eps_ = o.get<double>("adam_epsilon", 1e-8);
-    weight_decay_ = o.get<double>("weight_decay", 1e-4);
-    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1);
-    epochs_ = o.get<double>("num_train_epochs", 3.0);
-    max_steps_ = o.get<int64_t>("max_steps", -1);    // overrides epochs when > 0
-    batch_ = o.get<int64_t>("per_device_train_batch_size", 1);
-    accum_ = o.get<int64_t>("gradient_accumulation_steps", 2);
-    max_length_ = o.get<int64_t>("max_length", 32768);
+    schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25, warmup::steps_bounds());
+    beta1_ = o.get<double>("adam_beta1", 0.9, warmup::adam_beta_bounds());
+    beta2_ = o.get<double>("adam_beta2", 0.95, warmup::adam_beta_bounds());
+    eps_ = o.get<double>("adam_epsilon", 1e-8, warmup::adam_epsilon_bounds());
+    weight_decay_ = o.get<double>("weight_decay", 1e-4, warmup::at_least(0));
+    max_grad_norm_ = o.get<double>("max_grad_norm", 0.1, warmup::above(0));
+    epochs_ = o.get<double>("num_train_epochs", 3.0, warmup::epochs_bounds());
+    max_steps_ = o.get<int64_t>("max_steps", -1, warmup::at_least(-1).at_most(warmup::kMaxSteps));  // overrides epochs when > 0
+    max_length_ = o.get<int64_t>("max_length", 32768,
+                                 warmup::fits_in_memory(2, warmup::kMinBytesPerToken, "tokens of 16 bytes"));
+    // Rows of max_length tokens: what one micro-batch may hold.
+    batch_ = o.get<int64_t>("per_device_train_batch_size", 1,
+                            warmup::fits_in_memory(1, warmup::kMinBytesPerToken * (long double)max_length_,
+                                                   "rows of max_length " + std::to_string(max_length_) + " tokens"));
+    accum_ = o.get<int64_t>("gradient_accumulation_steps", 2, warmup::at_least(1).at_most(1 << 20));
     append_eos_ = o.get<bool>("append_eos", true);
     // Several sequences per row of up to max_length tokens (best-fit decreasing, TRL's "bfd"),
     // each attending only to itself; per_device_train_batch_size then counts rows.
     packing_ = o.get<bool>("packing", false);
     checkpointing_ = o.get<bool>("gradient_checkpointing", false);
     bf16_mode_ = warmup::bf16_option(o);  // bf16 autocast (mixed precision): true, false or "auto"
-    eval_examples_ = o.get<int64_t>("eval_examples", 0);  // held out for eval/loss (the paper: 100)
-    eval_steps_ = o.get<int64_t>("eval_steps", 50);
-    save_steps_ = o.get<int64_t>("save_steps", 0);        // checkpoint every N steps; 0 = only at the end
+    eval_examples_ = o.get<int64_t>("eval_examples", 0, warmup::at_least(0));  // held out for eval/loss (the paper: 100)
+    eval_steps_ = o.get<int64_t>("eval_steps", 50, warmup::at_least(0));
+    save_steps_ = o.get<int64_t>("save_steps", 0, warmup::at_least(0));  // checkpoint every N steps; 0 = only at the end
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
-    if (batch_ < 1 || accum_ < 1) o.fail("per_device_train_batch_size", "and gradient_accumulation_steps must be >= 1");
-    if (max_length_ < 2) o.fail("max_length", "must be >= 2");
     o.finish();
   }
 
@@ -80,7 +82,10 @@ class Sft final : public warmup::Algorithm {
     }
     int64_t per_step = batch_ * accum_;
     int64_t steps_per_epoch = (int64_t(rows_.size()) + per_step - 1) / per_step;
-    int64_t total = max_steps_ > 0 ? max_steps_ : int64_t(std::ceil(epochs_ * double(steps_per_epoch)));
+    int64_t total = warmup::total_steps("sft", epochs_, steps_per_epoch, max_steps_);
+    if ((long double)total * (long double)per_step > 4e18L)  // the index of a row over all epochs is an int64
+      throw warmup::ConfigError("sft: " + std::to_string(total) + " steps x " + std::to_string(per_step) +
+                                " rows per step overflows the row index (at most 4e18 rows in a stage)");
     ctx.log(warmup::LogLevel::kInfo, "sft: " + std::to_string(train.size()) + " train / " + std::to_string(eval.size()) +
                                          " eval sequences, " + std::to_string(total) + " steps of " +
                                          std::to_string(per_step) + (packing_ ? " packed rows (" + std::to_string(rows_.size()) +
@@ -117,6 +122,7 @@ class Sft final : public warmup::Algorithm {
         tokens += b.mask.gt(0).sum().item<int64_t>();
       }
       double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
+      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum / double(accum_), gnorm);
       opt.step();
       opt.zero_grad();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
@@ -153,10 +159,12 @@ class Sft final : public warmup::Algorithm {
       std::string line;
       for (size_t ln = 1; std::getline(in, line); ++ln) {
         if (line.empty()) continue;
+        std::string where = p.string() + ":" + std::to_string(ln);
         auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.contains("prompt") || !j.contains("completion"))
-          throw warmup::DataError(p.string() + ":" + std::to_string(ln) + ": expected {\"prompt\", \"completion\"}");
-        pairs.emplace_back(j["prompt"].get<std::string>(), j["completion"].get<std::string>());
+        if (j.is_discarded() || !j.is_object())
+          throw warmup::DataError(where + ": expected a JSON object {\"prompt\": string, \"completion\": string}");
+        pairs.emplace_back(warmup::json_field<std::string>(j, "prompt", where),
+                           warmup::json_field<std::string>(j, "completion", where));
       }
     } else {
       if (ctx.tasks().empty() || ctx.teachers().empty())

@@ -11,14 +11,15 @@ class Arithmetic final : public warmup::Task {
  public:
   explicit Arithmetic(const warmup::PluginInit& init) {
     warmup::Options o(init);
-    train_size_ = o.get<int64_t>("train_size", 200);  // examples in "train"
-    test_size_ = o.get<int64_t>("test_size", 50);     // examples in "test"
+    // Every example of a split is held in memory (~1 KiB with its prompt and metadata).
+    const warmup::Bounds size = warmup::fits_in_memory(0, 1024, "examples of ~1 KiB");
+    train_size_ = o.get<int64_t>("train_size", 200, size);  // examples in "train"
+    test_size_ = o.get<int64_t>("test_size", 50, size);     // examples in "test"
     max_operand_ = o.get<int64_t>("max_operand", 99); // operands drawn from [0, max_operand]
     operators_ = o.get<std::string>("operators", "+-*");  // any of + - *
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));   // data seed (default: experiment seed)
     // {a}, {op}, {b} are replaced; the answer is the integer value.
     template_ = o.get<std::string>("prompt_template", "What is {a} {op} {b}? Answer with a number.");
-    if (train_size_ < 0 || test_size_ < 0) o.fail("train_size", "and test_size must be >= 0");
     if (max_operand_ < 1 || max_operand_ > 1000000) o.fail("max_operand", "must be in [1, 1000000]");
     if (operators_.empty() || operators_.find_first_not_of("+-*") != std::string::npos)
       o.fail("operators", "must be a non-empty string of + - *");

@@ -14,7 +14,7 @@ namespace {
 int usage(int code) {
   (code ? std::cerr : std::cout)
       << "usage: warmup kk generate --people 3-7 --count N --seed S (--out FILE.jsonl | --out-dir DIR [--split train]) [--cot STYLE]\n"
-         "  --people A-B|N   sizes (2 to 51 people)\n  --count N        puzzles per size\n"
+         "  --people A-B|N   sizes (2 to 20 people: the solver enumerates all 2^n cases)\n  --count N        puzzles per size\n"
          "  --seed S         random seed (same seed, same puzzles)\n"
          "  --cot STYLE      cot_* fields: backtracking (the dataset's, default), truth_table or truth_vectors\n";
   return code;
@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     }
     if (!kk::is_cot_style(cot)) throw std::invalid_argument("--cot must be " + std::string(kk::kCotStyles));
     if (out.empty() == out_dir.empty()) throw std::invalid_argument("give exactly one of --out and --out-dir");
-    if (lo < 2 || hi > 51 || lo > hi || count < 0) throw std::invalid_argument("--people must be within 2-51 and --count >= 0");
+    if (lo < 2 || hi > 20 || lo > hi || count < 0)
+      throw std::invalid_argument("--people must be within 2-20 (the solver enumerates all 2^n cases) and --count >= 0");
     std::ofstream single;
     if (!out.empty()) {
       single.open(out);

@@ -29,6 +29,8 @@ const char* kLogicRlTemplate =
 // opening tag the completion continues.
 const char* kPlainTemplate = "{prompt}\n<think>";
 
+constexpr long double kPuzzleBytes = 4096;
+
 std::string fill(std::string tmpl, const std::string& quiz) {
   size_t at = tmpl.find("{prompt}");
   return at == std::string::npos ? tmpl : tmpl.replace(at, 8, quiz);
@@ -41,23 +43,34 @@ class KnightsKnaves final : public warmup::Task {
     data_dir_ = o.get<std::string>("data_dir", "");  // directory of <n>ppl_<split>.jsonl files
     // Or puzzles generated at load (Xie et al.'s grammar), per size one seeded stream without
     // duplicates: its first `train` puzzles are the train split, the next `test` the test split.
-    gen_train_ = o.get<int64_t>("generate_train", 0);
-    gen_test_ = o.get<int64_t>("generate_test", 0);
+    // Each puzzle is held in memory as an example (prompt, quiz, metadata): ~4 KiB.
+    const warmup::Bounds puzzles = warmup::fits_in_memory(0, kPuzzleBytes, "puzzles of ~4 KiB");
+    gen_train_ = o.get<int64_t>("generate_train", 0, puzzles);
+    gen_test_ = o.get<int64_t>("generate_test", 0, puzzles);
     gen_seed_ = o.get<int64_t>("generate_seed", int64_t(init.seed));
     gen_names_ = o.get<std::vector<std::string>>("generate_names", {});  // [] = the 51 common names
     gen_shuffle_ = o.get<bool>("generate_shuffle_names", true);          // false: person i is always name i
     gen_templates_ = o.get<std::vector<std::string>>("generate_templates", {});  // [] = the dataset's 18 "said" templates
     people_ = o.get<std::vector<int64_t>>("people", {3, 4, 5, 6, 7});  // puzzle sizes to use
     prompt_ = o.get<std::string>("prompt", "paper");                  // paper | logic_rl | plain
-    limit_ = o.get<int64_t>("limit_per_size", 0);                     // first N per size; 0 = all
+    limit_ = o.get<int64_t>("limit_per_size", 0, warmup::at_least(0));  // first N per size; 0 = all
     verify_ = o.get<bool>("verify", true);                            // solve every puzzle at load
     if (prompt_ != "paper" && prompt_ != "logic_rl" && prompt_ != "plain")
       o.fail("prompt", "must be paper, logic_rl or plain");
     if (people_.empty()) o.fail("people", "must list at least one size");
+    o.check("people", people_, warmup::at_least(2).at_most(20, "(the solver enumerates all 2^n cases)"));
     bool generate = gen_train_ > 0 || gen_test_ > 0;
     if (generate == !data_dir_.empty())
       o.fail(generate ? "data_dir" : "generate_train", "give either data_dir or generate_train/generate_test");
-    if (gen_train_ < 0 || gen_test_ < 0) o.fail("generate_train", "and generate_test must be >= 0");
+    if (generate) {
+      // Every size is generated separately, and the test split regenerates the train puzzles first.
+      long double all = (long double)people_.size() * (long double)(gen_train_ + gen_test_);
+      if (all > (long double)warmup::memory_capacity(kPuzzleBytes))
+        o.fail("generate_train", "+ generate_test = " + std::to_string(gen_train_ + gen_test_) + " puzzles for each of " +
+                                     std::to_string(people_.size()) + " sizes must be <= " +
+                                     std::to_string(warmup::memory_capacity(kPuzzleBytes)) + " puzzles of ~4 KiB in all (" +
+                                     warmup::memory_text() + ")");
+    }
     if (!gen_names_.empty()) {
       std::set<std::string> distinct(gen_names_.begin(), gen_names_.end());
       if (distinct.size() != gen_names_.size()) o.fail("generate_names", "must be distinct");
@@ -115,18 +128,18 @@ class KnightsKnaves final : public warmup::Task {
     }
     try {
       warmup::Example e;
-      auto names = j.at("names").get<std::vector<std::string>>();
-      auto solution = j.at("solution").get<std::vector<bool>>();
+      auto names = warmup::json_field<std::vector<std::string>>(j, "names", where);
+      auto solution = warmup::json_field<std::vector<bool>>(j, "solution", where);
       if (int64_t(names.size()) != n || solution.size() != names.size())
         throw warmup::DataError(where + ": expected " + std::to_string(n) + " names and solution values");
-      std::string quiz = j.at("quiz").get<std::string>();
+      std::string quiz = warmup::json_field<std::string>(j, "quiz", where);
       e.id = "kk/" + std::to_string(n) + "ppl/" + split + "/" + std::to_string(index);
       e.prompt = fill(prompt_ == "paper" ? kKkPaperTemplate : prompt_ == "logic_rl" ? kLogicRlTemplate : kPlainTemplate, quiz);
-      e.reference = j.at("solution_text_format").get<std::string>();
+      e.reference = warmup::json_field<std::string>(j, "solution_text_format", where);
       e.metadata = {{"n_people", n}, {"names", names}, {"solution", solution}, {"quiz", quiz}};
       if (j.contains("statements")) e.metadata["statements"] = j["statements"];
       if (verify_ && j.contains("statements")) {
-        auto st = kk::parse_statements(j["statements"].get<std::string>());
+        auto st = kk::parse_statements(warmup::json_field<std::string>(j, "statements", where));
         auto sols = kk::solve(st);
         if (sols.size() != 1 || sols[0] != solution)
           throw warmup::DataError(where + ": the statements have " + std::to_string(sols.size()) +

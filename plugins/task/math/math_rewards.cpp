@@ -20,7 +20,7 @@ MathPaper::MathPaper(const warmup::PluginInit& init) {
   no_boxed_ = o.get<double>("no_boxed", -1.0);          // no \boxed{} inside <answer>
   correct_ = o.get<double>("correct", 2.0);             // Math-Verify equal to the gold
   wrong_ = o.get<double>("wrong", -0.5);                // boxed but not equal
-  timeout_s_ = o.get<double>("timeout_s", 1.0);         // verifier budget per call, seconds
+  timeout_s_ = o.get<double>("timeout_s", 1.0, warmup::above(0).at_most(3600));         // verifier budget per call, seconds
   if (timeout_s_ <= 0) o.fail("timeout_s", "must be > 0");
   o.finish();
 }
@@ -45,7 +45,7 @@ MathAccuracy::MathAccuracy(const warmup::PluginInit& init) {
   warmup::Options o(init);
   correct_ = o.get<double>("correct", 1.0);      // Math-Verify equal to the gold
   wrong_ = o.get<double>("wrong", 0.0);          // anything else
-  timeout_s_ = o.get<double>("timeout_s", 1.0);  // verifier budget per call, seconds
+  timeout_s_ = o.get<double>("timeout_s", 1.0, warmup::above(0).at_most(3600));  // verifier budget per call, seconds
   if (timeout_s_ <= 0) o.fail("timeout_s", "must be > 0");
   o.finish();
 }

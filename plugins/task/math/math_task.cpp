@@ -79,10 +79,10 @@ class MathTask final : public warmup::Task {
     }
     try {
       warmup::Example e;
-      std::string problem = j.at("problem").get<std::string>();
+      std::string problem = warmup::json_field<std::string>(j, "problem", where);
       std::string answer;
-      if (j.contains("answer")) answer = j["answer"].get<std::string>();
-      else if (auto b = mv::last_boxed(j.at("solution").get<std::string>())) answer = *b;
+      if (j.contains("answer")) answer = warmup::json_field<std::string>(j, "answer", where);
+      else if (auto b = mv::last_boxed(warmup::json_field<std::string>(j, "solution", where))) answer = *b;
       else throw warmup::DataError(where + ": no `answer` and no \\boxed{} in `solution`");
       e.id = "math/" + split + "/" + std::to_string(index);
       e.prompt = prompt_ == "rl" ? fill(kMathRlTemplate, problem) : prompt_ == "eval" ? fill(kMathEvalTemplate, problem) : problem;

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mmlu_extract.h"
+#include "warmup/jsonl.h"
 #include "warmup/types.h"
 
 namespace mmlu {
@@ -29,15 +30,15 @@ Question parse_row(const std::string& line, const std::string& where) {
   }
   Question q;
   try {
-    q.question_id = j.at("question_id").get<int64_t>();
-    q.question = j.at("question").get<std::string>();
-    for (const auto& o : j.at("options").get<std::vector<std::string>>())
+    q.question_id = warmup::json_field<int64_t>(j, "question_id", where);
+    q.question = warmup::json_field<std::string>(j, "question", where);
+    for (const auto& o : warmup::json_field<std::vector<std::string>>(j, "options", where))
       if (o != "N/A") q.options.push_back(o);
-    q.answer = j.at("answer").get<std::string>();
-    q.answer_index = j.at("answer_index").get<int64_t>();
-    q.category = j.at("category").get<std::string>();
-    q.src = j.value("src", std::string());
-    q.cot_content = j.value("cot_content", std::string());
+    q.answer = warmup::json_field<std::string>(j, "answer", where);
+    q.answer_index = warmup::json_field<int64_t>(j, "answer_index", where);
+    q.category = warmup::json_field<std::string>(j, "category", where);
+    q.src = warmup::json_field_or<std::string>(j, "src", "", where);
+    q.cot_content = warmup::json_field_or<std::string>(j, "cot_content", "", where);
   } catch (const nlohmann::json::exception& e) {
     throw warmup::DataError(where + ": malformed MMLU-Pro row: " + e.what());
   }

@@ -14,6 +14,7 @@
 
 #include "mmlu_data.h"
 #include "mmlu_extract.h"
+#include "warmup/jsonl.h"
 
 namespace {
 
@@ -33,10 +34,12 @@ std::vector<std::pair<int64_t, std::string>> read_rows(const std::string& path, 
   if (!in) throw std::runtime_error(path + ": cannot read");
   std::vector<std::pair<int64_t, std::string>> rows;
   std::string line;
-  while (std::getline(in, line)) {
+  for (size_t ln = 1; std::getline(in, line); ++ln) {
     if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    rows.emplace_back(j.value("question_id", int64_t(-1)), j.at(field).get<std::string>());
+    std::string where = path + ":" + std::to_string(ln);
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) throw warmup::DataError(where + ": not valid JSON");
+    rows.emplace_back(warmup::json_field_or<int64_t>(j, "question_id", -1, where), warmup::json_field<std::string>(j, field, where));
   }
   return rows;
 }

@@ -30,20 +30,19 @@ class OpenAITeacher final : public warmup::Teacher {
     model_ = o.get<std::string>("model", "");            // empty: the first of GET /v1/models
     endpoint_ = o.get<std::string>("endpoint", "completions");  // completions | chat
     api_key_env_ = o.get<std::string>("api_key_env", "OPENAI_API_KEY");  // bearer token variable
-    temperature_ = o.get<double>("temperature", 0.6);
-    top_p_ = o.get<double>("top_p", 0.95);
-    top_k_ = o.get<int64_t>("top_k", 40);
-    max_tokens_ = o.get<int64_t>("max_tokens", 8192);
+    temperature_ = o.get<double>("temperature", 0.6, warmup::at_least(0));
+    top_p_ = o.get<double>("top_p", 0.95, warmup::above(0).at_most(1));
+    top_k_ = o.get<int64_t>("top_k", 40, warmup::at_least(-1));
+    max_tokens_ = o.get<int64_t>("max_tokens", 8192, warmup::fits_in_memory(1, 16, "tokens of 16 bytes"));
     stop_ = o.get<std::vector<std::string>>("stop", {"</answer>"});
     reappend_stop_ = o.get<bool>("reappend_stop", true);  // put the (first) stop string back
-    concurrency_ = o.get<int64_t>("concurrency", 8);      // requests in flight
-    retries_ = o.get<int64_t>("retries", 5);              // per request, on network errors and 429/5xx
-    backoff_s_ = o.get<double>("backoff_s", 1.0);         // first retry delay, doubled each time
-    timeout_s_ = o.get<double>("timeout_s", 3600);        // per request
+    concurrency_ = o.get<int64_t>("concurrency", 8, warmup::at_least(1).at_most(1024, "(threads)"));      // requests in flight
+    retries_ = o.get<int64_t>("retries", 5, warmup::at_least(0).at_most(30, "(the delay doubles each time)"));              // per request, on network errors and 429/5xx
+    backoff_s_ = o.get<double>("backoff_s", 1.0, warmup::at_least(0).at_most(3600));         // first retry delay, doubled each time
+    timeout_s_ = o.get<double>("timeout_s", 3600, warmup::above(0).at_most(7 * 86400));        // per request
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));  // request seed = seed + prompt index
     cache_ = o.get<std::string>("cache", "");             // JSONL of finished prompts ("" = none)
     if (endpoint_ != "completions" && endpoint_ != "chat") o.fail("endpoint", "must be completions or chat");
-    if (concurrency_ < 1) o.fail("concurrency", "must be >= 1");
     if (base_url_.rfind("http://", 0) != 0) o.fail("base_url", "must start with http:// (https is not supported)");
     o.finish();
     if (!cache_.empty() && fs::path(cache_).is_relative() && !init.base_dir.empty())
@@ -186,11 +185,16 @@ class OpenAITeacher final : public warmup::Teacher {
         log_.warn() << "teacher: " << cache_ << ":" << ln << " is incomplete; ignored";
         continue;
       }
-      if (j.value("n", 0) != n) continue;
+      std::string where = cache_ + ":" + std::to_string(ln);
+      if (warmup::json_field_or<int64_t>(j, "n", 0, where) != n) continue;
       std::vector<warmup::Completion> cs;
-      for (const auto& c : j.at("completions"))
-        cs.push_back({c.at("text").get<std::string>(), c.value("finish_reason", std::string("stop")), -1});
-      out[j.at("id").get<std::string>()] = std::move(cs);
+      auto completions = warmup::json_field<std::vector<json>>(j, "completions", where);
+      for (size_t i = 0; i < completions.size(); ++i) {
+        std::string at = where + ": completions[" + std::to_string(i) + "]";
+        cs.push_back({warmup::json_field<std::string>(completions[i], "text", at),
+                      warmup::json_field_or<std::string>(completions[i], "finish_reason", "stop", at), -1});
+      }
+      out[warmup::json_field<std::string>(j, "id", where)] = std::move(cs);
     }
     return out;
   }
