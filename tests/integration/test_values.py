@@ -5,6 +5,7 @@ with a wrong JSON type name the file, line and field; a training step whose loss
 the stage with the step named, after saving the last good step's checkpoint."""
 import json
 import math
+import os
 import re
 import struct
 import subprocess
@@ -131,6 +132,12 @@ CASES = [
 ]
 
 
+def shown(path):
+    """A regex for how warmup prints `path`: as given, or relative to its working directory
+    (REPO) when that is shorter (/tmp/x from a checkout in /tmp is ../x)."""
+    return "(?:" + re.escape(str(path)) + "|" + re.escape(os.path.relpath(path, REPO)) + ")"
+
+
 def error_line(r):
     lines = [l for l in r.stderr.splitlines() if l.startswith("error: ")]
     assert len(lines) == 1, r.stderr
@@ -163,7 +170,7 @@ def test_bad_value_is_refused_up_front(tmp_path, store, template, bad, expect):
     assert r.returncode == 2, r.stderr
     line = error_line(r)
     where = str(line_of(text, bad)) if bad else r"\d+"
-    prefix = "error: " + re.escape(str(exp)) + ":" + where + r":\d+: "
+    prefix = "error: " + shown(exp) + ":" + where + r":\d+: "
     assert re.match(prefix, line), line
     assert re.search(expect, line), line
     nothing_written(tmp_path, store, ["exp.toml"])
@@ -208,7 +215,7 @@ rewards = ["{reward}"]
     r = run_fast("run", exp, "--store", store)
     assert r.returncode == 2, r.stderr
     line = error_line(r)
-    assert re.match(rf"error: {re.escape(str(exp))}:\d+:\d+: .*'{re.escape(name)}' is not a valid name: use 1 to 128 of A-Z a-z 0-9 _ \. -", line), line
+    assert re.match(rf"error: {shown(exp)}:\d+:\d+: .*'{re.escape(name)}' is not a valid name: use 1 to 128 of A-Z a-z 0-9 _ \. -", line), line
     nothing_written(tmp_path, store, ["sub", "dir", "exp.toml"])
     assert not any("escape" in p.name for p in tmp_path.parent.iterdir())
 
