@@ -51,18 +51,37 @@ bool drain(Fd& fd, std::string& buf, size_t cap) {
   return false;
 }
 
+// Bytes waiting to be written to a socket (consumed by offset: queues of several MB are sent in
+// many partial writes).
+struct Queue {
+  std::string buf;
+  size_t off = 0;
+  bool empty() const { return off == buf.size(); }
+  Queue& operator+=(const std::string& s) {
+    buf += s;
+    return *this;
+  }
+  Queue& append(const char* s, size_t n) {
+    buf.append(s, n);
+    return *this;
+  }
+  void clear() { buf.clear(), off = 0; }
+};
+
 // Writes what the socket takes now; false once the peer is gone (the queue is then dropped).
-bool flush(Fd& fd, std::string& queue) {
-  while (!queue.empty() && fd.fd >= 0) {
-    ssize_t n = send(fd.fd, queue.data(), queue.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+bool flush(Fd& fd, Queue& q) {
+  while (!q.empty() && fd.fd >= 0) {
+    ssize_t n = send(fd.fd, q.buf.data() + q.off, q.buf.size() - q.off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
-      queue.erase(0, size_t(n));
+      q.off += size_t(n);
       continue;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
-    queue.clear();
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    q.clear();
     return false;
   }
+  if (q.empty()) q.clear();
+  else if (q.off > (size_t(1) << 20) && q.off > q.buf.size() / 2) q.buf.erase(0, q.off), q.off = 0;
   return true;
 }
 
@@ -165,7 +184,8 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   v.isolation = cand->isolation;
   Spawned& chk = *slot->checker;
 
-  std::string to_chk = "J " + job + "\n" + (extra.empty() ? "" : "X " + extra + "\n"), to_cand;
+  Queue to_chk, to_cand;
+  to_chk += "J " + job + "\n" + (extra.empty() ? "" : "X " + extra + "\n");
   std::string chk_buf, cand_buf, cand_err, verdict_line;
   const size_t result_cap = size_t(result_bytes_), err_cap = size_t(config_.output_bytes);
   const int64_t memory_cap = config_.memory_mb << 20;
@@ -202,7 +222,7 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     }
     if (!cand_done && now - last_memory_check >= std::chrono::milliseconds(20)) {
       last_memory_check = now;
-      if (cand->uid >= 0 && resident_bytes_of(uid_t(cand->uid)) > memory_cap)
+      if (cand->uid >= 0 && resident_bytes_of(uid_t(cand->uid)) > memory_cap)  // a /proc scan: ~1 ms
         stop_candidate("killed: memory limit of the whole sample (" + std::to_string(config_.memory_mb) + " MiB)");
     }
     struct pollfd fds[8] = {
@@ -226,9 +246,10 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     drain(chk.err, slot->checker_err, err_cap);
     if (slot->checker_err.size() >= err_cap) slot->checker_err.erase(0, err_cap / 2);
     drain(chk.out, chk_buf, size_t(1) << 34);
-    for (size_t nl; verdict_line.empty() && (nl = chk_buf.find('\n')) != std::string::npos;) {
-      std::string line = chk_buf.substr(0, nl);
-      chk_buf.erase(0, nl + 1);
+    size_t at = 0;  // lines are consumed by offset and erased once (a read may hold thousands)
+    for (size_t nl; verdict_line.empty() && (nl = chk_buf.find('\n', at)) != std::string::npos;) {
+      std::string line = chk_buf.substr(at, nl - at);
+      at = nl + 1;
       if (line.rfind("C ", 0) == 0) {
         if (cand_done) {
           to_chk += "D " + one_line(dead, 1000) + "\n";
@@ -246,18 +267,20 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
         verdict_line = line.substr(2);
       }
     }
+    chk_buf.erase(0, at);
     if (!verdict_line.empty()) break;
     if (cand_done) continue;
     // The candidate: answers to relay (whole lines, capped), its stderr, its end.
     flush(cand->in, to_cand);
     drain(cand->err, cand_err, err_cap);
     bool open = drain(cand->out, cand_buf, result_cap + 1);
-    for (size_t nl; (nl = cand_buf.find('\n')) != std::string::npos;) {
-      to_chk += "R " + cand_buf.substr(0, nl) + "\n";
-      cand_buf.erase(0, nl + 1);
+    at = 0;
+    for (size_t nl; (nl = cand_buf.find('\n', at)) != std::string::npos; at = nl + 1) {
+      to_chk.append("R ", 2).append(cand_buf.data() + at, nl + 1 - at);
       pending = std::max<int64_t>(0, pending - 1);
       call_deadline = pending > 0 && call_timeout > 0 ? after(call_timeout + 1.0) : Clock::time_point::max();
     }
+    cand_buf.erase(0, at);
     if (cand_buf.size() > result_cap)
       stop_candidate("an answer longer than " + std::to_string(result_cap) + " bytes");
     else if (!open || cand->exited()) {
