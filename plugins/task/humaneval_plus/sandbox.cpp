@@ -137,7 +137,10 @@ bool plain_name(const std::string& name) {
 std::vector<std::string> bwrap_command(const SandboxConfig& c, const SandboxJob& job, const std::string& bwrap,
                                        const std::string& interpreter, int64_t uid) {
   std::vector<std::string> a{bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"};
+                             "--unshare-cgroup-try", "--new-session", "--hostname", "sandbox"};
+  // bwrap's parent-death signal fires when the *thread* that started it ends: a long-lived helper
+  // (the checker, started by whichever worker thread needed it first) ends with its stdin instead.
+  if (!job.long_lived) a.push_back("--die-with-parent");
   if (geteuid() != 0) a.insert(a.end(), {"--unshare-user", "--disable-userns"});
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
   for (const char* d : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {

@@ -60,8 +60,9 @@ struct SandboxJob {
   std::vector<std::string> collect;
   int64_t file_size_mb = 0;  // overrides SandboxConfig::file_size_mb (and the collect cap) if > 0
   bool stdin_socket = false;  // give the program a socket as stdin (Spawned::in) instead of /dev/null
-  // A long-lived trusted helper (the checker): no RLIMIT_CPU and no PR_SET_PDEATHSIG (that fires
-  // when the spawning *thread* ends); it must end by itself when its stdin closes.
+  // A long-lived trusted helper (the checker): no RLIMIT_CPU, no PR_SET_PDEATHSIG and no bwrap
+  // --die-with-parent (both fire when the spawning *thread* ends); it must end by itself when its
+  // stdin closes.
   bool long_lived = false;
 };
 
