@@ -11,7 +11,11 @@
 #include <stdint.h>
 
 #define WARMUP_ABI_MAJOR 1
-#define WARMUP_ABI_MINOR 3  // 1: PluginInit::base_dir; 2: StageContext::service; 3: Policy RL methods
+// 1: PluginInit::base_dir; 2: StageContext::service; 3: Policy RL methods;
+// 4: RewardResult::status (infrastructure errors) and ::extracted_answer. Rewards of plugins
+//    built with minor <= 3 still load: the host reads their results with the minor-3 layout
+//    (LegacyRewardAdapter in reward.h).
+#define WARMUP_ABI_MINOR 4
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

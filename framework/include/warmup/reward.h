@@ -34,6 +34,10 @@ struct Score {
   std::map<std::string, double> parts;  // "<name>" -> value, "<name>/<part>" -> breakdown
   std::optional<bool> correct;          // all rewards that know correctness agree it is correct
   std::string error;                    // the rewards' error strings joined with "; "
+  // Some reward could not judge the completion (RewardStatus::kError): `correct` is then null,
+  // `total` means nothing (it is 0), `error` holds the cause. Never a wrong answer.
+  bool errored = false;
+  std::optional<std::string> extracted_answer;  // the first reward's (in stage order) that has one
 };
 
 inline Score score_all(const std::vector<WeightedReward>& rewards, const Example& example,
@@ -43,17 +47,59 @@ inline Score score_all(const std::vector<WeightedReward>& rewards, const Example
     RewardResult res;
     try {
       res = r.reward->score(example, completion);
-    } catch (const std::exception& e) {  // a buggy reward must not take the run down
-      res.value = 0.0;
-      res.error = std::string("reward threw: ") + e.what();
+    } catch (const std::exception& e) {  // a buggy reward must not take the run down; not the model's fault
+      res = RewardResult{};
+      res.fail_harness(std::string("reward threw: ") + e.what());
+    }
+    if (!s.extracted_answer && res.extracted_answer) s.extracted_answer = res.extracted_answer;
+    if (!res.error.empty()) s.error += (s.error.empty() ? "" : "; ") + r.name + ": " + res.error;
+    if (res.errored()) {
+      s.errored = true;
+      continue;
     }
     s.total += r.weight * res.value;
     s.parts[r.name] = res.value;
     for (const auto& [k, v] : res.breakdown) s.parts[r.name + "/" + k] = v;
     if (res.correct) s.correct = s.correct.value_or(true) && *res.correct;
-    if (!res.error.empty()) s.error += (s.error.empty() ? "" : "; ") + r.name + ": " + res.error;
   }
+  if (s.errored) s.total = 0.0, s.correct.reset();
   return s;
 }
+
+// Plugins built with ABI minor < 4 return the RewardResult of minor 3 (no status, no
+// extracted_answer). The host calls such a reward through this adapter (PluginRegistry::create
+// does it), so their results are read with the layout they were built with.
+namespace abi3 {
+struct RewardResult {
+  double value = 0.0;
+  std::map<std::string, double> breakdown;
+  std::optional<bool> correct;
+  std::string error;
+};
+class Reward {
+ public:
+  virtual ~Reward() = default;
+  virtual RewardResult score(const Example& example, const std::string& completion) const = 0;
+};
+}  // namespace abi3
+
+class LegacyRewardAdapter final : public Reward {
+ public:
+  // `object` is what the old plugin's create returned (a Reward* of its own build).
+  LegacyRewardAdapter(void* object, void (*destroy)(void*)) : object_(object), destroy_(destroy) {}
+  ~LegacyRewardAdapter() override { destroy_(object_); }
+  LegacyRewardAdapter(const LegacyRewardAdapter&) = delete;
+  LegacyRewardAdapter& operator=(const LegacyRewardAdapter&) = delete;
+  RewardResult score(const Example& example, const std::string& completion) const override {
+    abi3::RewardResult old = static_cast<const abi3::Reward*>(object_)->score(example, completion);
+    RewardResult r;
+    r.value = old.value, r.breakdown = std::move(old.breakdown), r.correct = old.correct, r.error = std::move(old.error);
+    return r;
+  }
+
+ private:
+  void* object_;
+  void (*destroy_)(void*);
+};
 
 }  // namespace warmup

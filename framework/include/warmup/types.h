@@ -21,13 +21,34 @@ struct Example {
   nlohmann::json metadata = nlohmann::json::object();  // task-specific (level, n_people, ...)
 };
 
+// Whether a reward could judge the completion at all (ABI minor 4).
+//   kScored: `value` and `correct` are the verdict on the completion (a wrong answer included).
+//   kError:  the verifier itself failed (its interpreter lacks a module, the sandbox did not
+//            start, a time budget of our own ran out, the reference is unusable): not the
+//            completion's fault. `value` and `correct` mean nothing, `error` says why. Hosts never
+//            count such a completion as wrong: it is an error (`correct` null), counted apart,
+//            and left out of RL advantages.
+enum class RewardStatus : int32_t { kScored = 0, kError = 1 };
+
 // What a reward says about one completion. Bad model output is a low value plus `error`,
-// never an exception.
+// never an exception. The last two fields are ABI minor 4: the host reads them only from
+// plugins built with minor >= 4 (older plugins' results are converted, see reward.h).
 struct RewardResult {
   double value = 0.0;                     // the reward itself
   std::map<std::string, double> breakdown;  // named parts (format, answer, ...)
   std::optional<bool> correct;            // task correctness where the reward knows it
   std::string error;                      // why the output was penalised / not parseable
+  RewardStatus status = RewardStatus::kScored;
+  // What the reward took as the answer (the letter, the boxed expression, the code it ran, the
+  // parsed assignment), as OpenAI simple-evals' `extracted_answer`; none when nothing was found.
+  std::optional<std::string> extracted_answer;
+
+  bool errored() const { return status == RewardStatus::kError; }
+  // Marks the result as an infrastructure error: no value, no correctness, `why`.
+  RewardResult& fail_harness(std::string why) {
+    status = RewardStatus::kError, value = 0.0, correct.reset(), error = std::move(why);
+    return *this;
+  }
 };
 
 // A completion from a model or teacher.

@@ -169,6 +169,7 @@ void PluginRegistry::add(const fs::path& path, ProbeResult r, boost::dll::shared
     }
     PluginEntryInfo info{e.kind, e.name, e.interface_id, e.plugin_version, e.description,
                          e.interface_version, path, r.fingerprint, i, r.entries.size()};
+    info.abi_minor = r.abi_minor;
     if (m) {
       info.create = m->entries[i].create;
       info.destroy = m->entries[i].destroy;

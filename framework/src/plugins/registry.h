@@ -18,6 +18,7 @@
 #include "plugins/probe.h"
 #include "warmup/abi.h"
 #include "warmup/host.h"
+#include "warmup/reward.h"
 
 namespace warmup {
 
@@ -31,6 +32,7 @@ struct PluginEntryInfo {
   // Set once the library is loaded into the host (at scan without probing, else at first create).
   mutable warmup_create_fn create = nullptr;
   mutable warmup_destroy_fn destroy = nullptr;
+  uint32_t abi_minor = WARMUP_ABI_MINOR;  // the manifest's
 };
 
 // Every library the scan found and whether it was rejected as a whole (its entries may still be
@@ -90,6 +92,8 @@ class PluginRegistry {
     const PluginEntryInfo& e = require(I::kKind, name, where);
     void* obj = create_raw(e, init, where);
     warmup_destroy_fn destroy = e.destroy;
+    if constexpr (std::is_same_v<I, Reward>)  // minor < 4: results of the old layout (see reward.h)
+      if (e.abi_minor < 4) return PluginPtr<I>(new LegacyRewardAdapter(obj, destroy), [](I* p) { delete p; });
     return PluginPtr<I>(static_cast<I*>(obj), [destroy](I* p) { destroy(static_cast<void*>(p)); });
   }
   const PluginEntryInfo& require(std::string_view kind, const std::string& name,

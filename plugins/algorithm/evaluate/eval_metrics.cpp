@@ -25,10 +25,14 @@ double sample_std(const std::vector<double>& v) {
 
 void Tally::add(size_t j, const warmup::Score& s, int64_t tokens, bool parts) {
   ++count_;
+  if (tokens >= 0) ++tokens_known_, tokens_sum_ += double(tokens);
+  if (s.errored) {
+    ++errors_;
+    return;
+  }
   reward_sum_ += s.total;
   if (parts)
     for (const auto& [k, v] : s.parts) part_sums_[k] += v;
-  if (tokens >= 0) ++tokens_known_, tokens_sum_ += double(tokens);
   if (!s.correct) return;
   if (j >= run_known_.size()) run_known_.resize(j + 1, 0), run_correct_.resize(j + 1, 0);
   ++run_known_[j], ++cur_known_;
@@ -43,8 +47,11 @@ void Tally::end_example() {
 std::map<std::string, double> Tally::summary(const std::vector<int64_t>& pass_at_k_list) const {
   std::map<std::string, double> m;
   m["count"] = double(count_);
-  m["reward_mean"] = count_ ? reward_sum_ / double(count_) : std::nan("");
-  for (const auto& [k, v] : part_sums_) m[k + "_mean"] = v / double(count_);
+  m["errors"] = double(errors_);
+  m["error_rate"] = count_ ? double(errors_) / double(count_) : 0.0;
+  int64_t judged = count_ - errors_;
+  m["reward_mean"] = judged ? reward_sum_ / double(judged) : std::nan("");
+  for (const auto& [k, v] : part_sums_) m[k + "_mean"] = v / double(judged);
   if (tokens_known_) m["response_tokens_mean"] = tokens_sum_ / double(tokens_known_);
   int64_t known = 0, correct = 0;
   std::vector<double> runs;

@@ -1,7 +1,13 @@
 // eval_metrics: the paper's evaluation statistics over scored completions, free of plugin
 // plumbing so they can be unit-tested. A Tally collects the n completions of each example (sample
 // index j of every example forms "run" j) and summarises them as metric name -> value:
-//   count, reward_mean, <reward part>_mean  over all completions
+//   count                                   all completions
+//   errors, error_rate                      completions the verifier could not judge (Score::errored:
+//                                           its interpreter, sandbox or time budget failed), and their
+//                                           fraction of count. They are not wrong answers: they are
+//                                           left out of every mean below (accuracy over judged
+//                                           completions; the stage fails past max_error_rate)
+//   reward_mean, <reward part>_mean         over the judged completions
 //   accuracy                                fraction correct over completions whose correctness is known
 //   accuracy_mean, accuracy_std             mean and sample standard deviation (n - 1) of the per-run
 //                                           accuracies; std is 0 with a single run
@@ -40,12 +46,13 @@ class Tally {
   // verdicts than k are left out).
   std::map<std::string, double> summary(const std::vector<int64_t>& pass_at_k = {}) const;
   int64_t count() const { return count_; }
+  int64_t errors() const { return errors_; }
 
  private:
   std::vector<int64_t> run_correct_, run_known_;  // per sample index
   std::vector<std::pair<int64_t, int64_t>> examples_;  // (known, correct) per closed example
   int64_t cur_known_ = 0, cur_correct_ = 0;
-  int64_t count_ = 0, tokens_known_ = 0;
+  int64_t count_ = 0, errors_ = 0, tokens_known_ = 0;
   double reward_sum_ = 0, tokens_sum_ = 0;
   std::map<std::string, double> part_sums_;
 };

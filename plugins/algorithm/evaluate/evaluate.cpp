@@ -5,7 +5,9 @@
 // stage's model (`completions = "model"`, sampled through the host's engine with prompt +
 // completion capped at `max_model_len`).
 //
-// Metrics (step 0), see eval_metrics.h: eval/<task>/{count, reward_mean, accuracy, accuracy_mean,
+// Completions a reward could not judge (Score::errored) are errors, not wrong answers: counted in
+// eval/<task>/errors, left out of the means, and past `max_error_rate` the stage fails.
+// Metrics (step 0), see eval_metrics.h: eval/<task>/{count, errors, error_rate, reward_mean, accuracy, accuracy_mean,
 // accuracy_std, response_tokens_mean, pass@k, <reward>_mean}; with `group_by` (metadata keys such
 // as n_people, subject, level) the same per group under eval/<task>/<key>=<value>/.
 // Does not retry failed generations or rescore stored runs (`warmup score` rescoring is the CLI's).
@@ -59,6 +61,9 @@ class Evaluate final : public warmup::Algorithm {
     group_by_ = string_list(o, "group_by", {});  // metadata keys for per-group metrics
     pass_at_k_ = o.get<std::vector<int64_t>>("pass_at_k", {}, warmup::at_least(1).at_most(1024, "(eval.num_samples is at most 1024)"));  // k values of pass@k (each <= num_samples)
     workers_ = o.get<int64_t>("score_workers", 4, warmup::at_least(1).at_most(1024));  // threads scoring completions (rewards are thread-safe)
+    // Fraction of a task's completions the verifier may fail to judge (RewardStatus::kError: not
+    // wrong answers, left out of the accuracy) before the stage fails; any is warned about.
+    max_error_rate_ = o.get<double>("max_error_rate", 0.01, warmup::at_least(0).at_most(1));
     // task_rewards = { <task> = ["<reward>", ...] }: the stage rewards that score that task
     // (tasks not listed: all of the stage's rewards).
     toml::table raw = toml::parse(init.config_toml);
@@ -213,6 +218,7 @@ class Evaluate final : public warmup::Algorithm {
     evalm::Tally all(runs);
     std::map<std::string, evalm::Tally> groups;
     int64_t stored = 0;
+    std::string first_error;
     for (size_t k = 0, i = 0; i < examples.size(); ++i) {
       std::vector<evalm::Tally*> mine;
       for (const auto& key : group_by_)
@@ -221,6 +227,7 @@ class Evaluate final : public warmup::Algorithm {
       for (size_t j = 0; j < outs[i].size(); ++j, ++k) {
         const warmup::Completion& c = outs[i][j];
         const warmup::Score& s = scores[k];
+        if (s.errored && first_error.empty()) first_error = examples[i].id + ": " + s.error;
         all.add(j, s, c.tokens);
         for (auto* g : mine) g->add(j, s, c.tokens, false);
         if (max_samples_ < 0 || stored < max_samples_) {
@@ -246,6 +253,15 @@ class Evaluate final : public warmup::Algorithm {
       msg += ", accuracy " + std::to_string(sum["accuracy_mean"]) + " +- " + std::to_string(sum["accuracy_std"]) +
              " over " + std::to_string(runs) + " run(s)";
     ctx.log(warmup::LogLevel::kInfo, msg);
+    if (all.errors()) {
+      std::string head = task + ": " + std::to_string(all.errors()) + " of " + std::to_string(all.count()) +
+                         " completion(s) could not be judged: the verifier failed, not the model (first: " +
+                         first_error + ")";
+      if (sum["error_rate"] > max_error_rate_)
+        throw std::runtime_error(head + "; error rate " + std::to_string(sum["error_rate"]) + " > max_error_rate " +
+                                 std::to_string(max_error_rate_));
+      ctx.log(warmup::LogLevel::kWarn, "WARNING: " + head + "; left out of the accuracy (eval/" + task + "/errors)");
+    }
   }
 
   std::string completions_;
@@ -254,6 +270,7 @@ class Evaluate final : public warmup::Algorithm {
   std::map<std::string, std::vector<std::string>> task_rewards_;
   warmup::SampleOptions sample_;
   int64_t max_new_tokens_, max_model_len_, max_samples_, workers_;
+  double max_error_rate_;
 };
 
 }  // namespace

@@ -40,6 +40,7 @@ class ExactMatch final : public warmup::Reward {
       r.error = extract_ == "last_number" ? "no number in completion" : "no <answer> tag in completion";
       return r;
     }
+    r.extracted_answer = *got;
     bool ok = normalize(*got) == normalize(example.reference);
     r.value = ok ? correct_value_ : wrong_value_;
     r.correct = ok;

@@ -82,6 +82,7 @@ class KkLogicRl final : public warmup::Reward {
       return b == std::string::npos ? std::string() : x.substr(b, e - b + 1);
     };
     answer = trim(answer);
+    if (close != std::string::npos) r.extracted_answer = answer;
     double answer_score = unparseable_;
     if (format_ok && !answer.empty()) {
       auto gold = parse_gold(ex.reference);

@@ -71,7 +71,8 @@ class KkPaper final : public warmup::Reward {
       r.error = why;
       return r;
     };
-    auto out = parse_lines(strip(span));
+    r.extracted_answer = strip(span);
+    auto out = parse_lines(*r.extracted_answer);
     auto gold = parse_lines(ex.reference);
     for (const auto& [name, role] : out)
       if (!gold.count(name)) return fail(parse_error_, "a name in the answer is not in the puzzle");

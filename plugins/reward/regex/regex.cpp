@@ -41,9 +41,8 @@ class Regex final : public warmup::Reward {
         r.value = std::min(max_, per_match_ * double(n));
         r.breakdown["matches"] = double(n);
       }
-    } catch (const std::exception& e) {  // e.g. regex_error(error_complexity) on pathological input
-      r.value = mode_ == "match" ? no_match_ : 0.0;
-      r.error = std::string("regex failed: ") + e.what();
+    } catch (const std::exception& e) {  // e.g. regex_error(error_complexity): std::regex's limit, not the output's fault
+      r.fail_harness(std::string("regex failed: ") + e.what());
     }
     return r;
   }

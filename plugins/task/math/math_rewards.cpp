@@ -3,7 +3,9 @@
 //                  </answer> and `.+</think>\s*<answer>(.+)</answer>\s*$`), no \boxed{} in the
 //                  answer span -1, Math-Verify equal to the gold +2, else -0.5.
 //   math_accuracy: the paper's evaluation: Math-Verify on the whole output, 1 / 0.
-// Both are thread-safe (the verifier keeps no shared mutable state) and never throw.
+// Both are thread-safe (the verifier keeps no shared mutable state) and never throw. Running out
+// of the verifier's time budget (`timeout_s`, ours) is an error result (RewardStatus::kError),
+// not a wrong answer (Math-Verify itself returns False there). extracted_answer: the matched text.
 #include "math_rewards.h"
 
 #include "warmup/paper_format.h"
@@ -35,6 +37,8 @@ warmup::RewardResult MathPaper::score(const warmup::Example& ex, const std::stri
     return r;
   }
   mv::Verdict v = mv::verify_answer(ex.reference, span, timeout_s_);
+  if (!v.extracted.empty()) r.extracted_answer = v.extracted;
+  if (v.timed_out) return r.fail_harness("Math-Verify " + v.error), r;  // our budget, not the answer's fault
   r.correct = v.equal;
   r.value = v.equal ? correct_ : wrong_;
   if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;
@@ -53,6 +57,8 @@ MathAccuracy::MathAccuracy(const warmup::PluginInit& init) {
 warmup::RewardResult MathAccuracy::score(const warmup::Example& ex, const std::string& s) const {
   warmup::RewardResult r;
   mv::Verdict v = mv::verify_answer(ex.reference, s, timeout_s_);
+  if (!v.extracted.empty()) r.extracted_answer = v.extracted;
+  if (v.timed_out) return r.fail_harness("Math-Verify " + v.error), r;
   r.correct = v.equal;
   r.value = v.equal ? correct_ : wrong_;
   if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;

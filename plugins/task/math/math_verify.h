@@ -32,6 +32,7 @@ struct Verdict {
   bool equal = false;
   bool timed_out = false;
   std::string error;  // why there was nothing to compare, or the timeout
+  std::string extracted;  // the prediction's matched answer text (Math-Verify's parse()[1]), "" if none
 };
 
 // parse both sides and verify, within `budget_s` seconds overall (0: no budget).

@@ -265,6 +265,7 @@ Verdict verify_text(const std::string& gold, const std::string& pred, const Pars
   try {
     Parsed g = parse(gold, gold_opts);
     Parsed p = parse(pred, pred_opts);
+    v.extracted = p.text;
     if (!g.expr && g.text.empty()) v.error = "no answer found in the gold";
     else if (!p.expr && p.text.empty()) v.error = "no answer found in the prediction";
     v.equal = verify(g, p, cmp);

@@ -38,6 +38,7 @@ warmup::RewardResult PaperReward::score(const warmup::Example& ex, const std::st
   if (!warmup::paper_format_gate(s, format_error_, r, span)) return r;
   Extraction x = extract(chain_, py_strip(span), paren_again_);
   r.breakdown["tier"] = x.tier;
+  if (x.letter) r.extracted_answer = std::string(1, x.letter);
   bool ok = x.letter != 0 && std::string(1, x.letter) == ex.reference;
   r.correct = ok;
   r.value = ok ? correct_ : wrong_;
@@ -62,6 +63,7 @@ warmup::RewardResult AccuracyReward::score(const warmup::Example& ex, const std:
   warmup::RewardResult r;
   Extraction x = extract(chain_, s, paren_again_);
   char letter = x.letter;
+  if (x.letter) r.extracted_answer = std::string(1, x.letter);  // the official `pred`; a guess is not extracted
   r.breakdown["tier"] = x.tier;
   r.breakdown["guessed"] = 0.0;
   if (!letter && guess_) {
