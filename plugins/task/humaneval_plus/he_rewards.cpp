@@ -59,14 +59,31 @@ CodeReward::CodeReward(warmup::Options& o, bool gate_default) {
       o.fail("interpreter", e.what());
     }
   }
-  // One trivial program through the sandbox: a machine that cannot run it fails here, not per sample.
+  // One trivial program through the sandbox, importing what the checks need (numpy: the plus
+  // variant's output comparison), as the checks will run: a machine or an interpreter that cannot
+  // run them fails here, once, not as a wrong answer per sample.
   SandboxConfig probe = c;
   probe.wall_s = std::max(probe.wall_s, 10.0);
   SandboxJob job;
-  job.files = {{"probe.py", "print('ok')\n"}};
+  job.files = {{"probe.py",
+                "try:\n    import numpy\nexcept ImportError as e:\n"
+                "    why = [l for l in str(e).splitlines() if l.strip()]\n"
+                "    print('missing', e.name or 'numpy')\n    print(why[-1][:300] if why else '')\n"
+                "    raise SystemExit(0)\nprint('ok')\n"}};
   job.args = {"probe.py"};
   SandboxResult r = run_sandboxed(probe, job, reserve_slots(1));
   if (!r.error.empty()) o.fail("sandbox", r.error);
+  if (r.exited_ok() && r.out.rfind("missing ", 0) == 0) {
+    size_t nl = r.out.find('\n');
+    std::string module = r.out.substr(8, nl == std::string::npos ? std::string::npos : nl - 8);
+    std::string why = nl == std::string::npos ? "" : r.out.substr(nl + 1);
+    while (!why.empty() && (why.back() == '\n' || why.back() == '\r')) why.pop_back();
+    o.fail("interpreter", c.interpreter + " cannot import " + module + " in the sandbox" +
+                              (why.empty() ? "" : " (" + why + ")") +
+                              "; the HumanEval+ checks need it: install it for that interpreter (Debian: "
+                              "`apt install python3-" + module + "` for /usr/bin/python3; scripts/setup.sh does) "
+                              "or set interpreter = a Python that has it (warmup score/eval: --python)");
+  }
   if (!r.exited_ok() || r.out != "ok\n")
     o.fail(c.mode == "bwrap" ? "sandbox" : "interpreter",
            "a trivial program does not run in the sandbox (" + r.describe() + "): " + r.err.substr(0, 300));
@@ -75,20 +92,21 @@ CodeReward::CodeReward(warmup::Options& o, bool gate_default) {
 }
 
 Verdict CodeReward::judge(const warmup::Example& ex, const std::string& completion, bool fast,
-                          std::string& format_why) const {
+                          std::string& format_why, std::optional<std::string>& code) const {
   std::string answer;
   if (format_gate_) {
     if (!format_ok(completion, answer, format_why)) return Verdict{"fail", 0, 0, 0, 0, "format", ""};
   } else {
     answer = answer_span(completion);
   }
+  code = extract_code(answer, first_block_);
   Problem p;
   try {
     p = parse_reference(ex.reference);
   } catch (const std::exception& e) {
     return Verdict{"error", 0, 0, 0, 0, std::string("bad reference (not a humaneval_plus example?): ") + e.what(), ""};
   }
-  return checker_->check(p, extract_code(answer, first_block_), fast);
+  return checker_->check(p, *code, fast);
 }
 
 PaperReward::PaperReward(const warmup::PluginInit& init) : PaperReward(warmup::Options(init)) {}
@@ -103,7 +121,9 @@ PaperReward::PaperReward(warmup::Options&& o) : CodeReward(o, true) {
 warmup::RewardResult PaperReward::score(const warmup::Example& ex, const std::string& completion) const {
   warmup::RewardResult r;
   std::string format_why;
-  Verdict v = judge(ex, completion, true, format_why);
+  Verdict v = judge(ex, completion, true, format_why, r.extracted_answer);
+  // "error": the sandbox, the checker or the canonical solution failed, not the candidate.
+  if (v.status == "error") return r.fail_harness(v.reason), r;
   r.correct = v.pass();
   r.breakdown["format"] = format_why.empty() ? 1.0 : 0.0;
   if (!format_why.empty()) {
@@ -125,7 +145,8 @@ PassFraction::PassFraction(warmup::Options&& o) : CodeReward(o, false) { o.finis
 warmup::RewardResult PassFraction::score(const warmup::Example& ex, const std::string& completion) const {
   warmup::RewardResult r;
   std::string format_why;
-  Verdict v = judge(ex, completion, false, format_why);
+  Verdict v = judge(ex, completion, false, format_why, r.extracted_answer);
+  if (v.status == "error") return r.fail_harness(v.reason), r;
   r.correct = v.pass();
   if (!format_why.empty()) {
     r.error = format_why;

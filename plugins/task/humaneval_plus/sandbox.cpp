@@ -153,7 +153,11 @@ std::vector<std::string> bwrap_command(const SandboxConfig& c, const SandboxJob&
       a.insert(a.end(), {"--ro-bind", d, d});
     }
   }
+  a.insert(a.end(), {"--perms", "0755", "--dir", "/etc"});  // else 0700 (root's): the slot uid could not enter
   a.insert(a.end(), {"--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"});
+  // Debian's shared libraries reach their chosen implementation through /etc/alternatives
+  // (libblas.so.3, liblapack.so.3: /usr/bin/python3's numpy needs them); symlinks only.
+  a.insert(a.end(), {"--ro-bind-try", "/etc/alternatives", "/etc/alternatives"});
   // bwrap makes the missing parents of a bind 0700 (root's): the program's uid could not reach
   // the interpreter under them, so they are made 0755 first (empty: only the bind shows).
   std::vector<std::string> parents;
