@@ -121,6 +121,28 @@ def test_advantages_match_trl(tmp_path):
         assert o["zero_std"] == zero.double().tolist(), case
 
 
+def test_errored_completions_leave_their_group_as_trl_nan_rewards_do(tmp_path):
+    """A completion the rewards could not judge (Score::errored, issue 14) is out of its group's
+    mean and std: the advantages of the others equal TRL's with that reward NaN (nanmean/nanstd),
+    and its own advantage is 0 (TRL's would be NaN; ours also masks it from the loss)."""
+    g = torch.Generator().manual_seed(2)
+    rewards = torch.randn(12, generator=g, dtype=torch.float64)
+    valid = [1, 0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1]
+    cases = [{"rewards": rewards.tolist(), "valid": valid, "G": G, "scale": s} for G in (4, 6) for s in ("group", "batch", "none")]
+    for case, o in zip(cases, run_ours(cases, tmp_path)):
+        nan = torch.tensor([r if v else float("nan") for r, v in zip(case["rewards"], valid)], dtype=torch.float64)
+        adv, zero = trl_advantages(nan, case["G"], case["scale"])
+        ours = torch.tensor(o["advantages"], dtype=torch.float64)
+        keep = torch.tensor(valid, dtype=torch.bool)
+        assert torch.allclose(ours[keep], adv[keep], atol=1e-9), case
+        assert (ours[~keep] == 0).all(), case
+        assert [z for z, v in zip(o["zero_std"], valid) if v] == [z for z, v in zip(zero.double().tolist(), valid) if v], case
+    # Without errors the path is TRL's exactly (test_advantages_match_trl); with all of a group
+    # errored but one, that one has advantage 0 (nothing to compare it with).
+    one = run_ours([{"rewards": [1.0, 2.0, 3.0, 4.0], "valid": [0, 0, 0, 1], "G": 4, "scale": "group"}], tmp_path)[0]
+    assert one["advantages"] == [0.0, 0.0, 0.0, 0.0] and one["zero_std"] == [1.0] * 4
+
+
 TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 1024, "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
         "max_position_embeddings": 256, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}

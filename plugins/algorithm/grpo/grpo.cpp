@@ -59,6 +59,9 @@ class Grpo final : public warmup::Algorithm {
     lo_.beta = o.get<double>("beta", 0.0, warmup::at_least(0));
     scale_ = o.get<std::string>("scale_rewards", "none");         // the paper: no division by std
     mask_truncated_ = o.get<bool>("mask_truncated_completions", false);
+    // Fraction of a step's completions the rewards may fail to judge (RewardStatus::kError) before
+    // the stage fails; errored completions are left out of their group and of the loss.
+    max_error_rate_ = o.get<double>("max_error_rate", 0.01, warmup::at_least(0).at_most(1));
     schedule_.lr = o.get<double>("learning_rate", 1e-6, warmup::learning_rate_bounds());
     schedule_.type = o.get<std::string>("lr_scheduler_type", "constant_with_warmup");
     schedule_.warmup_steps = o.get<int64_t>("warmup_steps", 25, warmup::steps_bounds());
@@ -163,9 +166,29 @@ class Grpo final : public warmup::Algorithm {
     score(ctx, items, rolls);
     int64_t N = int64_t(rolls.size());
     auto rewards = torch::empty({N}, torch::kFloat64);
-    for (int64_t r = 0; r < N; ++r) rewards[r] = rolls[size_t(r)].score.total;
+    auto valid = torch::ones({N}, torch::kBool);
+    int64_t errored = 0;
+    std::string first_error;
+    for (int64_t r = 0; r < N; ++r) {
+      const warmup::Score& sc = rolls[size_t(r)].score;
+      rewards[r] = sc.total;
+      if (sc.errored) {
+        valid[r] = false;
+        if (!errored++) first_error = items[rolls[size_t(r)].prompt]->example->id + ": " + sc.error;
+      }
+    }
+    if (errored) {  // not the model's failures: out of the groups and the loss, warned, bounded
+      double rate = double(errored) / double(N);
+      std::string head = "step " + std::to_string(step + 1) + ": " + std::to_string(errored) + " of " +
+                         std::to_string(N) + " completion(s) could not be judged: the verifier failed, not the model (first: " +
+                         first_error + ")";
+      if (rate > max_error_rate_)
+        throw std::runtime_error(head + "; error rate " + std::to_string(rate) + " > max_error_rate " +
+                                 std::to_string(max_error_rate_));
+      ctx.log(warmup::LogLevel::kWarn, "WARNING: " + head + "; left out of their groups' advantages and of the loss");
+    }
     torch::Tensor zero_std;
-    auto adv = grpo::advantages(rewards, G_, scale_, &zero_std).to(torch::kFloat32);
+    auto adv = grpo::advantages(rewards, G_, scale_, &zero_std, valid).to(torch::kFloat32);
     double score_s = since(t_score);
 
     // 3. train
@@ -265,8 +288,13 @@ class Grpo final : public warmup::Algorithm {
               const grpo::LossStats& st, int64_t s1, int64_t per_epoch, double lr, double gnorm, double loss,
               double gen_s, double score_s, double train_s) {
     auto m = [&](const std::string& k, double v) { ctx.metric("train/" + k, s1, v); };
-    m("reward", rewards.mean().item<double>());
-    m("reward_std", rewards.std().item<double>());
+    std::vector<double> judged;
+    for (size_t r = 0; r < rolls.size(); ++r)
+      if (!rolls[r].score.errored) judged.push_back(rolls[r].score.total);
+    auto jt = torch::tensor(judged, torch::kFloat64);
+    m("reward", judged.empty() ? std::nan("") : jt.mean().item<double>());
+    m("reward_std", judged.size() > 1 ? jt.std().item<double>() : 0.0);
+    m("error_rate", 1.0 - double(judged.size()) / double(rolls.size()));
     std::map<std::string, std::vector<double>> parts;
     for (const auto& r : rolls)
       for (const auto& [k, v] : r.score.parts) parts[k].push_back(v);
@@ -325,7 +353,7 @@ class Grpo final : public warmup::Algorithm {
   std::vector<std::string> stop_;
   int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
   int64_t save_steps_, log_groups_, reward_workers_;
-  double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_;
+  double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, max_error_rate_;
   bool mask_truncated_, checkpointing_, bf16_ = false;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;

@@ -1,6 +1,7 @@
 // GRPO micro-batches: each rollout (prompt ids + sampled completion ids) becomes one right-padded
 // row; `mask` is 1 exactly where the target token is a completion token (0 for truncated
-// completions when mask_truncated_completions). Header-only for the tests.
+// completions when mask_truncated_completions, and for completions the rewards could not judge:
+// Score::errored). Header-only for the tests.
 #pragma once
 
 #include <torch/torch.h>
@@ -45,7 +46,8 @@ inline std::vector<MicroBatch> micro_batches(const std::vector<Rollout>& rolls, 
     for (int64_t b = 0; b < B; ++b) {
       const Rollout& r = rolls[first + size_t(b)];
       int64_t P = int64_t(r.prompt_ids.size()), L = P + int64_t(r.completion.ids.size());
-      bool keep = !(mask_truncated && r.completion.finish_reason == "length");
+      // Completions the rewards could not judge never train (their reward is not the model's).
+      bool keep = !(mask_truncated && r.completion.finish_reason == "length") && !r.score.errored;
       for (int64_t t = 0; t < L; ++t) {
         ids[b][t] = t < P ? r.prompt_ids[size_t(t)] : r.completion.ids[size_t(t - P)];
         at[b][t] = 1;

@@ -14,8 +14,35 @@ namespace grpo {
 // divided by (std + 1e-4) for scale "group" (std within the group) or "batch" (std of all rewards);
 // "none" leaves it unscaled (the paper). std is the unbiased (n - 1) one, as torch and TRL use.
 // `zero_std` receives, per completion, whether its group's (or the batch's) std is ~0.
+// `valid` (bool, one per completion; undefined = all): completions the rewards could not judge
+// (Score::errored) are false: they are left out of their group's mean and std, as if the group
+// were smaller, and get advantage 0 (and no loss: micro_batches masks them). A group with fewer
+// than two judged completions has std 0 (zero_std true), its judged ones advantage 0.
 inline torch::Tensor advantages(const torch::Tensor& rewards, int64_t G, const std::string& scale,
-                                torch::Tensor* zero_std = nullptr) {
+                                torch::Tensor* zero_std = nullptr, const torch::Tensor& valid = {}) {
+  if (scale != "group" && scale != "batch" && scale != "none")
+    throw std::invalid_argument("scale_rewards must be group, batch or none, got '" + scale + "'");
+  if (valid.defined() && !valid.all().item<bool>()) {
+    auto v = valid.to(rewards.dtype());
+    auto vg = v.view({-1, G});
+    auto n = vg.sum(1);
+    auto mean = ((rewards.view({-1, G}) * vg).sum(1) / n.clamp_min(1)).repeat_interleave(G);
+    auto dev = (rewards - mean) * v;
+    torch::Tensor std;
+    if (scale == "batch") {
+      auto nb = v.sum();
+      auto bmean = (rewards * v).sum() / nb.clamp_min(1);
+      auto bstd = (((rewards - bmean) * v).pow(2).sum() / (nb - 1).clamp_min(1)).sqrt();
+      std = (nb > 1).to(rewards.dtype()) * bstd.expand_as(rewards);
+    } else {
+      auto gstd = (dev.pow(2).view({-1, G}).sum(1) / (n - 1).clamp_min(1)).sqrt();
+      std = ((n > 1).to(rewards.dtype()) * gstd).repeat_interleave(G);
+    }
+    auto adv = dev;
+    if (scale != "none") adv = adv / (std + 1e-4);
+    if (zero_std) *zero_std = torch::isclose(std, torch::zeros_like(std));
+    return adv * v;
+  }
   auto grouped = rewards.view({-1, G});
   auto mean = grouped.mean(1).repeat_interleave(G);
   torch::Tensor std;

@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
     json r;
     if (c.contains("rewards")) {
       torch::Tensor zero;
-      auto adv = grpo::advantages(tensor(c["rewards"]), c["G"].get<int64_t>(), c["scale"].get<std::string>(), &zero);
+      torch::Tensor valid;  // optional: false for completions the rewards could not judge
+      if (c.contains("valid")) valid = tensor(c["valid"]).to(torch::kBool);
+      auto adv = grpo::advantages(tensor(c["rewards"]), c["G"].get<int64_t>(), c["scale"].get<std::string>(), &zero, valid);
       r["advantages"] = list(adv);
       r["zero_std"] = list(zero.to(torch::kFloat64));
       out.push_back(r);
