@@ -11,6 +11,7 @@
 #include "cli/options_util.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "util/errors.h"
 
 namespace warmup::cli {
 
@@ -19,7 +20,7 @@ inline void add_engine_options(po::options_description& opts) {
       ("model,m", po::value<std::string>()->required(), "Hugging Face model directory")
       ("dtype", po::value<std::string>()->default_value("auto"), "float32 | bfloat16 | float16 | auto")
       ("device", po::value<std::string>()->default_value("auto"), "cpu | cuda | cuda:N | auto")
-      ("max-model-len", po::value<int64_t>()->default_value(4096), "prompt + completion cap in tokens")
+      ("max-model-len", po::value<int64_t>()->default_value(0), "prompt + completion cap in tokens (0: the model's max_position_embeddings)")
       ("max-batch", po::value<int64_t>()->default_value(64), "sequences decoded together")
       ("kv-cache-mb", po::value<double>()->default_value(1024), "KV cache budget in MiB")
       ("block-size", po::value<int64_t>()->default_value(16), "tokens per KV block")
@@ -36,6 +37,12 @@ inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
   auto tok = std::make_shared<const Tokenizer>(Tokenizer::load(dir));
   EngineOptions eo;
   eo.max_model_len = vm["max-model-len"].as<int64_t>();
+  if (eo.max_model_len < 0) throw UsageError("--max-model-len must be >= 0 (0: the model's positions)");
+  if (eo.max_model_len == 0) eo.max_model_len = model->config.max_position_embeddings;
+  if (eo.max_model_len > model->config.max_position_embeddings)  // as vLLM: no silent extrapolation
+    throw UsageError("--max-model-len " + std::to_string(eo.max_model_len) + " is more than the model's " +
+                     std::to_string(model->config.max_position_embeddings) + " positions (" +
+                     (dir / "config.json").string() + " max_position_embeddings)");
   eo.max_batch = vm["max-batch"].as<int64_t>();
   eo.kv_cache_mb = vm["kv-cache-mb"].as<double>();
   eo.block_size = vm["block-size"].as<int64_t>();

@@ -28,7 +28,9 @@ struct Engine::Seq {
   SampleResult result;
   Utf8Stream stream;
   std::string text;
-  size_t streamed = 0;
+  size_t streamed = 0;   // bytes of text already passed to on_delta
+  size_t reported = 0;   // tokens already passed to on_delta
+  bool started = false;  // on_delta called at least once
   bool done = false;
 };
 
@@ -37,6 +39,8 @@ struct Engine::Group {
   std::vector<std::unique_ptr<Seq>> seqs;
   int remaining = 0;
   size_t max_stop = 0;  // longest stop string
+  std::vector<float> prompt_logprobs;             // params.prompt_logprobs >= 0
+  std::vector<TopLogprobs> prompt_top_logprobs;
   std::promise<GenerationResult> promise;
 };
 
@@ -71,6 +75,10 @@ Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, std::
                EngineOptions options)
     : model_(std::move(model)), tok_(std::move(tokenizer)), eos_(std::move(eos_ids)), opt_(options),
       device_(model_->output_weight().device()) {
+  if (opt_.max_model_len > model_->config.max_position_embeddings)
+    throw ConfigError("max_model_len " + std::to_string(opt_.max_model_len) + " is more than the model's " +
+                      std::to_string(model_->config.max_position_embeddings) +
+                      " positions (config.json max_position_embeddings)");
   model_->eval();
   auto dtype = model_->output_weight().scalar_type();
   int64_t blocks = BlockPool::blocks_for_budget(model_->config, opt_.block_size, dtype, opt_.kv_cache_mb);
@@ -90,6 +98,10 @@ std::future<GenerationResult> Engine::submit(GenerationRequest req) {
     error = "the prompt has " + std::to_string(P) + " tokens; max_model_len is " + std::to_string(opt_.max_model_len);
   for (int32_t t : req.prompt_ids)
     if (error.empty() && (t < 0 || t >= model_->config.vocab_size)) error = "prompt token id " + std::to_string(t) + " is outside the vocabulary";
+  for (const auto& [t, bias] : p.logit_bias)
+    if (error.empty() && (t < 0 || t >= model_->config.vocab_size))
+      error = "logit_bias token id " + std::to_string(t) + " is outside the vocabulary (0.." +
+              std::to_string(model_->config.vocab_size - 1) + ")";
   if (error.empty()) {
     int64_t blocks_needed = (P + opt_.block_size - 1) / opt_.block_size + p.n;
     if (blocks_needed > pool_->num_blocks())
@@ -200,9 +212,9 @@ bool Engine::step() {
 }
 
 // Runs `count` tokens of `s` from position `s.computed` through the model (B = 1) and returns the
-// logits of the last one (V).
+// logits of the last one (V), or of all of them (count, V) with all_positions.
 static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
-                                    torch::Device device);
+                                    torch::Device device, bool all_positions = false);
 
 void Engine::admit() {
   while (!preempted_.empty() && int64_t(running_.size()) < opt_.max_batch) {
@@ -233,7 +245,7 @@ void Engine::admit() {
 }
 
 static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
-                                    torch::Device device) {
+                                    torch::Device device, bool all_positions) {
   int64_t start = s.computed, bs = pool.block_size();
   std::vector<int64_t> ids(s.tokens.begin() + start, s.tokens.begin() + start + count), write, read;
   for (int64_t p = start; p < start + count; ++p) write.push_back(s.kv.slot(p, bs));
@@ -247,9 +259,32 @@ static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Se
   auto q_pos = torch::arange(start, start + count, i64).unsqueeze(1);  // (T, 1)
   auto k_pos = torch::arange(0, L, i64).unsqueeze(0);                  // (1, L)
   kv.mask = torch::zeros({count, L}, pool.k[0].options()).masked_fill(k_pos > q_pos, kMasked).view({1, 1, count, L});
-  auto logits = model->forward_cached(torch::tensor(ids, i64).unsqueeze(0), q_pos.view({1, count}), kv);
+  auto logits = model->forward_cached(torch::tensor(ids, i64).unsqueeze(0), q_pos.view({1, count}), kv, all_positions);
   s.computed = start + count;
   return logits[0].to(torch::kCPU);
+}
+
+// Prefills the whole prompt of `s` in chunks of all-position logits, recording the raw log-prob of
+// each prompt token after the first (and `top` alternatives) into lp/top_lp; returns the last
+// position's logits (V). Memory: one chunk's (chunk, V) logits at a time.
+static torch::Tensor prefill_with_prompt_logprobs(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t P,
+                                                  torch::Device device, int top, std::vector<float>& lp,
+                                                  std::vector<TopLogprobs>& top_lp) {
+  constexpr int64_t kChunk = 256;
+  torch::Tensor last;
+  while (s.computed < P) {
+    int64_t start = s.computed, count = std::min(kChunk, P - start);
+    torch::Tensor logits = prefill_tokens(model, pool, s, count, device, /*all_positions=*/true);  // (count, V)
+    torch::Tensor logp = torch::log_softmax(logits, 1);
+    for (int64_t j = 0; j < count; ++j) {
+      int64_t target = start + j + 1;  // position start + j predicts token start + j + 1
+      if (target >= P) break;
+      lp.push_back(logp[j][s.tokens[size_t(target)]].item<float>());
+      if (top > 0) top_lp.push_back(top_logprobs(logp[j], top));
+    }
+    last = logits[count - 1];
+  }
+  return last;
 }
 
 void Engine::prefill(Group& g) {
@@ -259,19 +294,27 @@ void Engine::prefill(Group& g) {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.prompt_tokens += P;
   }
-  if (g.req.params.max_new_tokens == 0) {
+  const SamplingParams& p = g.req.params;
+  if (p.max_new_tokens == 0 && p.prompt_logprobs < 0) {
     for (auto& s : g.seqs) finish(*s, "length");
     return;
   }
   first.kv.reserve(*pool_, P);
-  torch::Tensor logits = prefill_tokens(model_, *pool_, first, P, device_);
+  torch::Tensor logits = p.prompt_logprobs >= 0
+                             ? prefill_with_prompt_logprobs(model_, *pool_, first, P, device_, p.prompt_logprobs,
+                                                            g.prompt_logprobs, g.prompt_top_logprobs)
+                             : prefill_tokens(model_, *pool_, first, P, device_);
+  if (p.max_new_tokens == 0) {
+    for (auto& s : g.seqs) finish(*s, "length");
+    return;
+  }
   for (size_t i = 1; i < g.seqs.size(); ++i) {  // the other samples share the prompt's cache
     g.seqs[i]->kv = first.kv.fork(*pool_, P);
     g.seqs[i]->computed = P;
   }
   std::vector<Seq*> live;
   for (auto& s : g.seqs) live.push_back(s.get());
-  for (Seq* s : live) append(*s, sample_token(logits, g.req.params, s->gen, s->tokens), logits);
+  for (Seq* s : live) append(*s, sample(*s, logits), logits);
   for (Seq* s : live)
     if (!s->done) running_.push_back(s);
 }
@@ -331,16 +374,36 @@ void Engine::decode() {
     Seq* s = batch[size_t(b)];
     s->computed = int64_t(s->tokens.size());
     auto row = logits[b];
-    append(*s, sample_token(row, s->group->req.params, s->gen, s->tokens), row);
+    append(*s, sample(*s, row), row);
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](Seq* s) { return s->done; }), running_.end());
+}
+
+Sampled Engine::sample(Seq& s, const torch::Tensor& logits) {
+  const SamplingParams& p = s.group->req.params;
+  int64_t generated = int64_t(s.tokens.size()) - s.prompt_len;
+  if (generated >= p.min_tokens || (p.ignore_eos && p.stop_token_ids.empty()))
+    return sample_token(logits, p, s.gen, s.tokens, size_t(s.prompt_len));
+  // vLLM's min_tokens: the tokens that would end the output cannot be drawn yet.
+  torch::Tensor l = logits.to(torch::kFloat32).clone();
+  auto acc = l.accessor<float, 1>();
+  if (!p.ignore_eos)
+    for (int32_t t : eos_)
+      if (t < l.size(0)) acc[t] = -std::numeric_limits<float>::infinity();
+  for (int32_t t : p.stop_token_ids)
+    if (t >= 0 && t < l.size(0)) acc[t] = -std::numeric_limits<float>::infinity();
+  return sample_token(l, p, s.gen, s.tokens, size_t(s.prompt_len));
 }
 
 void Engine::append(Seq& s, const Sampled& t, const torch::Tensor& logits) {
   const SamplingParams& p = s.group->req.params;
   s.tokens.push_back(t.token);
   s.result.token_ids.push_back(t.token);
-  if (p.logprobs) s.result.logprobs.push_back(t.logprob);
+  if (p.logprobs) {  // raw: log_softmax of the model's logits before any processing
+    torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat32), 0);
+    s.result.logprobs.push_back(logp[t.token].item<float>());
+    if (p.top_logprobs > 0) s.result.top_logprobs.push_back(top_logprobs(logp, p.top_logprobs));
+  }
   if (opt_.keep_logits) s.result.step_logits.push_back(logits.clone());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -368,18 +431,35 @@ void Engine::append(Seq& s, const Sampled& t, const torch::Tensor& logits) {
   if (s.group->req.on_delta) {  // hold back what could still become a stop string
     size_t safe = s.text.size() - std::min(s.text.size(), s.group->max_stop ? s.group->max_stop - 1 : 0);
     while (safe > s.streamed && (static_cast<unsigned char>(s.text[safe]) & 0xC0) == 0x80) --safe;
-    if (safe > s.streamed) {
-      s.group->req.on_delta(s.index, s.text.substr(s.streamed, safe - s.streamed));
-      s.streamed = safe;
-    }
+    if (safe > s.streamed) emit(s, safe, "");
   }
   int64_t generated = int64_t(s.tokens.size()) - s.prompt_len;
   if (generated >= p.max_new_tokens || int64_t(s.tokens.size()) >= opt_.max_model_len) finish(s, "length");
 }
 
+void Engine::emit(Seq& s, size_t text_end, const std::string& finish_reason) {
+  StreamDelta d;
+  d.index = s.index;
+  d.text = s.text.substr(s.streamed, text_end - s.streamed);
+  d.finish_reason = finish_reason;
+  const SampleResult& r = s.result;
+  d.token_ids.assign(r.token_ids.begin() + std::ptrdiff_t(s.reported), r.token_ids.end());
+  if (!r.logprobs.empty()) d.logprobs.assign(r.logprobs.begin() + std::ptrdiff_t(s.reported), r.logprobs.end());
+  if (!r.top_logprobs.empty())
+    d.top_logprobs.assign(r.top_logprobs.begin() + std::ptrdiff_t(s.reported), r.top_logprobs.end());
+  if (!s.started) {
+    d.prompt_logprobs = s.group->prompt_logprobs;
+    d.prompt_top_logprobs = s.group->prompt_top_logprobs;
+    s.started = true;
+  }
+  s.streamed = text_end;
+  s.reported = r.token_ids.size();
+  s.group->req.on_delta(d);
+}
+
 void Engine::finish(Seq& s, const std::string& reason) {
   s.text += s.stream.finish();
-  if (s.group->req.on_delta && s.text.size() > s.streamed) s.group->req.on_delta(s.index, s.text.substr(s.streamed));
+  if (s.group->req.on_delta) emit(s, s.text.size(), reason);
   s.streamed = s.text.size();
   s.result.text = s.text;
   s.result.finish_reason = reason;
@@ -390,6 +470,8 @@ void Engine::finish(Seq& s, const std::string& reason) {
   GenerationResult r;
   r.id = g.req.id;
   r.prompt_tokens = int64_t(g.req.prompt_ids.size());
+  r.prompt_logprobs = std::move(g.prompt_logprobs);
+  r.prompt_top_logprobs = std::move(g.prompt_top_logprobs);
   for (auto& x : g.seqs) r.samples.push_back(std::move(x->result));
   g.promise.set_value(std::move(r));
   // Keep the group alive until the end of the step: callers still hold pointers to its sequences.

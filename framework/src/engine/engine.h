@@ -32,30 +32,54 @@ struct EngineOptions {
   int64_t max_batch = 64;          // sequences decoded together
   int64_t block_size = 16;         // tokens per KV block
   double kv_cache_mb = 1024;       // KV cache budget
-  int64_t max_model_len = 4096;    // prompt + completion cap
+  int64_t max_model_len = 4096;    // prompt + completion cap (at most the model's positions)
   bool keep_logits = false;        // tests: keep every step's raw logits per sample
+};
+
+// (token id, raw log-prob) alternatives of one position, most likely first.
+using TopLogprobs = std::vector<std::pair<int32_t, float>>;
+
+// What a streamed sample produced since its previous delta. The concatenated texts equal the
+// final text, and the concatenated tokens (with their log-probs) the final token list; text is
+// held back while it could still become a stop string, so a delta's text and tokens need not align.
+struct StreamDelta {
+  int index = 0;                         // sample index within the request
+  std::string text;
+  std::vector<int32_t> token_ids;
+  std::vector<float> logprobs;           // when params.logprobs
+  std::vector<TopLogprobs> top_logprobs; // when params.top_logprobs > 0
+  std::string finish_reason;             // set on the sample's last delta
+  // The sample's first delta, when params.prompt_logprobs >= 0: as GenerationResult's.
+  std::vector<float> prompt_logprobs;
+  std::vector<TopLogprobs> prompt_top_logprobs;
 };
 
 struct GenerationRequest {
   std::string id;
   std::vector<int32_t> prompt_ids;
   SamplingParams params;
-  // Streaming: new text of sample `index` (called on the engine thread); finished: final text.
-  std::function<void(int index, const std::string& delta)> on_delta;
+  // Streaming: called on the engine thread with each sample's new text and tokens; the last call
+  // of a sample carries its finish_reason.
+  std::function<void(const StreamDelta&)> on_delta;
 };
 
 struct SampleResult {
   std::vector<int32_t> token_ids;
   std::string text;
-  std::vector<float> logprobs;   // when params.logprobs
-  std::string finish_reason;     // "stop" | "length"
-  std::vector<torch::Tensor> step_logits;  // keep_logits only: (V) raw fp32 logits per token
+  std::vector<float> logprobs;            // when params.logprobs: raw log p(token) (vLLM's raw_logprobs)
+  std::vector<TopLogprobs> top_logprobs;  // when params.top_logprobs > 0: per token
+  std::string finish_reason;              // "stop" | "length"
+  std::vector<torch::Tensor> step_logits; // keep_logits only: (V) raw fp32 logits per token
 };
 
 struct GenerationResult {
   std::string id;
   int64_t prompt_tokens = 0;
   std::vector<SampleResult> samples;
+  // params.prompt_logprobs >= 0: raw log p(prompt[i] | prompt[<i]) for i = 1..P-1 (the first
+  // token has none) and that many alternatives per position.
+  std::vector<float> prompt_logprobs;
+  std::vector<TopLogprobs> prompt_top_logprobs;
   std::string error;  // non-empty: rejected (e.g. prompt longer than max_model_len)
 };
 
@@ -87,7 +111,9 @@ class Engine {
   void admit();
   void prefill(Group& g);
   void decode();
+  Sampled sample(Seq& s, const torch::Tensor& logits);  // logits: (V) raw fp32 on CPU
   void append(Seq& s, const Sampled& t, const torch::Tensor& logits);
+  void emit(Seq& s, size_t text_end, const std::string& finish_reason);  // on_delta with what is new
   void finish(Seq& s, const std::string& reason);
   void preempt_one();
 

@@ -1,7 +1,10 @@
-// Sampling parameters and the per-token sampler. Processing order (as transformers' logits
-// processors): repetition penalty -> temperature -> top-k -> top-p -> min-p -> draw.
-// temperature 0 is greedy. The returned log-prob is that of the chosen token under the
-// temperature-scaled distribution before top-k/top-p/min-p (TRL's convention for GRPO).
+// Sampling parameters and the per-token sampler. Processing order (vLLM's sampler,
+// vllm/v1/sample/sampler.py and ops/penalties.py): logit_bias -> repetition penalty (prompt and
+// output tokens) -> frequency and presence penalties (output tokens only, OpenAI's formula
+// logit -= count * frequency_penalty + (count > 0) * presence_penalty) -> temperature -> top-k ->
+// top-p -> min-p -> draw. temperature 0 is greedy. `Sampled::logprob` is the chosen token's
+// log-prob under the temperature-scaled distribution before top-k/top-p/min-p (TRL's convention
+// for GRPO); the engine reports raw log-probs (vLLM's default logprobs_mode) separately.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,7 +29,16 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;       // in addition to EOS
   bool include_stop_str_in_output = false;
   bool ignore_eos = false;
-  bool logprobs = false;             // return per-token log-probs
+  double presence_penalty = 0.0;     // OpenAI: [-2, 2], once per distinct generated token
+  double frequency_penalty = 0.0;    // OpenAI: [-2, 2], times the token's count in the output
+  std::vector<std::pair<int32_t, float>> logit_bias;  // OpenAI: token id -> bias in [-100, 100]
+  int64_t min_tokens = 0;            // vLLM: EOS and stop_token_ids cannot end the output earlier
+  bool logprobs = false;             // return each generated token's raw log-prob
+  int top_logprobs = 0;              // and this many most likely alternatives (0..kMaxLogprobs)
+  int prompt_logprobs = -1;          // vLLM: >= 0 returns the prompt tokens' raw log-probs with
+                                     // this many alternatives each; -1 = off
+
+  static constexpr int kMaxLogprobs = 20;  // vLLM's default max_logprobs
 
   // Empty when valid, else the reason (for HTTP 400s and config errors).
   std::string validate() const;
@@ -37,12 +49,16 @@ struct Sampled {
   float logprob;
 };
 
-// logits: (V) fp32 on CPU. context: prompt and generated tokens (for the repetition penalty).
+// logits: (V) fp32 on CPU. context: prompt and generated tokens; the first `prompt_len` are the
+// prompt (repetition penalty: all of them; frequency/presence penalties: the rest).
 Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Generator& gen,
-                     const std::vector<int32_t>& context);
+                     const std::vector<int32_t>& context, size_t prompt_len = 0);
 
 // The distribution `sample_token` draws from (after all processing), for tests: (V) fp32.
 torch::Tensor sampling_distribution(torch::Tensor logits, const SamplingParams& p,
-                                    const std::vector<int32_t>& context);
+                                    const std::vector<int32_t>& context, size_t prompt_len = 0);
+
+// The k most likely tokens of raw logits (V) and their log-probs, most likely first.
+std::vector<std::pair<int32_t, float>> top_logprobs(const torch::Tensor& logprobs, int k);
 
 }  // namespace warmup

@@ -407,11 +407,13 @@ torch::Tensor CausalLMImpl::output_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
-torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& ids, const torch::Tensor& positions, KVView& kv) {
+torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& ids, const torch::Tensor& positions, KVView& kv,
+                                           bool all_positions) {
   auto [cos, sin] = rotary(positions);  // (B, T, D)
   auto x = model->embed_tokens(ids);
   int64_t i = 0;
   for (const auto& m : *model->layers) x = m->as<DecoderLayerImpl>()->forward_cached(x, cos, sin, kv, i++);
+  if (all_positions) return torch::matmul(model->norm(x), output_weight().t()).to(torch::kFloat32);  // (B, T, V)
   auto last = model->norm(x.select(1, x.size(1) - 1));  // (B, H)
   return torch::matmul(last, output_weight().t()).to(torch::kFloat32);
 }

@@ -110,8 +110,10 @@ struct CausalLMImpl : torch::nn::Module {
                                      torch::Tensor* entropy = nullptr);
   torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
   // Cached step: new tokens (B, T_new) at `positions` (B, T_new); returns fp32 logits of each
-  // sequence's last new token (B, V). Keys/values of the new tokens are written into `kv`.
-  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& positions, KVView& kv);
+  // sequence's last new token (B, V), or of every new token (B, T_new, V) with all_positions.
+  // Keys/values of the new tokens are written into `kv`.
+  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& positions, KVView& kv,
+                               bool all_positions = false);
 
   // Recompute each layer in backward instead of storing its activations.
   bool activation_checkpointing = false;
