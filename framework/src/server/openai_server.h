@@ -1,7 +1,8 @@
 // OpenAI-compatible HTTP server over the engine (cpp-httplib): /v1/completions,
-// /v1/chat/completions (both with n, temperature, top_p, top_k, min_p, repetition_penalty,
-// max_tokens, stop, seed, logprobs, stream), /v1/models, /health. Requests from all connections
-// join the engine's continuous batch. Bad requests get OpenAI-style JSON errors with status 400.
+// /v1/chat/completions, /v1/models, vLLM's /tokenize and /detokenize, /health. Every request field
+// is honoured as the OpenAI API (or vLLM, for its extensions) defines it, or refused with a 400
+// naming it (the table is in openai_server.cpp and the README). Requests from all connections join
+// the engine's continuous batch. Bad requests get OpenAI-style JSON errors with status 400.
 #pragma once
 
 #include <memory>
