@@ -25,6 +25,15 @@ def warmup(*args, cwd=None, env=None, timeout=300, input=None):
                           capture_output=True, timeout=timeout, input=input)
 
 
+def tiny_model(directory: Path, config: dict, seed: int) -> Path:
+    """`warmup model init` of `config` (a config.json dict) into directory/tiny; returns its path."""
+    import json
+    (directory / "tiny.json").write_text(json.dumps(config))
+    r = warmup("model", "init", "--config", directory / "tiny.json", "--out", directory / "tiny", "--seed", seed)
+    assert r.returncode == 0, r.stderr
+    return directory / "tiny"
+
+
 def spawn(*args, cwd=None):
     env = dict(os.environ)
     env.pop("WARMUP_PLUGIN_PATH", None)

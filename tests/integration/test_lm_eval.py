@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest import serve, warmup
+from conftest import serve, tiny_model
 
 lm_eval = pytest.importorskip("lm_eval")
 
@@ -68,11 +68,8 @@ metric_list:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("lmeval")
-    (d / "tiny.json").write_text(json.dumps(CONFIG))
-    r = warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "5")
-    assert r.returncode == 0, r.stderr
     write_tasks(d)
-    p, base = serve(d / "tiny")
+    p, base = serve(tiny_model(d, CONFIG, 5))
     yield d, base
     p.terminate()
     p.wait(timeout=60)

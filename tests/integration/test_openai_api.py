@@ -13,7 +13,7 @@ from openai.types import completion_create_params
 from openai.types.chat import completion_create_params as chat_create_params
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import serve, warmup
+from conftest import serve, tiny_model, warmup
 
 CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -24,11 +24,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("oai")
-    (d / "tiny.json").write_text(json.dumps(CONFIG))
-    r = warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "11")
-    assert r.returncode == 0, r.stderr
-    return d / "tiny"
+    return tiny_model(tmp_path_factory.mktemp("oai"), CONFIG, 11)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import serve, warmup
+from conftest import serve, tiny_model, warmup
 
 CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -20,11 +20,7 @@ CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_s
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("serve")
-    (d / "tiny.json").write_text(json.dumps(CONFIG))
-    r = warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "3")
-    assert r.returncode == 0, r.stderr
-    return d / "tiny"
+    return tiny_model(tmp_path_factory.mktemp("serve"), CONFIG, 3)
 
 
 @pytest.fixture(scope="module")
