@@ -45,7 +45,10 @@ def test_score_math500_gold_solutions_correct_and_shuffled_ones_as_math_verify_s
     out = jsonl(gold.with_suffix(".out"))
     assert len(out) == 500 and all(o["correct"] is True and o["reward"] == 1.0 for o in out)
     assert list(out[0])[:2] == ["id", "completion"]  # the input line, then the verdict
-    assert set(out[0]) == {"id", "completion", "reward", "rewards", "correct", "error"}
+    assert set(out[0]) == {"id", "completion", "reward", "rewards", "correct", "extracted_answer", "error"}
+    # the extracted answer is Math-Verify's matched text (its parse()[1]) of the solution
+    for o, row in zip(out[:50], rows):
+        assert o["extracted_answer"] == parse(row["solution"])[1], o["id"]
     out = jsonl(shuf.with_suffix(".out"))
     expected = [bool(verify(parse("\\boxed{" + rows[i]["answer"] + "}"), parse(rows[(i + 7) % 500]["solution"])))
                 for i in range(500)]
@@ -118,6 +121,178 @@ def test_score_unknown_example_id_is_named(tmp_path):
     assert not (tmp_path / "o.jsonl").exists()  # validated before anything is written
     r = warmup("score", "--task", "math500", "--in", f, "--out", tmp_path / "o.jsonl")
     assert r.returncode == 2 and "--data" in r.stderr
+
+
+# ---- warmup score on other tools' outputs, harness failures (issue 14) -------------------------
+
+import gzip  # noqa: E402
+import subprocess  # noqa: E402
+
+from conftest import BUILD  # noqa: E402
+
+
+def humaneval_rows():
+    return [json.loads(l) for l in gzip.open(DATA / "humaneval" / "humaneval_plus.jsonl.gz", "rt")]
+
+
+@needs_data
+def test_score_humaneval_interpreter_without_numpy_is_a_startup_error(tmp_path):
+    # A real Python without numpy (a fresh venv; outside /tmp, which the sandbox replaces).
+    venv = BUILD / "test-tmp" / f"nonumpy-{os.getpid()}"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True)
+    try:
+        py = venv / "bin" / "python"
+        assert subprocess.run([py, "-c", "import numpy"], capture_output=True).returncode != 0
+        row = humaneval_rows()[0]
+        f = dump(tmp_path / "in.jsonl", [{"task_id": row["task_id"], "completion": row["canonical_solution"]}])
+        for extra in ([], ["--reward", "humaneval_pass_fraction"]):  # --python survives --reward
+            r = warmup("score", "--task", "humaneval_plus", "--data", DATA, "--python", py, *extra,
+                       "--in", f, "--out", tmp_path / "o.jsonl")
+            assert r.returncode == 2, r.stderr
+            assert f"interpreter {py} cannot import numpy" in r.stderr and "apt install python3-numpy" in r.stderr, r.stderr
+            assert not (tmp_path / "o.jsonl").exists()  # nothing scored, so nothing scored false
+    finally:
+        subprocess.run(["rm", "-rf", str(venv)])
+    # A reward that runs no code refuses --python instead of ignoring it.
+    f = dump(tmp_path / "m.jsonl", [{"reference": "4", "completion": "\\boxed{4}"}])
+    r = warmup("score", "--task", "math500", "--python", sys.executable, "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and "interpreter" in r.stderr, r.stderr
+
+
+@needs_data
+def test_score_humaneval_all_canonical_pass_base_and_plus_with_the_default_interpreter(tmp_path):
+    # No --python: /usr/bin/python3 with Debian's numpy (scripts/setup.sh). Lines as human-eval and
+    # EvalPlus write them: task_id + completion continuing the prompt.
+    rows = humaneval_rows()
+    f = dump(tmp_path / "in.jsonl", [{"task_id": r["task_id"], "completion": r["canonical_solution"]} for r in rows])
+    r = warmup("score", "--task", "humaneval_plus", "--task-option", "variant=plus", "--data", DATA,
+               "--in", f, "--out", tmp_path / "o.jsonl", timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = jsonl(tmp_path / "o.jsonl")
+    assert len(out) == 164
+    bad = [(o["task_id"], o["error"]) for o in out if o["correct"] is not True]
+    assert not bad, bad
+    assert all(o["rewards"]["humaneval_paper/base_pass"] == 1.0 for o in out)  # base inputs and plus inputs
+    assert [o["id"] for o in out] == ["humaneval_plus/" + r["task_id"] for r in rows]
+    for o, row in zip(out, rows):  # the code that ran: the prompt and the completion
+        assert o["extracted_answer"] == row["prompt"] + row["canonical_solution"]
+
+
+@needs_data
+def test_score_humaneval_task_id_lines_same_verdicts_as_our_ids(tmp_path):
+    rows = humaneval_rows()[:16]
+    ours, theirs = [], []
+    for i, r in enumerate(rows):
+        for code in (r["canonical_solution"], rows[(i + 1) % len(rows)]["canonical_solution"]):  # right, a neighbour's
+            theirs.append({"task_id": r["task_id"], "completion": code})
+            ours.append({"id": "humaneval_plus/" + r["task_id"], "completion": "```python\n" + r["prompt"] + code + "\n```"})
+        theirs.append({"task_id": r["task_id"], "solution": r["prompt"] + r["canonical_solution"]})  # EvalPlus
+        ours.append({"id": "humaneval_plus/" + r["task_id"], "completion": r["prompt"] + r["canonical_solution"]})
+    a, b = dump(tmp_path / "a.jsonl", ours), dump(tmp_path / "b.jsonl", theirs)
+    for f in (a, b):
+        r = warmup("score", "--task", "humaneval_plus", "--data", DATA, "--in", f, "--out", f.with_suffix(".out"))
+        assert r.returncode == 0, r.stderr
+    oa, ob = jsonl(a.with_suffix(".out")), jsonl(b.with_suffix(".out"))
+    assert [o["correct"] for o in oa] == [o["correct"] for o in ob]
+    assert [o["id"] for o in oa] == [o["id"] for o in ob]
+    assert [o["correct"] for o in oa][0::3].count(True) >= 15  # canonical: all but EvalPlus's broken HumanEval/32 test
+    assert [o["correct"] for o in oa][1::3].count(False) >= 14  # neighbours' code: wrong
+    assert all(o["extracted_answer"] for o in oa + ob)
+
+
+@needs_data
+def test_score_mmlu_pro_official_outputs_by_question_id(tmp_path):
+    """The official MMLU-Pro 5-shot outputs (TIGER-Lab's zip: question_id, generated_text, pred):
+    scored by question_id without knowing our split assignment, the extracted letter is the official
+    script's `pred`, the verdicts are the official ones, and equal those of the same lines by our ids
+    and in lm-eval's --log_samples shape (doc.question_id, resps)."""
+    outs = jsonl(DATA / "mmlu_pro" / "llama31_8b_instruct_outputs.jsonl")
+    gold = {q["question_id"]: q["answer"] for q in jsonl(DATA / "mmlu_pro" / "test.jsonl")}
+    f = dump(tmp_path / "official.jsonl", outs)
+    args = ["--task", "mmlu_pro", "--data", DATA, "--reward-option", "extract=official"]
+    r = warmup("score", *args, "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 0, r.stderr
+    out = jsonl(tmp_path / "o.jsonl")
+    assert len(out) == len(outs) == 12032
+    assert {o["id"].split("/")[1] for o in out} == {"train", "test"}  # both splits, found without the user knowing
+    # Where a letter is found it is the official `pred`; the 694 others are guesses (the file's pred
+    # is then compute_accuracy.py's guess: not an extracted answer, null here).
+    found = [(o["extracted_answer"], o["pred"]) for o in out if o["extracted_answer"] is not None]
+    assert len(found) == 12032 - 694 and all(a == b for a, b in found)
+    judged = [(o["correct"], o["pred"] == gold[o["question_id"]]) for o in out if o["extracted_answer"] is not None]
+    assert all(c == ref for c, ref in judged)  # the official verdicts
+    # the same lines by our ids, and as lm-eval logs them
+    ours = dump(tmp_path / "ours.jsonl", [{"id": o["id"], "completion": o["generated_text"]} for o in out[:3000]])
+    lm = dump(tmp_path / "lm.jsonl", [{"doc_id": i, "doc": {"question_id": o["question_id"]}, "resps": [[o["generated_text"]]],
+                                       "filtered_resps": [o["pred"]]} for i, o in enumerate(outs[:3000])])
+    for g in (ours, lm):
+        r = warmup("score", *args, "--in", g, "--out", g.with_suffix(".out"))
+        assert r.returncode == 0, r.stderr
+        again = jsonl(g.with_suffix(".out"))
+        assert [o["correct"] for o in again] == [o["correct"] for o in out[:3000]]
+        assert [o["extracted_answer"] for o in again] == [o["extracted_answer"] for o in out[:3000]]
+    # an id of no example is named
+    f = dump(tmp_path / "bad.jsonl", [{"question_id": 99999999, "generated_text": "x"}])
+    r = warmup("score", *args, "--in", f, "--out", tmp_path / "x.jsonl")
+    assert r.returncode == 2 and f"{f}:1: unknown question_id '99999999'" in r.stderr, r.stderr
+
+
+@needs_data
+def test_score_math_by_unique_id_same_as_our_ids(tmp_path):
+    rows = jsonl(DATA / "math" / "math500_test.jsonl")[:60]
+    comp = [rows[(i + (i % 2)) % 60]["solution"] for i in range(60)]  # even: its own, odd: the next one's
+    a = dump(tmp_path / "a.jsonl", [{"id": f"math/test/{i}", "completion": c} for i, c in enumerate(comp)])
+    b = dump(tmp_path / "b.jsonl", [{"unique_id": r["unique_id"], "completion": c} for r, c in zip(rows, comp)])
+    for f in (a, b):
+        r = warmup("score", "--task", "math500", "--data", DATA, "--in", f, "--out", f.with_suffix(".out"))
+        assert r.returncode == 0, r.stderr
+    oa, ob = jsonl(a.with_suffix(".out")), jsonl(b.with_suffix(".out"))
+    assert [(o["correct"], o["extracted_answer"]) for o in oa] == [(o["correct"], o["extracted_answer"]) for o in ob]
+    assert [o["id"] for o in ob] == [f"math/test/{i}" for i in range(60)]
+    assert all(o["correct"] for o in oa[0::2]) and not all(o["correct"] for o in oa[1::2])
+
+
+def test_score_builds_generated_tasks_with_the_runs_seed(tmp_path, store):
+    """Puzzles generated at load depend on the experiment seed: `warmup score --run` rebuilds the
+    run's puzzles (its stored answers are right again), another seed builds others, and the seed
+    used is printed."""
+    exp = write(tmp_path / "e.toml", """[experiment]
+name = "kk-seed"
+seed = 7
+[tasks.knights_knaves]
+generate_test = 12
+people = [3]
+[rewards.kk_paper]
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["knights_knaves"]
+rewards = { kk_paper = 1.0 }
+eval = { split = "test", num_samples = 1 }
+  [stages.evaluate]
+  reference_template = "<think>\\nr\\n</think>\\n<answer>\\n{reference}\\n</answer>"
+""")
+    r = warmup("run", exp, "--store", store)
+    assert r.returncode == 0, r.stderr
+    rows = query(store, "SELECT example_id, completion, correct FROM samples ORDER BY id")
+    assert len(rows) == 12 and all(c == 1 for (_, _, c) in rows)
+    (run,), = query(store, "SELECT id FROM runs")
+    f = dump(tmp_path / "in.jsonl", [{"id": e, "completion": c} for (e, c, _) in rows])
+    NODATA = {"WARMUP_DATA": ""}  # the puzzles come from generate_test, not a data directory
+    base = ["score", "--task", "knights_knaves", "--reward", "kk_paper", "--task-option", "generate_test=12",
+            "--task-option", "people=[3]", "--in", f]
+    r = warmup(*base, "--run", str(run), "--store", store, "--out", tmp_path / "run.jsonl", env=NODATA)
+    assert r.returncode == 0, r.stderr
+    assert f"with seed 7 (run {run})" in r.stderr
+    assert all(o["correct"] for o in jsonl(tmp_path / "run.jsonl"))
+    r = warmup(*base, "--seed", "7", "--out", tmp_path / "seed.jsonl", env=NODATA)
+    assert r.returncode == 0 and "with seed 7 (--seed)" in r.stderr, r.stderr
+    assert all(o["correct"] for o in jsonl(tmp_path / "seed.jsonl"))
+    r = warmup(*base, "--out", tmp_path / "zero.jsonl", env=NODATA)
+    assert r.returncode == 0 and "with seed 0 (default)" in r.stderr, r.stderr
+    assert sum(o["correct"] for o in jsonl(tmp_path / "zero.jsonl")) < 6  # other puzzles
+    r = warmup(*base, "--run", "999", "--store", store, "--out", tmp_path / "x.jsonl", env=NODATA)
+    assert r.returncode == 2 and "--run 999: not found" in r.stderr
 
 
 # ---- warmup eval --------------------------------------------------------------------------------

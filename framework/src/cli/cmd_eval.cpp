@@ -91,6 +91,7 @@ toml::table build_experiment(const po::variables_map& vm, const std::vector<Pape
                        {"max_model_len", vm["max-model-len"].as<int64_t>()},
                        {"max_new_tokens", vm["max-new-tokens"].as<int64_t>()},
                        {"seed", vm["seed"].as<int64_t>()},
+                       {"max_error_rate", vm["max-error-rate"].as<double>()},
                        {"group_by", to_array(group_by)},
                        {"pass_at_k", to_array(pass_at_k)},
                        {"task_rewards", std::move(task_rewards)}};
@@ -112,8 +113,8 @@ std::string percent(double v) {
 
 // One row for the model: "mean ± std" of accuracy per task (percent), then mean response tokens.
 void print_table(Store& store, int64_t run, const std::string& label, const std::vector<PaperTask>& tasks) {
-  std::vector<std::string> header{"model"}, row{label}, tokens{"tokens"};
-  bool any_tokens = false;
+  std::vector<std::string> header{"model"}, row{label}, tokens{"tokens"}, errors{"not judged"};
+  bool any_tokens = false, any_errors = false;
   for (const auto& t : tasks) {
     std::map<std::string, double> m;
     Stmt q(store.db(), "SELECT key, value FROM metrics WHERE run_id = ? AND stage = 'eval' AND key GLOB ? AND value IS NOT NULL");
@@ -123,11 +124,15 @@ void print_table(Store& store, int64_t run, const std::string& label, const std:
     row.push_back(m.count("accuracy_mean") ? percent(m["accuracy_mean"]) + " ± " + percent(m["accuracy_std"]) : "-");
     any_tokens |= m.count("response_tokens_mean") > 0;
     tokens.push_back(m.count("response_tokens_mean") ? format_number(std::round(m["response_tokens_mean"])) : "-");
+    any_errors |= m.count("errors") && m["errors"] > 0;
+    errors.push_back(m.count("errors") ? format_number(m["errors"]) : "-");
   }
   TextTable table(header);
   table.add(row);
   if (any_tokens) table.add(tokens);
-  std::cout << "\naccuracy (%), mean ± std over sample-index runs; tokens = mean response length\n";
+  if (any_errors) table.add(errors);
+  std::cout << "\naccuracy (%), mean ± std over sample-index runs; tokens = mean response length"
+            << (any_errors ? "; not judged = completions the verifier failed on, left out of the accuracy" : "") << "\n";
   table.print(std::cout);
 }
 
@@ -150,6 +155,8 @@ int cmd_eval(const Args& args) {
       ("data", po::value<std::string>()->default_value(default_data_dir()), "data directory laid out as shared/data ($WARMUP_DATA)")
       ("python", po::value<std::string>()->default_value(""), "interpreter for HumanEval+ code (needs numpy)")
       ("seed", po::value<int64_t>()->default_value(0), "sampling seed (question i, sample j: seed + 1000 i + j)")
+      ("max-error-rate", po::value<double>()->default_value(0.01, "0.01"),
+       "fail when more than this fraction of a task's completions could not be judged (verifier errors: not counted as wrong)")
       ("dtype", po::value<std::string>()->default_value("auto"), "auto | float32 | bfloat16 | float16")
       ("device", po::value<std::string>()->default_value("auto"), "auto | cpu | cuda | cuda:N")
       ("label", po::value<std::string>()->default_value(""), "row label of the table (default: the model folder name)")

@@ -205,7 +205,9 @@ int cmd_score(const Args& args) {
   const std::string python = vm["python"].as<std::string>();
   PaperTask pt;
   if (is_paper_task(task_spec)) {
-    pt = paper_task(task_spec, vm["data"].as<std::string>(), need_task);
+    // With --task-option the options may stand in for the data (kk: generate_test = N): the
+    // task itself then says what is missing.
+    pt = paper_task(task_spec, vm["data"].as<std::string>(), need_task && task_opts.empty());
   } else {
     pt.spec = pt.instance = pt.plugin = task_spec;
   }
