@@ -252,6 +252,58 @@ def test_score_math_by_unique_id_same_as_our_ids(tmp_path):
     assert all(o["correct"] for o in oa[0::2]) and not all(o["correct"] for o in oa[1::2])
 
 
+def test_verifier_failures_are_errors_never_wrong_answers(tmp_path, store):
+    """A verifier that cannot judge (here: Math-Verify out of a time budget we set absurdly low; a
+    HumanEval+ reference the checker cannot use) gives correct null, reward null and the cause;
+    past --max-error-rate warmup score exits 1 (output written), under it warns; an evaluate
+    stage counts them apart (errors, error_rate, accuracy over the judged) and fails past
+    max_error_rate."""
+    lines = [{"reference": "4", "completion": "so \\boxed{4}"}, {"reference": "\\frac{1}{2}", "completion": "\\boxed{0.5}"}]
+    f = dump(tmp_path / "m.jsonl", lines)
+    args = ["score", "--task", "math500", "--reward-option", "timeout_s=1e-9", "--in", f, "--out", tmp_path / "o.jsonl"]
+    r = warmup(*args)
+    assert r.returncode == 1 and "2 of 2 line(s) could not be judged" in r.stderr and "--max-error-rate" in r.stderr, r.stderr
+    out = jsonl(tmp_path / "o.jsonl")
+    assert [(o["correct"], o["reward"]) for o in out] == [(None, None)] * 2
+    assert all("Math-Verify time budget exceeded" in o["error"] and "timeout_s" in o["error"] for o in out)
+    r = warmup(*args, "--max-error-rate", "1")
+    assert r.returncode == 0 and "WARNING: 2 of 2" in r.stderr, r.stderr
+    r = warmup("score", "--task", "math500", "--in", f, "--out", tmp_path / "o.jsonl")  # the default budget judges them
+    assert r.returncode == 0 and [o["correct"] for o in jsonl(tmp_path / "o.jsonl")] == [True, True]
+    if (DATA / "humaneval").exists():
+        g = dump(tmp_path / "h.jsonl", [{"reference": "not a humaneval_plus reference", "completion": "def f(): pass"}])
+        r = warmup("score", "--task", "humaneval_plus", "--python", sys.executable, "--max-error-rate", "1",
+                   "--in", g, "--out", tmp_path / "h.out")
+        assert r.returncode == 0, r.stderr
+        (o,) = jsonl(tmp_path / "h.out")
+        assert o["correct"] is None and o["reward"] is None and "bad reference" in o["error"], o
+    # evaluate: arithmetic references are judged; math500-style timeouts are not
+    exp = """[experiment]
+name = "eval-errors"
+[tasks.arithmetic]
+test_size = 10
+[rewards.math_accuracy]
+timeout_s = 1e-9
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["arithmetic"]
+rewards = { math_accuracy = 1.0 }
+eval = { split = "test", num_samples = 2 }
+  [stages.evaluate]
+  reference_template = "\\\\boxed{{reference}}"
+"""
+    r = warmup("run", write(tmp_path / "e.toml", exp), "--store", store)
+    assert r.returncode != 0 and "20 completion(s) could not be judged" in r.stderr and "max_error_rate" in r.stderr, r.stderr
+    r = warmup("run", write(tmp_path / "e1.toml", exp + "  max_error_rate = 1.0\n"), "--store", store)
+    assert r.returncode == 0 and "WARNING: arithmetic: 20 of 20" in r.stderr, r.stderr
+    (run,), = query(store, "SELECT max(id) FROM runs")
+    got = dict(query(store, "SELECT key, value FROM metrics WHERE run_id = ?", run))
+    assert got["eval/arithmetic/errors"] == 20 and got["eval/arithmetic/error_rate"] == 1.0 and got["eval/arithmetic/count"] == 20
+    assert "eval/arithmetic/accuracy" not in got  # nothing judged: no accuracy, not 0
+    assert query(store, "SELECT count(*) FROM samples WHERE run_id = ? AND correct IS NULL", run) == [(20,)]
+
+
 def test_score_builds_generated_tasks_with_the_runs_seed(tmp_path, store):
     """Puzzles generated at load depend on the experiment seed: `warmup score --run` rebuilds the
     run's puzzles (its stored answers are right again), another seed builds others, and the seed

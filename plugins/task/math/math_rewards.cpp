@@ -8,6 +8,8 @@
 // not a wrong answer (Math-Verify itself returns False there). extracted_answer: the matched text.
 #include "math_rewards.h"
 
+#include <cstdio>
+
 #include "warmup/paper_format.h"
 
 #include "math_verify.h"
@@ -15,6 +17,16 @@
 #include "mv_regex.h"
 
 namespace mathr {
+namespace {
+
+// The verifier ran out of our budget: the cause and the knob, not a verdict on the answer.
+std::string budget_error(const mv::Verdict& v, double timeout_s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", timeout_s);
+  return "Math-Verify " + v.error + " (timeout_s = " + buf + " s, ours: not a verdict on the answer; raise timeout_s)";
+}
+
+}  // namespace
 
 MathPaper::MathPaper(const warmup::PluginInit& init) {
   warmup::Options o(init);
@@ -38,7 +50,7 @@ warmup::RewardResult MathPaper::score(const warmup::Example& ex, const std::stri
   }
   mv::Verdict v = mv::verify_answer(ex.reference, span, timeout_s_);
   if (!v.extracted.empty()) r.extracted_answer = v.extracted;
-  if (v.timed_out) return r.fail_harness("Math-Verify " + v.error), r;  // our budget, not the answer's fault
+  if (v.timed_out) return r.fail_harness(budget_error(v, timeout_s_)), r;  // our budget, not the answer's fault
   r.correct = v.equal;
   r.value = v.equal ? correct_ : wrong_;
   if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;
@@ -58,7 +70,7 @@ warmup::RewardResult MathAccuracy::score(const warmup::Example& ex, const std::s
   warmup::RewardResult r;
   mv::Verdict v = mv::verify_answer(ex.reference, s, timeout_s_);
   if (!v.extracted.empty()) r.extracted_answer = v.extracted;
-  if (v.timed_out) return r.fail_harness("Math-Verify " + v.error), r;
+  if (v.timed_out) return r.fail_harness(budget_error(v, timeout_s_)), r;
   r.correct = v.equal;
   r.value = v.equal ? correct_ : wrong_;
   if (!v.equal) r.error = v.error.empty() ? "answer differs from the gold" : v.error;
