@@ -141,3 +141,57 @@ def test_sigterm_drains_in_flight_requests(model_dir):
     assert answered > signalled + 0.2  # it was in flight when the signal came, and still answered
     assert all(c["finish_reason"] == "length" for c in json.loads(raw)["choices"])
     assert p.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("extra", [
+    {"temperature": 1e-45}, {"temperature": 5e-324}, {"temperature": 1e-300, "top_p": 0.5},
+    {"repetition_penalty": 1e-45, "temperature": 1.0}, {"repetition_penalty": 1e-45, "temperature": 0},
+])
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "stream"])
+def test_extreme_sampling_values_fail_only_their_request(server, extra, path):
+    """vLLM's rule: temperatures below 1e-5 sample greedily; values whose arithmetic overflows fail
+    that request (a JSON error), never the server."""
+    p, base = server
+    body = {"max_tokens": 6, **extra}
+    if path == "/v1/completions":
+        body["prompt"] = "Alice says Bob"
+    else:
+        body["messages"] = [{"role": "user", "content": "Alice says Bob"}]
+    if path == "stream":
+        body["stream"] = True
+        path = "/v1/chat/completions"
+    status, raw = call(base, path, body)
+    if status == 200 and not body.get("stream"):
+        json.loads(raw)
+    elif status == 200:
+        assert raw.rstrip().endswith("data: [DONE]")
+    else:
+        assert status == 500 and "not finite" in json.loads(raw)["error"]["message"], raw
+    if extra.get("temperature", 1) < 1e-5:  # greedy: the same text as temperature 0
+        assert status == 200
+        if not body.get("stream"):
+            greedy = call(base, path, {**body, "temperature": 0})[1]
+            assert json.loads(raw)["choices"][0] == json.loads(greedy)["choices"][0]
+    assert call(base, "/health")[0] == 200 and p.poll() is None
+
+
+def test_a_model_with_nan_weights_fails_requests_not_the_server(tmp_path, model_dir):
+    import shutil
+    import torch
+    from safetensors.torch import load_file, save_file
+    bad = tmp_path / "nan"
+    shutil.copytree(model_dir, bad)
+    w = load_file(bad / "model.safetensors")
+    w["model.layers.0.mlp.down_proj.weight"][:] = float("nan")
+    save_file(w, bad / "model.safetensors", metadata={"format": "pt"})
+    p, base = serve(bad)
+    try:
+        for body in [{"prompt": "x", "max_tokens": 4, "temperature": 1.0}, {"prompt": "x", "max_tokens": 4, "n": 3, "temperature": 0.7}]:
+            status, raw = call(base, "/v1/completions", body)
+            assert status == 500 and "not finite" in json.loads(raw)["error"]["message"], raw
+        status, raw = call(base, "/v1/completions", {"prompt": "x", "max_tokens": 4, "temperature": 1.0, "stream": True})
+        assert status == 200 and '"error"' in raw and raw.rstrip().endswith("data: [DONE]")
+        assert call(base, "/health")[0] == 200 and p.poll() is None
+    finally:
+        p.terminate()
+        p.wait(timeout=60)

@@ -157,7 +157,21 @@ void Engine::run() {
       bool idle = waiting_.empty() && running_.empty() && preempted_.empty();
       if (stopping_ && (!drain_ || idle)) break;
     }
-    step();
+    try {
+      step();
+    } catch (const std::exception& e) {  // a failed forward pass fails the requests in it, not the server
+      log_warn(std::string("engine step failed: ") + e.what() + "; failing the requests in flight");
+      std::vector<std::shared_ptr<Group>> groups;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        groups = active_;
+      }
+      for (auto& g : groups) fail(*g, e.what());
+      running_.clear();
+      preempted_.clear();
+      std::lock_guard<std::mutex> lock(mu_);
+      retired_.clear();
+    }
   }
   // Not draining: whatever is left is answered with an error.
   std::lock_guard<std::mutex> lock(mu_);
@@ -314,7 +328,14 @@ void Engine::prefill(Group& g) {
   }
   std::vector<Seq*> live;
   for (auto& s : g.seqs) live.push_back(s.get());
-  for (Seq* s : live) append(*s, sample(*s, logits), logits);
+  for (Seq* s : live) {
+    if (s->done) continue;
+    try {
+      append(*s, sample(*s, logits), logits);
+    } catch (const std::exception& e) {
+      fail(g, e.what());
+    }
+  }
   for (Seq* s : live)
     if (!s->done) running_.push_back(s);
 }
@@ -372,9 +393,14 @@ void Engine::decode() {
   std::vector<Seq*> batch = running_;
   for (int64_t b = 0; b < B; ++b) {
     Seq* s = batch[size_t(b)];
+    if (s->done) continue;  // its request failed earlier in this step
     s->computed = int64_t(s->tokens.size());
     auto row = logits[b];
-    append(*s, sample(*s, row), row);
+    try {
+      append(*s, sample(*s, row), row);
+    } catch (const std::exception& e) {
+      fail(*s->group, e.what());
+    }
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](Seq* s) { return s->done; }), running_.end());
 }
@@ -455,6 +481,31 @@ void Engine::emit(Seq& s, size_t text_end, const std::string& finish_reason) {
   s.streamed = text_end;
   s.reported = r.token_ids.size();
   s.group->req.on_delta(d);
+}
+
+void Engine::fail(Group& g, const std::string& why) {
+  if (g.remaining <= 0) return;
+  for (auto& s : g.seqs) {
+    if (s->done) continue;
+    s->done = true;
+    s->kv.release(*pool_);
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [&](Seq* s) { return s->group == &g; }), running_.end());
+  preempted_.erase(std::remove_if(preempted_.begin(), preempted_.end(), [&](Seq* s) { return s->group == &g; }),
+                   preempted_.end());
+  g.remaining = 0;
+  GenerationResult r;
+  r.id = g.req.id;
+  r.prompt_tokens = int64_t(g.req.prompt_ids.size());
+  r.error = "generation failed: " + why;
+  r.internal_error = true;
+  g.promise.set_value(std::move(r));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == &g; });
+  if (it != active_.end()) {
+    retired_.push_back(std::move(*it));
+    active_.erase(it);
+  }
 }
 
 void Engine::finish(Seq& s, const std::string& reason) {

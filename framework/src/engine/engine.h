@@ -80,7 +80,8 @@ struct GenerationResult {
   // token has none) and that many alternatives per position.
   std::vector<float> prompt_logprobs;
   std::vector<TopLogprobs> prompt_top_logprobs;
-  std::string error;  // non-empty: rejected (e.g. prompt longer than max_model_len)
+  std::string error;  // non-empty: rejected (e.g. prompt longer than max_model_len) or failed
+  bool internal_error = false;  // the failure is ours (e.g. non-finite logits), not the request's
 };
 
 struct EngineStats {
@@ -116,6 +117,8 @@ class Engine {
   void emit(Seq& s, size_t text_end, const std::string& finish_reason);  // on_delta with what is new
   void finish(Seq& s, const std::string& reason);
   void preempt_one();
+  // Ends every sample of `g` with an internal error (their cache is freed); other requests go on.
+  void fail(Group& g, const std::string& why);
 
   CausalLM model_;
   std::shared_ptr<const Tokenizer> tok_;

@@ -71,7 +71,7 @@ torch::Tensor process(torch::Tensor& logits, const SamplingParams& p, const std:
     auto sub = c * float(p.frequency_penalty) + float(p.presence_penalty);
     logits.index_put_({idx}, logits.index_select(0, idx) - sub);
   }
-  if (p.temperature > 0) logits = logits / p.temperature;
+  if (!p.greedy()) logits = logits / p.temperature;
   torch::Tensor logprobs = torch::log_softmax(logits, 0);
   if (p.top_k > 0 && p.top_k < V) {
     auto kth = std::get<0>(logits.topk(p.top_k)).min();
@@ -99,14 +99,14 @@ torch::Tensor sampling_distribution(torch::Tensor logits, const SamplingParams& 
                                     size_t prompt_len) {
   torch::Tensor l = logits.to(torch::kFloat32).clone();
   process(l, p, context, prompt_len);
-  if (p.temperature == 0) return torch::one_hot(l.argmax(), l.size(0)).to(torch::kFloat32);
+  if (p.greedy()) return torch::one_hot(l.argmax(), l.size(0)).to(torch::kFloat32);
   return l.softmax(0);
 }
 
 Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Generator& gen,
                      const std::vector<int32_t>& context, size_t prompt_len) {
   torch::Tensor l = logits.to(torch::kFloat32).clone();
-  if (p.temperature == 0) {
+  if (p.greedy()) {
     SamplingParams greedy = p;
     greedy.temperature = 0;
     torch::Tensor lp = process(l, greedy, context, prompt_len);
@@ -114,7 +114,11 @@ Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Gener
     return {int32_t(tok), lp[tok].item<float>()};
   }
   torch::Tensor lp = process(l, p, context, prompt_len);
-  int64_t tok = torch::multinomial(l.softmax(0), 1, false, gen).item<int64_t>();
+  torch::Tensor probs = l.softmax(0);
+  // NaN or infinite logits (a broken model, an extreme penalty) leave no distribution to draw from.
+  if (!torch::isfinite(probs).all().item<bool>() || !(probs.sum().item<double>() > 0))
+    throw std::runtime_error("the model's logits for this sequence are not finite (NaN or inf); nothing to sample from");
+  int64_t tok = torch::multinomial(probs, 1, false, gen).item<int64_t>();
   return {int32_t(tok), lp[tok].item<float>()};
 }
 

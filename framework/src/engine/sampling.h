@@ -2,7 +2,7 @@
 // vllm/v1/sample/sampler.py and ops/penalties.py): logit_bias -> repetition penalty (prompt and
 // output tokens) -> frequency and presence penalties (output tokens only, OpenAI's formula
 // logit -= count * frequency_penalty + (count > 0) * presence_penalty) -> temperature -> top-k ->
-// top-p -> min-p -> draw. temperature 0 is greedy. `Sampled::logprob` is the chosen token's
+// top-p -> min-p -> draw. temperature 0 (below 1e-5) is greedy. `Sampled::logprob` is the chosen token's
 // log-prob under the temperature-scaled distribution before top-k/top-p/min-p (TRL's convention
 // for GRPO); the engine reports raw log-probs (vLLM's default logprobs_mode) separately.
 #pragma once
@@ -42,6 +42,9 @@ struct SamplingParams {
 
   // Empty when valid, else the reason (for HTTP 400s and config errors).
   std::string validate() const;
+  // Temperatures below 1e-5 sample greedily (vLLM's _SAMPLING_EPS): dividing by them overflows.
+  static constexpr double kGreedyBelow = 1e-5;
+  bool greedy() const { return temperature < kGreedyBelow; }
 };
 
 struct Sampled {

@@ -469,6 +469,7 @@ struct OpenAIServer::Impl {
       int64_t prompt_tokens = 0, completion = 0;
       for (size_t i = 0; i < futs.size(); ++i) {
         GenerationResult r = futs[i].get();
+        if (r.internal_error) throw std::runtime_error(r.error);  // 500: ours, not the request's
         if (!r.error.empty()) throw BadRequest(r.error, error_param(r.error, chat));
         prompt_tokens += r.prompt_tokens;
         for (size_t j = 0; j < r.samples.size(); ++j) {
