@@ -505,7 +505,8 @@ TEST_CASE("load_model checks the checkpoint against the config before building t
 TEST_CASE("tokenizer.json: ids and merges of the wrong type or out of range are refused") {
   test::TempDir d;
   nlohmann::json good = nlohmann::json::parse(Tokenizer::byte_level_json({"<|endoftext|>"}));
-  good["model"]["vocab"]["ĠĠ"] = 257;  // a merge to mutate
+  good["model"]["vocab"]["ĠĠ"] = 256;  // a merge to mutate; the added token after it, as HF numbers it
+  good["added_tokens"][0]["id"] = 257;
   good["model"]["merges"] = nlohmann::json::array({nlohmann::json::array({"Ġ", "Ġ"})});
   fs::path file = d.path / "tokenizer.json";
   auto load = [&](const nlohmann::json& j) {

@@ -4,6 +4,7 @@
 #include "text/tokenizer.h"
 
 #include <pcre2.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <array>
@@ -45,10 +46,78 @@ constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 struct AddedToken {
-  std::string content;
+  std::string content;  // what is matched: the content, or its normalised form if `normalized`
   int32_t id;
-  bool special;
+  bool special, single_word, lstrip, rstrip, normalized;
 };
+
+// Added tokens matched on one form of the text (raw or normalised), leftmost-longest like HF's
+// Aho-Corasick automaton with MatchKind::LeftmostLongest.
+struct AddedSet {
+  std::vector<AddedToken> tokens;  // sorted by content
+  std::array<bool, 256> first{};   // bytes that start a token
+  size_t max_len = 0;
+
+  void add(AddedToken tok) {
+    first[static_cast<unsigned char>(tok.content[0])] = true;
+    max_len = std::max(max_len, tok.content.size());
+    tokens.push_back(std::move(tok));
+  }
+  void finish() {
+    std::sort(tokens.begin(), tokens.end(), [](const AddedToken& x, const AddedToken& y) { return x.content < y.content; });
+  }
+  // The longest token that starts at text[i], or null.
+  const AddedToken* longest_at(std::string_view text, size_t i) const {
+    if (!first[static_cast<unsigned char>(text[i])]) return nullptr;
+    for (size_t len = std::min(max_len, text.size() - i); len > 0; --len) {
+      std::string_view cand = text.substr(i, len);
+      auto it = std::lower_bound(tokens.begin(), tokens.end(), cand,
+                                 [](const AddedToken& a, std::string_view c) { return a.content < c; });
+      if (it != tokens.end() && it->content == cand) return &*it;
+    }
+    return nullptr;
+  }
+};
+
+// Code point of the valid UTF-8 sequence at s[i] (its length in *len), and of the one ending at s[end].
+char32_t code_point_at(std::string_view s, size_t i, size_t* len) {
+  size_t n = utf8_valid_length(s, i);
+  if (!n) n = 1;
+  unsigned char c0 = static_cast<unsigned char>(s[i]);
+  char32_t cp = n == 1 ? c0 : n == 2 ? (c0 & 0x1F) : n == 3 ? (c0 & 0x0F) : (c0 & 0x07);
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  if (len) *len = n;
+  return cp;
+}
+char32_t code_point_before(std::string_view s, size_t end, size_t* len) {
+  size_t i = end - 1;
+  while (i > 0 && end - i < 4 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+  return code_point_at(s, i, len);
+}
+
+// Rust regex's Unicode \s: the White_Space property.
+bool is_white_space(char32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Rust regex's Unicode \w (UTS #18): Alphabetic, marks, decimal digits, connector punctuation,
+// Join_Control. Alphabetic is letters, letter numbers and Other_Alphabetic; the latter is marks
+// but for the circled and squared Latin letters listed here.
+bool is_word_char(char32_t c) {
+  if (c == 0x200C || c == 0x200D) return true;
+  if ((c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) || (c >= 0x1F150 && c <= 0x1F169) ||
+      (c >= 0x1F170 && c <= 0x1F189))
+    return true;
+  switch (utf8proc_category(utf8proc_int32_t(c))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_PC:
+      return true;
+    default:
+      return false;
+  }
+}
 
 struct Regex {
   pcre2_code* code = nullptr;
@@ -88,12 +157,12 @@ struct Tokenizer::Impl {
   std::vector<bool> added;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged)
   std::array<int32_t, 256> byte_ids{};
-  std::vector<AddedToken> added_tokens;  // sorted by content, for leftmost-longest matching
-  std::array<bool, 256> added_first{};   // bytes that start an added token
-  size_t added_max_len = 0;
+  AddedSet raw_added;   // normalized: false, matched on the raw text first
+  AddedSet norm_added;  // normalized: true, matched on each normalised remaining piece
   Regex regex;
   bool nfc = false;
   bool add_prefix_space = false;
+  bool split_regex = false;  // the regex is a Split pre-tokenizer's (run before ByteLevel's prefix space)
   bool ignore_merges = false;
   std::vector<int32_t> prefix, suffix;  // post-processor (single sequence)
   std::optional<int32_t> bos, eos, pad;
@@ -112,6 +181,7 @@ struct Tokenizer::Impl {
 
   void bpe(std::string_view piece, std::vector<int32_t>& out) const;
   void pretokenize_and_bpe(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_normalized_piece(std::string_view raw, std::vector<int32_t>& out) const;
 };
 
 // ---- loading -----------------------------------------------------------------------------
@@ -145,12 +215,40 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   } catch (const json::parse_error& e) {
     throw DataError(t.source.string() + ": not valid JSON: " + e.what());
   }
+  if (!j.is_object()) t.fail("/", std::string("must be an object, got ") + j.type_name());
+  if (j.contains("version") && j["version"] != "1.0")
+    t.fail("/version", "unknown tokenizer version " + brief(j["version"]) + " (supported: \"1.0\")");
+  // Encoding options HF tokenizers applies on every encode: not supported, so refused.
+  for (const char* key : {"truncation", "padding"})
+    if (j.contains(key) && !j[key].is_null())
+      t.fail(std::string("/") + key, std::string(key) + " is not supported (must be null, got " + brief(j[key]) + ")");
+  for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"})
+    if (j.contains(key) && !j[key].is_null() && !j[key].is_object())
+      t.fail(std::string("/") + key, std::string("must be an object or null, got ") + j[key].type_name());
   const json& model = j.value("model", json::object());
+  if (!model.is_object()) t.fail("/model", std::string("must be an object, got ") + model.type_name());
   std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") t.fail("/model/type", "unsupported tokenizer model '" + brief(type) + "' (supported: BPE)");
-  if (model.value("byte_fallback", false)) t.fail("/model/byte_fallback", "byte_fallback is not supported");
-  if (model.contains("dropout") && !model["dropout"].is_null()) t.fail("/model/dropout", "BPE dropout is not supported");
-  t.ignore_merges = model.value("ignore_merges", false);
+  // Model options. unk_token and fuse_unk only act on a character without a token, which a
+  // byte-level vocabulary (all 256 bytes, checked below) never has.
+  auto model_bool = [&](const char* key) {
+    if (!model.contains(key) || model[key].is_null()) return false;
+    if (!model[key].is_boolean())
+      t.fail(std::string("/model/") + key, "must be true or false, got " + brief(model[key]));
+    return model[key].get<bool>();
+  };
+  if (model_bool("byte_fallback")) t.fail("/model/byte_fallback", "byte_fallback is not supported");
+  model_bool("fuse_unk");
+  t.ignore_merges = model_bool("ignore_merges");
+  if (model.contains("dropout") && !model["dropout"].is_null() &&
+      !(model["dropout"].is_number() && model["dropout"].get<double>() == 0.0))
+    t.fail("/model/dropout", "BPE dropout is not supported (must be null or 0, got " + brief(model["dropout"]) + ")");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (model.contains(key) && !model[key].is_null() && model[key] != "")
+      t.fail(std::string("/model/") + key,
+             std::string(key) + " is not supported (must be null or \"\", got " + brief(model[key]) + ")");
+  if (model.contains("unk_token") && !model["unk_token"].is_null() && !model["unk_token"].is_string())
+    t.fail("/model/unk_token", "must be a string or null, got " + brief(model["unk_token"]));
   if (!model.contains("vocab") || !model["vocab"].is_object()) t.fail("/model/vocab", "missing");
 
   // Ids are checked before they size the id tables: integers below kMaxTokenId, and not so sparse
@@ -170,8 +268,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     std::string where = "/added_tokens/" + std::to_string(i);
     if (!a.is_object() || !a.contains("id") || !a.contains("content") || !a["content"].is_string())
       t.fail(where, "must be an object with an integer \"id\" and a string \"content\", got " + brief(a));
-    if (a.contains("special") && !a["special"].is_boolean())
-      t.fail(where + "/special", "must be true or false, got " + brief(a["special"]));
+    for (const char* flag : {"special", "single_word", "lstrip", "rstrip", "normalized"})  // all required, as in HF
+      if (!a.contains(flag) || !a[flag].is_boolean())
+        t.fail(where + "/" + flag, "must be true or false, got " + (a.contains(flag) ? brief(a[flag]) : "nothing"));
     max_id = std::max(max_id, id_of(a["id"], where + "/id"));
   }
   size_t entries = vocab.size() + added.size();
@@ -223,48 +322,10 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     u2b[b2u[size_t(b)]] = uint8_t(b);
   }
 
-  for (const auto& a : added) {
-    AddedToken tok{a["content"].get<std::string>(), int32_t(a["id"].get<uint64_t>()), a.value("special", false)};
-    if (tok.content.empty()) continue;
-    t.tokens[size_t(tok.id)] = tok.content;
-    t.vocab[tok.content] = tok.id;
-    t.special[size_t(tok.id)] = tok.special;
-    t.added[size_t(tok.id)] = true;
-    t.added_first[static_cast<unsigned char>(tok.content[0])] = true;
-    t.added_max_len = std::max(t.added_max_len, tok.content.size());
-    t.added_tokens.push_back(std::move(tok));
-  }
-  std::sort(t.added_tokens.begin(), t.added_tokens.end(),
-            [](const AddedToken& x, const AddedToken& y) { return x.content < y.content; });
-
-  // Decoded bytes per id.
-  t.bytes.resize(t.tokens.size());
-  for (size_t id = 0; id < t.tokens.size(); ++id) {
-    const std::string& s = t.tokens[id];
-    if (t.added[id]) {
-      t.bytes[id] = s;
-      continue;
-    }
-    std::string out;
-    for (size_t i = 0; i < s.size();) {
-      size_t len = utf8_valid_length(s, i);
-      if (!len) t.fail("/model/vocab", "token " + std::to_string(id) + " is not valid UTF-8");
-      char32_t cp = 0;
-      unsigned char c0 = static_cast<unsigned char>(s[i]);
-      cp = len == 1 ? c0 : len == 2 ? (c0 & 0x1F) : len == 3 ? (c0 & 0x0F) : (c0 & 0x07);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      auto it = u2b.find(cp);
-      if (it != u2b.end()) out += char(it->second);
-      else out.append(s, i, len);  // not a byte-level token: keep as text
-      i += len;
-    }
-    t.bytes[id] = std::move(out);
-  }
-
-  // Normaliser.
+  // Normaliser (before the added tokens: normalized ones are matched in normalised form).
   const json& norm = j.value("normalizer", json());
   auto check_norm = [&](const json& n, const std::string& where) {
-    std::string nt = n.value("type", "");
+    std::string nt = n.is_object() ? n.value("type", "") : "";
     if (nt == "NFC") t.nfc = true;
     else t.fail(where, "unsupported normalizer '" + brief(nt) + "' (supported: NFC)");
   };
@@ -275,6 +336,71 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     } else {
       check_norm(norm, "/normalizer");
     }
+  }
+
+  // Added tokens. HF tokenizers ignores the ids in the file: it adds the tokens in file order, each
+  // taking its id in the model vocab or else the next id after the vocab and the tokens before it.
+  // A file whose ids differ from those is refused rather than read two ways.
+  std::unordered_map<std::string, size_t> added_at;  // content -> index in the file
+  std::unordered_map<std::string, size_t> pattern_at;  // normalised content of a normalized token -> index
+  int32_t next_id = -1;
+  for (size_t i = 0; i < added.size(); ++i) {
+    const json& a = added[i];
+    std::string where = "/added_tokens/" + std::to_string(i);
+    AddedToken tok{a["content"].get<std::string>(), int32_t(a["id"].get<uint64_t>()), a["special"].get<bool>(),
+                   a["single_word"].get<bool>(), a["lstrip"].get<bool>(), a["rstrip"].get<bool>(),
+                   a["normalized"].get<bool>()};
+    if (tok.content.empty()) continue;  // HF skips empty tokens
+    if (!utf8_is_valid(tok.content)) t.fail(where + "/content", "is not valid UTF-8");
+    if (auto [it, fresh] = added_at.emplace(tok.content, i); !fresh)
+      t.fail(where + "/content", "'" + brief(tok.content) + "' is already /added_tokens/" + std::to_string(it->second));
+    int32_t expect;
+    if (auto it = t.vocab.find(tok.content); it != t.vocab.end()) {
+      expect = it->second;
+    } else {
+      int32_t model_size = int32_t(vocab.size());
+      expect = next_id < 0 ? model_size : (next_id >= model_size || model_size == 0) ? next_id + 1 : model_size;
+    }
+    if (tok.id != expect)
+      t.fail(where + "/id", "token '" + brief(tok.content) + "' has id " + std::to_string(tok.id) +
+                                " but HF tokenizers gives it id " + std::to_string(expect) +
+                                " (its id in the model vocab, else the next after the vocab and the added tokens before it)");
+    next_id = std::max(next_id, tok.id);
+    t.vocab[tok.content] = tok.id;
+    // HF's id_to_token, and so its decode, give a normalized token in normalised form.
+    t.tokens[size_t(tok.id)] = tok.normalized && t.nfc ? nfc(tok.content) : tok.content;
+    t.special[size_t(tok.id)] = tok.special;
+    t.added[size_t(tok.id)] = true;
+    if (tok.normalized) {
+      // Two normalized tokens with one normalised form: HF matches either, chosen by hash order.
+      if (t.nfc) tok.content = nfc(tok.content);
+      if (auto [it, fresh] = pattern_at.emplace(tok.content, i); !fresh)
+        t.fail(where + "/content", "normalises to '" + brief(tok.content) + "' as /added_tokens/" +
+                                       std::to_string(it->second) + " does (HF tokenizers would match either at random)");
+      t.norm_added.add(std::move(tok));
+    } else {
+      t.raw_added.add(std::move(tok));
+    }
+  }
+  t.raw_added.finish();
+  t.norm_added.finish();
+
+  // Decoded bytes per id, as HF's ByteLevel decoder does for every token (added ones too): the
+  // bytes of its characters when each is in the byte-level alphabet, else the token's own UTF-8.
+  t.bytes.resize(t.tokens.size());
+  for (size_t id = 0; id < t.tokens.size(); ++id) {
+    const std::string& s = t.tokens[id];
+    if (!utf8_is_valid(s)) t.fail("/model/vocab", "token " + std::to_string(id) + " is not valid UTF-8");
+    std::string out;
+    bool mapped = true;
+    for (size_t i = 0; i < s.size() && mapped;) {
+      size_t len = 0;
+      auto it = u2b.find(code_point_at(s, i, &len));
+      if (it != u2b.end()) out += char(it->second);
+      else mapped = false;
+      i += len;
+    }
+    t.bytes[id] = mapped ? std::move(out) : s;
   }
 
   // Pre-tokenizer.
@@ -297,9 +423,11 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   }
   t.regex.jit = pcre2_jit_compile(t.regex.code, PCRE2_JIT_COMPLETE) == 0;
 
-  // Decoder: ByteLevel or none.
+  // Decoder: ByteLevel (its add_prefix_space, trim_offsets and use_regex act on offsets only).
+  // Without one HF tokenizers decodes to the token strings joined by spaces: refused.
   const json& dec = j.value("decoder", json());
-  if (dec.is_object() && dec.value("type", "") != "ByteLevel")
+  if (!dec.is_object()) t.fail("/decoder", "a ByteLevel decoder is required, got null");
+  if (dec.value("type", "") != "ByteLevel")
     t.fail("/decoder", "unsupported decoder '" + brief(dec.value("type", "")) + "' (supported: ByteLevel)");
 
   // Post-processor: ByteLevel (no-op on ids), TemplateProcessing (single), Sequence of those.
@@ -322,10 +450,20 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
         const json& st = item["SpecialToken"];
         if (!st.is_object() || !st.contains("id") || !st["id"].is_string())
           t.fail(where + "/single", "SpecialToken must have a string \"id\", got " + brief(st));
+        // HF emits the ids listed under special_tokens/<id>/ids, not a vocab lookup of the name.
         std::string name = st["id"].get<std::string>();
-        auto it = t.vocab.find(name);
-        if (it == t.vocab.end()) t.fail(where, "template token '" + brief(name) + "' not in vocab");
-        (seen_a ? t.suffix : t.prefix).push_back(it->second);
+        const json& specials = p.value("special_tokens", json::object());
+        if (!specials.is_object() || !specials.contains(name) || !specials[name].is_object())
+          t.fail(where + "/special_tokens", "template token '" + brief(name) + "' is not listed");
+        const json& ids = t.array(specials[name], "ids", where + "/special_tokens/" + brief(name));
+        for (const auto& id : ids) {
+          if (!id.is_number_unsigned() || id.get<uint64_t>() >= t.tokens.size())
+            t.fail(where + "/special_tokens/" + brief(name) + "/ids",
+                   "id " + brief(id) + " is not a token id (an integer in 0.." + std::to_string(t.tokens.size() - 1) + ")");
+          (seen_a ? t.suffix : t.prefix).push_back(int32_t(id.get<uint64_t>()));
+        }
+      } else {
+        t.fail(where + "/single", "an item is a SpecialToken or a Sequence, got " + brief(item));
       }
     }
   };
@@ -364,6 +502,7 @@ void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& 
     for (size_t i = 0; i < list.size(); ++i)
       load_pre_tokenizer(t, list[i], where + "/pretokenizers/" + std::to_string(i), pattern, have_byte_level);
   } else if (type == "Split") {
+    if (have_byte_level) t.fail(where, "a Split after the ByteLevel pre-tokenizer is not supported");
     if (!pattern.empty()) t.fail(where, "only one Split pre-tokenizer is supported");
     if (!pre.contains("pattern") || !pre["pattern"].is_object() || !pre["pattern"].contains("Regex") ||
         !pre["pattern"]["Regex"].is_string())
@@ -371,9 +510,15 @@ void load_pre_tokenizer(Tokenizer::Impl& t, const json& pre, const std::string& 
     if (pre.value("behavior", "") != "Isolated" || pre.value("invert", false))
       t.fail(where, "only Split with behavior Isolated and invert false is supported");
     pattern = pre["pattern"]["Regex"].get<std::string>();
+    t.split_regex = true;
   } else if (type == "ByteLevel") {
+    // add_prefix_space and use_regex are honoured; trim_offsets acts on offsets only.
+    if (have_byte_level) t.fail(where, "only one ByteLevel pre-tokenizer is supported");
     have_byte_level = true;
-    t.add_prefix_space = pre.value("add_prefix_space", false);
+    for (const char* key : {"add_prefix_space", "trim_offsets", "use_regex"})  // HF requires the first two
+      if ((pre.contains(key) || std::string_view(key) != "use_regex") && !(pre.contains(key) && pre[key].is_boolean()))
+        t.fail(where + "/" + key, "must be true or false, got " + (pre.contains(key) ? brief(pre[key]) : "nothing"));
+    t.add_prefix_space = pre["add_prefix_space"].get<bool>();
     if (pre.value("use_regex", true)) {
       if (!pattern.empty()) t.fail(where, "ByteLevel use_regex together with a Split is not supported");
       pattern = kGpt2Pattern;
@@ -441,11 +586,22 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) con
 }
 
 void Tokenizer::Impl::pretokenize_and_bpe(std::string_view text, std::vector<int32_t>& out) const {
-  std::string normalized = nfc ? warmup::nfc(text) : std::string(text);
-  if (add_prefix_space && !normalized.empty() && normalized[0] != ' ') normalized.insert(0, " ");
+  // ByteLevel's add_prefix_space: a space before each piece that lacks one. With a Split before it,
+  // the pieces are the Split's; with its own regex (use_regex) or none, the text between added tokens.
+  std::string owned;
+  if (add_prefix_space && !split_regex && text[0] != ' ') text = owned = " " + std::string(text);
+  std::string spaced;
+  auto piece = [&](std::string_view p) {
+    if (add_prefix_space && split_regex && p[0] != ' ') {
+      spaced.assign(1, ' ').append(p);
+      bpe(spaced, out);
+    } else {
+      bpe(p, out);
+    }
+  };
   thread_local MatchState ms;
-  auto subject = reinterpret_cast<PCRE2_SPTR>(normalized.data());
-  size_t n = normalized.size(), pos = 0, last = 0;
+  auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  size_t n = text.size(), pos = 0, last = 0;
   while (pos <= n) {
     int rc = regex.jit ? pcre2_jit_match(regex.code, subject, n, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.ctx)
                        : pcre2_match(regex.code, subject, n, pos, PCRE2_NO_UTF_CHECK, ms.md, ms.ctx);
@@ -455,19 +611,71 @@ void Tokenizer::Impl::pretokenize_and_bpe(std::string_view text, std::vector<int
     if (rc < 0) throw std::runtime_error(source.string() + ": pre-tokenizer regex failed (" + std::to_string(rc) + ")");
     PCRE2_SIZE* ov = pcre2_get_ovector_pointer(ms.md);
     size_t s = ov[0], e = ov[1];
-    if (s > last) bpe(std::string_view(normalized).substr(last, s - last), out);  // gap: its own piece
-    if (e > s) bpe(std::string_view(normalized).substr(s, e - s), out);
+    if (s > last) piece(text.substr(last, s - last));  // gap: its own piece
+    if (e > s) piece(text.substr(s, e - s));
     last = e;
     if (e == s) {  // empty match: step over one character
       if (e >= n) break;
-      size_t len = utf8_valid_length(normalized, e);
+      size_t len = utf8_valid_length(text, e);
       pos = e + (len ? len : 1);
     } else {
       pos = e;
     }
     if (pos >= n) break;
   }
-  if (last < n) bpe(std::string_view(normalized).substr(last), out);
+  if (last < n) piece(text.substr(last));
+}
+
+namespace {
+
+// HF's AddedVocabulary::find_matches on `s`: the added tokens of `set`, leftmost-longest and not
+// overlapping; a single_word token counts only with no word character (Rust regex \w) next to it
+// in `s`; lstrip/rstrip take the whitespace (\s) before/after it into the token. Calls
+// text(piece) for the non-empty pieces between tokens and token(id) for each token, in order.
+template <class Text, class Token>
+void split_added(const AddedSet& set, std::string_view s, Text&& text, Token&& token) {
+  size_t n = s.size(), start_offset = 0;
+  for (size_t i = 0; i < n;) {
+    const AddedToken* m = set.longest_at(s, i);
+    if (!m) {
+      ++i;
+      continue;
+    }
+    size_t start = i, stop = i + m->content.size();
+    i = stop;  // the automaton moves past a match even when single_word then discards it
+    if (m->single_word) {
+      bool space_before = start == 0 || !is_word_char(code_point_before(s, start, nullptr));
+      bool space_after = stop == n || !is_word_char(code_point_at(s, stop, nullptr));
+      if (!space_before || !space_after) continue;
+    }
+    if (m->lstrip) {
+      size_t b = start, len = 0;
+      while (b > 0 && is_white_space(code_point_before(s, b, &len))) b -= len;
+      start = std::max(b, start_offset);  // whitespace an earlier token took stays with it
+    }
+    if (m->rstrip) {
+      size_t len = 0;
+      while (stop < n && is_white_space(code_point_at(s, stop, &len))) stop += len;
+    }
+    if (start_offset < start) text(s.substr(start_offset, start - start_offset));
+    token(m->id);
+    start_offset = stop;
+  }
+  if (start_offset < n) text(s.substr(start_offset));
+}
+
+}  // namespace
+
+// A piece of raw text between non-normalized added tokens: normalise it, split out the
+// normalized added tokens, pre-tokenize and BPE the rest.
+void Tokenizer::Impl::encode_normalized_piece(std::string_view raw, std::vector<int32_t>& out) const {
+  std::string normalized = nfc ? warmup::nfc(raw) : std::string(raw);
+  if (norm_added.tokens.empty()) {
+    if (!normalized.empty()) pretokenize_and_bpe(normalized, out);
+    return;
+  }
+  split_added(norm_added, normalized, [&](std::string_view piece) { pretokenize_and_bpe(piece, out); },
+              [&](int32_t id) { out.push_back(id); });
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special_tokens) const {
@@ -478,28 +686,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special_
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   if (add_special_tokens) out.insert(out.end(), t.prefix.begin(), t.prefix.end());
-  size_t seg = 0;
-  for (size_t i = 0; i < text.size();) {
-    const AddedToken* match = nullptr;
-    if (t.added_first[static_cast<unsigned char>(text[i])]) {
-      // Longest added token starting at i.
-      for (size_t len = std::min(t.added_max_len, text.size() - i); len > 0 && !match; --len) {
-        std::string_view cand = text.substr(i, len);
-        auto it = std::lower_bound(t.added_tokens.begin(), t.added_tokens.end(), cand,
-                                   [](const AddedToken& a, std::string_view c) { return a.content < c; });
-        if (it != t.added_tokens.end() && it->content == cand) match = &*it;
-      }
-    }
-    if (!match) {
-      ++i;
-      continue;
-    }
-    if (i > seg) t.pretokenize_and_bpe(text.substr(seg, i - seg), out);
-    out.push_back(match->id);
-    i += match->content.size();
-    seg = i;
-  }
-  if (seg < text.size()) t.pretokenize_and_bpe(text.substr(seg), out);
+  // As HF's AddedVocabulary::extract_and_normalize: non-normalized added tokens on the raw text,
+  // then normalized ones on each normalised piece between them.
+  split_added(t.raw_added, text, [&](std::string_view piece) { t.encode_normalized_piece(piece, out); },
+              [&](int32_t id) { out.push_back(id); });
   if (add_special_tokens) out.insert(out.end(), t.suffix.begin(), t.suffix.end());
   return out;
 }

@@ -1,11 +1,16 @@
 // Tokenizer from a Hugging Face `tokenizer.json`: byte-level BPE as used by Qwen2/2.5/3 and
-// Llama-3 (added tokens matched first, NFC normaliser, Split(regex) + ByteLevel pre-tokenizer on
-// PCRE2 with JIT, ranked merges, ByteLevel decoder, TemplateProcessing post-processor), plus
-// bos/eos/pad from tokenizer_config.json. Input text that is not valid UTF-8 is first made valid
-// with U+FFFD replacements (as Python's errors="replace").
+// Llama-3 (added tokens split out as HF's AddedVocabulary does: normalized: false ones on the raw
+// text, then normalized: true ones on each NFC-normalised piece, with lstrip, rstrip and
+// single_word honoured; NFC normaliser, Split(regex) + ByteLevel pre-tokenizer on PCRE2 with JIT,
+// ranked merges, ByteLevel decoder, TemplateProcessing post-processor), plus bos/eos/pad from
+// tokenizer_config.json. Input text that is not valid UTF-8 is first made valid with U+FFFD
+// replacements (as Python's errors="replace").
 //
-// Not supported (a clear error at load): other models (WordPiece, Unigram), other normalisers
-// and pre-tokenizers, byte_fallback, BPE dropout.
+// Not supported (an error at load naming the JSON pointer): other models (WordPiece, Unigram),
+// other normalisers, pre-tokenizers, decoders and post-processors, no decoder, byte_fallback, BPE
+// dropout other than 0, continuing_subword_prefix, end_of_word_suffix, truncation, padding, and
+// added-token ids other than those HF tokenizers assigns (it ignores the ids in the file).
+// Known gap: single_word's word test uses utf8proc's Unicode data, older than HF's (Unicode 16).
 #pragma once
 
 #include <cstdint>
