@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import serve, tiny_model, warmup
+from conftest import serve, tiny_model, wait_for, warmup
 
 CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -195,3 +195,89 @@ def test_a_model_with_nan_weights_fails_requests_not_the_server(tmp_path, model_
     finally:
         p.terminate()
         p.wait(timeout=60)
+
+
+def metrics(base):
+    out = {}
+    for line in call(base, "/metrics")[1].splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name.split("{")[0]] = float(value)
+    return out
+
+
+def test_dropped_requests_are_cancelled_and_free_their_slots(model_dir):
+    """100 clients (non-streaming and streaming) that go away mid-generation: the engine stops
+    their work (vLLM aborts a request on disconnect), so the running count returns to 0 and the
+    token counter stops."""
+    import socket
+    p, base = serve(model_dir, "--max-batch", "128", "--max-model-len", "512")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        socks = []
+        for i in range(100):
+            body = json.dumps({"prompt": f"drop {i}", "max_tokens": 480, "ignore_eos": True, "temperature": 1.0,
+                               "stream": i % 2 == 0}).encode()
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            socks.append(s)
+        assert wait_for(lambda: metrics(base)["warmup:num_requests_running"] > 50, timeout=60)
+        for s in socks:
+            s.close()
+        closed = time.time()
+        assert wait_for(lambda: metrics(base)["warmup:num_requests_running"] == 0, timeout=30, interval=0.02)
+        freed = time.time() - closed
+        print(f"100 dropped requests freed in {freed:.2f} s")
+        tokens = metrics(base)["warmup:generation_tokens_total"]
+        time.sleep(0.5)
+        assert metrics(base)["warmup:generation_tokens_total"] == tokens  # no work goes on
+        assert tokens < 100 * 480  # they did not run to the end
+        status, raw = call(base, "/v1/completions", {"prompt": "after", "max_tokens": 4})
+        assert status == 200, raw
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+
+def test_huge_bodies_get_413_and_idle_connections_do_not_block(server):
+    import socket
+    p, base = server
+    port = int(base.rsplit(":", 1)[1])
+    assert call(base, "/v1/completions", {"prompt": "warm", "max_tokens": 2})[0] == 200  # first-use allocations
+    before = rss_kb(p.pid)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 268435456\r\n\r\n")
+    chunk = b"x" * (1 << 20)
+    try:
+        for _ in range(256):
+            s.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and closed without reading the body
+    s.settimeout(30)
+    try:
+        head = s.recv(4096).decode(errors="replace")
+    except ConnectionResetError:
+        head = ""
+    s.close()
+    assert head == "" or "413" in head.split("\r\n")[0], head
+    assert rss_kb(p.pid) - before < 10 * 1024
+    # The same through a real client: the status and the JSON error.
+    status, raw = call(base, "/v1/completions", raw=json.dumps({"prompt": "x" * (33 << 20)}).encode())
+    assert status == 413 and "limit" in json.loads(raw)["error"]["message"]
+    # 64 idle connections do not hold /health up.
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+    t = time.time()
+    assert call(base, "/health")[0] == 200
+    waited = time.time() - t
+    for s in idle:
+        s.close()
+    assert waited < 5, waited
+    assert p.poll() is None

@@ -210,18 +210,26 @@ bool Engine::step() {
       e->retired_.clear();
     }
   } retire{this};
+  drop_cancelled();
   admit();
   bool waiting;
   {
     std::lock_guard<std::mutex> lock(mu_);
     waiting = !waiting_.empty();
   }
-  if (running_.empty()) return waiting || !preempted_.empty();
+  auto count = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = int64_t(running_.size());
+    stats_.waiting = int64_t(waiting_.size() + preempted_.size());
+  };
+  if (running_.empty()) {
+    count();
+    return waiting || !preempted_.empty();
+  }
   decode();
+  count();
   std::lock_guard<std::mutex> lock(mu_);
   stats_.steps++;
-  stats_.running = int64_t(running_.size());
-  stats_.waiting = int64_t(waiting_.size() + preempted_.size());
   return true;
 }
 
@@ -481,6 +489,30 @@ void Engine::emit(Seq& s, size_t text_end, const std::string& finish_reason) {
   s.streamed = text_end;
   s.reported = r.token_ids.size();
   s.group->req.on_delta(d);
+}
+
+void Engine::drop_cancelled() {
+  auto is_cancelled = [](const std::shared_ptr<Group>& g) { return g->req.cancelled && g->req.cancelled->load(); };
+  std::vector<std::shared_ptr<Group>> queued, admitted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      if (is_cancelled(*it)) {
+        queued.push_back(*it);
+        it = waiting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& g : active_)
+      if (is_cancelled(g)) admitted.push_back(g);
+  }
+  for (auto& g : queued) {
+    GenerationResult r;
+    r.id = g->req.id, r.error = "cancelled", r.internal_error = true;
+    g->promise.set_value(std::move(r));
+  }
+  for (auto& g : admitted) fail(*g, "cancelled");
 }
 
 void Engine::fail(Group& g, const std::string& why) {

@@ -7,6 +7,7 @@
 // Not here: HTTP (cli/cmd_serve.cpp), prompt rendering (text/tokenizer.h).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -61,6 +62,9 @@ struct GenerationRequest {
   // Streaming: called on the engine thread with each sample's new text and tokens; the last call
   // of a sample carries its finish_reason.
   std::function<void(const StreamDelta&)> on_delta;
+  // Set (from any thread) to abandon the request: at its next step the engine frees its cache and
+  // answers it with an error ("cancelled").
+  std::shared_ptr<std::atomic<bool>> cancelled;
 };
 
 struct SampleResult {
@@ -109,6 +113,7 @@ class Engine {
 
  private:
   bool step();  // one scheduling iteration; false when there was nothing to do
+  void drop_cancelled();
   void admit();
   void prefill(Group& g);
   void decode();

@@ -7,7 +7,13 @@
 // (`response_format` text, `tool_choice` none, `store` false, ...) are accepted with that value.
 #include "server/openai_server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -229,6 +235,60 @@ int64_t code_points(const std::string& s) {
 }
 
 float clamp_lp(float x) { return std::max(x, -9999.0f); }  // as vLLM: JSON has no -inf
+
+// Whether the client of a request has closed its connection. httplib 0.11 does not expose the
+// socket, so it is found once among this process's sockets by its peer address, then polled: a
+// hang-up, or readable with nothing to read, means the client is gone.
+class PeerWatch {
+ public:
+  PeerWatch(const std::string& addr, int port) : addr_(addr), port_(port) {}
+  ~PeerWatch() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool closed() {
+    if (fd_ < 0 && !searched_) find();
+    if (fd_ < 0) return false;
+    pollfd p{fd_, short(POLLIN | POLLRDHUP), 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return true;
+    char c;
+    return (p.revents & POLLIN) && ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+  }
+
+ private:
+  void find() {
+    searched_ = true;
+    DIR* d = ::opendir("/proc/self/fd");
+    if (!d) return;
+    while (dirent* e = ::readdir(d)) {
+      int fd = std::atoi(e->d_name);
+      if (fd <= 2) continue;
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) continue;
+      char host[INET6_ADDRSTRLEN] = {0};
+      int port = 0;
+      if (ss.ss_family == AF_INET) {
+        auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+        ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+      } else if (ss.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+      }
+      if (port == port_ && addr_ == host) {
+        fd_ = ::dup(fd);  // our own handle: httplib may close and reuse its number
+        break;
+      }
+    }
+    ::closedir(d);
+  }
+  std::string addr_;
+  int port_;
+  int fd_ = -1;
+  bool searched_ = false;
+};
 
 // The request field an engine refusal is about.
 std::string error_param(const std::string& error, bool chat) {
@@ -457,13 +517,23 @@ struct OpenAIServer::Impl {
       if (stream) return this->stream(ps, p, res, chat, model, id, echo, include_usage);
 
       std::vector<std::future<GenerationResult>> futs;
+      auto cancelled = std::make_shared<std::atomic<bool>>(false);
       for (const Prompt& pr : ps) {
         GenerationRequest g;
         g.id = id;
         g.prompt_ids = pr.ids;
         g.params = p;
+        g.cancelled = cancelled;
         futs.push_back(engine.submit(std::move(g)));
       }
+      // While waiting, notice a client that went away and cancel its work (vLLM aborts on disconnect).
+      PeerWatch peer(req.remote_addr, req.remote_port);
+      for (auto& f : futs)
+        while (f.wait_for(std::chrono::milliseconds(100)) != std::future_status::ready)
+          if (peer.closed()) {
+            cancelled->store(true);
+            return;  // nobody to answer
+          }
       json out = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", now_s()},
                   {"model", model}, {"choices", json::array()}};
       int64_t prompt_tokens = 0, completion = 0;
@@ -491,11 +561,13 @@ struct OpenAIServer::Impl {
               const std::string& model, const std::string& id, bool echo, bool include_usage) {
     auto q = std::make_shared<DeltaQueue>();
     auto futs = std::make_shared<std::vector<std::shared_future<GenerationResult>>>();
+    auto cancelled = std::make_shared<std::atomic<bool>>(false);
     for (size_t i = 0; i < ps.size(); ++i) {
       GenerationRequest g;
       g.id = id;
       g.prompt_ids = ps[i].ids;
       g.params = p;
+      g.cancelled = cancelled;
       int prompt = int(i);
       g.on_delta = [q, prompt](const StreamDelta& d) { q->push(prompt, d); };
       futs->push_back(engine.submit(std::move(g)).share());
@@ -506,8 +578,16 @@ struct OpenAIServer::Impl {
         throw BadRequest(f.get().error, error_param(f.get().error, chat));
     auto prompts = std::make_shared<std::vector<Prompt>>(ps);
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, q, futs, prompts, p, id, chat, model, echo,
-                                                           include_usage](size_t, httplib::DataSink& sink) {
+    // A stream whose client went away (a write fails) is cancelled; so is one httplib releases.
+    res.set_chunked_content_provider("text/event-stream", [this, q, futs, prompts, p, id, chat, model, echo, include_usage,
+                                                           cancelled](size_t, httplib::DataSink& sink) {
+      struct CancelUnlessDone {
+        std::shared_ptr<std::atomic<bool>> flag;
+        bool done = false;
+        ~CancelUnlessDone() {
+          if (!done) flag->store(true);
+        }
+      } guard{cancelled};
       const Tokenizer& tok = engine.tokenizer();
       int n = p.n;
       size_t choices = prompts->size() * size_t(n);
@@ -602,6 +682,7 @@ struct OpenAIServer::Impl {
       std::string done = "data: [DONE]\n\n";
       sink.write(done.data(), done.size());
       sink.done();
+      guard.done = true;
       return true;
     });
   }
@@ -660,6 +741,24 @@ OpenAIServer::OpenAIServer(Engine& engine, ServerOptions options)
   Impl& s = *impl_;
   int threads = s.opt.threads;
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  s.http.set_payload_max_length(s.opt.max_request_bytes);  // larger bodies: 413 before they are read
+  s.http.set_keep_alive_timeout(s.opt.keep_alive_s);       // an idle connection holds a thread this long
+  s.http.set_read_timeout(s.opt.read_timeout_s, 0);        // a slow client's request, per read
+  s.http.set_write_timeout(s.opt.read_timeout_s, 0);
+  s.http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
+    EngineStats st = s.engine.stats();
+    std::string m;
+    auto metric = [&](const char* name, const char* type, const char* help, int64_t v) {
+      m += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name +
+           "{model_name=\"" + s.opt.model_name + "\"} " + std::to_string(v) + "\n";
+    };
+    metric("warmup:num_requests_running", "gauge", "Sequences being decoded (each of a request's n samples counts).", st.running);
+    metric("warmup:num_requests_waiting", "gauge", "Sequences waiting or preempted.", st.waiting);
+    metric("warmup:prompt_tokens_total", "counter", "Prompt tokens prefilled.", st.prompt_tokens);
+    metric("warmup:generation_tokens_total", "counter", "Tokens generated.", st.generated_tokens);
+    metric("warmup:num_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.", st.preemptions);
+    res.set_content(m, "text/plain; version=0.0.4");
+  });
   s.http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
@@ -674,8 +773,11 @@ OpenAIServer::OpenAIServer(Engine& engine, ServerOptions options)
   s.http.Post("/tokenize", [&s](const httplib::Request& q, httplib::Response& r) { s.tokenize(q, r); });
   s.http.Post("/detokenize", [&s](const httplib::Request& q, httplib::Response& r) { s.detokenize(q, r); });
   s.http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty())
-      send_error(res, res.status, "no route (see /v1/models, /v1/completions, /v1/chat/completions, /tokenize, /detokenize, /health)");
+    if (!res.body.empty()) return;
+    if (res.status == 413)
+      send_error(res, 413, "the request body is larger than the server's limit (--max-request-bytes)");
+    else
+      send_error(res, res.status, "no route (see /v1/models, /v1/completions, /v1/chat/completions, /tokenize, /detokenize, /metrics, /health)");
   });
 }
 
