@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <new>
 
 #include "config/toml_tree.h"
 #include "helpers.h"
@@ -52,13 +54,79 @@ TEST_CASE("a good plugin loads, lists its entries and creates working objects") 
   CHECK(reward->score({"id", "p", "1", {}}, "1").value == 1.0);
 }
 
+TEST_CASE("a reward built with ABI 1.3 still loads and its results are read with the 1.3 layout") {
+  PluginRegistry reg;
+  reg.scan({kDir / "minor3_reward"});
+  CHECK(reg.failures().empty());
+  REQUIRE(reg.find("reward", "minor3_reward"));
+  auto reward = reg.create<Reward>("minor3_reward", init_of(), "e.toml:4:1");
+  for (int i = 0; i < 200; ++i) {  // garbage read past a 1.3 result would show up as a status or an answer
+    RewardResult ok = reward->score({"id", "p", "yes", {}}, "yes");
+    CHECK(ok.value == 2.0);
+    CHECK(ok.correct == true);
+    CHECK(ok.breakdown == std::map<std::string, double>{{"length", 3.0}});
+    CHECK(ok.error.empty());
+    CHECK(ok.status == RewardStatus::kScored);
+    CHECK(!ok.extracted_answer);
+    RewardResult bad = reward->score({"id", "p", "yes", {}}, std::string(100, 'n'));
+    CHECK(bad.value == -1.0);
+    CHECK(bad.correct == false);
+    CHECK(bad.error == "differs from the reference 'yes'");
+    CHECK(!bad.errored());
+  }
+  // The result built straight into memory full of 0xff bytes (guaranteed copy elision): read with
+  // the 1.4 layout, the fields a 1.3 plugin never constructs would be garbage there.
+  alignas(RewardResult) unsigned char buf[sizeof(RewardResult)];
+  std::memset(buf, 0xff, sizeof buf);
+  RewardResult* direct = new (buf) RewardResult(reward->score({"id", "p", "yes", {}}, "yes"));
+  CHECK(direct->status == RewardStatus::kScored);
+  CHECK(!direct->extracted_answer.has_value());
+  CHECK(direct->value == 2.0);
+  direct->~RewardResult();
+  // Through score_all as a stage uses it.
+  std::vector<WeightedReward> rs{{"old", 0.5, reward.get()}};
+  Score s = score_all(rs, {"id", "p", "yes", {}}, "no");
+  CHECK(s.total == -0.5);
+  CHECK(s.correct == false);
+  CHECK(!s.errored);
+  CHECK(s.error == "old: differs from the reference 'yes'");
+}
+
+TEST_CASE("score_all: a reward that could not judge makes the completion an error, never wrong") {
+  struct Fixed : Reward {
+    RewardResult r;
+    RewardResult score(const Example&, const std::string&) const override { return r; }
+  };
+  Fixed right, broken, thrower_base;
+  right.r.value = 1.0, right.r.correct = true, right.r.extracted_answer = "42";
+  broken.r.fail_harness("interpreter lacks numpy");
+  struct Thrower : Reward {
+    RewardResult score(const Example&, const std::string&) const override { throw std::runtime_error("boom"); }
+  } thrower;
+  Score ok = score_all({{"a", 1.0, &right}}, {}, "x");
+  CHECK(ok.total == 1.0);
+  CHECK(ok.correct == true);
+  CHECK(ok.extracted_answer == "42");
+  Score e = score_all({{"a", 1.0, &right}, {"b", 1.0, &broken}}, {}, "x");
+  CHECK(e.errored);
+  CHECK(!e.correct);
+  CHECK(e.total == 0.0);
+  CHECK(e.error == "b: interpreter lacks numpy");
+  CHECK(e.extracted_answer == "42");
+  Score t = score_all({{"t", 1.0, &thrower}}, {}, "x");
+  CHECK(t.errored);
+  CHECK(!t.correct);
+  CHECK(t.error == "t: reward threw: boom");
+}
+
 TEST_CASE("every kind of broken library is reported with its reason") {
   PluginRegistry reg;
   reg.scan({kDir / "good", kDir / "duplicate", kDir / "wrong_abi", kDir / "newer_minor",
             kDir / "wrong_interface", kDir / "wrong_fingerprint", kDir / "missing_symbol"});
   CHECK(reason_for(reg, "test_wrong_abi") ==
         ": built for plugin ABI 2 (exports warmup_plugin_manifest_v2), host has ABI 1");
-  CHECK(reason_for(reg, "test_newer_minor") == ": needs plugin ABI 1.10, host provides 1.3");
+  CHECK(reason_for(reg, "test_newer_minor") == ": needs plugin ABI 1." + std::to_string(WARMUP_ABI_MINOR + 7) +
+                                                   ", host provides 1." + std::to_string(WARMUP_ABI_MINOR));
   CHECK(reason_for(reg, "test_wrong_interface") ==
         "task/future_task: implements warmup.task@99, host requires warmup.task@1");
   CHECK(reason_for(reg, "test_wrong_fingerprint").find(
