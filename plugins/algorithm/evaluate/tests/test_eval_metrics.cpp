@@ -73,3 +73,22 @@ TEST_CASE("a single run has std 0; unknown correctness gives no accuracy; unknow
   CHECK(!n.count("pass@1"));
   CHECK(!n.count("r_mean"));  // parts off (groups)
 }
+
+TEST_CASE("completions the verifier could not judge are counted apart, not as wrong") {
+  // 2 examples x 2 samples: e0: right, error; e1: wrong, right. Judged: 3, correct 2.
+  evalm::Tally t(2);
+  warmup::Score err;
+  err.errored = true, err.error = "r: interpreter lacks numpy";
+  t.add(0, verdict(true, 1.0), 5), t.add(1, err, 7), t.end_example();
+  t.add(0, verdict(false, 0.0), 5), t.add(1, verdict(true, 1.0), 5), t.end_example();
+  auto m = t.summary({1});
+  CHECK(m["count"] == 4);
+  CHECK(m["errors"] == 1);
+  CHECK(m["error_rate"] == doctest::Approx(0.25));
+  CHECK(m["accuracy"] == doctest::Approx(2.0 / 3.0));  // not 2/4
+  CHECK(m["accuracy_mean"] == doctest::Approx((0.5 + 1.0) / 2));  // run 1 has one judged completion
+  CHECK(m["reward_mean"] == doctest::Approx(2.0 / 3.0));
+  CHECK(m["r_mean"] == doctest::Approx(2.0 / 3.0));
+  CHECK(m["response_tokens_mean"] == doctest::Approx(22.0 / 4));  // lengths are the model's: all count
+  CHECK(m["pass@1"] == doctest::Approx((1.0 + 0.5) / 2));  // e0: its one judged sample right; e1: 1 of 2
+}
