@@ -299,7 +299,7 @@ def test_single_word_boundaries_match_hf_for_each_code_point(tmp_path):
 
 def test_accepted_options_match_hf_tokenizers(tmp_path, flagged):
     """Options the loader honours or that cannot change ids: ByteLevel add_prefix_space (per piece
-    between added tokens), dropout 0, unk_token/fuse_unk (no character lacks a token), trim_offsets,
+    between added tokens, or per Split piece), ignore_merges, dropout 0, unk_token/fuse_unk (no character lacks a token), trim_offsets,
     and a TemplateProcessing whose special_tokens give the ids."""
     hf_tok, d0 = flagged
     j = json.loads((d0 / "tokenizer.json").read_text())
@@ -322,6 +322,15 @@ def test_accepted_options_match_hf_tokenizers(tmp_path, flagged):
         bad = [(t, o, r) for t, o, r in zip(texts, ours, ref) if o != r]
         assert not bad, (flags, len(bad), bad[:3])
     assert ref_tok.encode("a<|im_end|>b").tokens[-3:] == ["<|im_end|>", "Ġb", "<|im_end|>"]  # a prefix space per piece
+    # ignore_merges: a piece that is a vocab token is that token, whatever the merges make of it
+    j = json.loads((d0 / "tokenizer.json").read_text())
+    j["model"]["ignore_merges"] = True
+    (d / "tokenizer.json").write_text(json.dumps(j))
+    ref_tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    ours = ours_lines(texts + CORPUS, tokenizer=d)
+    ref = [e.ids for e in ref_tok.encode_batch(texts + CORPUS, add_special_tokens=False)]
+    bad = [(t, o, r) for t, o, r in zip(texts + CORPUS, ours, ref) if o != r]
+    assert not bad, ("ignore_merges", len(bad), bad[:3])
     # ByteLevel with its own regex (no Split): the prefix space goes before each piece between
     # added tokens, then the regex runs.
     small = Tokenizer.from_str(json.dumps(_small_base()))

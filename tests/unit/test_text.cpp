@@ -1,6 +1,11 @@
-// UTF-8 helpers, streaming decode and ChatML rendering.
+// UTF-8 helpers, streaming decode, ChatML rendering and added-token flags.
 #include <doctest/doctest.h>
 
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
 #include "text/tokenizer.h"
 #include "text/utf8.h"
 
@@ -37,4 +42,31 @@ TEST_CASE("ChatML rendering") {
   CHECK(render_chatml({{"system", "S"}, {"user", "U"}}) ==
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n");
   CHECK(render_chatml({{"user", "U"}}, false) == "<|im_start|>user\nU<|im_end|>\n");
+}
+
+TEST_CASE("added tokens: lstrip/rstrip take whitespace, single_word needs word boundaries, normalized matches NFC") {
+  // The byte-level tokenizer (no merges: one id per byte) with flagged added tokens after the 256
+  // byte tokens; HF parity on real tokenizers is in tests/integration/test_tokenizer.py.
+  nlohmann::json j = nlohmann::json::parse(Tokenizer::byte_level_json({"<s>"}));
+  auto add = [&](const char* content, bool l, bool r, bool sw, bool norm) {
+    j["added_tokens"].push_back({{"id", 256 + int(j["added_tokens"].size())}, {"content", content}, {"lstrip", l},
+                                 {"rstrip", r}, {"single_word", sw}, {"normalized", norm}, {"special", false}});
+  };
+  add("<L>", true, false, false, false);        // 257
+  add("<R>", false, true, false, false);        // 258
+  add("cat", false, false, true, false);        // 259
+  add("Cafe\xcc\x81", false, false, false, true);  // 260, matched as "Café"
+  j["normalizer"] = {{"type", "NFC"}};
+  test::TempDir d;
+  std::ofstream(d.path / "tokenizer.json") << j.dump();
+  Tokenizer t = Tokenizer::load(d.path);
+  using V = std::vector<int32_t>;
+  CHECK(t.encode("a \t <L> b") == V{'a', 257, ' ', 'b'});
+  CHECK(t.encode("a <R> \n b") == V{'a', ' ', 258, 'b'});
+  CHECK(t.encode("<R> <L>") == V{258, 257});  // the space went to <R>
+  CHECK(t.encode("cat, cats") == V{259, ',', ' ', 'c', 'a', 't', 's'});
+  CHECK(t.encode("_cat") == V{'_', 'c', 'a', 't'});  // '_' is a word character
+  CHECK(t.encode("Caf\xc3\xa9!") == V{260, '!'});
+  CHECK(t.encode("Cafe\xcc\x81") == V{260});
+  CHECK(t.decode({260}) == "Caf\xEF\xBF\xBD");  // HF: the NFC form through the byte-level decoder
 }

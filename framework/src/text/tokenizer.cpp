@@ -155,6 +155,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> bytes;                  // id -> decoded bytes
   std::vector<bool> special;
   std::vector<bool> added;
+  std::vector<bool> in_model;  // in the model vocab (ignore_merges looks up only those)
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged)
   std::array<int32_t, 256> byte_ids{};
   AddedSet raw_added;   // normalized: false, matched on the raw text first
@@ -281,9 +282,11 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   t.tokens.resize(size_t(max_id + 1));
   t.special.assign(size_t(max_id + 1), false);
   t.added.assign(size_t(max_id + 1), false);
+  t.in_model.assign(size_t(max_id + 1), false);
   for (const auto& [tok, id] : vocab.items()) {
     t.vocab[tok] = int32_t(id.get<uint64_t>());
     t.tokens[size_t(id.get<uint64_t>())] = tok;
+    t.in_model[size_t(id.get<uint64_t>())] = true;
   }
 
   // Merges: ["a", "b"] pairs (current format) or "a b" strings (older files).
@@ -555,7 +558,7 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) con
   if (ignore_merges) {
     std::string mapped;  // whole-word lookup in byte-level form
     for (unsigned char c : piece) mapped += tokens[size_t(byte_ids[c])];
-    if (auto it = vocab.find(mapped); it != vocab.end()) sym.push_back(it->second);
+    if (auto it = vocab.find(mapped); it != vocab.end() && in_model[size_t(it->second)]) sym.push_back(it->second);
   }
   if (sym.empty()) {
     sym.reserve(piece.size());
