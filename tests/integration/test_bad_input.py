@@ -113,3 +113,29 @@ def test_experiment_file_missing_or_a_directory(tmp_path, store):
     assert r.returncode == 2 and "is a directory" in error_line(r)
     r = warmup("run", "--store", store)
     assert r.returncode == 2 and "missing EXPERIMENT.toml" in error_line(r)
+
+
+def test_instance_names_with_dots_and_deep_nesting(tmp_path, store):
+    """[tasks."a.b"] is one instance named a.b (it used to crash); nesting 50,000 deep is refused
+    with toml++'s limit, naming the place."""
+    f = write(tmp_path / "dotted.toml", GOOD.replace("[tasks.arithmetic]", '[tasks."a.b"]\nplugin = "arithmetic"')
+              .replace('tasks = ["arithmetic"]', 'tasks = ["a.b"]'))
+    r = warmup("run", f, "--store", store, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    for name, text in [("deep1.toml", "a = " + "[" * 50000 + "]" * 50000),
+                       ("deep2.toml", "a = " + "{b=" * 50000 + "1" + "}" * 50000),
+                       ("deep3.toml", "[" + ".".join(["a"] * 50000) + "]\nx = 1")]:
+        r = warmup("run", write(tmp_path / name, text), "--store", store, "--dry-run")
+        assert r.returncode == 2, (name, r.returncode, r.stderr[-300:])
+        assert f"{name}:1:" in error_line(r)
+
+
+def test_base_files_that_are_devices_or_fifos_are_refused(tmp_path, store):
+    import os
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    for base in ["/dev/zero", str(fifo), "/dev/null"]:
+        f = write(tmp_path / "exp.toml", f'base = "{base}"\n' + GOOD)
+        r = warmup("run", f, "--store", store, "--dry-run", timeout=60)
+        assert r.returncode == 2, (base, r.stderr)
+        assert f"{base}: is not a regular file" in error_line(r)

@@ -149,10 +149,11 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
   read_plugin_section(root, "tasks", "task", cfg.tasks);
   read_plugin_section(root, "rewards", "reward", cfg.rewards);
   read_plugin_section(root, "teachers", "teacher", cfg.teachers);
-  for (auto* section : {&cfg.tasks, &cfg.rewards, &cfg.teachers}) {
+  for (auto [name, section] : {std::pair{"tasks", &cfg.tasks}, {"rewards", &cfg.rewards}, {"teachers", &cfg.teachers}}) {
     for (auto& [instance, spec] : *section) {
-      // Move the original nodes (keeping their sources) instead of the copy made above.
-      toml::table& live = *root.at_path(spec.path).as_table();
+      // Move the original nodes (keeping their sources) instead of the copy made above. By key, not
+      // by path: an instance name may hold a dot ([tasks."a.b"]).
+      toml::table& live = *root.get_as<toml::table>(name)->get_as<toml::table>(instance);
       spec.options = toml::table{};
       for (auto& [k, v] : live) spec.options.insert_or_assign(k, std::move(v));
       live.clear();

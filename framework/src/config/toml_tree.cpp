@@ -2,6 +2,7 @@
 #include "config/toml_tree.h"
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -22,12 +23,61 @@ std::string display_path(const fs::path& p) {
   return p.lexically_normal().string();
 }
 
+// toml++ recurses once per part of a dotted key ([a.b.c...]); 50,000 parts overflow the stack.
+// Keys of an experiment are a few levels deep: refuse lines whose key has more than this many.
+constexpr int kMaxKeyDepth = 64;
+constexpr uintmax_t kMaxTomlBytes = 16u << 20;
+
+// The first line whose table header or dotted key (outside quotes) has more than kMaxKeyDepth
+// parts, as (line, column), or (0, 0).
+std::pair<size_t, size_t> too_deep_key(const std::string& text) {
+  size_t line = 1, start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view l(text.data() + start, end - start);
+    size_t first = l.find_first_not_of(" \t");
+    if (first != std::string_view::npos && l[first] != '#') {
+      int dots = 0;
+      char quote = 0;
+      for (size_t i = first; i < l.size(); ++i) {
+        char c = l[i];
+        if (quote) {
+          if (c == quote) quote = 0;
+          else if (c == '\\' && quote == '"') ++i;
+        } else if (c == '"' || c == '\'') {
+          quote = c;
+        } else if (c == '.') {
+          if (++dots >= kMaxKeyDepth) return {line, i - first + 1};
+        } else if (c == '=' || (c == ']' && l[first] == '[')) {
+          break;  // the key (or header) ends here
+        }
+      }
+    }
+    start = end + 1;
+    ++line;
+  }
+  return {0, 0};
+}
+
 toml::table parse_file(const fs::path& file) {
   std::string shown = display_path(file);
-  if (!fs::exists(file)) throw ConfigError(shown + ": no such file");
-  if (fs::is_directory(file)) throw ConfigError(shown + ": is a directory, expected a TOML file");
+  std::error_code ec;
+  auto st = fs::status(file, ec);
+  if (!fs::exists(st)) throw ConfigError(shown + ": no such file");
+  if (fs::is_directory(st)) throw ConfigError(shown + ": is a directory, expected a TOML file");
+  // A FIFO would block, /dev/zero never ends: only regular files of a sane size are read.
+  if (!fs::is_regular_file(st)) throw ConfigError(shown + ": is not a regular file (a device, FIFO or socket), expected a TOML file");
+  if (fs::file_size(file, ec) > kMaxTomlBytes)
+    throw ConfigError(shown + ": is larger than " + std::to_string(kMaxTomlBytes >> 20) + " MiB, not an experiment file");
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) throw ConfigError(shown + ": cannot be read");
+  if (auto [l, c] = too_deep_key(text); l)
+    throw ConfigError(shown + ":" + std::to_string(l) + ":" + std::to_string(c) + ": a key nested more than " +
+                      std::to_string(kMaxKeyDepth) + " levels deep");
   try {
-    return toml::parse_file(shown);
+    return toml::parse(text, shown);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
     throw ConfigError(shown + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
