@@ -139,3 +139,11 @@ def test_base_files_that_are_devices_or_fifos_are_refused(tmp_path, store):
         r = warmup("run", f, "--store", store, "--dry-run", timeout=60)
         assert r.returncode == 2, (base, r.stderr)
         assert f"{base}: is not a regular file" in error_line(r)
+
+
+def test_integers_beyond_2_53_are_stored_exactly(tmp_path, store):
+    big = 2**63 - 1
+    f = write(tmp_path / "exp.toml", GOOD.replace('name = "bad-input"', f'name = "bad-input"\nseed = {big}'))
+    r = warmup("run", f, "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT value, typeof(value) FROM params WHERE key = 'experiment.seed'") == [(big, "integer")]

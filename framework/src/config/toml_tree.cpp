@@ -181,7 +181,7 @@ void flatten_rec(const toml::node& n, const std::string& key, std::vector<FlatVa
   }
   FlatValue f{key, type_name(n), "", 0};
   if (auto v = n.value_exact<std::string>()) f.text = *v;
-  else if (auto i = n.value_exact<int64_t>()) f.number = double(*i), f.text = std::to_string(*i);
+  else if (auto i = n.value_exact<int64_t>()) f.integer = *i, f.number = double(*i), f.text = std::to_string(*i);
   else if (auto d = n.value_exact<double>()) f.number = *d, f.text = to_json(n).dump();
   else if (auto b = n.value_exact<bool>()) f.number = *b, f.text = *b ? "true" : "false";
   else f.text = to_json(n).dump();

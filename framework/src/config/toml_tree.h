@@ -55,7 +55,8 @@ struct FlatValue {
   std::string key;
   std::string type;  // "integer" | "float" | "boolean" | "string" | "array" | "date"
   std::string text;  // value as text (JSON for arrays)
-  double number = 0;  // for integer/float/boolean
+  double number = 0;   // for float/boolean
+  int64_t integer = 0; // for integer (exact: a double holds integers only up to 2^53)
 };
 std::vector<FlatValue> flatten(const toml::table& t);
 

@@ -107,7 +107,7 @@ void Store::write_params(int64_t run, const std::vector<FlatValue>& params) {
   Stmt get(db_, "SELECT CAST(value AS TEXT), type FROM params WHERE run_id = ? AND key = ?");
   for (const auto& p : params) {
     ins.bind(1, run).bind(2, p.key);
-    if (p.type == "integer") ins.bind(3, int64_t(p.number));
+    if (p.type == "integer") ins.bind(3, p.integer);
     else if (p.type == "float") ins.bind(3, p.number);
     else if (p.type == "boolean") ins.bind(3, int64_t(p.number));
     else ins.bind(3, p.text);
