@@ -119,6 +119,59 @@ bool is_word_char(char32_t c) {
   }
 }
 
+// PCRE2's \s (with UCP) also matches U+180E, which its \h list keeps; HF's Oniguruma follows the
+// White_Space property, which dropped U+180E in Unicode 6.3. So \s, and \S outside a class, are
+// spelled out as White_Space before compiling (a \S inside a class is left as it is).
+constexpr const char* kWhiteSpaceClass =
+    R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+std::string spell_out_white_space(const std::string& re) {
+  std::string out, ws = kWhiteSpaceClass;
+  bool in_class = false;
+  for (size_t i = 0; i < re.size(); ++i) {
+    char c = re[i];
+    if (c == '\\' && i + 1 < re.size()) {
+      char e = re[i + 1];
+      if (e == 'Q') {  // \Q...\E: literal
+        size_t end = re.find("\\E", i + 2);
+        size_t stop = end == std::string::npos ? re.size() : end + 2;
+        out.append(re, i, stop - i);
+        i = stop - 1;
+      } else if (e == 's') {
+        out += in_class ? ws : "[" + ws + "]";
+        ++i;
+      } else if (e == 'S' && !in_class) {
+        out += "[^" + ws + "]";
+        ++i;
+      } else {
+        out += c;
+        out += e;
+        ++i;
+      }
+      continue;
+    }
+    if (in_class) {
+      if (c == '[' && i + 1 < re.size() && re[i + 1] == ':') {  // [:alpha:]
+        if (size_t end = re.find(":]", i + 2); end != std::string::npos) {
+          out.append(re, i, end + 2 - i);
+          i = end + 1;
+          continue;
+        }
+      }
+      if (c == ']') in_class = false;
+      out += c;
+      continue;
+    }
+    out += c;
+    if (c == '[') {
+      in_class = true;
+      if (i + 1 < re.size() && re[i + 1] == '^') out += re[++i];
+      if (i + 1 < re.size() && re[i + 1] == ']') out += re[++i];  // a leading ] is literal
+    }
+  }
+  return out;
+}
+
 struct Regex {
   pcre2_code* code = nullptr;
   bool jit = false;
@@ -424,6 +477,11 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     t.fail("/pre_tokenizer", "regex does not compile at offset " + std::to_string(off) + ": " +
                                  reinterpret_cast<char*>(msg));
   }
+  std::string spelled = spell_out_white_space(pattern);
+  pcre2_code_free(t.regex.code);
+  t.regex.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(spelled.c_str()), spelled.size(), PCRE2_UTF | PCRE2_UCP,
+                               &err, &off, nullptr);
+  if (!t.regex.code) t.fail("/pre_tokenizer", "regex does not compile with \\s spelled out: " + brief(spelled));
   t.regex.jit = pcre2_jit_compile(t.regex.code, PCRE2_JIT_COMPLETE) == 0;
 
   // Decoder: ByteLevel (its add_prefix_space, trim_offsets and use_regex act on offsets only).
