@@ -30,7 +30,7 @@ def test_version_reports_the_build():
     assert r.returncode == 0
     v = json.loads(r.stdout)
     assert v["torch_version"].startswith("2.11.")
-    assert v["plugin_abi"] == "1.3"
+    assert v["plugin_abi"] == "1.4"  # 1.4: RewardResult::status and ::extracted_answer
     assert "cxx11abi=1" in v["fingerprint"]
     assert v["cuda_available"] is False  # no GPU in CI
     assert len(v["git_commit"]) >= 7
@@ -164,7 +164,10 @@ def test_example_queries_run_on_a_real_store(store):
                         {"run": 1, "key": "eval/arithmetic/count"}).fetchall()
     assert [(c[0], c[1], c[2], c[3]) for c in curve] == [("score-gold", "eval/arithmetic/count", 0, 40.0)]
     latest = con.execute((REPO / "results/queries/metric_curve.sql").read_text(), {"run": None, "key": None}).fetchall()
-    assert len(latest) == 7  # the smoke stage's metrics (accuracy_mean/_std added with the eval harness)
+    # the smoke stage's metrics (accuracy_mean/_std added with the eval harness, errors/error_rate
+    # with issue 14's harness-error accounting)
+    assert len(latest) == 9
+    assert {r[1] for r in latest} >= {"eval/arithmetic/errors", "eval/arithmetic/error_rate"}
     samples = con.execute((REPO / "results/queries/samples_of_run.sql").read_text(), {"run": None}).fetchall()
     assert len(samples) == 40
 
