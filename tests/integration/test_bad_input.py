@@ -147,3 +147,21 @@ def test_integers_beyond_2_53_are_stored_exactly(tmp_path, store):
     r = warmup("run", f, "--store", store)
     assert r.returncode == 0, r.stderr
     assert query(store, "SELECT value, typeof(value) FROM params WHERE key = 'experiment.seed'") == [(big, "integer")]
+
+
+def test_runs_reads_a_store_on_a_read_only_mount(tmp_path, store):
+    import shutil
+    import subprocess
+    f = write(tmp_path / "exp.toml", GOOD)
+    assert warmup("run", f, "--store", store).returncode == 0
+    d = store.parent
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0 or not shutil.which("mount"):
+        import pytest
+        pytest.skip("no mount namespace here to make a read-only mount")
+    from conftest import WARMUP
+    script = (f"mount --bind -o ro {d} {d} && touch {d}/probe 2>/dev/null && exit 9; "
+              f"{WARMUP} runs list --store {store} && {WARMUP} runs table latest --store {store}")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "finished" in r.stdout and "accuracy" in r.stdout

@@ -371,8 +371,16 @@ int cmd_runs(const Args& args) {
   std::string action = vm["action"].as<std::string>();
   std::filesystem::path path = vm["store"].as<std::string>();
   if (!std::filesystem::exists(path)) throw UsageError(path.string() + ": no such store (run an experiment first)");
-  Store store(path);
-  store.reap_dead_runs();
+  // Every action only reads: a store on a read-only file, folder or medium is opened read-only
+  // (then runs whose process died are shown as their row says, not reaped).
+  std::unique_ptr<Store> opened;
+  try {
+    opened = std::make_unique<Store>(path);
+    opened->reap_dead_runs();
+  } catch (const StoreError&) {
+    opened = std::make_unique<Store>(path, Store::ReadOnly{});
+  }
+  Store& store = *opened;
   std::vector<int64_t> runs;
   for (const auto& t : targets) runs.push_back(resolve_run(store, t));
   if (action == "list") return list(store, vm);

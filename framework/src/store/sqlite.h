@@ -53,8 +53,9 @@ class Stmt {
 class Db {
  public:
   Db() = default;
-  // Opens (creating if `create`) with WAL, foreign keys and a busy timeout.
-  Db(const std::string& path, bool create, int busy_timeout_ms = 30000);
+  // Opens (creating if `create`) with WAL, foreign keys and a busy timeout. read_only: `path` is
+  // a file: URI opened with SQLITE_OPEN_READONLY.
+  Db(const std::string& path, bool create, int busy_timeout_ms = 30000, bool read_only = false);
   Db(Db&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }
   Db& operator=(Db&& o) noexcept;
   Db(const Db&) = delete;

@@ -30,6 +30,31 @@ Store::Store(const fs::path& path) : path_(path) {
   migrate();
 }
 
+Store::Store(const fs::path& path, ReadOnly) : path_(path) {
+  if (!fs::exists(path)) throw StoreError(path.string() + ": no such store");
+  if (fs::is_directory(path)) throw StoreError(path.string() + ": cannot open store: is a directory");
+  auto open = [&](const std::string& uri) {
+    db_ = Db(uri, /*create=*/false, 5000, /*read_only=*/true);
+    Stmt(db_, "PRAGMA schema_version").step();  // reading the header validates the file
+  };
+  // A WAL store in a read-only folder cannot get its -shm file: read it as immutable then (no
+  // other process may be writing it, which a read-only folder already implies).
+  std::string uri = "file:" + fs::absolute(path).string();
+  try {
+    open(uri + "?mode=ro");
+  } catch (const StoreError&) {
+    try {
+      open(uri + "?mode=ro&immutable=1");
+    } catch (const StoreError&) {
+      throw StoreError(path.string() + ": cannot open store: " + std::string(sqlite3_errmsg(db_.handle())));
+    }
+  }
+  int have = schema_version(), want = int(store_migrations().size());
+  if (have != want)
+    throw StoreError(path.string() + ": the store has schema version " + std::to_string(have) + ", this warmup reads " +
+                     std::to_string(want) + (have < want ? "; open it once writable (any warmup command) to migrate it" : "; use a newer warmup"));
+}
+
 int Store::schema_version() {
   Stmt st(db_, "PRAGMA user_version");
   st.step();

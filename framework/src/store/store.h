@@ -49,6 +49,10 @@ class Store {
 
   // Opens or creates the store (parent directories too) and applies pending migrations.
   explicit Store(const std::filesystem::path& path);
+  // Opens an existing store for reading only (`warmup runs`): works on read-only files, folders
+  // and media; never migrates (an older schema is refused, naming the fix). Throws StoreError.
+  struct ReadOnly {};
+  Store(const std::filesystem::path& path, ReadOnly);
   int schema_version();
   Db& db() { return db_; }
   const std::filesystem::path& path() const { return path_; }
