@@ -331,6 +331,16 @@ def test_accepted_options_match_hf_tokenizers(tmp_path, flagged):
         bad = [(t, o, r) for t, o, r in zip(texts, ours, ref) if o != r]
         assert not bad, (flags, len(bad), bad[:3])
     assert ref_tok.encode("a<|im_end|>b").tokens[-3:] == ["<|im_end|>", "Ġb", "<|im_end|>"]  # a prefix space per piece
+    # A Split regex with \\s and \\S in and out of classes, around U+180E (White_Space for PCRE2
+    # but not for HF's Oniguruma)
+    j = json.loads((d0 / "tokenizer.json").read_text())
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = r"[\s\S]{1,4}?\S|\s+\S?|[^\S]+"
+    (d / "tokenizer.json").write_text(json.dumps(j))
+    ref_tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+    ours = ours_lines(texts, tokenizer=d)
+    bad = [(t, o, r.ids) for t, o, r in zip(texts, ours, ref_tok.encode_batch(texts, add_special_tokens=False)) if o != r.ids]
+    assert not bad, ("\\s", len(bad), bad[:3])
+    assert sum("\u180e" in t for t in texts) > 20
     # ignore_merges: a piece that is a vocab token is that token, whatever the merges make of it
     j = json.loads((d0 / "tokenizer.json").read_text())
     j["model"]["ignore_merges"] = True

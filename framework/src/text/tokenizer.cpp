@@ -120,8 +120,8 @@ bool is_word_char(char32_t c) {
 }
 
 // PCRE2's \s (with UCP) also matches U+180E, which its \h list keeps; HF's Oniguruma follows the
-// White_Space property, which dropped U+180E in Unicode 6.3. So \s, and \S outside a class, are
-// spelled out as White_Space before compiling (a \S inside a class is left as it is).
+// White_Space property, which dropped U+180E in Unicode 6.3. So \s is spelled out as White_Space
+// and U+180E is added to \S before compiling.
 constexpr const char* kWhiteSpaceClass =
     R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
 
@@ -140,8 +140,8 @@ std::string spell_out_white_space(const std::string& re) {
       } else if (e == 's') {
         out += in_class ? ws : "[" + ws + "]";
         ++i;
-      } else if (e == 'S' && !in_class) {
-        out += "[^" + ws + "]";
+      } else if (e == 'S') {  // U+180E is not White_Space, so it belongs in \S
+        out += in_class ? R"(\S\x{180E})" : R"([\S\x{180E}])";
         ++i;
       } else {
         out += c;
