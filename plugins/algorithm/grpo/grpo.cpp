@@ -263,7 +263,7 @@ class Grpo final : public warmup::Algorithm {
     if (s1 % 10 == 0 || s1 == 1 || s1 == total) {
       char line[240];
       std::snprintf(line, sizeof(line), "step %lld/%lld | reward %.3f | len %.0f | loss %.4f | grad %.3f | gen %.1fs score %.1fs train %.1fs",
-                    (long long)s1, (long long)total, rewards.mean().item<double>(), mean_len_, loss_sum, gnorm, gen_s,
+                    (long long)s1, (long long)total, mean_reward_, mean_len_, loss_sum, gnorm, gen_s,
                     score_s, train_s);
       ctx.log(warmup::LogLevel::kInfo, line);
     }
@@ -284,7 +284,7 @@ class Grpo final : public warmup::Algorithm {
   }
 
   void record(warmup::StageContext& ctx, const std::vector<const Item*>& items, const std::vector<grpo::Rollout>& rolls,
-              const torch::Tensor& rewards, const torch::Tensor& adv, const torch::Tensor& zero_std,
+              const torch::Tensor& /*rewards: over judged completions below*/, const torch::Tensor& adv, const torch::Tensor& zero_std,
               const grpo::LossStats& st, int64_t s1, int64_t per_epoch, double lr, double gnorm, double loss,
               double gen_s, double score_s, double train_s) {
     auto m = [&](const std::string& k, double v) { ctx.metric("train/" + k, s1, v); };
@@ -292,7 +292,8 @@ class Grpo final : public warmup::Algorithm {
     for (size_t r = 0; r < rolls.size(); ++r)
       if (!rolls[r].score.errored) judged.push_back(rolls[r].score.total);
     auto jt = torch::tensor(judged, torch::kFloat64);
-    m("reward", judged.empty() ? std::nan("") : jt.mean().item<double>());
+    mean_reward_ = judged.empty() ? std::nan("") : jt.mean().item<double>();
+    m("reward", mean_reward_);
     m("reward_std", judged.size() > 1 ? jt.std().item<double>() : 0.0);
     m("error_rate", 1.0 - double(judged.size()) / double(rolls.size()));
     std::map<std::string, std::vector<double>> parts;
@@ -360,7 +361,7 @@ class Grpo final : public warmup::Algorithm {
   std::vector<std::vector<warmup::Example>> examples_;
   std::vector<Item> data_;
   std::optional<warmup::EpochOrder> order_;
-  double mean_len_ = 0;
+  double mean_len_ = 0, mean_reward_ = 0;  // of the last step (judged completions)
 };
 
 }  // namespace
