@@ -73,10 +73,10 @@ TEST_CASE("params are write-once") {
   TempDir d;
   Store s(d.path / "s.sqlite");
   int64_t run = s.create_run(demo_run());
-  std::vector<FlatValue> p = {{"a", "integer", "1", 1}, {"b", "float", "0.5", 0.5}, {"c", "string", "x", 0}};
+  std::vector<FlatValue> p = {{"a", "integer", "1", 0, 1}, {"b", "float", "0.5", 0.5}, {"c", "string", "x", 0}};
   s.write_params(run, p);
   s.write_params(run, p);  // same values again: accepted (resume)
-  std::vector<FlatValue> changed = {{"a", "integer", "2", 2}};
+  std::vector<FlatValue> changed = {{"a", "integer", "2", 0, 2}};
   CHECK_THROWS_WITH_AS(s.write_params(run, changed), doctest::Contains("params are write-once"), StoreError);
   CHECK_THROWS_WITH_AS(s.db().exec("UPDATE params SET value = 5 WHERE key = 'a'"),
                        doctest::Contains("params are write-once"), StoreError);
