@@ -205,7 +205,7 @@ FLAGGED = [
     ("maskable", dict()), ("<|x|>", dict(sw=True, s=True, l=True)),
     ("Cafe\u0301", dict(n=True)), ("Caf\u00e9s", dict(n=True, s=True, r=True)), ("n\u0303o", dict(n=False)),
     ("Ω", dict(n=True, sw=True)), ("hello", dict(n=True, l=True)), ("zz top", dict(n=True, r=True, sw=True)),
-    (" pad", dict(s=True, r=True)), ("__", dict(n=True, sw=True)), ("\u00e9t\u00e9", dict(n=False, sw=True, s=True)),
+    (" pad", dict(s=True, r=True)), ("Xe\u0301", dict(s=True, n=True)), ("__", dict(n=True, sw=True)), ("\u00e9t\u00e9", dict(n=False, sw=True, s=True)),
 ]
 # U+180E: not White_Space since Unicode 6.3 (HF's Oniguruma), but in PCRE2's \s.
 SPACES = [" ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u2028", "\u0085", "\u2003", "\u200b", "\u2029",

@@ -208,7 +208,8 @@ struct Tokenizer::Impl {
   std::vector<std::string> bytes;                  // id -> decoded bytes
   std::vector<bool> special;
   std::vector<bool> added;
-  std::vector<bool> in_model;  // in the model vocab (ignore_merges looks up only those)
+  std::vector<bool> in_model;
+  std::vector<bool> skipped;   // dropped by decode(skip_special_tokens)  // in the model vocab (ignore_merges looks up only those)
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) -> (rank, merged)
   std::array<int32_t, 256> byte_ids{};
   AddedSet raw_added;   // normalized: false, matched on the raw text first
@@ -336,6 +337,7 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   t.special.assign(size_t(max_id + 1), false);
   t.added.assign(size_t(max_id + 1), false);
   t.in_model.assign(size_t(max_id + 1), false);
+  t.skipped.assign(size_t(max_id + 1), false);
   for (const auto& [tok, id] : vocab.items()) {
     t.vocab[tok] = int32_t(id.get<uint64_t>());
     t.tokens[size_t(id.get<uint64_t>())] = tok;
@@ -426,6 +428,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     // HF's id_to_token, and so its decode, give a normalized token in normalised form.
     t.tokens[size_t(tok.id)] = tok.normalized && t.nfc ? nfc(tok.content) : tok.content;
     t.special[size_t(tok.id)] = tok.special;
+    // HF skips a token whose id_to_token is in its set of special contents: not a special
+    // normalized token that NFC changes.
+    t.skipped[size_t(tok.id)] = tok.special && t.tokens[size_t(tok.id)] == tok.content;
     t.added[size_t(tok.id)] = true;
     if (tok.normalized) {
       // Two normalized tokens with one normalised form: HF matches either, chosen by hash order.
@@ -763,7 +768,7 @@ std::string Tokenizer::decode_bytes(const std::vector<int32_t>& ids, bool skip_s
     if (id < 0 || size_t(id) >= impl_->bytes.size())
       throw std::out_of_range("token id " + std::to_string(id) + " outside the vocabulary (size " +
                               std::to_string(impl_->bytes.size()) + ")");
-    if (skip_special_tokens && impl_->special[size_t(id)]) continue;
+    if (skip_special_tokens && impl_->skipped[size_t(id)]) continue;
     out += impl_->bytes[size_t(id)];
   }
   return out;
