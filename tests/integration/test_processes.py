@@ -105,3 +105,67 @@ def test_killed_run_is_detected_and_resumes_from_its_checkpoint(tmp_path, store)
     assert steps_before >= 20
     r = warmup("run", "--resume", "1", "--store", store)
     assert r.returncode == 2 and "already finished" in r.stderr
+
+
+def test_two_stores_in_one_folder_keep_their_runs_apart(tmp_path):
+    """Store A's failed run 1 resumes from its own folder and config after store B's run 1 exists;
+    a folder forged with another run's config is refused naming both."""
+    a_store, b_store = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    a = sleepy_experiment(tmp_path, "store-a", 30, interval_ms=1, extra="fail_at = 10")
+    r = warmup("run", a, "--store", a_store)
+    assert r.returncode == 1
+    b = sleepy_experiment(tmp_path, "store-b", 5, interval_ms=1)
+    assert warmup("run", b, "--store", b_store).returncode == 0
+    (a_dir,), = query(a_store, "SELECT run_dir FROM runs WHERE id = 1")
+    (b_dir,), = query(b_store, "SELECT run_dir FROM runs WHERE id = 1")
+    assert a_dir != b_dir
+    # Resuming A runs A's config (fail_at 10 again) from A's folder, not B's finished one.
+    r = warmup("run", "--resume", "1", "--store", a_store)
+    assert r.returncode == 1 and "failing at step 10" in r.stderr, r.stderr
+    assert query(b_store, "SELECT status, resumes FROM runs") == [("finished", 0)]
+    # A forged folder: B's config copied over A's.
+    from pathlib import Path
+    (Path(a_dir) / "config.toml").write_text((Path(b_dir) / "config.toml").read_text())
+    r = warmup("run", "--resume", "1", "--store", a_store)
+    assert r.returncode == 2
+    assert "config.toml has config hash" in r.stderr and a_dir in r.stderr, r.stderr
+    (Path(a_dir) / "run.json").write_text((Path(b_dir) / "run.json").read_text())
+    r = warmup("run", "--resume", "1", "--store", a_store)
+    assert r.returncode == 2 and "does not own its folder" in r.stderr, r.stderr
+    assert query(a_store, "SELECT status FROM runs") == [("failed",)]
+
+
+def test_a_recreated_store_does_not_reuse_an_old_run_folder(tmp_path, store):
+    exp = sleepy_experiment(tmp_path, "again", 3, interval_ms=1)
+    assert warmup("run", exp, "--store", store).returncode == 0
+    (first,), = query(store, "SELECT run_dir FROM runs")
+    store.unlink()
+    for suffix in ["-wal", "-shm"]:
+        (store.parent / (store.name + suffix)).unlink(missing_ok=True)
+    assert warmup("run", exp, "--store", store).returncode == 0
+    (second,), = query(store, "SELECT run_dir FROM runs")
+    assert first != second
+
+
+def test_two_resumes_started_together_run_once(tmp_path, store):
+    exp = sleepy_experiment(tmp_path, "twice", 100000, interval_ms=5)
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: len(main_steps(store, 1)) >= 5)
+    p.kill()
+    p.wait(timeout=30)
+    for trial in range(3):
+        procs = [spawn("run", "--resume", "1", "--store", store) for _ in range(2)]
+        assert wait_for(lambda: any(q.poll() is not None for q in procs), timeout=120)
+        loser = [q for q in procs if q.poll() is not None][0]
+        winner = [q for q in procs if q is not loser][0]
+        _, err = loser.communicate(timeout=30)
+        assert loser.returncode == 2 and ("is running" in err or "claimed by another process" in err), err
+        before = len(main_steps(store, 1))
+        assert wait_for(lambda: len(main_steps(store, 1)) > before + 3, timeout=60)  # the winner works
+        assert winner.poll() is None
+        winner.send_signal(signal.SIGTERM)
+        _, err = winner.communicate(timeout=60)
+        assert winner.returncode == 143, err
+    assert query(store, "SELECT resumes, status FROM runs") == [(3, "interrupted")]
+    steps = main_steps(store, 1)
+    assert steps == sorted(set(steps))  # no step stored twice

@@ -4,6 +4,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include <fstream>
 #include <iostream>
 #include <atomic>
@@ -25,6 +29,8 @@
 #include "util/process.h"
 #include "util/sha256.h"
 #include "util/table.h"
+
+#include <nlohmann/json.hpp>
 
 namespace warmup {
 namespace fs = std::filesystem;
@@ -169,6 +175,53 @@ std::string init_model(const ModelInit& init, const fs::path& run_dir, const std
   return dir.string();
 }
 
+// Writes `text` to `path` through a temporary file, fsynced, then renamed over it. Throws
+// StoreError naming the file when any step fails (a full disk included).
+void write_file_synced(const fs::path& path, const std::string& text) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  bool ok = f && std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  int err = errno;
+  if (f && std::fclose(f) != 0) ok = false, err = errno;
+  std::error_code ec;
+  if (ok) fs::rename(tmp, path, ec);
+  if (!ok || ec) {
+    fs::remove(tmp, ec);
+    throw StoreError(path.string() + ": cannot write: " + std::strerror(ok ? ec.value() : err));
+  }
+}
+
+// A resumed run's folder must be that run's: its run.json names the same run (uuid) and config
+// hash; folders of runs made before uuids existed must hold a config.toml with the row's hash.
+void check_run_folder(const fs::path& dir, int64_t id, const std::string& uuid, const std::string& config_hash,
+                      const fs::path& store) {
+  std::string who = "run " + std::to_string(id) + " of " + store.string();
+  fs::path config = dir / "config.toml", ident = dir / "run.json";
+  if (!fs::exists(config)) throw UsageError(who + ": its folder " + dir.string() + " has no config.toml");
+  if (fs::exists(ident)) {
+    std::ifstream in(ident);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    std::string got_uuid = j.is_object() ? j.value("uuid", "") : "", got_hash = j.is_object() ? j.value("config_hash", "") : "";
+    if (got_uuid != uuid || got_hash != config_hash)
+      throw UsageError(who + " (uuid " + (uuid.empty() ? "none" : uuid) + ", config " + config_hash.substr(0, 12) +
+                       ") does not own its folder " + dir.string() + ": " + ident.string() + " names uuid " +
+                       (got_uuid.empty() ? "none" : got_uuid) + ", config " + got_hash.substr(0, 12) +
+                       " (another store's run, or a recreated store); not resuming from it");
+  } else if (!uuid.empty()) {
+    throw UsageError(who + ": its folder " + dir.string() + " has no run.json; not resuming from a folder of unknown identity");
+  }
+  std::ifstream in(config, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (sha256_hex(text) != config_hash)
+    throw UsageError(who + ": " + config.string() + " has config hash " + sha256_hex(text).substr(0, 12) + ", the run " +
+                     config_hash.substr(0, 12) + " (the folder holds another run's config); not resuming from it");
+}
+
+int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const std::vector<std::string>& overrides,
+                std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
+                SignalWatcher& signals, std::atomic<int64_t>& current_run);
+
 void print_summary(int64_t run, const fs::path& store,
                    const std::vector<std::pair<std::string, std::map<std::string, double>>>& finals) {
   TextTable t({"stage", "metric", "value"});
@@ -200,22 +253,58 @@ int run_experiment(const RunOptions& opt) {
   std::vector<std::string> overrides = opt.overrides;
   std::optional<Store> store;
   std::map<std::string, std::string> finished_stages;  // resumed run: stage -> model it handed on
+  bool claimed = false;  // a resumed run is ours: failures from here on close it as failed
   if (opt.resume) {
+    if (!opt.overrides.empty()) throw UsageError("--set cannot change a resumed run's config");
     store.emplace(opt.store);
     store->reap_dead_runs();
-    Stmt q(store->db(), "SELECT status, run_dir FROM runs WHERE id = ?");
-    q.bind(1, *opt.resume);
-    if (!q.step()) throw UsageError("run " + std::to_string(*opt.resume) + " not found in " + opt.store.string());
-    std::string status = q.text(0);
-    if (status == "finished") throw UsageError("run " + std::to_string(*opt.resume) + " already finished");
-    if (status == "running") throw UsageError("run " + std::to_string(*opt.resume) + " is still running");
-    experiment_file = fs::path(q.text(1)) / "config.toml";
+    int64_t id = *opt.resume;
+    std::string who = "run " + std::to_string(id) + " of " + opt.store.string();
+    std::string status, config_hash, host;
+    std::optional<std::string> run_dir;
+    int64_t pid = 0;
+    {  // finalised before the claim: an open read would turn the UPDATE into SQLITE_BUSY
+      Stmt q(store->db(), "SELECT status, run_dir, config_hash, pid, host FROM runs WHERE id = ?");
+      q.bind(1, id);
+      if (!q.step()) throw UsageError("run " + std::to_string(id) + " not found in " + opt.store.string());
+      status = q.text(0), config_hash = q.text(2), pid = q.int64(3), host = q.text(4);
+      if (!q.is_null(1)) run_dir = q.text(1);
+    }
+    if (status == "finished") throw UsageError(who + " already finished");
+    if (status == "running") throw UsageError(who + " is running (pid " + std::to_string(pid) + " on " + host + ")");
+    if (!run_dir) throw UsageError(who + " has no run folder (it failed before its first stage); start a new run");
+    fs::path dir = *run_dir;
+    check_run_folder(dir, id, store->run_uuid(id), config_hash, opt.store);
+    experiment_file = dir / "config.toml";
+    // Claim it before any other work: of two resumes started together, one goes on.
+    if (!store->resume_run(id))
+      throw UsageError(who + " was claimed by another process just now (a concurrent --resume); not resuming it twice");
+    claimed = true;
     Stmt s(store->db(), "SELECT name, output_model FROM stages WHERE run_id = ? AND status = 'finished'");
-    s.bind(1, *opt.resume);
+    s.bind(1, id);
     while (s.step()) finished_stages[s.text(0)] = s.is_null(1) ? std::string() : s.text(1);
-    if (!opt.overrides.empty()) throw UsageError("--set cannot change a resumed run's config");
+    s.reset();
   }
+  try {
+    return run_claimed(opt, experiment_file, overrides, store, finished_stages, signals, current_run);
+  } catch (const std::exception& e) {
+    if (claimed) {  // the set-up of a resumed run failed: it is not left 'running'
+      try {
+        Stmt q(store->db(), "SELECT status FROM runs WHERE id = ?");
+        q.bind(1, *opt.resume);
+        if (q.step() && q.text(0) == "running") store->end_run(*opt.resume, "failed", e.what());
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+}
 
+namespace {
+
+int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const std::vector<std::string>& overrides,
+                std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
+                SignalWatcher& signals, std::atomic<int64_t>& current_run) {
   ExperimentConfig cfg = load_experiment(experiment_file, overrides);
   PluginRegistry reg;
   reg.scan(plugin_search_path(opt.plugin_dirs, cfg.plugin_paths));
@@ -245,8 +334,7 @@ int run_experiment(const RunOptions& opt) {
   int64_t run = 0;
   fs::path run_dir;
   if (opt.resume) {
-    run = *opt.resume;
-    store->resume_run(run);
+    run = *opt.resume;  // claimed above
     run_dir = experiment_file.parent_path();
     log_info("resuming run " + std::to_string(run) + " (" + std::to_string(finished_stages.size()) +
              " finished stages skipped)");
@@ -265,10 +353,17 @@ int run_experiment(const RunOptions& opt) {
     rs.seed = cfg.seed;
     rs.tags_json = nlohmann::json(cfg.tags).dump();
     run = store->create_run(rs);
-    run_dir = fs::absolute(store->path()).parent_path() / "runs" / std::to_string(run);
+    // Namespaced by the run's uuid: another store in this folder, or a recreated store, has its
+    // own run 1 and never shares (or reuses) this folder.
+    std::string uuid = store->run_uuid(run);
+    run_dir = fs::absolute(store->path()).parent_path() / "runs" / (std::to_string(run) + "-" + uuid.substr(0, 8));
     try {
+      if (fs::exists(run_dir)) throw StoreError(run_dir.string() + ": a run folder already exists there; not reusing it");
       fs::create_directories(run_dir);
-      std::ofstream(run_dir / "config.toml") << config_text;
+      write_file_synced(run_dir / "config.toml", config_text);
+      write_file_synced(run_dir / "run.json", nlohmann::json{{"store", fs::absolute(store->path()).string()},
+                                                              {"run_id", run}, {"uuid", uuid},
+                                                              {"config_hash", rs.config_hash}}.dump(2) + "\n");
       store->set_run_dir(run, run_dir.string());
       store->write_params(run, flatten(resolved));
       store->add_plugins(run, in.used);
@@ -367,5 +462,7 @@ int run_experiment(const RunOptions& opt) {
   print_summary(run, opt.store, finals);
   return 0;
 }
+
+}  // namespace
 
 }  // namespace warmup

@@ -132,6 +132,12 @@ CREATE TABLE run_plugins (
       R"sql(
 ALTER TABLE stages ADD COLUMN output_model TEXT;
 )sql",
+      // 3: a run's identity, also written into its folder (runs/<id>-<uuid prefix>/run.json), so a
+      // folder of another run (another store in the same folder, a recreated store) is never used.
+      R"sql(
+ALTER TABLE runs ADD COLUMN uuid TEXT;
+CREATE UNIQUE INDEX runs_by_uuid ON runs(uuid) WHERE uuid IS NOT NULL;
+)sql",
   };
   return kMigrations;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "store/migrations.h"
@@ -11,6 +12,23 @@
 
 namespace warmup {
 namespace fs = std::filesystem;
+
+namespace {
+// A random (version 4) UUID from the OS's entropy.
+std::string new_uuid() {
+  std::random_device rd;
+  uint8_t b[16];
+  for (auto& x : b) x = uint8_t(rd());
+  b[6] = uint8_t((b[6] & 0x0F) | 0x40), b[8] = uint8_t((b[8] & 0x3F) | 0x80);
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += hex[b[i] >> 4], s += hex[b[i] & 15];
+  }
+  return s;
+}
+}  // namespace
 
 Store::Store(const fs::path& path) : path_(path) {
   std::error_code ec;
@@ -88,13 +106,13 @@ int64_t Store::create_run(const RunStart& s) {
   Stmt ins(db_,
            "INSERT INTO runs(experiment_id, name, status, started_at, config, config_hash, "
            "config_file, overrides, git_commit, warmup_version, host, pid, pid_start, device, "
-           "torch_version, seed, tags) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+           "torch_version, seed, tags, uuid) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   int64_t pid = getpid();
   ins.bind(1, exp_id).bind(2, s.name.empty() ? s.experiment : s.name).bind(3, unix_now())
       .bind(4, s.config_toml).bind(5, s.config_hash).bind(6, s.config_file).bind(7, s.overrides_json)
       .bind(8, s.git_commit).bind(9, s.warmup_version).bind(10, host_name()).bind(11, pid)
       .bind(12, process_start_ticks(pid)).bind(13, s.device).bind(14, s.torch_version)
-      .bind(15, int64_t(s.seed)).bind(16, s.tags_json);
+      .bind(15, int64_t(s.seed)).bind(16, s.tags_json).bind(17, new_uuid());
   ins.run();
   int64_t id = db_.last_insert_id();
   tx.commit();
@@ -105,12 +123,20 @@ void Store::set_run_dir(int64_t run, const std::string& dir) {
   Stmt(db_, "UPDATE runs SET run_dir = ? WHERE id = ?").bind(1, dir).bind(2, run).run();
 }
 
-void Store::resume_run(int64_t run) {
+bool Store::resume_run(int64_t run) {
   int64_t pid = getpid();
   Stmt(db_,
        "UPDATE runs SET status = 'running', ended_at = NULL, error = NULL, host = ?, pid = ?, "
-       "pid_start = ?, resumes = resumes + 1 WHERE id = ?")
+       "pid_start = ?, resumes = resumes + 1 WHERE id = ? AND status IN ('failed', 'interrupted')")
       .bind(1, host_name()).bind(2, pid).bind(3, process_start_ticks(pid)).bind(4, run).run();
+  return db_.changes() == 1;
+}
+
+std::string Store::run_uuid(int64_t run) {
+  Stmt q(db_, "SELECT uuid FROM runs WHERE id = ?");
+  q.bind(1, run);
+  if (!q.step() || q.is_null(0)) return "";
+  return q.text(0);
 }
 
 void Store::end_run(int64_t run, const std::string& status, const std::string& error) {
@@ -266,8 +292,10 @@ int Store::reap_dead_runs() {
                       " ended without closing the run (killed or crashed); marked failed by pid " +
                       std::to_string(getpid());
     Transaction tx(db_);
-    Stmt(db_, "UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? AND status = 'running'")
-        .bind(1, unix_now()).bind(2, why).bind(3, r.id).run();
+    // Only if it is still that process's: a resume may have claimed it since it was read.
+    Stmt(db_, "UPDATE runs SET status = 'failed', ended_at = ?, error = ? WHERE id = ? AND status = 'running' AND pid = ?")
+        .bind(1, unix_now()).bind(2, why).bind(3, r.id).bind(4, r.pid).run();
+    if (db_.changes() == 0) continue;  // the transaction rolls back
     Stmt(db_, "UPDATE stages SET status = 'failed', ended_at = ?, error = ? WHERE run_id = ? AND status = 'running'")
         .bind(1, unix_now()).bind(2, why).bind(3, r.id).run();
     tx.commit();

@@ -57,9 +57,12 @@ class Store {
   Db& db() { return db_; }
   const std::filesystem::path& path() const { return path_; }
 
-  int64_t create_run(const RunStart& start);  // status 'running', this host and pid
+  int64_t create_run(const RunStart& start);  // status 'running', this host and pid, a new uuid
+  std::string run_uuid(int64_t run);          // "" for runs made before schema version 3
   void set_run_dir(int64_t run, const std::string& dir);
-  void resume_run(int64_t run);               // back to 'running' under this pid
+  // Claims a failed or interrupted run for this process, atomically (one UPDATE ... WHERE status
+  // IN ('failed', 'interrupted')): of two resumes started together exactly one gets true.
+  bool resume_run(int64_t run);
   void end_run(int64_t run, const std::string& status, const std::string& error);
   // Write-once: an existing key with the same value is accepted, a different value throws.
   void write_params(int64_t run, const std::vector<FlatValue>& params);
