@@ -83,6 +83,30 @@ def test_encode_matches_hf_tokenizers(hf):
     assert not mismatches, mismatches[:3]
 
 
+def long_pieces(seed=15):
+    """Texts the pre-tokenizer leaves as one piece of 20k-100k characters: runs of one letter,
+    repeated words, random letters from small alphabets (many equal-rank pairs and merges that
+    change their neighbours), CJK, mixed scripts and emoji."""
+    rng = random.Random(seed)
+    out = ["a" * 20000, "ab" * 25000, "thequickbrownfox" * 4000, "\u4e2d" * 30000, "\U0001F600" * 20000,
+           "e" * 257, "e" * 256]  # around the cache's length bound
+    for alphabet in ["ab", "aeiou", "abcdefghijklmnopqrstuvwxyz", "\u4e00\u4e8c\u4e09\u56db", "аб\u0432гд",
+                     "ab\u00e9\u4e2d\u0430"]:
+        for n in (20000, 100000):
+            out.append("".join(rng.choice(alphabet) for _ in range(n)))
+    return out
+
+
+def test_long_single_pieces_match_hf_tokenizers(hf):
+    texts = long_pieces()
+    for t in texts:  # each really is one pre-token
+        assert len(hf.pre_tokenizer.pre_tokenize_str(hf.normalizer.normalize_str(t))) == 1, t[:20]
+    texts += [t[:300] + " " + t[:300] + " " + t[:300] for t in texts]  # the same piece again: from the cache
+    ours = ours_lines(texts)
+    mismatches = [(t[:40], len(t)) for t, o in zip(texts, ours) if o != hf.encode(t, add_special_tokens=False).ids]
+    assert not mismatches, mismatches[:3]
+
+
 def test_quickstart_phrase_tokenizer_matches_hf_tokenizers():
     """The quickstart's tokenizer has its own Split pattern (phrase pieces, case codes, yes/no):
     parity on real K&K puzzles and solver traces as well as on the general corpus."""

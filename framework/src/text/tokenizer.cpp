@@ -1,5 +1,5 @@
 // See tokenizer.h. The encode path: sanitize UTF-8 -> split out added tokens (leftmost-longest)
-// -> NFC -> regex pre-tokenization (PCRE2 JIT) -> byte-level mapping -> BPE with a piece cache.
+// -> NFC -> regex pre-tokenization (PCRE2 JIT) -> byte-level mapping -> BPE (heap merge, O(n log n) per piece) with a piece cache.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "text/tokenizer.h"
 
@@ -41,6 +41,7 @@ std::array<char32_t, 256> bytes_to_unicode() {
 
 // Token ids are int32 here (u32 in HF tokenizers); the largest real vocabularies have ~262k tokens.
 constexpr int32_t kMaxTokenId = int32_t(1) << 24;
+constexpr size_t kMaxCachedPiece = 256;  // bytes; HF's BPE cache keeps words shorter than 256 chars
 
 constexpr const char* kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
@@ -235,6 +236,7 @@ struct Tokenizer::Impl {
   }
 
   void bpe(std::string_view piece, std::vector<int32_t>& out) const;
+  void merge_all(std::string_view piece, std::vector<int32_t>& sym) const;
   void pretokenize_and_bpe(std::string_view text, std::vector<int32_t>& out) const;
   void encode_normalized_piece(std::string_view raw, std::vector<int32_t>& out) const;
 };
@@ -603,13 +605,69 @@ Tokenizer::~Tokenizer() = default;
 
 // ---- encoding ----------------------------------------------------------------------------
 
+// The merges of one piece, as HF's Word::merge_all: the lowest-ranked adjacent pair first,
+// leftmost on ties. Symbols form a linked list over the piece's bytes; a min-heap holds the
+// candidate merges keyed by (rank, position) and an entry whose pair has since changed is skipped
+// (a pair's token only grows, so a stale entry never matches its merged id again): O(n log n).
+void Tokenizer::Impl::merge_all(std::string_view piece, std::vector<int32_t>& sym) const {
+  size_t n = piece.size();
+  struct Sym {
+    int32_t id;
+    int32_t prev, next;  // -1: none
+  };
+  std::vector<Sym> s(n);
+  for (size_t i = 0; i < n; ++i)
+    s[i] = {byte_ids[static_cast<unsigned char>(piece[i])], int32_t(i) - 1, i + 1 < n ? int32_t(i + 1) : -1};
+  struct Cand {
+    int32_t rank, pos, id;
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }
+  };
+  auto lookup = [&](int32_t a, int32_t b) -> const std::pair<int32_t, int32_t>* {
+    auto it = merges.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
+    return it == merges.end() ? nullptr : &it->second;
+  };
+  std::vector<Cand> heap;
+  heap.reserve(n);
+  auto push = [&](int32_t pos) {
+    int32_t nx = s[size_t(pos)].next;
+    if (nx < 0) return;
+    if (auto m = lookup(s[size_t(pos)].id, s[size_t(nx)].id)) {
+      heap.push_back({m->first, pos, m->second});
+      std::push_heap(heap.begin(), heap.end(), std::greater<Cand>());
+    }
+  };
+  for (size_t i = 0; i + 1 < n; ++i)
+    if (auto m = lookup(s[i].id, s[i + 1].id)) heap.push_back({m->first, int32_t(i), m->second});
+  std::make_heap(heap.begin(), heap.end(), std::greater<Cand>());
+  std::vector<bool> dead(n, false);
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<Cand>());
+    Cand c = heap.back();
+    heap.pop_back();
+    Sym& left = s[size_t(c.pos)];
+    if (dead[size_t(c.pos)] || left.next < 0) continue;
+    Sym& right = s[size_t(left.next)];
+    auto m = lookup(left.id, right.id);
+    if (!m || m->second != c.id) continue;  // stale: the pair changed since it was queued
+    left.id = c.id;
+    dead[size_t(left.next)] = true;
+    left.next = right.next;
+    if (left.next >= 0) s[size_t(left.next)].prev = c.pos;
+    push(c.pos);
+    if (left.prev >= 0) push(left.prev);
+  }
+  sym.clear();
+  for (int32_t i = n ? 0 : -1; i >= 0; i = s[size_t(i)].next) sym.push_back(s[size_t(i)].id);
+}
+
 void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.size() == 1) {
     out.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
     return;
   }
-  std::string key(piece);
-  {
+  bool cached = piece.size() <= kMaxCachedPiece;  // as HF's cache (MAX_LENGTH): long pieces are not kept
+  std::string key(cached ? piece : std::string_view());
+  if (cached) {
     std::lock_guard<std::mutex> lock(cache_mu);
     auto it = cache.find(key);
     if (it != cache.end()) {
@@ -623,29 +681,9 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) con
     for (unsigned char c : piece) mapped += tokens[size_t(byte_ids[c])];
     if (auto it = vocab.find(mapped); it != vocab.end() && in_model[size_t(it->second)]) sym.push_back(it->second);
   }
-  if (sym.empty()) {
-    sym.reserve(piece.size());
-    for (unsigned char c : piece) sym.push_back(byte_ids[c]);
-    // ranks[i]: rank of merging sym[i], sym[i+1] (INT_MAX: none). Lowest rank first, leftmost on ties.
-    auto rank_of = [&](size_t i) {
-      auto it = merges.find((uint64_t(uint32_t(sym[i])) << 32) | uint32_t(sym[i + 1]));
-      return it == merges.end() ? std::make_pair(INT_MAX, -1) : it->second;
-    };
-    std::vector<std::pair<int32_t, int32_t>> ranks(sym.size() - 1);
-    for (size_t i = 0; i + 1 < sym.size(); ++i) ranks[i] = rank_of(i);
-    while (!ranks.empty()) {
-      size_t best = 0;
-      for (size_t i = 1; i < ranks.size(); ++i)
-        if (ranks[i].first < ranks[best].first) best = i;
-      if (ranks[best].first == INT_MAX) break;
-      sym[best] = ranks[best].second;
-      sym.erase(sym.begin() + long(best) + 1);
-      ranks.erase(ranks.begin() + long(best));
-      if (best < ranks.size()) ranks[best] = rank_of(best);
-      if (best > 0) ranks[best - 1] = rank_of(best - 1);
-    }
-  }
+  if (sym.empty()) merge_all(piece, sym);
   out.insert(out.end(), sym.begin(), sym.end());
+  if (!cached) return;
   std::lock_guard<std::mutex> lock(cache_mu);
   if (cache.size() > 500000) cache.clear();
   cache.emplace(std::move(key), std::move(sym));
