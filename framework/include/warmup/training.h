@@ -4,8 +4,10 @@
 // directory. Header-only; requires LibTorch like model.h.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <sstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 
+#include "durable_io.h"
 #include "model.h"
 #include "options.h"
 
@@ -119,20 +122,86 @@ class EpochOrder {
   std::vector<int64_t> order_;
 };
 
-// <checkpoint_dir>/step-N/{model/, optimizer.pt, state.json}; `latest` names the newest and is
-// written last, so a crash mid-save leaves the previous checkpoint in charge. The metrics and
-// samples buffered up to `step` are written to the store before `latest` moves: a resume from this
+// <checkpoint_dir>/step-N/{model/, optimizer.pt, state.json, manifest.json}; `latest` names the
+// newest. Every file is written, flushed and fsynced (durable::write_file_durable; the model's
+// files by the host's writers, then fsynced here), then manifest.json (each file's relative path
+// -> size and sha256) is written last in the step folder, then `latest`, so `latest` only ever
+// names a checkpoint that verifies, and a failed or interrupted save leaves the previous checkpoint
+// in charge (a failed write throws naming the file: the stage fails). The metrics and samples
+// buffered up to `step` are written to the store before `latest` moves: a resume from this
 // checkpoint does not re-run those steps, so they must not be lost with the process.
+namespace detail {
+
+// Regular files under `dir`, relative, sorted; manifest.json and leftover *.tmp files excluded.
+inline std::vector<std::string> checkpoint_files(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string rel = std::filesystem::relative(e.path(), dir).generic_string();
+    if (rel == "manifest.json" || (rel.size() > 4 && rel.compare(rel.size() - 4, 4, ".tmp") == 0)) continue;
+    out.push_back(rel);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Empty when <dir>/manifest.json exists and every file it lists has its size and sha256 (and its
+// step is the folder's); otherwise why not.
+inline std::string verify_checkpoint(const std::filesystem::path& dir, int64_t* step = nullptr) {
+  std::ifstream in(dir / "manifest.json");
+  if (!in) return (dir / "manifest.json").string() + " is missing (the save did not complete)";
+  nlohmann::json m = nlohmann::json::parse(in, nullptr, false);
+  if (m.is_discarded() || !m.is_object() || !m.contains("files") || !m["files"].is_object() || m["files"].empty() ||
+      !m.contains("step") || !m["step"].is_number_integer())
+    return (dir / "manifest.json").string() + " is not a checkpoint manifest";
+  for (const auto& [rel, want] : m["files"].items()) {
+    std::filesystem::path f = dir / rel;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(f, ec)) return f.string() + " is missing";
+    uint64_t size = 0;
+    std::string hash;
+    try {
+      hash = durable::sha256_file(f, &size);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    if (!want.is_object() || want.value("size", uint64_t(0)) != size || want.value("sha256", std::string()) != hash)
+      return f.string() + " has " + std::to_string(size) + " bytes and sha256 " + hash.substr(0, 12) +
+             ", the manifest says " + want.dump();
+  }
+  if (dir.filename().string() != "step-" + std::to_string(m["step"].get<int64_t>()))
+    return (dir / "manifest.json").string() + " is for step " + std::to_string(m["step"].get<int64_t>());
+  if (step) *step = m["step"].get<int64_t>();
+  return "";
+}
+
+}  // namespace detail
+
 template <class Optimizer>
 void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t step) {
-  std::filesystem::path dir = ctx.checkpoint_dir() / ("step-" + std::to_string(step));
+  std::filesystem::path root = ctx.checkpoint_dir();
+  std::filesystem::path dir = root / ("step-" + std::to_string(step));
+  std::filesystem::create_directories(dir);
+  durable::fsync_path(root);  // (a manifest left by an earlier save of this step verifies only if the files match it)
   policy.save(dir / "model");
-  torch::save(opt, (dir / "optimizer.pt").string());
-  std::ofstream(dir / "state.json") << nlohmann::json{{"step", step}}.dump() << "\n";
+  {
+    std::ostringstream os;
+    torch::save(opt, os);
+    durable::write_file_durable(dir / "optimizer.pt", os.str());
+  }
+  durable::write_file_durable(dir / "state.json", nlohmann::json{{"step", step}}.dump() + "\n");
+  nlohmann::json files = nlohmann::json::object();
+  for (const std::string& rel : detail::checkpoint_files(dir)) {
+    uint64_t size = 0;
+    durable::fsync_path(dir / rel);
+    std::string hash = durable::sha256_file(dir / rel, &size);
+    files[rel] = {{"size", size}, {"sha256", hash}};
+  }
+  durable::fsync_path(dir / "model");
+  durable::write_file_durable(dir / "manifest.json", nlohmann::json{{"step", step}, {"files", files}}.dump(1) + "\n");
+  durable::fsync_path(root);
   ctx.flush();
-  std::filesystem::path latest = ctx.checkpoint_dir() / "latest", tmp = ctx.checkpoint_dir() / "latest.tmp";
-  std::ofstream(tmp) << dir.filename().string() << "\n";
-  std::filesystem::rename(tmp, latest);
+  durable::write_file_durable(root / "latest", dir.filename().string() + "\n");
   ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
 }
 
@@ -168,22 +237,69 @@ inline void save_output_model(StageContext& ctx, Policy& policy) {
   ctx.artifact(out, "model");
 }
 
-// Loads the latest checkpoint (weights, optimizer) and returns its step, or 0 without one; drops
-// what an interrupted attempt recorded after that step (StageContext::discard_after).
+// Loads the newest checkpoint that verifies (weights, optimizer) and returns its step, or 0
+// without one; drops what an interrupted attempt recorded after that step
+// (StageContext::discard_after). `latest` is tried first; when it is missing, empty or names a
+// checkpoint whose manifest does not verify, the step-N folders are tried newest first and the
+// first whose manifest verifies is taken (logged with why `latest` was not). A folder without a
+// manifest (written before manifests existed) is trusted only when `latest` names it.
 template <class Optimizer>
 int64_t restore_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt) {
-  std::ifstream in(ctx.checkpoint_dir() / "latest");
-  std::string name;
-  if (!(in >> name)) {
-    ctx.log(LogLevel::kInfo, "no checkpoint to resume from: starting at step 0");
-    ctx.discard_after(0);
-    return 0;
+  std::filesystem::path root = ctx.checkpoint_dir();
+  std::string name, why;
+  {
+    std::ifstream in(root / "latest");
+    if (!(in >> name)) why = (root / "latest").string() + (in.is_open() ? " is empty" : " is missing");
   }
-  std::filesystem::path dir = ctx.checkpoint_dir() / name;
+  std::filesystem::path dir;
+  int64_t step = -1;
+  if (!name.empty()) {
+    std::error_code ec;
+    std::filesystem::path named = root / name;
+    if (name.find('/') != std::string::npos || name.rfind("step-", 0) != 0 || !std::filesystem::is_directory(named, ec)) {
+      why = (root / "latest").string() + " names '" + name + "', not a checkpoint folder";
+    } else if (!std::filesystem::exists(named / "manifest.json")) {
+      dir = named;  // a checkpoint from before manifests: `latest` moved only after it was written
+    } else if (std::string bad = detail::verify_checkpoint(named, &step); bad.empty()) {
+      dir = named;
+    } else {
+      why = bad;
+    }
+  }
+  if (dir.empty()) {
+    std::vector<std::pair<int64_t, std::filesystem::path>> found;
+    std::error_code ec;
+    if (std::filesystem::is_directory(root, ec))
+      for (const auto& e : std::filesystem::directory_iterator(root)) {
+        std::string f = e.path().filename().string();
+        if (!e.is_directory() || f.rfind("step-", 0) != 0 || f.size() == 5 ||
+            f.find_first_not_of("0123456789", 5) != std::string::npos || f.size() > 20)
+          continue;
+        found.emplace_back(std::stoll(f.substr(5)), e.path());
+      }
+    std::sort(found.rbegin(), found.rend());
+    for (const auto& [n, d] : found) {
+      std::string bad = detail::verify_checkpoint(d, &step);
+      if (bad.empty()) {
+        dir = d;
+        break;
+      }
+      ctx.log(LogLevel::kWarn, "checkpoint " + d.string() + " skipped: " + bad);
+    }
+    if (dir.empty()) {
+      if (std::filesystem::exists(root / "latest") || !found.empty())
+        ctx.log(LogLevel::kWarn, "no checkpoint verifies (" + why + "): starting at step 0");
+      else
+        ctx.log(LogLevel::kInfo, "no checkpoint to resume from: starting at step 0");
+      ctx.discard_after(0);
+      return 0;
+    }
+    if (!why.empty()) ctx.log(LogLevel::kWarn, why + "; resuming from " + dir.string() + ", the newest that verifies");
+  }
   policy.load_weights(dir / "model");
   torch::load(opt, (dir / "optimizer.pt").string());
   std::ifstream st(dir / "state.json");
-  int64_t step = nlohmann::json::parse(st).at("step").get<int64_t>();
+  step = nlohmann::json::parse(st).at("step").get<int64_t>();
   ctx.log(LogLevel::kInfo, "resuming from " + dir.string() + " at step " + std::to_string(step));
   ctx.discard_after(step);
   return step;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/safetensors.h"
+#include "warmup/durable_io.h"
 #include "text/tokenizer.h"
 #include "util/brief.h"
 #include "util/errors.h"
@@ -91,7 +92,13 @@ namespace {
 
 void copy_if_exists(const fs::path& from, const fs::path& to) {
   if (!from.empty() && fs::exists(from) && fs::absolute(from) != fs::absolute(to))
-    fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+  {
+    std::ifstream in(from, std::ios::binary);
+    std::ostringstream os;
+    os << in.rdbuf();
+    if (!in && !in.eof()) throw std::runtime_error(from.string() + ": cannot read");
+    durable::write_file_durable(to, os.str());
+  }
 }
 
 }  // namespace
@@ -108,7 +115,7 @@ void save_model(CausalLM& model, const fs::path& dir, uint64_t shard_bytes, cons
   json cfg = model->config.raw;
   cfg["torch_dtype"] = dtype_name(dtype);
   if (cfg.contains("dtype")) cfg["dtype"] = dtype_name(dtype);
-  std::ofstream(dir / "config.json") << cfg.dump(2) << "\n";
+  durable::write_file_durable(dir / "config.json", cfg.dump(2) + "\n");
   if (!source_dir.empty()) {
     for (const char* f : {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
                           "special_tokens_map.json", "vocab.json", "merges.txt", "chat_template.jinja"})
@@ -120,7 +127,7 @@ void save_model(CausalLM& model, const fs::path& dir, uint64_t shard_bytes, cons
     if (c.bos_token_id) gen["bos_token_id"] = *c.bos_token_id;
     if (c.eos_token_id) gen["eos_token_id"] = *c.eos_token_id;
     if (c.pad_token_id) gen["pad_token_id"] = *c.pad_token_id;
-    std::ofstream(dir / "generation_config.json") << gen.dump(2) << "\n";
+    durable::write_file_durable(dir / "generation_config.json", gen.dump(2) + "\n");
   }
 }
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/brief.h"
+#include "warmup/durable_io.h"
 #include "util/errors.h"
 
 namespace warmup {
@@ -294,20 +295,34 @@ void write_safetensors_file(const fs::path& file, const std::vector<std::pair<st
   }
   std::string header = h.dump();
   header.append((8 - header.size() % 8) % 8, ' ');  // data section 8-byte aligned
+  // Streamed (tensors are not copied into one buffer); every write checked, fsynced, then renamed
+  // and the folder fsynced, as durable::write_file_durable.
   fs::path tmp = file;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot write");
-    uint64_t n = header.size();
-    char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = char((n >> (8 * i)) & 0xFF);
-    out.write(len, 8);
-    out.write(header.data(), std::streamsize(header.size()));
-    for (const auto& t : cpu) out.write(static_cast<const char*>(t.data_ptr()), std::streamsize(size_t(t.numel()) * t.element_size()));
-    if (!out) throw std::runtime_error(tmp.string() + ": write failed (disk full?)");
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw durable::io_error(tmp, "cannot write", errno);
+  bool fault = durable::fault_injected(file);
+  int err = 0;
+  auto put = [&](const void* p, size_t n) {
+    if (!err && std::fwrite(p, 1, n, f) != n) err = errno ? errno : EIO;
+  };
+  uint64_t n = header.size();
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = char((n >> (8 * i)) & 0xFF);
+  put(len, 8);
+  put(header.data(), header.size());
+  if (fault) err = ENOSPC;
+  for (const auto& t : cpu) put(t.data_ptr(), size_t(t.numel()) * t.element_size());
+  if (!err && std::fflush(f) != 0) err = errno ? errno : EIO;
+  if (!err && ::fsync(fileno(f)) != 0) err = errno;
+  if (std::fclose(f) != 0 && !err) err = errno ? errno : EIO;
+  if (err) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw durable::io_error(file, "write failed (disk full?)", err);
   }
   fs::rename(tmp, file);
+  durable::fsync_path(file.parent_path());
 }
 
 std::vector<fs::path> save_safetensors(const fs::path& dir, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
@@ -338,7 +353,7 @@ std::vector<fs::path> save_safetensors(const fs::path& dir, const std::vector<st
     for (const auto& [n, t] : shards[i]) weight_map[n] = name;
   }
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2) << "\n";
+  durable::write_file_durable(dir / "model.safetensors.index.json", index.dump(2) + "\n");
   written.push_back(dir / "model.safetensors.index.json");
   return written;
 }

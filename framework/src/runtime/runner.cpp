@@ -218,6 +218,42 @@ void check_run_folder(const fs::path& dir, int64_t id, const std::string& uuid, 
                      config_hash.substr(0, 12) + " (the folder holds another run's config); not resuming from it");
 }
 
+// Closes `run` as failed (and its stage, when stage_id > 0) unless it is no longer running. When
+// the store write fails (a full disk, a broken connection), it is retried once on a fresh
+// connection to the store, so a failed run is not left 'running'. Never throws: the caller is
+// already reporting the failure; a close that fails twice is logged.
+void close_run_failed(Store* store, const fs::path& store_path, int64_t run, int64_t stage_id,
+                      const std::string& stage_error, const std::string& msg) {
+  auto close = [&](Store& s) {
+    {
+      Stmt q(s.db(), "SELECT status FROM runs WHERE id = ?");
+      q.bind(1, run);
+      if (!q.step() || q.text(0) != "running") return;
+    }
+    if (stage_id > 0) s.end_stage(stage_id, "failed", stage_error);
+    s.end_run(run, "failed", msg);
+  };
+  std::string first;
+  if (store) {
+    try {
+      close(*store);
+      return;
+    } catch (const std::exception& e) {
+      first = e.what();
+    }
+    log_warn("run " + std::to_string(run) + ": marking it failed in the store failed (" + first +
+             "); retrying on a fresh connection");
+  }
+  try {
+    Store fresh(store_path);
+    close(fresh);
+  } catch (const std::exception& e) {
+    log_line(LogLevel::kError, "", "run " + std::to_string(run) + " could not be marked failed in " +
+                                       store_path.string() + ": " + e.what() +
+                                       " (it stays 'running' until a later `warmup run` reaps it)");
+  }
+}
+
 int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const std::vector<std::string>& overrides,
                 std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
                 SignalWatcher& signals, std::atomic<int64_t>& current_run);
@@ -288,14 +324,10 @@ int run_experiment(const RunOptions& opt) {
   try {
     return run_claimed(opt, experiment_file, overrides, store, finished_stages, signals, current_run);
   } catch (const std::exception& e) {
-    if (claimed) {  // the set-up of a resumed run failed: it is not left 'running'
-      try {
-        Stmt q(store->db(), "SELECT status FROM runs WHERE id = ?");
-        q.bind(1, *opt.resume);
-        if (q.step() && q.text(0) == "running") store->end_run(*opt.resume, "failed", e.what());
-      } catch (...) {
-      }
-    }
+    // A run of ours that failed anywhere (a resumed run's set-up, a store write between stages) is
+    // not left 'running'.
+    int64_t ours = claimed ? *opt.resume : current_run.load();
+    if (ours > 0) close_run_failed(store ? &*store : nullptr, opt.store, ours, 0, "", e.what());
     throw;
   }
 }
@@ -437,8 +469,7 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
     }
     if (!error.empty()) {
       std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
-      store->end_stage(stage_id, "failed", error);
-      store->end_run(run, "failed", msg);
+      close_run_failed(&*store, opt.store, run, stage_id, error, msg);
       msg += " [run " + std::to_string(run) + " marked failed]";
       if (kind == Kind::config) throw ConfigError(msg);
       if (kind == Kind::data) throw DataError(msg);
