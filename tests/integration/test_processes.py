@@ -169,3 +169,117 @@ def test_two_resumes_started_together_run_once(tmp_path, store):
     assert query(store, "SELECT resumes, status FROM runs") == [(3, "interrupted")]
     steps = main_steps(store, 1)
     assert steps == sorted(set(steps))  # no step stored twice
+
+
+# ---- idempotent stages: a stage resumed after SIGKILL stores what an uninterrupted run stores
+
+def stored(store):
+    """What a run left in the store, minus times and paths: sample rows, metrics, datasets, artifacts."""
+    return {"samples": query(store, "SELECT stage, step, task, example_id, completion, reward, correct FROM samples "
+                                    "ORDER BY stage, task, step, id"),
+            "metrics": query(store, "SELECT stage, key, step, value, flag FROM metrics ORDER BY stage, key, step"),
+            "datasets": query(store, "SELECT stage, task, split, count, digest FROM datasets ORDER BY stage, task, split"),
+            "artifacts": query(store, "SELECT stage, name, bytes, sha256 FROM artifacts ORDER BY stage, name")}
+
+
+def test_evaluate_killed_mid_task_resumes_without_storing_samples_twice(tmp_path, store):
+    """The first task's 600 samples are in the store (512 flushed) while the second, much larger
+    task is scored; SIGKILL then --resume: the stage starts over and stores exactly what an
+    uninterrupted run stores (not 512 + 1,200 samples)."""
+    exp = write(tmp_path / "eval.toml", """[experiment]
+name = "eval-killed"
+seed = 3
+[tasks.small]
+plugin = "arithmetic"
+test_size = 600
+[tasks.big]
+plugin = "arithmetic"
+test_size = 400000
+[rewards.exact_match]
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["small", "big"]
+rewards = { exact_match = 1.0 }
+eval = { split = "test", num_samples = 1 }
+  [stages.evaluate]
+  max_samples = 600
+  reference_template = ["{reference}"]
+""")
+    p = spawn("run", exp, "--store", store)
+    assert wait_for(lambda: store.exists() and query(store, "SELECT count(*) FROM samples")[0][0] >= 512, timeout=120)
+    p.kill()
+    p.wait(timeout=30)
+    assert query(store, "SELECT status FROM runs") == [("running",)]  # killed mid-stage, not after it
+    before = query(store, "SELECT count(*) FROM samples")[0][0]
+    assert 512 <= before < 1200
+    r = warmup("run", "--resume", "1", "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT status, resumes FROM runs") == [("finished", 1)]
+    ref_store = tmp_path / "ref" / "warmup.sqlite"
+    r = warmup("run", exp, "--store", ref_store)
+    assert r.returncode == 0, r.stderr
+    got, want = stored(store), stored(ref_store)
+    assert len(want["samples"]) == 1200 and query(ref_store, "SELECT count(*) FROM samples") == [(1200,)]
+    assert query(store, "SELECT count(*) FROM samples") == [(1200,)]
+    assert got == want
+
+
+CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 300, "hidden_size": 64,
+          "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+          "max_position_embeddings": 2048, "tie_word_embeddings": True, "torch_dtype": "float32",
+          "initializer_range": 0.3}
+
+
+def test_distill_killed_mid_task_resumes_to_what_an_uninterrupted_run_stores(tmp_path, store):
+    """A distill stage (teacher: `warmup serve` on loopback) killed while the teacher samples, then
+    --resume: one artifact, the same JSONL, metrics and dataset as an uninterrupted run (which
+    reads the same teacher cache, so the completions are the same)."""
+    import json
+    from conftest import serve
+    (tmp_path / "tiny.json").write_text(json.dumps(CONFIG))
+    assert warmup("model", "init", "--config", tmp_path / "tiny.json", "--out", tmp_path / "tiny", "--seed", "4").returncode == 0
+    server, base = serve(tmp_path / "tiny", "--max-model-len", "2048")
+    try:
+        cache = tmp_path / "cache.jsonl"
+        exp = write(tmp_path / "distill.toml", f"""[experiment]
+name = "distill-killed"
+seed = 5
+[tasks.arithmetic]
+train_size = 30
+[teachers.openai]
+base_url = "{base}/v1"
+max_tokens = 1500
+concurrency = 3
+cache = "{cache}"
+[[stages]]
+name = "distill"
+algorithm = "distill"
+tasks = ["arithmetic"]
+teachers = ["openai"]
+rewards = {{ exact_match = 1.0 }}
+eval = {{ split = "train" }}
+[stages.distill]
+n = 2
+batch = 10
+""")
+        p = spawn("run", exp, "--store", store)
+        assert wait_for(lambda: cache.exists() and len(cache.read_text().splitlines()) >= 12, timeout=180)
+        p.kill()
+        p.wait(timeout=30)
+        assert query(store, "SELECT status FROM runs") == [("running",)]
+        r = warmup("run", "--resume", "1", "--store", store)
+        assert r.returncode == 0, r.stderr
+        assert query(store, "SELECT status, resumes FROM runs") == [("finished", 1)]
+        ref_store = tmp_path / "ref" / "warmup.sqlite"
+        r = warmup("run", exp, "--store", ref_store)
+        assert r.returncode == 0, r.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    got, want = stored(store), stored(ref_store)
+    assert len(want["artifacts"]) == 1 and want["metrics"]
+    assert got == want
+    (a,), = query(store, "SELECT path FROM artifacts")
+    (b,), = query(ref_store, "SELECT path FROM artifacts")
+    assert open(a).read() == open(b).read() and open(a).read().count("\n") == 60  # 30 prompts x n 2

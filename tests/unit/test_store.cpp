@@ -117,6 +117,27 @@ TEST_CASE("samples, datasets, artifacts and plugins are recorded") {
   CHECK(text(s, "SELECT library_sha256 FROM run_plugins") == "123");
 }
 
+TEST_CASE("a resumed stage's writes replace the killed attempt's: artifacts by name, discard_after(-1) drops all") {
+  TempDir d;
+  Store s(d.path / "s.sqlite");
+  int64_t run = s.create_run(demo_run());
+  SampleRecord r;
+  r.task = "t", r.example_id = "t/1", r.prompt = "p", r.completion = "c";
+  s.write_samples(run, "st", {r, r});
+  s.write_samples(run, "other", {r});
+  s.write_metrics(run, {{"st", "eval/acc", 0, 0.5, 1.0}, {"other", "eval/acc", 0, 0.5, 1.0}});
+  s.add_artifact(run, "st", "out.jsonl", "/a", 10, "aaa");
+  s.add_artifact(run, "other", "out.jsonl", "/b", 10, "bbb");
+  s.add_artifact(run, "st", "out.jsonl", "/a", 12, "ccc");  // the resumed attempt registers it again
+  CHECK(count(s, "SELECT count(*) FROM artifacts") == 2);
+  CHECK(text(s, "SELECT sha256 FROM artifacts WHERE stage = 'st'") == "ccc");
+  s.discard_after(run, "st", -1);  // a stage without checkpoints starts over
+  CHECK(count(s, "SELECT count(*) FROM samples WHERE stage = 'st'") == 0);
+  CHECK(count(s, "SELECT count(*) FROM metrics WHERE stage = 'st'") == 0);
+  CHECK(count(s, "SELECT count(*) FROM samples WHERE stage = 'other'") == 1);
+  CHECK(count(s, "SELECT count(*) FROM metrics WHERE stage = 'other'") == 1);
+}
+
 TEST_CASE("a run left 'running' by a dead process is marked failed; a live one is not") {
   TempDir d;
   Store s(d.path / "s.sqlite");

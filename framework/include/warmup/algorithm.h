@@ -85,7 +85,8 @@ class StageContext {
   virtual void* service(std::string_view name) = 0;
 
   // ABI 1.3: a resumed stage continues after `step`: drops this stage's metrics and samples
-  // recorded for later steps by the interrupted attempt (so no step is stored twice).
+  // recorded for later steps by the interrupted attempt (so no step is stored twice). A stage
+  // without checkpoints that starts over (evaluate, distill) calls discard_after(-1): drops all.
   virtual void discard_after(int64_t step) = 0;
 };
 

@@ -251,10 +251,16 @@ void Store::write_samples(int64_t run, const std::string& stage, const std::vect
 
 void Store::add_artifact(int64_t run, const std::string& stage, const std::string& name,
                          const std::string& path, int64_t bytes, const std::string& sha256) {
+  // One row per (run, stage, name): a resumed stage that registers its artifact again replaces
+  // the row the killed attempt wrote.
+  Transaction tx(db_);
+  Stmt(db_, "DELETE FROM artifacts WHERE run_id = ? AND stage = ? AND name = ?")
+      .bind(1, run).bind(2, stage).bind(3, name).run();
   Stmt(db_, "INSERT INTO artifacts(run_id, stage, name, path, bytes, sha256, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)")
       .bind(1, run).bind(2, stage).bind(3, name).bind(4, path).bind(5, bytes).bind(6, sha256)
       .bind(7, unix_now()).run();
+  tx.commit();
 }
 
 void Store::add_dataset(int64_t run, const std::string& stage, const std::string& task,

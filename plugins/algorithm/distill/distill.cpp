@@ -31,6 +31,9 @@ class Distill final : public warmup::Algorithm {
     if (ctx.teachers().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a teacher");
     if (ctx.tasks().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a task");
     const auto& teacher = ctx.teachers().front();
+    // No checkpoints: a resumed stage starts over (the JSONL file is rewritten, the dataset and
+    // artifact rows replaced), so it first drops the metrics the killed attempt stored.
+    if (ctx.resuming()) ctx.discard_after(-1);
     auto path = ctx.run_dir() / output_;
     std::ofstream out(path);
     if (!out) throw std::runtime_error(path.string() + ": cannot write");

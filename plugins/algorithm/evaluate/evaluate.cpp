@@ -90,6 +90,9 @@ class Evaluate final : public warmup::Algorithm {
         throw warmup::ConfigError("stage '" + ctx.stage_name() + "': pass_at_k " + std::to_string(k) +
                                   " exceeds eval.num_samples = " + std::to_string(ev.num_samples));
     check_task_rewards(ctx);
+    // No checkpoints: a resumed stage scores everything again, so it first drops what the killed
+    // attempt stored (samples, metrics) rather than storing it twice.
+    if (ctx.resuming()) ctx.discard_after(-1);
     for (const auto& t : ctx.tasks()) {
       std::vector<warmup::Example> examples = t.task->examples(ev.split);
       if (ev.limit > 0 && int64_t(examples.size()) > ev.limit) examples.resize(size_t(ev.limit));
