@@ -487,3 +487,55 @@ eval = { split = "test", num_samples = 4 }
         assert g[f"eval/arithmetic/op={op}/count"] == 4 * len(mine)
         assert g[f"eval/arithmetic/op={op}/accuracy_mean"] == pytest.approx(statistics.mean(runs))
         assert g[f"eval/arithmetic/op={op}/accuracy_std"] == pytest.approx(statistics.stdev(runs))
+
+
+# ---- warmup score interrupted (issue 15) --------------------------------------------------------
+
+import signal  # noqa: E402
+import time  # noqa: E402
+
+from conftest import WARMUP  # noqa: E402
+
+
+@needs_data
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_score_interrupted_exits_128_plus_signal_and_leaves_no_work_folders(tmp_path, sig):
+    # Completions that loop forever (each stopped by the 2 s budget) in unsafe-local sandboxes,
+    # whose per-sample folders are made in `work` (outside /tmp, which the sandbox replaces), and
+    # TMPDIR our own folder: every work folder the command makes is seen. The signal once sandbox
+    # folders exist (scoring has begun).
+    tmp, work = tmp_path / "tmp", BUILD / "test-tmp" / f"score-signal-{os.getpid()}-{int(sig)}"
+    tmp.mkdir()
+    subprocess.run(["rm", "-rf", str(work)])
+    work.mkdir(parents=True)
+    row = humaneval_rows()[0]
+    f = dump(tmp_path / "in.jsonl", [{"task_id": row["task_id"], "completion": "    while True:\n        pass\n"}] * 300)
+    env = {k: v for k, v in os.environ.items() if k not in ("WARMUP_PLUGIN_PATH", "WARMUP_STORE")}
+    env["TMPDIR"] = str(tmp)
+    p = subprocess.Popen([WARMUP, "score", "--task", "humaneval_plus", "--data", str(DATA), "--jobs", "2",
+                          "--reward-option", "sandbox=unsafe-local", "--reward-option", f"tmp_dir={work}",
+                          "--reward-option", "timeout_s=2", "--in", str(f), "--out", str(tmp_path / "o.jsonl")],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        err = ""
+        for line in p.stderr:  # the task is built after the reward's start-up check: scoring follows
+            err += line
+            if "building task" in line:
+                break
+        deadline = time.monotonic() + 60
+        while not any(work.iterdir()) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any(work.iterdir()) and p.poll() is None, err
+        p.send_signal(sig)
+        _, rest = p.communicate(timeout=60)
+        err += rest
+        left = list(work.iterdir())
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        subprocess.run(["rm", "-rf", str(work)])
+    assert p.returncode == 128 + sig, (p.returncode, err)
+    assert f"interrupted by {sig.name} after scoring" in err and "nothing written" in err, err
+    assert not (tmp_path / "o.jsonl").exists()
+    assert left == [] and list(tmp.iterdir()) == []

@@ -18,6 +18,12 @@
 // scored: a malformed line or an unknown id is a DataError naming file:line. Tasks are built with
 // --seed, or the seed of --run (stored runs), else 0; the seed used is printed. Tasks: the
 // paper's short names (see eval_tasks.h) or any task plugin with --reward.
+// SIGINT/SIGTERM: no new line is started, the lines in flight finish (each within the reward's own
+// time budget), the reward and task are closed (their sandboxes and work folders removed), nothing
+// is written to --out, and the command exits 128 + the signal (130/143). A second signal, or no stop
+// within 60 s, exits at once.
+#include <signal.h>
+
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -29,6 +35,7 @@
 #include "cli/options_util.h"
 #include "config/toml_tree.h"
 #include "plugins/registry.h"
+#include "runtime/signals.h"
 #include "store/store.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -162,6 +169,16 @@ int cmd_score(const Args& args) {
                    "--in FILE.jsonl --out FILE.jsonl",
              opts, vm))
     return 0;
+  // Before any thread starts (the signal mask is inherited). Declared before the plugins, so that
+  // they are closed (and their work folders removed) before it is.
+  SignalWatcher signals(60.0, [](int) {});
+  auto interrupted = [&](size_t done, size_t total) {
+    int sig = signals.signal_number();
+    log_warn(std::string("interrupted by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + " after scoring " +
+             std::to_string(done) + " of " + std::to_string(total) + " line(s): nothing written to " +
+             vm["out"].as<std::string>());
+    return 128 + sig;
+  };
   const std::string task_spec = vm["task"].as<std::string>(), in_path = vm["in"].as<std::string>();
   if (!is_paper_task(task_spec) && !vm.count("reward"))
     throw UsageError("task '" + task_spec + "' is not one of " + known_paper_tasks() +
@@ -270,20 +287,23 @@ int cmd_score(const Args& args) {
     }
   }
 
+  if (signals.stop_requested()) return interrupted(0, lines.size());
   std::vector<WeightedReward> rewards{{pt.reward, 1.0, reward.get()}};
   std::vector<Score> scores(lines.size());
-  std::atomic<size_t> next{0};
+  std::atomic<size_t> next{0}, done{0};
   auto work = [&] {
-    for (size_t k; (k = next++) < lines.size();) {
+    for (size_t k; !signals.stop_requested() && (k = next++) < lines.size();) {
       const Line& l = lines[k];
       const Example& ex = l.inline_example ? *l.inline_example : by_id.at(l.id);
       scores[k] = score_all(rewards, ex, l.text);
+      ++done;
     }
   };
   std::vector<std::thread> pool;
   for (int w = 1; w < std::min<int>(std::max(1, vm["jobs"].as<int>()), int(lines.size())); ++w) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
+  if (signals.stop_requested()) return interrupted(done, lines.size());
 
   const std::string out_path = vm["out"].as<std::string>();
   std::ofstream out(out_path);
