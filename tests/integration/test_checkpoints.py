@@ -113,3 +113,38 @@ def test_resume_skips_a_corrupt_latest_and_a_checkpoint_that_does_not_verify(exp
     out = r.stderr + r.stdout
     assert "step-15 skipped" in out and "is empty" in out and "at step 10" in out, out
     assert losses(store) == pytest.approx(ref, abs=1e-6)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (root only; skipped where mounting is not allowed): room for the store and
+    about one checkpoint of the tiny model."""
+    import os
+    import subprocess
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", d],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield d
+    subprocess.run(["umount", "-l", d])
+
+
+def test_a_full_disk_fails_the_run_cleanly_and_resume_continues(experiment, small_disk):
+    import subprocess
+    exp, ref = experiment
+    store = small_disk / "s.sqlite"
+    r = warmup("run", exp, "--store", store, timeout=600)
+    assert r.returncode != 0
+    assert "No space left on device" in r.stderr, r.stderr[-2000:]
+    assert query(store, "SELECT status FROM runs") == [("failed",)]
+    ckpt = next(small_disk.glob("runs/*/checkpoints/warmup"))
+    good = 0
+    if (ckpt / "latest").exists():
+        good = verify(ckpt / (ckpt / "latest").read_text().strip())
+    assert good < STEPS
+    assert subprocess.run(["mount", "-o", "remount,size=64m", small_disk]).returncode == 0
+    r = warmup("run", "--resume", "1", "--store", store, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"at step {good}" in r.stderr + r.stdout if good else True
+    assert losses(store) == pytest.approx(ref, abs=1e-6)
