@@ -222,7 +222,9 @@ def test_dropped_requests_are_cancelled_and_free_their_slots(model_dir):
             s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             socks.append(s)
-        assert wait_for(lambda: metrics(base)["warmup:num_requests_running"] > 50, timeout=60)
+        seen = []
+        assert wait_for(lambda: seen.append(metrics(base)) or seen[-1]["warmup:num_requests_running"] > 50,
+                        timeout=120), seen[-3:]
         for s in socks:
             s.close()
         closed = time.time()

@@ -72,6 +72,9 @@ torch::Tensor process(torch::Tensor& logits, const SamplingParams& p, const std:
     logits.index_put_({idx}, logits.index_select(0, idx) - sub);
   }
   if (!p.greedy()) logits = logits / p.temperature;
+  // A penalty or temperature may overflow a finite logit (1 / 1e-45): keep such logits at the
+  // float range's ends, their limit, so the distribution stays defined. NaN (a broken model) stays.
+  logits.clamp_(std::numeric_limits<float>::lowest(), std::numeric_limits<float>::max());
   torch::Tensor logprobs = torch::log_softmax(logits, 0);
   if (p.top_k > 0 && p.top_k < V) {
     auto kth = std::get<0>(logits.topk(p.top_k)).min();

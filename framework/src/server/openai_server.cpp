@@ -574,8 +574,10 @@ struct OpenAIServer::Impl {
     }
     // Requests the engine refused at once get a 400 before the stream starts.
     for (auto& f : *futs)
-      if (f.wait_for(std::chrono::seconds(0)) == std::future_status::ready && !f.get().error.empty())
+      if (f.wait_for(std::chrono::seconds(0)) == std::future_status::ready && !f.get().error.empty()) {
+        if (f.get().internal_error) throw std::runtime_error(f.get().error);  // 500: ours (it failed already)
         throw BadRequest(f.get().error, error_param(f.get().error, chat));
+      }
     auto prompts = std::make_shared<std::vector<Prompt>>(ps);
     res.set_header("Cache-Control", "no-cache");
     // A stream whose client went away (a write fails) is cancelled; so is one httplib releases.
