@@ -1,6 +1,7 @@
 """Bad input gets one clear error line naming the file and place, a non-zero exit, and never a
 run row left 'running'."""
 import json
+from pathlib import Path
 
 from conftest import TEST_PLUGINS, query, warmup, write
 
@@ -138,7 +139,7 @@ def test_base_files_that_are_devices_or_fifos_are_refused(tmp_path, store):
         f = write(tmp_path / "exp.toml", f'base = "{base}"\n' + GOOD)
         r = warmup("run", f, "--store", store, "--dry-run", timeout=60)
         assert r.returncode == 2, (base, r.stderr)
-        assert f"{base}: is not a regular file" in error_line(r)
+        assert f"{Path(base).name}: is not a regular file" in error_line(r)  # the path may be shown relative
 
 
 def test_integers_beyond_2_53_are_stored_exactly(tmp_path, store):

@@ -206,17 +206,19 @@ def metrics(base):
     return out
 
 
-def test_dropped_requests_are_cancelled_and_free_their_slots(model_dir):
+def test_dropped_requests_are_cancelled_and_free_their_slots(tmp_path):
     """100 clients (non-streaming and streaming) that go away mid-generation: the engine stops
     their work (vLLM aborts a request on disconnect), so the running count returns to 0 and the
     token counter stops."""
     import socket
-    p, base = serve(model_dir, "--max-batch", "128", "--max-model-len", "512")
+    # 100 x 4,000 tokens: far more than can finish before the clients go away, on any machine.
+    long_model = tiny_model(tmp_path, {**CONFIG, "max_position_embeddings": 4096}, 3)
+    p, base = serve(long_model, "--max-batch", "128")
     port = int(base.rsplit(":", 1)[1])
     try:
         socks = []
         for i in range(100):
-            body = json.dumps({"prompt": f"drop {i}", "max_tokens": 480, "ignore_eos": True, "temperature": 1.0,
+            body = json.dumps({"prompt": f"drop {i}", "max_tokens": 4000, "ignore_eos": True, "temperature": 1.0,
                                "stream": i % 2 == 0}).encode()
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -234,7 +236,7 @@ def test_dropped_requests_are_cancelled_and_free_their_slots(model_dir):
         tokens = metrics(base)["warmup:generation_tokens_total"]
         time.sleep(0.5)
         assert metrics(base)["warmup:generation_tokens_total"] == tokens  # no work goes on
-        assert tokens < 100 * 480  # they did not run to the end
+        assert tokens < 100 * 4000  # they did not run to the end
         status, raw = call(base, "/v1/completions", {"prompt": "after", "max_tokens": 4})
         assert status == 200, raw
     finally:

@@ -165,12 +165,15 @@ std::vector<std::string> bwrap_command(const SandboxConfig& c, const SandboxJob&
     for (fs::path d = fs::path(p).parent_path(); d.has_relative_path(); d = d.parent_path()) parents.push_back(d.string());
   std::sort(parents.begin(), parents.end());  // a parent sorts before its children
   parents.erase(std::unique(parents.begin(), parents.end()), parents.end());
-  for (const auto& d : parents)
-    if (d != "/usr" && d.rfind("/usr/", 0) != 0) a.insert(a.end(), {"--perms", "0755", "--dir", d});
-  for (const auto& p : c.ro_paths) a.insert(a.end(), {"--ro-bind", p, p});
+  // The private /tmp, /var/tmp and /dev/shm first: binds made after them stay visible when the
+  // interpreter lives below one of them (a checkout or a virtualenv under /tmp).
   const std::string size = std::to_string(c.tmpfs_mb << 20);
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev"});
   for (const char* t : {"/tmp", "/var/tmp", "/dev/shm"}) a.insert(a.end(), {"--perms", "1777", "--size", size, "--tmpfs", t});
+  for (const auto& d : parents)
+    if (d != "/usr" && d.rfind("/usr/", 0) != 0 && d != "/tmp" && d != "/var/tmp" && d != "/dev/shm" && d != "/dev")
+      a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  for (const auto& p : c.ro_paths) a.insert(a.end(), {"--ro-bind", p, p});
   for (size_t i = 0; i < job.files.size(); ++i)
     a.insert(a.end(), {"--perms", "0444", "--file", std::to_string(kFirstDataFd + int(i)), "/tmp/" + job.files[i].first});
   a.insert(a.end(), {"--json-status-fd", std::to_string(kFirstDataFd + int(job.files.size())), "--chdir", "/tmp", "--"});
@@ -386,7 +389,8 @@ std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJo
     p.bwrap = bw, p.data_fds = data_fds.data(), p.n_data_fds = int(data_fds.size());
     p.private_tmp = !bw && level != kNoNs, p.seccomp = bw || level == kNoNs, p.uid = uid;
     std::string parent = fs::path(workdir).parent_path().string();
-    p.rebind_workdir = p.private_tmp && (parent == "/tmp" || parent == "/var/tmp" || parent == "/dev/shm");
+    auto under = [&](const char* d) { return workdir.rfind(std::string(d) + "/", 0) == 0; };
+    p.rebind_workdir = p.private_tmp && (under("/tmp") || under("/var/tmp") || under("/dev/shm"));
     p.memory_bytes = rlim_t(c.memory_mb) << 20, p.file_size_bytes = rlim_t(file_mb) << 20;
     p.open_files = rlim_t(c.open_files), p.processes = rlim_t(c.processes);
     p.cpu_seconds = rlim_t(std::max(1.0, c.cpu_s)), p.long_lived = job.long_lived;

@@ -105,9 +105,21 @@ int limit(int resource, rlim_t value) {
       if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, p.tmpfs_options) < 0 && errno != ENOENT)
         die(kStepMount);
     // The working directory is under a now-shadowed /tmp: show it at the same path again.
-    if (p.rebind_workdir &&
-        (mkdir(p.workdir, 0700) < 0 || mount(".", p.workdir, nullptr, MS_BIND, nullptr) < 0 || chdir(p.workdir) < 0))
-      die(kStepMount);
+    if (p.rebind_workdir) {
+      // mkdir -p in the new tmpfs (the workdir may lie several levels below /tmp).
+      char path[4096];
+      size_t n = 0;
+      while (p.workdir[n] && n + 1 < sizeof path) path[n] = p.workdir[n], ++n;
+      path[n] = 0;
+      for (size_t i = 1; i <= n; ++i) {
+        if (path[i] != '/' && path[i] != 0) continue;
+        char c = path[i];
+        path[i] = 0;
+        if (mkdir(path, 0755) < 0 && errno != EEXIST) die(kStepMount);
+        path[i] = c;
+      }
+      if (mount(".", p.workdir, nullptr, MS_BIND, nullptr) < 0 || chdir(p.workdir) < 0) die(kStepMount);
+    }
   }
   if (limit(RLIMIT_CORE, 0) < 0 || limit(RLIMIT_AS, p.memory_bytes) < 0 ||
       limit(RLIMIT_FSIZE, p.file_size_bytes) < 0 || limit(RLIMIT_NOFILE, p.open_files) < 0 ||
