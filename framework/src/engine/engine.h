@@ -37,9 +37,6 @@ struct EngineOptions {
   bool keep_logits = false;        // tests: keep every step's raw logits per sample
 };
 
-// (token id, raw log-prob) alternatives of one position, most likely first.
-using TopLogprobs = std::vector<std::pair<int32_t, float>>;
-
 // What a streamed sample produced since its previous delta. The concatenated texts equal the
 // final text, and the concatenated tokens (with their log-probs) the final token list; text is
 // held back while it could still become a stop string, so a delta's text and tokens need not align.

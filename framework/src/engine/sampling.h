@@ -52,6 +52,35 @@ struct Sampled {
   float logprob;
 };
 
+// (token id, raw log-prob) alternatives of one position, most likely first.
+using TopLogprobs = std::vector<std::pair<int32_t, float>>;
+
+// One sequence's row of a batched sampling step.
+struct SampleRow {
+  const SamplingParams* params = nullptr;
+  const std::vector<int32_t>* context = nullptr;  // prompt + generated tokens
+  size_t prompt_len = 0;                          // the first prompt_len of context are the prompt
+  std::vector<int32_t> banned;                    // ids that cannot be drawn this step (min_tokens)
+  torch::Generator* generator = nullptr;          // the sequence's own CPU generator: one draw per step
+  bool raw_logprobs = false;                      // report the chosen token's raw log-prob ...
+  int top_logprobs = 0;                           // ... and this many raw alternatives
+};
+
+struct SampledRow {
+  int32_t token = -1;
+  float logprob = 0;      // as Sampled::logprob (temperature-scaled, before top-k/top-p/min-p)
+  float raw_logprob = 0;  // raw_logprobs: log_softmax of the unprocessed logits at `token`
+  TopLogprobs top;        // top_logprobs > 0
+  std::string error;      // non-empty: nothing to sample from (non-finite logits); token is -1
+};
+
+// Samples one token per row of logits (B, V) fp32, on the logits' device, as batched tensor ops:
+// penalties, temperature, top-k/top-p/min-p over (B, V) without a per-row loop and without sorting
+// the vocabulary when top-k bounds it; each row draws with its own generator (inverse CDF of one
+// uniform per row), so a row's token does not depend on the other rows. Only the chosen ids and
+// the requested log-probs cross to the host. Same processing and distribution as sample_token.
+std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vector<SampleRow>& rows);
+
 // logits: (V) fp32 on CPU. context: prompt and generated tokens; the first `prompt_len` are the
 // prompt (repetition penalty: all of them; frequency/presence penalties: the rest).
 Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Generator& gen,
