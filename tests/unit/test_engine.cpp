@@ -235,3 +235,328 @@ TEST_CASE("repetition penalty follows transformers' rule") {
   auto e = torch::softmax(torch::tensor(std::vector<float>{1.0f, -2.0f, 0.5f, 0.0f}), 0);
   CHECK(torch::allclose(d, e, 1e-6, 1e-6));
 }
+
+// ---- batched sampler (sample_batch) ------------------------------------------------------------
+
+namespace {
+
+// Chi-square of counts against probabilities, tokens pooled (most likely first) into bins of at
+// least 20 expected draws; tokens of probability 0 must never be drawn. Returns {chi2, 99.9th
+// percentile of chi-square with the bins' degrees of freedom (Wilson-Hilferty)}.
+std::pair<double, double> chi_square(const std::vector<double>& expect, const std::vector<int64_t>& counts, int64_t draws) {
+  std::vector<size_t> order(expect.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return expect[a] > expect[b]; });
+  std::vector<std::pair<double, double>> bins;  // (expected, observed)
+  double e = 0, o = 0;
+  for (size_t i : order) {
+    if (expect[i] == 0) {
+      CHECK_MESSAGE(counts[i] == 0, "token " << i << " has probability 0 and was drawn " << counts[i] << " times");
+      continue;
+    }
+    e += expect[i] * double(draws), o += double(counts[i]);
+    if (e >= 20) bins.emplace_back(e, o), e = 0, o = 0;
+  }
+  if (e > 0 && !bins.empty()) bins.back().first += e, bins.back().second += o;
+  else if (e > 0) bins.emplace_back(e, o);
+  double chi2 = 0;
+  for (auto [ex, ob] : bins) chi2 += (ob - ex) * (ob - ex) / ex;
+  double df = std::max<double>(1, double(bins.size()) - 1);
+  double h = 2.0 / (9 * df);
+  return {chi2, df * std::pow(1 - h + 3.09 * std::sqrt(h), 3)};
+}
+
+std::vector<double> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// `n` draws of one row (V) through sample_batch, `per_call` rows a call, each with its own generator.
+std::vector<int64_t> batch_draws(const torch::Tensor& logits, const SamplingParams& p, const std::vector<int32_t>& ctx,
+                                 size_t prompt_len, int64_t n, uint64_t seed, int64_t per_call = 1000) {
+  std::vector<int64_t> counts(size_t(logits.size(0)), 0);
+  for (int64_t done = 0; done < n; done += per_call) {
+    int64_t b = std::min(per_call, n - done);
+    std::vector<torch::Generator> gens;
+    for (int64_t i = 0; i < b; ++i) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(seed + uint64_t(done + i)));
+    std::vector<SampleRow> rows(static_cast<size_t>(b));
+    for (int64_t i = 0; i < b; ++i) {
+      rows[size_t(i)].params = &p, rows[size_t(i)].context = &ctx, rows[size_t(i)].prompt_len = prompt_len;
+      rows[size_t(i)].generator = &gens[size_t(i)];
+    }
+    for (const auto& r : sample_batch(logits.unsqueeze(0).expand({b, -1}), rows)) {
+      REQUIRE(r.error.empty());
+      counts[size_t(r.token)]++;
+    }
+  }
+  return counts;
+}
+
+}  // namespace
+
+TEST_CASE("sample_batch: top-p without top-k matches the full-sort distribution (1,024 or 16,384 candidates, or a full sort)") {
+  SamplingParams p;
+  p.temperature = 0.9, p.top_p = 0.9;
+  // Which of the sampler's paths a row takes follows from the mass its most likely tokens hold:
+  // peaked (the 1,024 most likely hold >= top_p), flat over 40,000 (the 16,384 most likely do),
+  // flat over 5,000 (only the whole row does: full sort).
+  struct Case { int64_t V; double scale; int64_t head; bool enough; int64_t draws; };
+  for (Case c : {Case{5000, 4.0, 1024, true, 10000}, Case{40000, 2.2, 1024, false, 0}, Case{40000, 2.2, 16384, true, 2000},
+                 Case{5000, 0.1, 1024, false, 10000}}) {
+    torch::manual_seed(uint64_t(c.V));  // the two 40,000 cases: the same row
+    auto logits = torch::randn({c.V}) * c.scale;
+    auto sorted = std::get<0>(torch::softmax(logits / p.temperature, 0).sort(0, true));
+    double head = sorted.slice(0, 0, c.head).sum().item<double>();
+    INFO("V " << c.V << " scale " << c.scale << " mass of the " << c.head << " most likely " << head);
+    CHECK((c.enough ? head > p.top_p + 1e-3 : head < p.top_p - 1e-3));
+    if (c.draws == 0) continue;  // the next case draws from this row
+    auto expect = to_vec(sampling_distribution(logits, p, {}));
+    auto [chi2, bound] = chi_square(expect, batch_draws(logits, p, {}, 0, c.draws, 1000, 500), c.draws);
+    INFO("chi2 " << chi2 << " bound " << bound);
+    CHECK(chi2 < bound);
+  }
+}
+
+TEST_CASE("sample_batch: penalties and logit_bias match their definitions (chi-square)") {
+  const int64_t V = 60, draws = 40000;
+  torch::manual_seed(11);
+  auto logits = torch::randn({V}) * 1.5;
+  std::vector<int32_t> ctx = {1, 2, 3, 3, 9, /* output: */ 3, 4, 4, 4, 12, 2, 50};
+  const size_t prompt_len = 5;
+  SamplingParams p;
+  p.temperature = 0.8, p.top_k = 40, p.min_p = 0.01, p.repetition_penalty = 1.3, p.frequency_penalty = 0.4,
+  p.presence_penalty = 0.3, p.logit_bias = {{3, 2.0f}, {7, -100.0f}, {10, 1.5f}, {55, 3.0f}};
+  // From the definitions: bias, then transformers' repetition rule over prompt and output, then
+  // OpenAI's count * frequency + presence over the output, then the filters (analytic above).
+  auto l = to_vec(logits);
+  for (auto [id, b] : p.logit_bias) l[size_t(id)] += b;
+  std::vector<bool> seen(V, false);
+  for (int32_t t : ctx) seen[size_t(t)] = true;
+  for (int64_t i = 0; i < V; ++i)
+    if (seen[size_t(i)]) l[size_t(i)] = l[size_t(i)] > 0 ? l[size_t(i)] / 1.3 : l[size_t(i)] * 1.3;
+  std::vector<int> count(V, 0);
+  for (size_t i = prompt_len; i < ctx.size(); ++i) count[size_t(ctx[i])]++;
+  for (int64_t i = 0; i < V; ++i)
+    if (count[size_t(i)] > 0) l[size_t(i)] -= count[size_t(i)] * 0.4 + 0.3;
+  auto expect = analytic(l, p.temperature, p.top_k, 1.0, p.min_p);
+  auto ref = to_vec(sampling_distribution(logits, p, ctx, prompt_len));
+  for (int64_t i = 0; i < V; ++i) CHECK(ref[size_t(i)] == doctest::Approx(expect[size_t(i)]).epsilon(1e-4));
+  auto [chi2, bound] = chi_square(expect, batch_draws(logits, p, ctx, prompt_len, draws, 77), draws);
+  INFO("chi2 " << chi2 << " bound " << bound);
+  CHECK(chi2 < bound);
+}
+
+namespace {
+
+// Mixed rows for the batch tests: greedy, top-k (with tied logits), top-p (peaked and flat),
+// min-p, penalties, logit_bias, banned ids, raw log-probs.
+SamplingParams mixed_params(int i) {
+  SamplingParams p;
+  switch (i % 8) {
+    case 0: p.temperature = 0; p.repetition_penalty = 1.2; break;
+    case 1: p.temperature = 0.7; p.top_k = 50; break;
+    case 2: p.temperature = 1.0; p.top_p = 0.9; break;
+    case 3: p.temperature = 0.8; p.min_p = 0.05; break;
+    case 4: p.temperature = 1.2; p.top_k = 20; p.top_p = 0.8; p.min_p = 0.02; p.frequency_penalty = 0.5; break;
+    case 5: p.temperature = 1.0; p.repetition_penalty = 1.5; p.presence_penalty = 1.0; p.logit_bias = {{5, 5.0f}, {6, -3.0f}}; break;
+    case 6: p.temperature = 0.6; p.top_p = 0.95; p.top_k = 1500; break;
+    default: p.temperature = 1.0; break;
+  }
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("sample_batch: a row's token and log-probs do not depend on the other rows of the batch") {
+  const int64_t B = 32, V = 3000, steps = 40;
+  std::vector<SamplingParams> params;
+  std::vector<std::vector<int32_t>> ctx(B);
+  std::vector<torch::Generator> in_batch, alone;
+  for (int64_t i = 0; i < B; ++i) {
+    params.push_back(mixed_params(int(i)));
+    for (int32_t t = 0; t < 10; ++t) ctx[size_t(i)].push_back(int32_t((i * 37 + t * 101) % V));
+    in_batch.push_back(at::make_generator<at::CPUGeneratorImpl>(500 + uint64_t(i)));
+    alone.push_back(at::make_generator<at::CPUGeneratorImpl>(500 + uint64_t(i)));
+  }
+  torch::manual_seed(3);
+  int64_t differs = 0, sampled = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    auto logits = torch::randn({B, V}) * 3;
+    logits.slice(0, 8, 16) = (logits.slice(0, 8, 16) * 2).round() / 2;  // many tied logits
+    logits.slice(0, 16, 20) *= 0.05;                                      // flat: top-p sorts everything
+    auto make = [&](int64_t i, torch::Generator& g) {
+      SampleRow r;
+      r.params = &params[size_t(i)], r.context = &ctx[size_t(i)], r.prompt_len = 10, r.generator = &g;
+      if (i % 3 == 0) r.banned = {int32_t(i), 17, 2999};
+      r.raw_logprobs = i % 2 == 0;
+      r.top_logprobs = r.raw_logprobs ? int(i % 5) * 5 : 0;
+      return r;
+    };
+    std::vector<SampleRow> rows;
+    for (int64_t i = 0; i < B; ++i) rows.push_back(make(i, in_batch[size_t(i)]));
+    auto batch = sample_batch(logits, rows);
+    for (int64_t i = 0; i < B; ++i) {
+      auto one = sample_batch(logits.slice(0, i, i + 1), {make(i, alone[size_t(i)])}).front();
+      const auto& b = batch[size_t(i)];
+      INFO("step " << step << " row " << i);
+      REQUIRE(b.error.empty());
+      CHECK(b.token == one.token);
+      CHECK(b.logprob == one.logprob);
+      CHECK(b.raw_logprob == one.raw_logprob);
+      CHECK(b.top == one.top);
+      for (int32_t t : rows[size_t(i)].banned) CHECK(b.token != t);
+      differs += b.token != logits[i].argmax().item<int64_t>();
+      sampled += !params[size_t(i)].greedy();
+      ctx[size_t(i)].push_back(b.token);
+    }
+  }
+  CHECK(differs > sampled / 4);  // the rows really sample
+}
+
+TEST_CASE("sample_batch: each row of a mixed batch draws from sampling_distribution (chi-square)") {
+  const int64_t V = 40, copies = 3000;
+  torch::manual_seed(5);
+  const int kinds = 8;
+  auto base = torch::randn({kinds, V}) * 2;
+  base[1] = (base[1] * 2).round() / 2;  // top-k 50 > V: off; ties harmless
+  std::vector<SamplingParams> params;
+  for (int k = 0; k < kinds; ++k) params.push_back(mixed_params(k));
+  params[1].top_k = 7;  // rank 7 of 40, with ties at the boundary possible
+  std::vector<int32_t> ctx = {1, 2, 3, 5, 5, 6, 30};
+  // Rows interleaved: kind = row % kinds; every row its own generator.
+  const int64_t B = kinds * copies;
+  auto logits = base.repeat({copies, 1});
+  std::vector<torch::Generator> gens;
+  std::vector<SampleRow> rows(B);
+  for (int64_t r = 0; r < B; ++r) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(9000 + uint64_t(r)));
+  for (int64_t r = 0; r < B; ++r) {
+    rows[size_t(r)].params = &params[size_t(r % kinds)], rows[size_t(r)].context = &ctx, rows[size_t(r)].prompt_len = 3;
+    rows[size_t(r)].generator = &gens[size_t(r)];
+  }
+  auto out = sample_batch(logits, rows);
+  for (int k = 0; k < kinds; ++k) {
+    std::vector<int64_t> counts(V, 0);
+    for (int64_t r = k; r < B; r += kinds) {
+      REQUIRE(out[size_t(r)].error.empty());
+      counts[size_t(out[size_t(r)].token)]++;
+    }
+    auto expect = to_vec(sampling_distribution(base[k], params[size_t(k)], ctx, 3));
+    auto [chi2, bound] = chi_square(expect, counts, copies);
+    INFO("kind " << k << " chi2 " << chi2 << " bound " << bound);
+    CHECK(chi2 < bound);
+  }
+}
+
+TEST_CASE("sample_batch: raw log-probs and alternatives are log_softmax and topk of the raw logits") {
+  const int64_t B = 8, V = 1000;
+  torch::manual_seed(9);
+  auto logits = torch::randn({B, V}) * 4;
+  std::vector<SamplingParams> params;
+  for (int64_t i = 0; i < B; ++i) params.push_back(mixed_params(int(i)));
+  std::vector<int32_t> ctx = {4, 8, 15, 16, 23, 42};
+  std::vector<torch::Generator> gens;
+  for (int64_t i = 0; i < B; ++i) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(uint64_t(i)));
+  std::vector<SampleRow> rows(B);
+  const int tops[B] = {0, 1, 5, 20, 0, 3, 20, 0};
+  for (int64_t i = 0; i < B; ++i) {
+    rows[size_t(i)].params = &params[size_t(i)], rows[size_t(i)].context = &ctx, rows[size_t(i)].prompt_len = 2;
+    rows[size_t(i)].generator = &gens[size_t(i)];
+    rows[size_t(i)].raw_logprobs = i != 7, rows[size_t(i)].top_logprobs = tops[i];
+  }
+  auto out = sample_batch(logits, rows);
+  for (int64_t i = 0; i < B; ++i) {
+    INFO("row " << i);
+    const auto& o = out[size_t(i)];
+    REQUIRE(o.error.empty());
+    auto lp = torch::log_softmax(logits[i], 0);
+    if (rows[size_t(i)].raw_logprobs) CHECK(o.raw_logprob == doctest::Approx(lp[o.token].item<double>()).epsilon(1e-6));
+    REQUIRE(o.top.size() == size_t(tops[i]));
+    auto [tv, ti] = lp.topk(std::max(tops[i], 1));
+    for (int j = 0; j < tops[i]; ++j) {
+      CHECK(o.top[size_t(j)].first == ti[j].item<int64_t>());
+      CHECK(o.top[size_t(j)].second == doctest::Approx(tv[j].item<double>()).epsilon(1e-6));
+    }
+    // The sampled log-prob: the temperature-scaled distribution before the filters (TRL).
+    SamplingParams unfiltered = params[size_t(i)];
+    unfiltered.top_k = 0, unfiltered.top_p = 1, unfiltered.min_p = 0;
+    if (unfiltered.greedy()) unfiltered.temperature = 1;
+    auto scaled = sampling_distribution(logits[i], unfiltered, ctx, 2);
+    CHECK(o.logprob == doctest::Approx(std::log(scaled[o.token].item<double>())).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("sample_batch: a row with NaN logits fails alone; the others sample") {
+  const int64_t B = 6, V = 100;
+  torch::manual_seed(1);
+  auto logits = torch::randn({B, V});
+  logits[2][17] = std::nanf("");
+  logits[5].fill_(std::nanf(""));
+  std::vector<SamplingParams> params(B);
+  params[1].top_k = 10, params[2].top_p = 0.5, params[3].temperature = 0, params[4].min_p = 0.1, params[5].temperature = 0;
+  std::vector<int32_t> ctx;
+  std::vector<torch::Generator> gens;
+  for (int64_t i = 0; i < B; ++i) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(uint64_t(i)));
+  std::vector<SampleRow> rows(B);
+  for (int64_t i = 0; i < B; ++i)
+    rows[size_t(i)].params = &params[size_t(i)], rows[size_t(i)].context = &ctx, rows[size_t(i)].generator = &gens[size_t(i)],
+    rows[size_t(i)].raw_logprobs = true, rows[size_t(i)].top_logprobs = 2;
+  auto out = sample_batch(logits, rows);
+  for (int64_t i = 0; i < B; ++i) {
+    INFO("row " << i);
+    if (i == 2 || i == 5) {
+      CHECK(out[size_t(i)].token == -1);
+      CHECK(out[size_t(i)].error.find("not finite") != std::string::npos);
+    } else {
+      CHECK(out[size_t(i)].error.empty());
+      CHECK((out[size_t(i)].token >= 0 && out[size_t(i)].token < V));
+      CHECK(out[size_t(i)].top.size() == 2);
+    }
+  }
+  CHECK(out[3].token == logits[3].argmax().item<int64_t>());
+  torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
+  CHECK_THROWS_WITH_AS(sample_token(logits[2], params[2], g, ctx), doctest::Contains("not finite"), std::runtime_error);
+}
+
+TEST_CASE("bench: sample_batch" * doctest::skip()) {
+  // B = 128 rows of V = 151,936 (Qwen2), fp32 on the CPU with 2 threads: one sample_batch call vs
+  // the per-row loop it replaced (the per-row processing of sampling_distribution + multinomial).
+  const int64_t B = 128, V = 151936;
+  int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::manual_seed(0);
+  auto logits = torch::randn({B, V}) * 3;
+  std::vector<std::vector<int32_t>> ctx(B);
+  for (int64_t i = 0; i < B; ++i)
+    for (int t = 0; t < 600; ++t) ctx[size_t(i)].push_back(int32_t((i * 7919 + t * 104729) % V));
+  struct Variant { std::string name; SamplingParams p; };
+  std::vector<Variant> variants(4);
+  variants[0].name = "temperature 0.7, top_p 0.95", variants[0].p.temperature = 0.7, variants[0].p.top_p = 0.95;
+  variants[1] = variants[0], variants[1].name = "... and top_k 50", variants[1].p.top_k = 50;
+  variants[2] = variants[0], variants[2].name = "... and penalties (rep 1.1, freq 0.5, pres 0.5; 600-token contexts)";
+  variants[2].p.repetition_penalty = 1.1, variants[2].p.frequency_penalty = 0.5, variants[2].p.presence_penalty = 0.5;
+  variants[3].name = "temperature 1.0 only", variants[3].p.temperature = 1.0;
+  for (const auto& v : variants) {
+    std::vector<torch::Generator> gens;
+    for (int64_t i = 0; i < B; ++i) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(uint64_t(i)));
+    std::vector<SampleRow> rows(B);
+    for (int64_t i = 0; i < B; ++i)
+      rows[size_t(i)].params = &v.p, rows[size_t(i)].context = &ctx[size_t(i)], rows[size_t(i)].prompt_len = 300,
+      rows[size_t(i)].generator = &gens[size_t(i)];
+    auto time = [](auto&& f, int reps) {
+      f();
+      auto t0 = std::chrono::steady_clock::now();
+      for (int r = 0; r < reps; ++r) f();
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+    };
+    double batched = time([&] { sample_batch(logits, rows); }, 5);
+    double loop = time([&] {
+      for (int64_t i = 0; i < B; ++i) {
+        auto probs = sampling_distribution(logits[i], v.p, ctx[size_t(i)], 300);
+        (void)torch::multinomial(probs, 1, false, gens[size_t(i)]).item<int64_t>();
+      }
+    }, 1);
+    MESSAGE(v.name << ": sample_batch " << batched << " ms/call, per-row loop " << loop << " ms/call ("
+                   << loop / batched << "x)");
+  }
+  at::set_num_threads(threads);
+}

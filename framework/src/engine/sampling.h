@@ -1,5 +1,5 @@
-// Sampling parameters and the per-token sampler. Processing order (vLLM's sampler,
-// vllm/v1/sample/sampler.py and ops/penalties.py): logit_bias -> repetition penalty (prompt and
+// Sampling parameters and the batched sampler. Processing order (vLLM's sampler,
+// vllm/v1/sample/sampler.py and ops/penalties.py): banned ids (min_tokens) -> logit_bias -> repetition penalty (prompt and
 // output tokens) -> frequency and presence penalties (output tokens only, OpenAI's formula
 // logit -= count * frequency_penalty + (count > 0) * presence_penalty) -> temperature -> top-k ->
 // top-p -> min-p -> draw. temperature 0 (below 1e-5) is greedy. `Sampled::logprob` is the chosen token's
@@ -79,14 +79,37 @@ struct SampledRow {
 // the vocabulary when top-k bounds it; each row draws with its own generator (inverse CDF of one
 // uniform per row), so a row's token does not depend on the other rows. Only the chosen ids and
 // the requested log-probs cross to the host. Same processing and distribution as sample_token.
+//
+// Order: banned ids -> -inf, logit_bias, repetition penalty, frequency/presence penalties,
+// temperature (greedy rows: none), clamp to the float range, softmax q of the scaled logits.
+// SampledRow::logprob is log q[token]. Greedy rows: the first argmax. Other rows:
+//   top_k (0 < k < V): candidates topk(K + 1) for the batch's largest k, widened when a row's
+//     k-th logit ties past them; a row keeps every logit >= its k-th (ties kept, as vLLM).
+//   top_p without top_k: candidates topk(1,024), then topk(16,384); a row finishes on them when
+//     the candidates strictly above the last one's logit hold >= top_p + 1e-5 (then top-p drops
+//     every other token exactly); else it sorts its full row.
+//   neither (temperature, min_p): no sort; the row in vocabulary order.
+// Candidates are ordered logit-descending, id-ascending among ties (a stable sort's order), so a
+// row's result does not depend on how many candidates the batch fetched. top-p keeps tokens
+// whose strictly more likely mass < top_p (of the top-k survivors' mass with top_k; the first
+// always), min-p drops q < min_p * max q. Draw: u = (random64() >> 40) * 2^-24 from the row's
+// generator (under its mutex; the default CPU generator when null; greedy rows draw nothing),
+// token = the first position whose running sum of the kept q exceeds u * (kept mass)
+// (cumsum + searchsorted). On CPU the running sum is sequential in double, so a row's token and
+// log-probs are bit-identical whatever the batch. A row whose q is NaN (NaN logits) gets `error`
+// and token -1 (greedy rows too); the others sample. Raw log-probs: log_softmax of the
+// unprocessed logits at the token; alternatives ordered as the candidates, lowest ids at a tie
+// across the last place.
 std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vector<SampleRow>& rows);
 
-// logits: (V) fp32 on CPU. context: prompt and generated tokens; the first `prompt_len` are the
+// One row through sample_batch; throws std::runtime_error where that row gets an error.
+// logits: (V) fp32. context: prompt and generated tokens; the first `prompt_len` are the
 // prompt (repetition penalty: all of them; frequency/presence penalties: the rest).
 Sampled sample_token(torch::Tensor logits, const SamplingParams& p, torch::Generator& gen,
                      const std::vector<int32_t>& context, size_t prompt_len = 0);
 
-// The distribution `sample_token` draws from (after all processing), for tests: (V) fp32.
+// The distribution `sample_token` draws from (after all processing), for tests: (V) fp32. An
+// independent per-row implementation (full sort for top-p), the reference sample_batch is tested against.
 torch::Tensor sampling_distribution(torch::Tensor logits, const SamplingParams& p,
                                     const std::vector<int32_t>& context, size_t prompt_len = 0);
 
