@@ -2,6 +2,7 @@
 random Qwen2 and Llama models are token-identical for a batch of prompts of different lengths
 decoded together (continuous batching with a small batch limit)."""
 import json
+import re
 
 import pytest
 import torch
@@ -52,3 +53,46 @@ def test_greedy_matches_transformers_generate(name, tmp_path):
         assert max(abs(a - b) for a, b in zip(got["logprobs"], ref_lp)) < 1e-3
         distinct.add(tuple(ref))
     assert len(distinct) > 4  # the comparison is not between trivially identical outputs
+
+
+def test_32_prompts_in_one_call_with_prefix_caching_and_chunked_prefill(tmp_path):
+    """32 prompts of different lengths, many sharing a 48-token prefix and some repeated whole, in
+    one call with a 64-token step budget (long prompts prefilled in chunks, mixed with decode
+    tokens) and prefix caching on: greedy output is token-identical to transformers, and the
+    prefix cache was used."""
+    torch.manual_seed(98)
+    model = AutoModelForCausalLM.from_config(CONFIGS["qwen2"]()).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(6.0)
+    model.save_pretrained(tmp_path / "m")
+    r = warmup("model", "init", "--config", tmp_path / "m/config.json", "--out", tmp_path / "tok")
+    assert r.returncode == 0, r.stderr
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        (tmp_path / "m" / f).write_bytes((tmp_path / "tok" / f).read_bytes())
+    g = torch.Generator().manual_seed(6)
+    shared = torch.randint(0, 320, (48,), generator=g).tolist()
+    prompts = []
+    for i in range(32):
+        tail = torch.randint(0, 320, (int(torch.randint(1, 90, (1,), generator=g)),), generator=g).tolist()
+        if i % 4 == 0:
+            prompts.append(tail)                      # unrelated
+        elif i % 4 == 3:
+            prompts.append(list(prompts[i - 1]))      # a repeat of the previous prompt
+        else:
+            prompts.append(shared + tail)             # the shared prefix, then its own part
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt_token_ids": p}) + "\n" for p in prompts))
+    r = warmup("generate", "--model", tmp_path / "m", "--prompts", tmp_path / "p.jsonl", "--out", tmp_path / "o.jsonl",
+               "--temperature", "0", "--max-new-tokens", "24", "--ignore-eos", "--max-num-seqs", "32",
+               "--max-num-batched-tokens", "64", "--block-size", "8")
+    assert r.returncode == 0, r.stderr
+    hits = re.search(r"prefix-cache hits ([\d.]+)% of (\d+) prompt tokens", r.stderr)
+    assert hits and float(hits.group(1)) > 10, r.stderr
+    ours = [json.loads(l) for l in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(ours) == 32
+    for p, o in zip(prompts, ours):
+        with torch.no_grad():
+            out = model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                 do_sample=False, max_new_tokens=24, min_new_tokens=24, eos_token_id=None,
+                                 pad_token_id=0)
+        assert o["completions"][0]["token_ids"] == out[0, len(p):].tolist(), len(p)

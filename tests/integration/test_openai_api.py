@@ -152,16 +152,22 @@ def test_streaming_equals_the_non_streamed_call(client, chat):
             want = choice.logprobs.content
             assert [e.token for e in entries] == [e.token for e in want]
             assert [e.bytes for e in entries] == [e.bytes for e in want]
-            assert max(abs(a.logprob - b.logprob) for a, b in zip(entries, want)) < 1e-6
+            assert max(abs(a.logprob - b.logprob) for a, b in zip(entries, want)) < 1e-5
             assert [[t.token for t in e.top_logprobs] for e in entries] == [[t.token for t in e.top_logprobs] for e in want]
             assert all(len(e.top_logprobs) == 2 for e in entries)
         else:
             assert "".join(m.text for m in mine) == choice.text
             lp = [m.logprobs for m in mine if m.logprobs]
             assert sum((l.tokens for l in lp), []) == choice.logprobs.tokens
-            assert sum((l.token_logprobs for l in lp), []) == choice.logprobs.token_logprobs
+            # The second call finds the prompt's first block in the prefix cache and computes the
+            # rest after it: the same values up to float rounding, not bit for bit.
+            got = sum((l.token_logprobs for l in lp), [])
+            assert len(got) == len(choice.logprobs.token_logprobs)
+            assert max(abs(a - b) for a, b in zip(got, choice.logprobs.token_logprobs)) < 1e-5
             assert sum((l.text_offset for l in lp), []) == choice.logprobs.text_offset
-            assert sum((l.top_logprobs for l in lp), []) == choice.logprobs.top_logprobs
+            tops = sum((l.top_logprobs for l in lp), [])
+            assert [sorted(t) for t in tops] == [sorted(t) for t in choice.logprobs.top_logprobs]
+            assert all(abs(t[k] - w[k]) < 1e-5 for t, w in zip(tops, choice.logprobs.top_logprobs) for k in t)
 
 
 def test_streamed_echo_carries_the_prompt_and_its_logprobs(client):

@@ -152,6 +152,154 @@ TEST_CASE("stop tokens, stop strings and length limits") {
   CHECK(bad[0].error.find("max_model_len is 24") != std::string::npos);
 }
 
+// ---- scheduling: token budget, chunked and packed prefill, prefix cache, batch invariance -------
+
+namespace {
+
+// Prompts that share prefixes (a 37-token system part, some repeated whole) and vary in length.
+std::vector<GenerationRequest> shared_prefix_requests(const SamplingParams& p, int count, uint64_t seed0) {
+  std::vector<int32_t> system;
+  for (int i = 0; i < 37; ++i) system.push_back(int32_t(20 + (i * 7) % 200));
+  std::vector<GenerationRequest> r;
+  for (int i = 0; i < count; ++i) {
+    GenerationRequest g;
+    g.id = std::to_string(i);
+    g.prompt_ids = system;
+    for (int j = 0; j < (i % 3 == 2 ? 0 : 1 + (i * 5) % 23); ++j) g.prompt_ids.push_back(int32_t(30 + (i * 11 + j * 3) % 250));
+    if (i % 4 == 3) g.prompt_ids = {int32_t(5 + i), 9, 9};  // short, unrelated
+    g.params = p;
+    g.params.seed = seed0 + uint64_t(i);
+    r.push_back(g);
+  }
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("paged engine: logits equal full recomputation with chunked prefill, mixed steps, prefix hits and preemption") {
+  struct Case { int64_t budget; double kv_mb; bool prefix; };
+  // 0.02 MiB = 20 blocks of 4 tokens: forces preemption and re-prefill (prefix hits on the way back).
+  for (Case c : {Case{7, 64, true}, Case{3, 64, true}, Case{64, 0.02, true}, Case{5, 0.02, true}, Case{7, 64, false},
+                 Case{1, 64, true}}) {
+    CausalLM model = init_model(tiny_config(), 21);
+    EngineOptions eo;
+    eo.keep_logits = true;
+    eo.block_size = 4;
+    eo.kv_cache_mb = c.kv_mb;
+    eo.max_batch = 12;
+    eo.max_num_batched_tokens = c.budget;
+    eo.enable_prefix_caching = c.prefix;
+    Engine engine(model, byte_tokenizer(), {}, eo);
+    SamplingParams p;
+    p.n = 2, p.temperature = 1.0, p.max_new_tokens = 9, p.ignore_eos = true;
+    auto reqs = shared_prefix_requests(p, 10, 300);
+    auto res = engine.generate(reqs);
+    // Again on the same engine: the blocks of the first call are found in the prefix cache.
+    auto res2 = engine.generate(reqs);
+    EngineStats st = engine.stats();
+    INFO("budget " << c.budget << " kv_mb " << c.kv_mb << " prefix " << c.prefix << " preemptions " << st.preemptions
+                   << " prefix hits " << st.prefix_cache_hits << "/" << st.prefix_cache_queries << " steps " << st.steps);
+    for (const auto* rs : {&res, &res2})
+      for (const auto& r : *rs) {
+        REQUIRE(r.error.empty());
+        REQUIRE(r.samples.size() == 2);
+        for (const auto& s : r.samples) CHECK(s.token_ids.size() == 9);
+      }
+    CHECK(max_cache_error(model, reqs, res) <= 1e-4);
+    CHECK(max_cache_error(model, reqs, res2) <= 1e-4);
+    for (size_t i = 0; i < res.size(); ++i)  // same seeds: the same samples, cached prefix or not
+      for (size_t k = 0; k < 2; ++k) CHECK(res[i].samples[k].token_ids == res2[i].samples[k].token_ids);
+    if (c.prefix) CHECK(st.prefix_cache_hits > 0);
+    else CHECK(st.prefix_cache_hits == 0);
+    if (c.kv_mb < 1) CHECK(st.preemptions > 0);
+    CHECK(st.kv_blocks_used == 0);  // everything was given back
+    if (c.budget <= 7) CHECK(st.steps > 9 * 2);  // prompts of up to 60 tokens took several chunks each
+  }
+}
+
+TEST_CASE("paged engine: a request's samples do not depend on what else is in the batch") {
+  CausalLM model = init_model(tiny_config(), 22);
+  EngineOptions eo;
+  eo.block_size = 4;
+  eo.max_batch = 64;
+  eo.max_num_batched_tokens = 32;
+  SamplingParams p;
+  p.n = 2, p.temperature = 0.9, p.top_p = 0.9, p.max_new_tokens = 12, p.ignore_eos = true;
+  p.logprobs = true, p.top_logprobs = 3;
+  GenerationRequest alone;
+  alone.id = "x";
+  alone.prompt_ids = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5};
+  alone.params = p;
+  alone.params.seed = 4242;
+  Engine e1(model, byte_tokenizer(), {}, eo);
+  auto a = e1.generate({alone});
+  // The same request in the middle of 31 others with other lengths and parameters.
+  SamplingParams q = p;
+  q.top_k = 7, q.repetition_penalty = 1.3, q.min_p = 0.05, q.temperature = 1.2, q.logprobs = false;
+  auto others = shared_prefix_requests(q, 31, 900);
+  others[5].params.temperature = 0;  // a greedy one too
+  others.insert(others.begin() + 13, alone);
+  Engine e2(model, byte_tokenizer(), {}, eo);
+  auto b = e2.generate(others);
+  const auto& in_batch = b[13];
+  REQUIRE(in_batch.id == "x");
+  for (size_t k = 0; k < 2; ++k) {
+    CHECK(a[0].samples[k].token_ids == in_batch.samples[k].token_ids);
+    REQUIRE(a[0].samples[k].logprobs.size() == in_batch.samples[k].logprobs.size());
+    for (size_t t = 0; t < a[0].samples[k].logprobs.size(); ++t)
+      CHECK(a[0].samples[k].logprobs[t] == doctest::Approx(in_batch.samples[k].logprobs[t]).epsilon(1e-4));
+  }
+  CHECK(a[0].samples[0].token_ids != a[0].samples[1].token_ids);
+}
+
+TEST_CASE("paged engine: prompt log-probs over chunks equal one full forward") {
+  CausalLM model = init_model(tiny_config(), 23);
+  EngineOptions eo;
+  eo.block_size = 4;
+  eo.max_num_batched_tokens = 5;  // the prompt's logits come in several chunks
+  Engine engine(model, byte_tokenizer(), {}, eo);
+  SamplingParams p;
+  p.temperature = 0, p.max_new_tokens = 2, p.prompt_logprobs = 2;
+  auto reqs = shared_prefix_requests(p, 3, 1);
+  auto warm = engine.generate(reqs);  // fills the prefix cache: prompt log-probs must not use it
+  auto res = engine.generate(reqs);
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    std::vector<int64_t> ids(reqs[i].prompt_ids.begin(), reqs[i].prompt_ids.end());
+    auto logp = torch::log_softmax(model->forward(torch::tensor(ids).unsqueeze(0))[0].to(torch::kFloat32), 1);
+    REQUIRE(res[i].prompt_logprobs.size() == ids.size() - 1);
+    REQUIRE(res[i].prompt_top_logprobs.size() == ids.size() - 1);
+    for (size_t j = 0; j + 1 < ids.size(); ++j) {
+      CHECK(res[i].prompt_logprobs[j] == doctest::Approx(logp[int64_t(j)][ids[j + 1]].item<float>()).epsilon(1e-4));
+      CHECK(res[i].prompt_top_logprobs[j][0].first == logp[int64_t(j)].argmax().item<int64_t>());
+    }
+    CHECK(warm[i].prompt_logprobs == res[i].prompt_logprobs);
+  }
+  // Scoring only (max_tokens 0, as lm-evaluation-harness asks), then a normal call on the same engine.
+  p.max_new_tokens = 0;
+  auto scored = engine.generate(shared_prefix_requests(p, 3, 1));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    CHECK(scored[i].prompt_logprobs == res[i].prompt_logprobs);
+    CHECK(scored[i].samples[0].token_ids.empty());
+  }
+  p.max_new_tokens = 3, p.prompt_logprobs = -1;
+  auto after = engine.generate(shared_prefix_requests(p, 3, 1));
+  for (size_t i = 0; i < reqs.size(); ++i) CHECK(after[i].samples[0].token_ids.size() == 3);
+}
+
+TEST_CASE("paged engine: release_kv_cache gives the memory back and the next call takes it again") {
+  CausalLM model = init_model(tiny_config(), 24);
+  EngineOptions eo;
+  eo.block_size = 4;
+  Engine engine(model, byte_tokenizer(), {}, eo);
+  SamplingParams p;
+  p.temperature = 0, p.max_new_tokens = 6;
+  auto a = engine.generate(requests(p));
+  engine.release_kv_cache();
+  auto b = engine.generate(requests(p));
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].samples[0].token_ids == b[i].samples[0].token_ids);
+}
+
 // ---- sampling filters vs analytic distributions ---------------------------------------------
 
 namespace {

@@ -1,15 +1,23 @@
-// See engine.h. One scheduling iteration: admit (re-prefill preempted sequences, then prefill new
-// prompts while batch slots and KV blocks allow), then one decode step for every running sequence.
+// See engine.h. One step: schedule (running sequences' next tokens, decode first, then preempted
+// and new requests' prefill chunks, within the token budget and the KV blocks; preempting the
+// newest sequence when blocks run out), one paged forward over the flat batch, prompt log-probs
+// where asked, one batched sampling call for every sequence that reached its end.
 #include "engine/engine.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <random>
 
 #include <nlohmann/json.hpp>
+#if WARMUP_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
 
 #include "util/brief.h"
 #include "util/errors.h"
@@ -23,7 +31,9 @@ struct Engine::Seq {
   std::vector<int32_t> tokens;  // prompt + generated
   int64_t prompt_len = 0;
   int64_t computed = 0;         // positions whose keys/values are in the cache
-  SeqBlocks kv;
+  std::vector<int64_t> blocks;  // block table
+  int64_t keyed = 0;            // leading full blocks whose prefix-cache keys are known
+  uint64_t last_key = 0;        // key of block keyed - 1 (0: none)
   torch::Generator gen;
   SampleResult result;
   Utf8Stream stream;
@@ -38,6 +48,7 @@ struct Engine::Group {
   GenerationRequest req;
   std::vector<std::unique_ptr<Seq>> seqs;
   int remaining = 0;
+  bool prompt_done = false;  // seqs[0] has computed the prompt and the others were forked
   size_t max_stop = 0;  // longest stop string
   std::vector<float> prompt_logprobs;             // params.prompt_logprobs >= 0
   std::vector<TopLogprobs> prompt_top_logprobs;
@@ -46,7 +57,29 @@ struct Engine::Group {
 
 namespace {
 
-constexpr float kMasked = std::numeric_limits<float>::lowest() / 2;
+// (free, total) bytes of the device's memory: cudaMemGetInfo on CUDA, /proc/meminfo's
+// MemAvailable and MemTotal on the CPU.
+std::pair<double, double> device_memory(torch::Device device) {
+#if WARMUP_WITH_CUDA
+  if (device.is_cuda()) {
+    size_t free = 0, total = 0;
+    c10::cuda::CUDAGuard guard(device);
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) throw std::runtime_error("cudaMemGetInfo failed");
+    return {double(free), double(total)};
+  }
+#endif
+  if (!device.is_cpu()) throw ConfigError("gpu_memory_utilization: cannot read the free memory of " + device.str());
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  double value = 0, free = -1, total = -1;
+  std::string unit;
+  while (in >> key >> value >> unit) {
+    if (key == "MemAvailable:") free = value * 1024;
+    if (key == "MemTotal:") total = value * 1024;
+  }
+  if (free < 0 || total < 0) throw ConfigError("gpu_memory_utilization: /proc/meminfo has no MemAvailable/MemTotal");
+  return {free, total};
+}
 
 }  // namespace
 
@@ -80,9 +113,31 @@ Engine::Engine(CausalLM model, std::shared_ptr<const Tokenizer> tokenizer, std::
                       std::to_string(model_->config.max_position_embeddings) +
                       " positions (config.json max_position_embeddings)");
   model_->eval();
+  if (opt_.max_num_batched_tokens < 1) throw ConfigError("max_num_batched_tokens must be >= 1");
+  if (opt_.block_size < 1 || opt_.block_size > 1024) throw ConfigError("block_size must be in [1, 1024]");
+  if (opt_.max_batch < 1) throw ConfigError("max_num_seqs (max_batch) must be >= 1");
+  if (!(opt_.gpu_memory_utilization >= 0 && opt_.gpu_memory_utilization <= 1))
+    throw ConfigError("gpu_memory_utilization must be in (0, 1] (0: use kv_cache_mb)");
   auto dtype = model_->output_weight().scalar_type();
-  int64_t blocks = BlockPool::blocks_for_budget(model_->config, opt_.block_size, dtype, opt_.kv_cache_mb);
-  pool_ = std::make_unique<BlockPool>(model_->config, blocks, opt_.block_size, dtype, device_);
+  double mb = opt_.kv_cache_mb;
+  if (opt_.gpu_memory_utilization > 0) {
+    // vLLM's rule: the instance may use this fraction of the device's total memory; the weights
+    // are loaded (counted in what is used now), one step's activations are estimated.
+    const ModelConfig& c = model_->config;
+    double elem = double(c10::elementSize(dtype));
+    double activations = double(opt_.max_num_batched_tokens) * double(4 * c.hidden_size + 2 * c.intermediate_size) * elem +
+                         double(opt_.max_batch) * double(c.vocab_size) * 4.0 * 3.0;
+    auto [free, total] = device_memory(device_);
+    double bytes = opt_.gpu_memory_utilization * total - (total - free) - activations;
+    if (bytes < BlockPool::bytes_per_block(c, opt_.block_size, dtype))
+      throw ConfigError("gpu_memory_utilization " + std::to_string(opt_.gpu_memory_utilization) + " leaves no room for the KV cache on " +
+                        device_.str() + " (" + std::to_string(int64_t(free / 1048576)) + " of " +
+                        std::to_string(int64_t(total / 1048576)) + " MiB free)");
+    mb = bytes / 1048576.0;
+  }
+  int64_t blocks = BlockPool::blocks_for_budget(model_->config, opt_.block_size, dtype, mb);
+  pool_ = std::make_unique<BlockPool>(model_->config, blocks, opt_.block_size, dtype, device_,
+                                      opt_.enable_prefix_caching);
 }
 
 Engine::~Engine() = default;
@@ -202,6 +257,14 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
+struct Engine::Work {
+  Seq* seq;
+  int64_t start = 0;         // first new position
+  int64_t count = 0;         // new tokens this step (0: dropped, its sequence was preempted)
+  bool all_logits = false;   // prompt log-probs: logits of every new token
+  int64_t first_row = -1;    // its first row in the step's logits
+};
+
 bool Engine::step() {
   struct Retire {  // finished groups are freed once nothing points into them
     Engine* e;
@@ -209,236 +272,391 @@ bool Engine::step() {
       std::lock_guard<std::mutex> lock(e->mu_);
       e->retired_.clear();
     }
-  } retire{this};
-  drop_cancelled();
-  admit();
-  bool waiting;
+  } retire_at_end{this};
+  auto t0 = std::chrono::steady_clock::now();
+  double fwd_before, smp_before;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    waiting = !waiting_.empty();
+    fwd_before = stats_.forward_seconds, smp_before = stats_.sample_seconds;
   }
-  auto count = [&] {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.running = int64_t(running_.size());
-    stats_.waiting = int64_t(waiting_.size() + preempted_.size());
-  };
-  if (running_.empty()) {
-    count();
-    return waiting || !preempted_.empty();
-  }
-  decode();
-  count();
+  drop_cancelled();
+  if (!pool_->allocated()) pool_->reallocate();
+  std::vector<Work> work = schedule();
+  int64_t batched = 0;
+  for (const Work& w : work) batched += w.count;
+  if (batched > 0) forward_and_sample(work);
+  bool waiting;
   std::lock_guard<std::mutex> lock(mu_);
-  stats_.steps++;
+  waiting = !waiting_.empty();
+  stats_.running = int64_t(running_.size());
+  stats_.waiting = int64_t(waiting_.size() + preempted_.size());
+  stats_.kv_blocks_used = pool_->used_blocks();
+  stats_.kv_blocks_total = pool_->num_blocks();
+  stats_.batched_tokens = batched;
+  if (batched > 0) stats_.steps++;
+  double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.host_seconds += total - (stats_.forward_seconds - fwd_before) - (stats_.sample_seconds - smp_before);
+  return batched > 0 || waiting || !running_.empty() || !preempted_.empty();
+}
+
+void Engine::release_kv_cache() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!active_.empty() || !waiting_.empty()) throw std::logic_error("release_kv_cache: requests are in flight");
+  pool_->release_memory();
+}
+
+bool Engine::grow(Seq& s, int64_t tokens) {
+  int64_t bs = opt_.block_size;
+  while (int64_t(s.blocks.size()) * bs < tokens) {
+    int64_t b = pool_->allocate();
+    if (b < 0) return false;
+    s.blocks.push_back(b);
+  }
   return true;
 }
 
-// Runs `count` tokens of `s` from position `s.computed` through the model (B = 1) and returns the
-// logits of the last one (V), or of all of them (count, V) with all_positions.
-static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
-                                    torch::Device device, bool all_positions = false);
+void Engine::release_blocks(Seq& s) {
+  for (int64_t b : s.blocks) pool_->release(b);
+  s.blocks.clear();
+  s.computed = 0, s.keyed = 0, s.last_key = 0;
+}
 
-void Engine::admit() {
-  while (!preempted_.empty() && int64_t(running_.size()) < opt_.max_batch) {
-    Seq* s = preempted_.front();
-    int64_t len = int64_t(s->tokens.size());
-    if (pool_->free_blocks() < (len + opt_.block_size - 1) / opt_.block_size + 1) break;
-    s->kv.reserve(*pool_, len);
-    prefill_tokens(model_, *pool_, *s, len - 1, device_);  // the last token is decoded next
-    running_.push_back(s);
-    preempted_.pop_front();
+void Engine::take_cached_prefix(Seq& s) {
+  // At least the last token is computed again: its logits are what the step is for.
+  int64_t bs = opt_.block_size, len = int64_t(s.tokens.size());
+  int64_t max_blocks = (len - 1) / bs;
+  int64_t hits = 0;
+  uint64_t parent = 0;
+  for (int64_t i = 0; i < max_blocks; ++i) {
+    const int32_t* t = s.tokens.data() + i * bs;
+    uint64_t key = block_key(parent, t, bs);
+    int64_t b = pool_->lookup(key, parent, t);
+    if (b < 0) break;
+    s.blocks.push_back(b);
+    parent = key;
+    ++hits;
   }
-  if (!preempted_.empty()) return;  // they go first
-  while (true) {
-    std::shared_ptr<Group> g;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (waiting_.empty()) return;
-      const auto& next = waiting_.front();
-      int64_t n = next->req.params.n, P = int64_t(next->req.prompt_ids.size());
-      if (!running_.empty() && int64_t(running_.size()) + n > opt_.max_batch) return;
-      if (pool_->free_blocks() < (P + opt_.block_size - 1) / opt_.block_size + n) return;
-      g = waiting_.front();
-      waiting_.pop_front();
-      active_.push_back(g);
-    }
-    prefill(*g);
+  s.computed = hits * bs, s.keyed = hits, s.last_key = parent;
+}
+
+void Engine::count_prefix_query(const Seq& s) {
+  if (!pool_->prefix_caching()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.prefix_cache_queries += int64_t(s.tokens.size());
+  stats_.prefix_cache_hits += s.computed;
+}
+
+void Engine::publish_full_blocks(Seq& s) {
+  int64_t bs = opt_.block_size;
+  while ((s.keyed + 1) * bs <= s.computed) {
+    const int32_t* t = s.tokens.data() + s.keyed * bs;
+    uint64_t key = block_key(s.last_key, t, bs);
+    pool_->publish(s.blocks[size_t(s.keyed)], key, s.last_key, t);
+    s.last_key = key;
+    ++s.keyed;
   }
 }
 
-static torch::Tensor prefill_tokens(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t count,
-                                    torch::Device device, bool all_positions) {
-  int64_t start = s.computed, bs = pool.block_size();
-  std::vector<int64_t> ids(s.tokens.begin() + start, s.tokens.begin() + start + count), write, read;
-  for (int64_t p = start; p < start + count; ++p) write.push_back(s.kv.slot(p, bs));
-  for (int64_t p = 0; p < start + count; ++p) read.push_back(s.kv.slot(p, bs));
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device);
-  KVView kv;
-  kv.k_pool = &pool.k, kv.v_pool = &pool.v;
-  kv.write_slots = torch::tensor(write, i64);
-  kv.read_slots = torch::tensor(read, i64).unsqueeze(0);  // (1, L)
-  int64_t L = start + count;
-  auto q_pos = torch::arange(start, start + count, i64).unsqueeze(1);  // (T, 1)
-  auto k_pos = torch::arange(0, L, i64).unsqueeze(0);                  // (1, L)
-  kv.mask = torch::zeros({count, L}, pool.k[0].options()).masked_fill(k_pos > q_pos, kMasked).view({1, 1, count, L});
-  auto logits = model->forward_cached(torch::tensor(ids, i64).unsqueeze(0), q_pos.view({1, count}), kv, all_positions);
-  s.computed = start + count;
-  return logits[0].to(torch::kCPU);
-}
-
-// Prefills the whole prompt of `s` in chunks of all-position logits, recording the raw log-prob of
-// each prompt token after the first (and `top` alternatives) into lp/top_lp; returns the last
-// position's logits (V). Memory: one chunk's (chunk, V) logits at a time.
-static torch::Tensor prefill_with_prompt_logprobs(CausalLM& model, BlockPool& pool, Engine::Seq& s, int64_t P,
-                                                  torch::Device device, int top, std::vector<float>& lp,
-                                                  std::vector<TopLogprobs>& top_lp) {
-  constexpr int64_t kChunk = 256;
-  torch::Tensor last;
-  while (s.computed < P) {
-    int64_t start = s.computed, count = std::min(kChunk, P - start);
-    torch::Tensor logits = prefill_tokens(model, pool, s, count, device, /*all_positions=*/true);  // (count, V)
-    torch::Tensor logp = torch::log_softmax(logits, 1);
-    for (int64_t j = 0; j < count; ++j) {
-      int64_t target = start + j + 1;  // position start + j predicts token start + j + 1
-      if (target >= P) break;
-      lp.push_back(logp[j][s.tokens[size_t(target)]].item<float>());
-      if (top > 0) top_lp.push_back(top_logprobs(logp[j], top));
-    }
-    last = logits[count - 1];
+void Engine::preempt(Seq* s) {
+  running_.erase(std::remove(running_.begin(), running_.end(), s), running_.end());
+  release_blocks(*s);
+  Group& g = *s->group;
+  if (s->index == 0 && !g.prompt_done) {  // its prompt log-probs are computed again
+    g.prompt_logprobs.clear();
+    g.prompt_top_logprobs.clear();
   }
-  return last;
-}
-
-void Engine::prefill(Group& g) {
-  Seq& first = *g.seqs[0];
-  int64_t P = first.prompt_len;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.prompt_tokens += P;
-  }
-  const SamplingParams& p = g.req.params;
-  if (p.max_new_tokens == 0 && p.prompt_logprobs < 0) {
-    for (auto& s : g.seqs) finish(*s, "length");
-    return;
-  }
-  first.kv.reserve(*pool_, P);
-  torch::Tensor logits = p.prompt_logprobs >= 0
-                             ? prefill_with_prompt_logprobs(model_, *pool_, first, P, device_, p.prompt_logprobs,
-                                                            g.prompt_logprobs, g.prompt_top_logprobs)
-                             : prefill_tokens(model_, *pool_, first, P, device_);
-  if (p.max_new_tokens == 0) {
-    for (auto& s : g.seqs) finish(*s, "length");
-    return;
-  }
-  for (size_t i = 1; i < g.seqs.size(); ++i) {  // the other samples share the prompt's cache
-    g.seqs[i]->kv = first.kv.fork(*pool_, P);
-    g.seqs[i]->computed = P;
-  }
-  std::vector<Seq*> live;
-  for (auto& s : g.seqs) live.push_back(s.get());
-  for (Seq* s : live) {
-    if (s->done) continue;
-    try {
-      append(*s, sample(*s, logits), logits);
-    } catch (const std::exception& e) {
-      fail(g, e.what());
-    }
-  }
-  for (Seq* s : live)
-    if (!s->done) running_.push_back(s);
-}
-
-void Engine::preempt_one() {
-  Seq* victim = running_.back();
-  running_.pop_back();
-  victim->kv.release(*pool_);
-  victim->computed = 0;
-  preempted_.push_front(victim);
+  preempted_.push_front(s);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.preemptions++;
 }
 
-void Engine::decode() {
-  int64_t bs = opt_.block_size;
-  // Make room for one more position per sequence, preempting the newest when blocks run out.
-  while (true) {
-    int64_t need = 0;
-    for (Seq* s : running_) need += int64_t(s->tokens.size()) > int64_t(s->kv.blocks.size()) * bs;
-    if (need <= pool_->free_blocks()) break;
-    if (running_.size() == 1) {  // cannot grow even alone: stop it
-      finish(*running_[0], "length");
-      running_.clear();
-      return;
+std::vector<Engine::Work> Engine::schedule() {
+  constexpr int64_t kLogprobChunk = 256;  // prompt log-probs: (chunk, V) fp32 logits at a time
+  std::vector<Work> work;
+  int64_t budget = opt_.max_num_batched_tokens;
+  bool preempted_now = false;
+  auto needs_all_logits = [](const Seq& s) {
+    return s.index == 0 && !s.group->prompt_done && s.group->req.params.prompt_logprobs >= 0;
+  };
+  auto chunk_of = [&](const Seq& s) {
+    int64_t c = std::min<int64_t>(int64_t(s.tokens.size()) - s.computed, budget);
+    return needs_all_logits(s) ? std::min(c, kLogprobChunk) : c;
+  };
+  // Running sequences: decode tokens first, then prefill chunks, oldest first within each.
+  std::vector<Seq*> order;
+  for (Seq* s : running_)
+    if (int64_t(s->tokens.size()) - s->computed == 1) order.push_back(s);
+  for (Seq* s : running_)
+    if (int64_t(s->tokens.size()) - s->computed > 1) order.push_back(s);
+  for (Seq* s : order) {
+    if (budget <= 0) break;
+    if (std::find(running_.begin(), running_.end(), s) == running_.end()) continue;  // preempted just now
+    int64_t q = chunk_of(*s);
+    bool fits = true;
+    while (!grow(*s, s->computed + q)) {
+      Seq* victim = running_.back();
+      if (victim == s && running_.size() == 1) {  // cannot grow even alone: stop it
+        finish(*s, "length");
+        running_.clear();
+        fits = false;
+        break;
+      }
+      for (Work& w : work)
+        if (w.seq == victim) budget += w.count, w.count = 0;
+      preempt(victim);
+      preempted_now = true;
+      if (victim == s) {
+        fits = false;
+        break;
+      }
     }
-    preempt_one();
+    if (!fits) continue;
+    work.push_back({s, s->computed, q, needs_all_logits(*s)});
+    budget -= q;
   }
-  for (Seq* s : running_) s->kv.reserve(*pool_, int64_t(s->tokens.size()));
-
-  int64_t B = int64_t(running_.size()), Lmax = 0;
-  for (Seq* s : running_) Lmax = std::max(Lmax, int64_t(s->tokens.size()));
-  std::vector<int64_t> ids, pos, write, read(size_t(B * Lmax));
-  auto mask = torch::zeros({B, Lmax}, torch::kFloat32);
-  auto m = mask.accessor<float, 2>();
-  for (int64_t b = 0; b < B; ++b) {
-    Seq* s = running_[size_t(b)];
+  if (preempted_now) return work;
+  // Preempted sequences are computed again before new requests start.
+  while (budget > 0 && !preempted_.empty()) {
+    Seq* s = preempted_.front();
+    if (!needs_all_logits(*s)) take_cached_prefix(*s);
     int64_t len = int64_t(s->tokens.size());
-    ids.push_back(s->tokens.back());
-    pos.push_back(len - 1);
-    write.push_back(s->kv.slot(len - 1, bs));
-    for (int64_t j = 0; j < Lmax; ++j) {
-      read[size_t(b * Lmax + j)] = s->kv.slot(j < len ? j : 0, bs);
-      if (j >= len) m[b][j] = kMasked;
+    int64_t more = (len + opt_.block_size - 1) / opt_.block_size - int64_t(s->blocks.size()) + 1;
+    int64_t q = chunk_of(*s);
+    if (pool_->free_blocks() < more || !grow(*s, s->computed + q)) {
+      release_blocks(*s);
+      break;
     }
+    preempted_.pop_front();
+    running_.push_back(s);
+    count_prefix_query(*s);
+    work.push_back({s, s->computed, q, needs_all_logits(*s)});
+    budget -= q;
+  }
+  if (!preempted_.empty()) return work;
+  while (budget > 0) {
+    std::shared_ptr<Group> g;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (waiting_.empty()) break;
+      const auto& next = waiting_.front();
+      int64_t n = next->req.params.n;
+      if (live_seqs_ > 0 && live_seqs_ + n > opt_.max_batch) break;
+      g = next;
+    }
+    Seq& first = *g->seqs[0];
+    const SamplingParams& p = g->req.params;
+    if (p.prompt_logprobs < 0) take_cached_prefix(first);
+    int64_t P = first.prompt_len, bs = opt_.block_size;
+    int64_t more = (P + bs - 1) / bs - int64_t(first.blocks.size()) + p.n;
+    int64_t q = chunk_of(first);
+    if (pool_->free_blocks() < more || !grow(first, first.computed + q)) {
+      release_blocks(first);
+      break;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      waiting_.pop_front();
+      active_.push_back(g);
+      stats_.prompt_tokens += P;
+    }
+    count_prefix_query(first);
+    live_seqs_ += p.n;
+    if (p.max_new_tokens == 0 && p.prompt_logprobs < 0) {  // nothing to compute
+      release_blocks(first);
+      for (auto& s : g->seqs) finish(*s, "length");
+      continue;
+    }
+    running_.push_back(&first);
+    work.push_back({&first, first.computed, q, needs_all_logits(first)});
+    budget -= q;
+  }
+  return work;
+}
+
+void Engine::fork(Group& g) {
+  Seq& first = *g.seqs[0];
+  int64_t P = first.prompt_len, bs = opt_.block_size;
+  int64_t full = P / bs, partial = P % bs;
+  for (size_t i = 1; i < g.seqs.size(); ++i) {
+    Seq& s = *g.seqs[i];
+    if (s.done) continue;
+    bool ok = true;
+    if (partial > 0) {
+      int64_t fresh = pool_->allocate();
+      if (fresh < 0) {
+        ok = false;
+      } else {
+        pool_->copy_slots(first.blocks[size_t(full)], fresh, partial);
+        for (int64_t b = 0; b < full; ++b) pool_->retain(first.blocks[size_t(b)]), s.blocks.push_back(first.blocks[size_t(b)]);
+        s.blocks.push_back(fresh);
+      }
+    } else {
+      for (int64_t b = 0; b < full; ++b) pool_->retain(first.blocks[size_t(b)]), s.blocks.push_back(first.blocks[size_t(b)]);
+    }
+    if (!ok) {  // no block for its copy: it computes the prompt again later (prefix-cache hits)
+      preempted_.push_back(&s);
+      continue;
+    }
+    s.computed = P, s.keyed = first.keyed, s.last_key = first.last_key;  // keyed <= P / block_size
+    running_.push_back(&s);
+  }
+}
+
+void Engine::forward_and_sample(std::vector<Work>& work) {
+  auto t_fwd = std::chrono::steady_clock::now();
+  int64_t bs = opt_.block_size;
+  std::vector<int64_t> ids, pos, slots, rows;
+  std::vector<int32_t> qsl = {0}, seq_lens;
+  int64_t max_blocks = 0, max_q = 0, max_len = 0;
+  std::vector<Work*> live;
+  for (Work& w : work) {
+    if (w.count <= 0) continue;
+    live.push_back(&w);
+    max_blocks = std::max<int64_t>(max_blocks, int64_t(w.seq->blocks.size()));
+  }
+  auto table = torch::zeros({int64_t(live.size()), std::max<int64_t>(max_blocks, 1)}, torch::kInt32);
+  auto tab = table.accessor<int32_t, 2>();
+  for (size_t i = 0; i < live.size(); ++i) {
+    Work& w = *live[i];
+    Seq& s = *w.seq;
+    int64_t end = w.start + w.count;
+    for (int64_t p = w.start; p < end; ++p) {
+      ids.push_back(s.tokens[size_t(p)]);
+      pos.push_back(p);
+      slots.push_back(s.blocks[size_t(p / bs)] * bs + p % bs);
+    }
+    if (w.all_logits) {
+      w.first_row = int64_t(rows.size());
+      for (int64_t j = 0; j < w.count; ++j) rows.push_back(qsl.back() + j);
+    } else if (end == int64_t(s.tokens.size())) {
+      w.first_row = int64_t(rows.size());
+      rows.push_back(qsl.back() + w.count - 1);
+    }
+    qsl.push_back(qsl.back() + int32_t(w.count));
+    seq_lens.push_back(int32_t(end));
+    for (size_t b = 0; b < s.blocks.size(); ++b) tab[int64_t(i)][int64_t(b)] = int32_t(s.blocks[b]);
+    max_q = std::max(max_q, w.count), max_len = std::max(max_len, end);
   }
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
-  KVView kv;
-  kv.k_pool = &pool_->k, kv.v_pool = &pool_->v;
-  kv.write_slots = torch::tensor(write, i64);
-  kv.read_slots = torch::tensor(read, i64).view({B, Lmax});
-  kv.mask = mask.to(device_, pool_->k[0].scalar_type()).view({B, 1, 1, Lmax});
-  auto logits = model_->forward_cached(torch::tensor(ids, i64).view({B, 1}), torch::tensor(pos, i64).view({B, 1}), kv)
-                    .to(torch::kCPU);  // (B, V)
-  std::vector<Seq*> batch = running_;
-  for (int64_t b = 0; b < B; ++b) {
-    Seq* s = batch[size_t(b)];
-    if (s->done) continue;  // its request failed earlier in this step
-    s->computed = int64_t(s->tokens.size());
-    auto row = logits[b];
-    try {
-      append(*s, sample(*s, row), row);
-    } catch (const std::exception& e) {
-      fail(*s->group, e.what());
+  auto i32 = torch::TensorOptions().dtype(torch::kInt32);
+  PagedKV kv;
+  kv.k_cache = &pool_->k, kv.v_cache = &pool_->v;
+  kv.meta.query_start_loc = torch::tensor(qsl, i32).to(device_);
+  kv.meta.seq_lens = torch::tensor(seq_lens, i32).to(device_);
+  kv.meta.block_table = table.to(device_);
+  kv.meta.slot_mapping = torch::tensor(slots, i64);
+  kv.meta.block_size = bs;
+  kv.meta.max_query_len = max_q, kv.meta.max_seq_len = max_len;
+  torch::Tensor logits = model_->forward_paged(torch::tensor(ids, i64), torch::tensor(pos, i64), kv,
+                                               torch::tensor(rows, i64));  // (R, V) fp32
+  for (Work* w : live) {
+    w->seq->computed = w->start + w->count;
+    publish_full_blocks(*w->seq);
+  }
+  auto t_smp = std::chrono::steady_clock::now();
+
+  // Prompt log-probs (raw): position j predicts token j + 1.
+  for (Work* w : live) {
+    if (!w->all_logits) continue;
+    Seq& s = *w->seq;
+    Group& g = *s.group;
+    int64_t P = s.prompt_len, top = g.req.params.prompt_logprobs;
+    torch::Tensor chunk = logits.narrow(0, w->first_row, w->count);
+    torch::Tensor logp = torch::log_softmax(chunk, 1);
+    std::vector<int64_t> targets;
+    for (int64_t j = 0; j < w->count && w->start + j + 1 < P; ++j) targets.push_back(s.tokens[size_t(w->start + j + 1)]);
+    if (targets.empty()) continue;
+    int64_t T = int64_t(targets.size());
+    auto tgt = torch::tensor(targets, i64).unsqueeze(1);
+    auto lp = logp.narrow(0, 0, T).gather(1, tgt).squeeze(1).to(torch::kCPU);
+    auto acc = lp.accessor<float, 1>();
+    for (int64_t j = 0; j < T; ++j) g.prompt_logprobs.push_back(acc[j]);
+    if (top > 0) {
+      auto [vals, idx] = logp.narrow(0, 0, T).topk(top, 1);
+      vals = vals.to(torch::kCPU), idx = idx.to(torch::kCPU);
+      auto va = vals.accessor<float, 2>();
+      auto ia = idx.accessor<int64_t, 2>();
+      for (int64_t j = 0; j < T; ++j) {
+        TopLogprobs t;
+        for (int64_t k = 0; k < top; ++k) t.emplace_back(int32_t(ia[j][k]), va[j][k]);
+        g.prompt_top_logprobs.push_back(std::move(t));
+      }
     }
   }
+
+  // Every sequence that reached its end draws its next token; a prompt's last chunk also starts
+  // the request's other samples, from the same logits.
+  std::vector<Seq*> drawing;
+  std::vector<int64_t> row_of;
+  for (Work* w : live) {
+    Seq& s = *w->seq;
+    if (s.done || s.computed != int64_t(s.tokens.size())) continue;
+    int64_t row = w->first_row + (w->all_logits ? w->count - 1 : 0);
+    Group& g = *s.group;
+    if (s.index == 0 && !g.prompt_done) {
+      g.prompt_done = true;
+      if (g.req.params.max_new_tokens == 0) {  // prompt log-probs only
+        for (auto& x : g.seqs)
+          if (!x->done) finish(*x, "length");
+        continue;
+      }
+      fork(g);
+      for (size_t i = 1; i < g.seqs.size(); ++i)
+        if (!g.seqs[i]->done && g.seqs[i]->computed == g.seqs[i]->prompt_len && !g.seqs[i]->blocks.empty())
+          drawing.push_back(g.seqs[i].get()), row_of.push_back(row);
+    }
+    drawing.push_back(&s), row_of.push_back(row);
+  }
+  if (drawing.empty()) {
+    running_.erase(std::remove_if(running_.begin(), running_.end(), [](Seq* s) { return s->done; }), running_.end());
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.forward_seconds += std::chrono::duration<double>(t_smp - t_fwd).count();
+    stats_.sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_smp).count();
+    return;
+  }
+  torch::Tensor picked = logits.index_select(0, torch::tensor(row_of, i64));  // (B, V)
+  std::vector<SampleRow> sample_rows;
+  for (Seq* s : drawing) {
+    const SamplingParams& p = s->group->req.params;
+    SampleRow r;
+    r.params = &p;
+    r.context = &s->tokens;
+    r.prompt_len = size_t(s->prompt_len);
+    r.generator = &s->gen;
+    r.raw_logprobs = p.logprobs;
+    r.top_logprobs = p.logprobs ? p.top_logprobs : 0;
+    int64_t generated = int64_t(s->tokens.size()) - s->prompt_len;
+    if (generated < p.min_tokens) {  // vLLM's min_tokens: what would end the output cannot be drawn yet
+      if (!p.ignore_eos) r.banned = eos_;
+      r.banned.insert(r.banned.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+    }
+    sample_rows.push_back(std::move(r));
+  }
+  std::vector<SampledRow> drawn = sample_batch(picked, sample_rows);
+  for (size_t i = 0; i < drawing.size(); ++i) {
+    Seq& s = *drawing[i];
+    if (s.done) continue;  // its request failed earlier in this step
+    if (!drawn[i].error.empty()) {
+      fail(*s.group, drawn[i].error);
+      continue;
+    }
+    append(s, drawn[i], opt_.keep_logits ? picked[int64_t(i)] : torch::Tensor());
+  }
   running_.erase(std::remove_if(running_.begin(), running_.end(), [](Seq* s) { return s->done; }), running_.end());
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.forward_seconds += std::chrono::duration<double>(t_smp - t_fwd).count();
+  stats_.sample_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_smp).count();
 }
 
-Sampled Engine::sample(Seq& s, const torch::Tensor& logits) {
-  const SamplingParams& p = s.group->req.params;
-  int64_t generated = int64_t(s.tokens.size()) - s.prompt_len;
-  if (generated >= p.min_tokens || (p.ignore_eos && p.stop_token_ids.empty()))
-    return sample_token(logits, p, s.gen, s.tokens, size_t(s.prompt_len));
-  // vLLM's min_tokens: the tokens that would end the output cannot be drawn yet.
-  torch::Tensor l = logits.to(torch::kFloat32).clone();
-  auto acc = l.accessor<float, 1>();
-  if (!p.ignore_eos)
-    for (int32_t t : eos_)
-      if (t < l.size(0)) acc[t] = -std::numeric_limits<float>::infinity();
-  for (int32_t t : p.stop_token_ids)
-    if (t >= 0 && t < l.size(0)) acc[t] = -std::numeric_limits<float>::infinity();
-  return sample_token(l, p, s.gen, s.tokens, size_t(s.prompt_len));
-}
-
-void Engine::append(Seq& s, const Sampled& t, const torch::Tensor& logits) {
+void Engine::append(Seq& s, const SampledRow& t, const torch::Tensor& logits_row) {
   const SamplingParams& p = s.group->req.params;
   s.tokens.push_back(t.token);
   s.result.token_ids.push_back(t.token);
   if (p.logprobs) {  // raw: log_softmax of the model's logits before any processing
-    torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat32), 0);
-    s.result.logprobs.push_back(logp[t.token].item<float>());
-    if (p.top_logprobs > 0) s.result.top_logprobs.push_back(top_logprobs(logp, p.top_logprobs));
+    s.result.logprobs.push_back(t.raw_logprob);
+    if (p.top_logprobs > 0) s.result.top_logprobs.push_back(t.top);
   }
-  if (opt_.keep_logits) s.result.step_logits.push_back(logits.clone());
+  if (opt_.keep_logits) s.result.step_logits.push_back(logits_row.to(torch::kCPU).clone());
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.generated_tokens++;
@@ -515,12 +733,23 @@ void Engine::drop_cancelled() {
   for (auto& g : admitted) fail(*g, "cancelled");
 }
 
+void Engine::retire(Group& g) {
+  // Keep the group alive until the end of the step: callers still hold pointers to its sequences.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == &g; });
+  if (it != active_.end()) {
+    retired_.push_back(std::move(*it));
+    active_.erase(it);
+  }
+}
+
 void Engine::fail(Group& g, const std::string& why) {
   if (g.remaining <= 0) return;
   for (auto& s : g.seqs) {
     if (s->done) continue;
     s->done = true;
-    s->kv.release(*pool_);
+    --live_seqs_;
+    release_blocks(*s);
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(), [&](Seq* s) { return s->group == &g; }), running_.end());
   preempted_.erase(std::remove_if(preempted_.begin(), preempted_.end(), [&](Seq* s) { return s->group == &g; }),
@@ -532,12 +761,7 @@ void Engine::fail(Group& g, const std::string& why) {
   r.error = "generation failed: " + why;
   r.internal_error = true;
   g.promise.set_value(std::move(r));
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == &g; });
-  if (it != active_.end()) {
-    retired_.push_back(std::move(*it));
-    active_.erase(it);
-  }
+  retire(g);
 }
 
 void Engine::finish(Seq& s, const std::string& reason) {
@@ -547,7 +771,8 @@ void Engine::finish(Seq& s, const std::string& reason) {
   s.result.text = s.text;
   s.result.finish_reason = reason;
   s.done = true;
-  s.kv.release(*pool_);
+  --live_seqs_;
+  release_blocks(s);
   Group& g = *s.group;
   if (--g.remaining > 0) return;
   GenerationResult r;
@@ -557,13 +782,7 @@ void Engine::finish(Seq& s, const std::string& reason) {
   r.prompt_top_logprobs = std::move(g.prompt_top_logprobs);
   for (auto& x : g.seqs) r.samples.push_back(std::move(x->result));
   g.promise.set_value(std::move(r));
-  // Keep the group alive until the end of the step: callers still hold pointers to its sequences.
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == &g; });
-  if (it != active_.end()) {
-    retired_.push_back(std::move(*it));
-    active_.erase(it);
-  }
+  retire(g);
 }
 
 }  // namespace warmup

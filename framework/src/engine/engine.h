@@ -1,6 +1,11 @@
-// Generation engine: a paged KV cache, continuous batching (finished sequences leave the running
-// batch and queued requests join at every step), one prefill per prompt shared by its n samples,
-// per-request seeds, stop strings and stop tokens, max_new_tokens and max_model_len.
+// Generation engine, scheduled as vLLM's v1 scheduler: every step runs ONE forward over a flat
+// batch of at most `max_num_batched_tokens` new tokens, mixing decode tokens of running sequences
+// (first) with prefill chunks of new or preempted ones (long prompts are prefilled over several
+// steps); a paged KV cache read in place by the attention (kernels/paged_attention.h); prefix
+// caching across requests (kv_cache.h); the n samples of a prompt share its blocks; batched
+// sampling on the model's device with per-sequence generators (sampling.h); preemption by
+// recomputation when blocks run out; per-request seeds, stop strings and stop tokens,
+// max_new_tokens and max_model_len.
 //
 // Synchronous use: generate(requests). Server use: submit() from any thread and run() the loop on
 // one thread (it waits for work); stop() ends it after the in-flight requests (drain) or at once.
@@ -30,11 +35,17 @@ namespace warmup {
 std::vector<int32_t> eos_ids_for(const std::filesystem::path& model_dir, const Tokenizer& tokenizer);
 
 struct EngineOptions {
-  int64_t max_batch = 64;          // sequences decoded together
-  int64_t block_size = 16;         // tokens per KV block
-  double kv_cache_mb = 1024;       // KV cache budget
-  int64_t max_model_len = 4096;    // prompt + completion cap (at most the model's positions)
-  bool keep_logits = false;        // tests: keep every step's raw logits per sample
+  int64_t max_batch = 64;                 // vLLM's max_num_seqs: sequences in flight together
+  int64_t max_num_batched_tokens = 2048;  // new tokens per step (decode tokens + prefill chunks)
+  int64_t block_size = 16;                // tokens per KV block
+  double kv_cache_mb = 1024;              // KV cache budget in MiB (ignored when gpu_memory_utilization > 0)
+  // > 0: size the KV cache so that the device's used memory reaches this fraction of its total
+  // (vLLM's gpu_memory_utilization; on the CPU, of MemTotal, counting MemAvailable as free), after
+  // the weights and an estimate of one step's activations.
+  double gpu_memory_utilization = 0;
+  bool enable_prefix_caching = true;      // vLLM's enable_prefix_caching
+  int64_t max_model_len = 4096;           // prompt + completion cap (at most the model's positions)
+  bool keep_logits = false;               // tests: keep every step's raw logits per sample
 };
 
 // What a streamed sample produced since its previous delta. The concatenated texts equal the
@@ -85,9 +96,21 @@ struct GenerationResult {
   bool internal_error = false;  // the failure is ours (e.g. non-finite logits), not the request's
 };
 
+// Counters are totals since the engine was made; gauges describe the last step.
 struct EngineStats {
   int64_t prompt_tokens = 0, generated_tokens = 0, steps = 0, preemptions = 0;
-  int64_t running = 0, waiting = 0;
+  int64_t running = 0, waiting = 0;          // gauges: sequences decoding / waiting or preempted
+  int64_t kv_blocks_used = 0, kv_blocks_total = 0;  // gauges
+  int64_t prefix_cache_queries = 0;          // prompt tokens looked up in the prefix cache
+  int64_t prefix_cache_hits = 0;             // of which found (not computed again)
+  int64_t batched_tokens = 0;                // gauge: new tokens in the last step's forward
+  double forward_seconds = 0;                // model forward (all steps)
+  double sample_seconds = 0;                 // sampling
+  double host_seconds = 0;                   // scheduling and bookkeeping (all but the two above)
+  double kv_cache_usage() const { return kv_blocks_total ? double(kv_blocks_used) / double(kv_blocks_total) : 0; }
+  double prefix_cache_hit_rate() const {
+    return prefix_cache_queries ? double(prefix_cache_hits) / double(prefix_cache_queries) : 0;
+  }
 };
 
 class Engine {
@@ -102,6 +125,9 @@ class Engine {
   void run();                 // serve loop: blocks until stop()
   void stop(bool drain);      // drain: finish queued and running requests first
   EngineStats stats() const;
+  // Frees the KV cache's memory between uses (GRPO's training step needs it); the next
+  // generate() takes it back. Throws std::logic_error while requests are in flight.
+  void release_kv_cache();
   const EngineOptions& options() const { return opt_; }
   const Tokenizer& tokenizer() const { return *tok_; }
 
@@ -109,16 +135,22 @@ class Engine {
   struct Seq;
 
  private:
+  struct Work;
   bool step();  // one scheduling iteration; false when there was nothing to do
   void drop_cancelled();
-  void admit();
-  void prefill(Group& g);
-  void decode();
-  Sampled sample(Seq& s, const torch::Tensor& logits);  // logits: (V) raw fp32 on CPU
-  void append(Seq& s, const Sampled& t, const torch::Tensor& logits);
+  std::vector<Work> schedule();
+  bool grow(Seq& s, int64_t tokens);   // blocks for `tokens` positions; false when the pool is out
+  void take_cached_prefix(Seq& s);     // prefix-cache hits for s's tokens (all but the last)
+  void count_prefix_query(const Seq& s);  // after an admission: its tokens and cached positions
+  void publish_full_blocks(Seq& s);
+  void preempt(Seq* s);
+  void fork(Group& g);                 // the other samples take the prompt's blocks of seqs[0]
+  void forward_and_sample(std::vector<Work>& work);
+  void append(Seq& s, const SampledRow& t, const torch::Tensor& logits_row);
   void emit(Seq& s, size_t text_end, const std::string& finish_reason);  // on_delta with what is new
   void finish(Seq& s, const std::string& reason);
-  void preempt_one();
+  void release_blocks(Seq& s);
+  void retire(Group& g);               // the group's result is set: free it at the end of the step
   // Ends every sample of `g` with an internal error (their cache is freed); other requests go on.
   void fail(Group& g, const std::string& why);
 
@@ -133,8 +165,9 @@ class Engine {
   std::deque<std::shared_ptr<Group>> waiting_;
   std::vector<std::shared_ptr<Group>> active_;  // admitted groups
   std::vector<std::shared_ptr<Group>> retired_; // finished during the current step
-  std::vector<Seq*> running_;                    // their unfinished, cached sequences
-  std::deque<Seq*> preempted_;
+  std::vector<Seq*> running_;                    // scheduled sequences, oldest first
+  std::deque<Seq*> preempted_;                   // to be recomputed before new requests start
+  int64_t live_seqs_ = 0;                        // unfinished sequences of admitted groups
   bool stopping_ = false, drain_ = true;
   EngineStats stats_;
 };

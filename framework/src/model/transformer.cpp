@@ -101,25 +101,19 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   return o_proj(out);
 }
 
-torch::Tensor AttentionImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                            KVView& kv, int64_t layer) {
-  int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, heads, head_dim});
-  auto k = k_proj(x).view({B, T, kv_heads, head_dim});
-  auto v = v_proj(x).view({B, T, kv_heads, head_dim});
+torch::Tensor AttentionImpl::forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                           PagedKV& kv, int64_t layer) {
+  int64_t N = x.size(1);
+  auto q = q_proj(x).view({1, N, heads, head_dim});
+  auto k = k_proj(x).view({1, N, kv_heads, head_dim});
+  auto v = v_proj(x).view({1, N, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
   q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
-  torch::Tensor& kp = (*kv.k_pool)[size_t(layer)];
-  torch::Tensor& vp = (*kv.v_pool)[size_t(layer)];
-  kp.index_copy_(0, kv.write_slots, k.reshape({B * T, kv_heads, head_dim}));
-  vp.index_copy_(0, kv.write_slots, v.reshape({B * T, kv_heads, head_dim}));
-  int64_t L = kv.read_slots.size(1);
-  auto flat = kv.read_slots.reshape({B * L});
-  auto K = kp.index_select(0, flat).view({B, L, kv_heads, head_dim}).transpose(1, 2);  // (B, Hkv, L, D)
-  auto V = vp.index_select(0, flat).view({B, L, kv_heads, head_dim}).transpose(1, 2);
-  auto out = at::scaled_dot_product_attention(q.transpose(1, 2), K, V, kv.mask, 0.0, false,
-                                              1.0 / std::sqrt(double(head_dim)), kv_heads != heads);
-  return o_proj(out.transpose(1, 2).reshape({B, T, heads * head_dim}));
+  torch::Tensor& kc = (*kv.k_cache)[size_t(layer)];
+  torch::Tensor& vc = (*kv.v_cache)[size_t(layer)];
+  write_kv(kc, vc, k.view({N, kv_heads, head_dim}), v.view({N, kv_heads, head_dim}), kv.meta.slot_mapping);
+  auto out = paged_attention(q.view({N, heads, head_dim}), kc, vc, kv.meta, 1.0 / std::sqrt(double(head_dim)));
+  return o_proj(out.view({1, N, heads * head_dim}));
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
@@ -146,9 +140,9 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp(post_attention_layernorm(h));
 }
 
-torch::Tensor DecoderLayerImpl::forward_cached(const torch::Tensor& x, const torch::Tensor& cos,
-                                               const torch::Tensor& sin, KVView& kv, int64_t layer) {
-  auto h = x + self_attn->forward_cached(input_layernorm(x), cos, sin, kv, layer);
+torch::Tensor DecoderLayerImpl::forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                              PagedKV& kv, int64_t layer) {
+  auto h = x + self_attn->forward_paged(input_layernorm(x), cos, sin, kv, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -407,15 +401,14 @@ torch::Tensor CausalLMImpl::output_weight() {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
-torch::Tensor CausalLMImpl::forward_cached(const torch::Tensor& ids, const torch::Tensor& positions, KVView& kv,
-                                           bool all_positions) {
-  auto [cos, sin] = rotary(positions);  // (B, T, D)
-  auto x = model->embed_tokens(ids);
+torch::Tensor CausalLMImpl::forward_paged(const torch::Tensor& ids, const torch::Tensor& positions, PagedKV& kv,
+                                          const torch::Tensor& logits_rows) {
+  auto [cos, sin] = rotary(positions.unsqueeze(0));  // (1, N, D)
+  auto x = model->embed_tokens(ids.unsqueeze(0));     // (1, N, H)
   int64_t i = 0;
-  for (const auto& m : *model->layers) x = m->as<DecoderLayerImpl>()->forward_cached(x, cos, sin, kv, i++);
-  if (all_positions) return torch::matmul(model->norm(x), output_weight().t()).to(torch::kFloat32);  // (B, T, V)
-  auto last = model->norm(x.select(1, x.size(1) - 1));  // (B, H)
-  return torch::matmul(last, output_weight().t()).to(torch::kFloat32);
+  for (const auto& m : *model->layers) x = m->as<DecoderLayerImpl>()->forward_paged(x, cos, sin, kv, i++);
+  auto rows = x[0].index_select(0, logits_rows);      // (R, H)
+  return torch::matmul(model->norm(rows), output_weight().t()).to(torch::kFloat32);
 }
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,

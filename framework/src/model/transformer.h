@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "model/config.h"
+#include "paged_attention.h"
 
 namespace warmup {
 
@@ -27,15 +28,12 @@ struct RotaryEmbedding {
   torch::Tensor inv_freq;  // (head_dim / 2), fp32
 };
 
-// Key/value storage for cached decoding. Pools hold one row per cache slot (a token position of
-// some sequence); for one forward call, `write_slots` says where the new tokens' keys/values go and
-// `read_slots` which slots each sequence attends to, in position order (padded rows masked).
-struct KVView {
-  std::vector<torch::Tensor>* k_pool = nullptr;  // per layer (slots, Hkv, D)
-  std::vector<torch::Tensor>* v_pool = nullptr;
-  torch::Tensor write_slots;  // (B * T_new) int64
-  torch::Tensor read_slots;   // (B, L) int64
-  torch::Tensor mask;         // (B, 1, T_new, L) additive, model dtype
+// Key/value cache of a paged forward: per layer one pool of slots, and the batch's layout (which
+// new token goes to which slot, which blocks each sequence reads): kernels/paged_attention.h.
+struct PagedKV {
+  std::vector<torch::Tensor>* k_cache = nullptr;  // per layer (num_slots, Hkv, D)
+  std::vector<torch::Tensor>* v_cache = nullptr;
+  PagedAttentionMeta meta;
 };
 
 struct AttentionImpl : torch::nn::Module {
@@ -43,9 +41,10 @@ struct AttentionImpl : torch::nn::Module {
   // x (B, T, H); cos/sin (B, T, D); mask: additive (B, 1, T, T) or undefined for plain causal.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
-  // Same, reading and extending the KV cache of layer `layer`.
-  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                               KVView& kv, int64_t layer);
+  // Paged: x (1, N, H) new tokens of several sequences, flat; cos/sin (1, N, D). Writes their
+  // keys/values into layer `layer` of the cache and attends over it in place.
+  torch::Tensor forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                              PagedKV& kv, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
   int64_t heads, kv_heads, head_dim;
@@ -63,8 +62,8 @@ struct DecoderLayerImpl : torch::nn::Module {
   explicit DecoderLayerImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& mask);
-  torch::Tensor forward_cached(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                               KVView& kv, int64_t layer);
+  torch::Tensor forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                              PagedKV& kv, int64_t layer);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -109,11 +108,12 @@ struct CausalLMImpl : torch::nn::Module {
                                      torch::Tensor* logprobs = nullptr, double temperature = 1.0,
                                      torch::Tensor* entropy = nullptr);
   torch::Tensor output_weight();  // lm_head.weight, or the embedding when tied
-  // Cached step: new tokens (B, T_new) at `positions` (B, T_new); returns fp32 logits of each
-  // sequence's last new token (B, V), or of every new token (B, T_new, V) with all_positions.
-  // Keys/values of the new tokens are written into `kv`.
-  torch::Tensor forward_cached(const torch::Tensor& input_ids, const torch::Tensor& positions, KVView& kv,
-                               bool all_positions = false);
+  // Paged step (the engine's forward): N new tokens of several sequences, flat: input_ids and
+  // positions (N) int64; kv says where their keys/values go and what each sequence attends to.
+  // Returns fp32 logits (R, V) of the rows `logits_rows` (R) int64 only (the LM head runs on those:
+  // a prefill chunk needs its last token's logits, not all of them).
+  torch::Tensor forward_paged(const torch::Tensor& input_ids, const torch::Tensor& positions, PagedKV& kv,
+                              const torch::Tensor& logits_rows);
 
   // Recompute each layer in backward instead of storing its activations.
   bool activation_checkpointing = false;
