@@ -125,7 +125,7 @@ def test_bad_requests_get_openai_errors_and_the_server_survives(server, raw, nee
 
 def test_sigterm_drains_in_flight_requests(model_dir):
     p, base = serve(model_dir, "--threads", "1")
-    body = {"prompt": "long", "max_tokens": 500, "temperature": 0, "ignore_eos": True, "n": 32}
+    body = {"prompt": "long", "max_tokens": 500, "temperature": 0, "ignore_eos": True, "n": 64}
 
     def timed():
         out = call(base, "/v1/completions", body, None, 300)
@@ -133,13 +133,15 @@ def test_sigterm_drains_in_flight_requests(model_dir):
 
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(timed)
-        time.sleep(0.5)  # the request is being decoded
+        # Signal once the request is being decoded (not by a fixed sleep: the engine may be fast).
+        assert wait_for(lambda: metrics(base)["vllm:generation_tokens_total"] > 0, timeout=60, interval=0.005)
         signalled = time.time()
         p.send_signal(signal.SIGTERM)
         (status, raw), answered = fut.result()
     assert status == 200, raw
-    assert answered > signalled + 0.2  # it was in flight when the signal came, and still answered
-    assert all(c["finish_reason"] == "length" for c in json.loads(raw)["choices"])
+    assert answered > signalled  # it was in flight when the signal came, and still answered
+    choices = json.loads(raw)["choices"]
+    assert len(choices) == 64 and all(c["finish_reason"] == "length" for c in choices)
     assert p.wait(timeout=60) == 0
 
 
@@ -190,7 +192,11 @@ def test_a_model_with_nan_weights_fails_requests_not_the_server(tmp_path, model_
             status, raw = call(base, "/v1/completions", body)
             assert status == 500 and "not finite" in json.loads(raw)["error"]["message"], raw
         status, raw = call(base, "/v1/completions", {"prompt": "x", "max_tokens": 4, "temperature": 1.0, "stream": True})
-        assert status == 200 and '"error"' in raw and raw.rstrip().endswith("data: [DONE]")
+        # Either the request failed before the stream started (a 500), or the stream carries the error.
+        if status == 500:
+            assert "not finite" in json.loads(raw)["error"]["message"], raw
+        else:
+            assert status == 200 and '"error"' in raw and raw.rstrip().endswith("data: [DONE]"), raw
         assert call(base, "/health")[0] == 200 and p.poll() is None
     finally:
         p.terminate()
@@ -225,17 +231,17 @@ def test_dropped_requests_are_cancelled_and_free_their_slots(tmp_path):
                       b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             socks.append(s)
         seen = []
-        assert wait_for(lambda: seen.append(metrics(base)) or seen[-1]["warmup:num_requests_running"] > 50,
+        assert wait_for(lambda: seen.append(metrics(base)) or seen[-1]["vllm:num_requests_running"] > 50,
                         timeout=120), seen[-3:]
         for s in socks:
             s.close()
         closed = time.time()
-        assert wait_for(lambda: metrics(base)["warmup:num_requests_running"] == 0, timeout=30, interval=0.02)
+        assert wait_for(lambda: metrics(base)["vllm:num_requests_running"] == 0, timeout=30, interval=0.02)
         freed = time.time() - closed
         print(f"100 dropped requests freed in {freed:.2f} s")
-        tokens = metrics(base)["warmup:generation_tokens_total"]
+        tokens = metrics(base)["vllm:generation_tokens_total"]
         time.sleep(0.5)
-        assert metrics(base)["warmup:generation_tokens_total"] == tokens  # no work goes on
+        assert metrics(base)["vllm:generation_tokens_total"] == tokens  # no work goes on
         assert tokens < 100 * 4000  # they did not run to the end
         status, raw = call(base, "/v1/completions", {"prompt": "after", "max_tokens": 4})
         assert status == 200, raw

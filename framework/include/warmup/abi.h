@@ -15,7 +15,8 @@
 // 4: RewardResult::status (infrastructure errors) and ::extracted_answer. Rewards of plugins
 //    built with minor <= 3 still load: the host reads their results with the minor-3 layout
 //    (LegacyRewardAdapter in reward.h).
-#define WARMUP_ABI_MINOR 4
+// 5: Policy::last_generation_stats (appended virtual with a default: older plugins never call it).
+#define WARMUP_ABI_MINOR 5
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

@@ -76,6 +76,13 @@ class Policy {
                                                                  const SampleOptions& options) = 0;
   // A frozen copy of the current weights (same device and dtype; e.g. a KL reference model).
   virtual std::unique_ptr<Policy> frozen_copy() = 0;
+  // ABI minor 5. The generation engine's statistics of the last generate/generate_ids call, as
+  // (name, value): "forward_s", "sample_s", "host_s" (seconds in the model's forward, in sampling,
+  // in scheduling and bookkeeping), "tokens_per_s" (generated tokens per wall second), "steps",
+  // "num_preemptions", "prefix_cache_hit_rate" (share of prompt tokens found in the prefix cache),
+  // "kv_cache_usage_perc" (peak share of KV blocks in use, 0..1), "max_num_running" (peak
+  // sequences in the batch). Empty where the policy has no engine.
+  virtual std::vector<std::pair<std::string, double>> last_generation_stats() const { return {}; }
 };
 
 inline Policy& policy(StageContext& ctx) {

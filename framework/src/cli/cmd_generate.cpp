@@ -101,16 +101,25 @@ int cmd_generate(const Args& args) {
     double secs = std::chrono::duration<double>(now - t0).count();
     double rate = double(s.generated_tokens) / std::max(secs, 1e-9);
     double frac = double(s.generated_tokens) / double(std::max<int64_t>(1, total * sp.max_new_tokens));
-    std::fprintf(stderr, "\rgenerate: %lld running, %lld waiting | %lld tokens | %.1f tok/s | %s elapsed, ETA <= %s   ",
-                 (long long)s.running, (long long)s.waiting, (long long)s.generated_tokens, rate,
-                 format_duration(secs).c_str(), format_duration(frac > 0 ? secs / frac - secs : 0).c_str());
+    double step_ms = s.steps ? 1000.0 * s.host_seconds / double(s.steps) : 0;
+    std::fprintf(stderr,
+                 "\rgenerate: %lld running, %lld waiting | KV %.0f%% | prefix hits %.0f%% | %lld preempted | "
+                 "%lld tokens | %.1f tok/s | host %.1f ms/step | %s elapsed, ETA <= %s   ",
+                 (long long)s.running, (long long)s.waiting, 100 * s.kv_cache_usage(), 100 * s.prefix_cache_hit_rate(),
+                 (long long)s.preemptions, (long long)s.generated_tokens, rate, step_ms, format_duration(secs).c_str(),
+                 format_duration(frac > 0 ? secs / frac - secs : 0).c_str());
   };
   auto results = engine->generate(std::move(reqs), progress);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EngineStats st = engine->stats();
-  std::fprintf(stderr, "\rgenerate: %lld completions, %lld prompt + %lld generated tokens in %s (%.1f tok/s)%20s\n",
+  std::fprintf(stderr, "\rgenerate: %lld completions, %lld prompt + %lld generated tokens in %s (%.1f tok/s)%60s\n",
                (long long)total, (long long)st.prompt_tokens, (long long)st.generated_tokens,
                format_duration(secs).c_str(), double(st.generated_tokens) / std::max(secs, 1e-9), "");
+  std::fprintf(stderr,
+               "generate: %lld steps | forward %.2f s, sampling %.2f s, host %.2f s | prefix-cache hits %.1f%% of "
+               "%lld prompt tokens | %lld preemptions\n",
+               (long long)st.steps, st.forward_seconds, st.sample_seconds, st.host_seconds,
+               100 * st.prefix_cache_hit_rate(), (long long)st.prefix_cache_queries, (long long)st.preemptions);
   std::ofstream out(vm["out"].as<std::string>());
   if (!out) throw UsageError(vm["out"].as<std::string>() + ": cannot write");
   int errors = 0;

@@ -1,5 +1,7 @@
 #include "runtime/host_policy.h"
 
+#include <chrono>
+
 #include <fstream>
 
 #include "model/checkpoint.h"
@@ -112,7 +114,28 @@ std::vector<GenerationResult> HostPolicy::run_engine(const std::vector<std::vect
     r.params.seed = o.seed + 1000 * uint64_t(i);
     reqs.push_back(std::move(r));
   }
-  auto results = engine_->generate(std::move(reqs));
+  EngineStats before = engine_->stats();
+  int64_t peak_running = 0, peak_blocks = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  auto results = engine_->generate(std::move(reqs), [&](const EngineStats& s) {
+    peak_running = std::max(peak_running, s.running);
+    peak_blocks = std::max(peak_blocks, s.kv_blocks_used);
+  });
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EngineStats after = engine_->stats();
+  int64_t queries = after.prefix_cache_queries - before.prefix_cache_queries;
+  last_stats_ = {{"forward_s", after.forward_seconds - before.forward_seconds},
+                 {"sample_s", after.sample_seconds - before.sample_seconds},
+                 {"host_s", after.host_seconds - before.host_seconds},
+                 {"tokens_per_s", double(after.generated_tokens - before.generated_tokens) / std::max(wall, 1e-9)},
+                 {"steps", double(after.steps - before.steps)},
+                 {"num_preemptions", double(after.preemptions - before.preemptions)},
+                 {"prefix_cache_hit_rate",
+                  queries ? double(after.prefix_cache_hits - before.prefix_cache_hits) / double(queries) : 0.0},
+                 {"kv_cache_usage_perc", after.kv_blocks_total ? double(peak_blocks) / double(after.kv_blocks_total) : 0.0},
+                 {"max_num_running", double(peak_running)}};
+  // The KV cache is given back between rollouts: the training step that follows needs the memory.
+  engine_->release_kv_cache();
   model_->train(was_training);
   for (const auto& r : results)
     if (!r.error.empty()) throw DataError("generation: " + r.error);

@@ -37,6 +37,7 @@ class HostPolicy final : public Policy {
   std::vector<std::vector<TokenCompletion>> generate_ids(const std::vector<std::vector<int32_t>>& prompts,
                                                          const SampleOptions& options) override;
   std::unique_ptr<Policy> frozen_copy() override;
+  std::vector<std::pair<std::string, double>> last_generation_stats() const override { return last_stats_; }
 
  private:
   HostPolicy(const HostPolicy& other, bool frozen);
@@ -46,6 +47,7 @@ class HostPolicy final : public Policy {
   std::shared_ptr<const Tokenizer> tok_;
   std::vector<int32_t> eos_;
   std::unique_ptr<Engine> engine_;
+  std::vector<std::pair<std::string, double>> last_stats_;
   torch::Device device_{torch::kCPU};
 };
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -750,15 +751,25 @@ OpenAIServer::OpenAIServer(Engine& engine, ServerOptions options)
   s.http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
     EngineStats st = s.engine.stats();
     std::string m;
-    auto metric = [&](const char* name, const char* type, const char* help, int64_t v) {
+    auto metric = [&](const char* name, const char* type, const char* help, double v) {
+      char value[64];
+      std::snprintf(value, sizeof value, "%.17g", v);
       m += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name +
-           "{model_name=\"" + s.opt.model_name + "\"} " + std::to_string(v) + "\n";
+           "{model_name=\"" + s.opt.model_name + "\"} " + value + "\n";
     };
-    metric("warmup:num_requests_running", "gauge", "Sequences being decoded (each of a request's n samples counts).", st.running);
-    metric("warmup:num_requests_waiting", "gauge", "Sequences waiting or preempted.", st.waiting);
-    metric("warmup:prompt_tokens_total", "counter", "Prompt tokens prefilled.", st.prompt_tokens);
-    metric("warmup:generation_tokens_total", "counter", "Tokens generated.", st.generated_tokens);
-    metric("warmup:num_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.", st.preemptions);
+    // vLLM's names (vllm/v1/metrics/loggers.py), so its dashboards and alerts work unchanged.
+    metric("vllm:num_requests_running", "gauge", "Sequences in the running batch (each of a request's n samples counts).", double(st.running));
+    metric("vllm:num_requests_waiting", "gauge", "Sequences waiting or preempted.", double(st.waiting));
+    metric("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", st.kv_cache_usage());
+    metric("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in tokens.", double(st.prefix_cache_queries));
+    metric("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in tokens.", double(st.prefix_cache_hits));
+    metric("vllm:num_preemptions_total", "counter", "Cumulative number of preemptions from the engine.", double(st.preemptions));
+    metric("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", double(st.prompt_tokens));
+    metric("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", double(st.generated_tokens));
+    metric("warmup:engine_steps_total", "counter", "Engine steps (one batched forward each).", double(st.steps));
+    metric("warmup:engine_forward_seconds_total", "counter", "Time in the model's forward.", st.forward_seconds);
+    metric("warmup:engine_sample_seconds_total", "counter", "Time in sampling.", st.sample_seconds);
+    metric("warmup:engine_host_seconds_total", "counter", "Time in scheduling and bookkeeping.", st.host_seconds);
     res.set_content(m, "text/plain; version=0.0.4");
   });
   s.http.Get("/health", [](const httplib::Request&, httplib::Response& res) {

@@ -157,6 +157,7 @@ class Grpo final : public warmup::Algorithm {
     so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL;
     auto gens = policy.generate_ids(prompts, so);
     double gen_s = since(t_gen);
+    gen_stats_ = policy.last_generation_stats();
 
     // 2. score (rewards are thread-safe; scored in parallel by reward_workers threads)
     auto t_score = Clock::now();
@@ -333,6 +334,14 @@ class Grpo final : public warmup::Algorithm {
     m("grad_norm", gnorm);
     m("epoch", double(s1) / double(per_epoch));
     m("time/generate", gen_s);
+    // The engine's share of it (time/generate_forward, _sample, _host) and its state
+    // (generation/tokens_per_s, prefix_cache_hit_rate, num_preemptions, kv_cache_usage_perc, ...).
+    for (const auto& [name, value] : gen_stats_) {
+      if (name.size() > 2 && name.compare(name.size() - 2, 2, "_s") == 0)
+        m("time/generate_" + name.substr(0, name.size() - 2), value);
+      else
+        m("generation/" + name, value);
+    }
     m("time/score", score_s);
     m("time/train", train_s);
     int64_t groups = log_groups_ < 0 ? int64_t(items.size()) : std::min<int64_t>(log_groups_, int64_t(items.size()));
@@ -362,6 +371,7 @@ class Grpo final : public warmup::Algorithm {
   std::vector<Item> data_;
   std::optional<warmup::EpochOrder> order_;
   double mean_len_ = 0, mean_reward_ = 0;  // of the last step (judged completions)
+  std::vector<std::pair<std::string, double>> gen_stats_;  // the last rollout's engine statistics
 };
 
 }  // namespace
