@@ -7,6 +7,14 @@ Workload (the defaults): the quickstart's warmed-up K&K model, 16 held-out promp
 temperature 0.7, top-p 0.95, top-k off, stop at EOS, at most 600 new tokens, 2 threads. Rounds
 alternate the sides (ours first in even rounds, the peer first in odd ones); medians over rounds.
 
+Model (--model): /work/bench_models/kk_warmup_sft240, experiments/quickstart.toml's warmup arm
+(sft-warmup on the K&K solver's truth-vector CoT, then eval-warmup) run with the old engine and
+`--set stages.sft-warmup.sft.max_steps=240` (of its 1,800 steps: the full arm takes over 30 min on
+the 2 shared cores); its greedy completions of these 16 prompts are well formed (kk_paper format
+1.0), all end at EOS, 224 tokens on average, but none is right (accuracy 0/16). A full quickstart
+model is a drop-in replacement. /work/bench_models/kk_warmup (a test run's 2 SFT steps) writes
+noise that rarely hits EOS (490 tokens mean at 600) and is no rollout workload.
+
 Prompts: bench/kk_heldout_prompts.jsonl holds the first 16 of the quickstart's 100 held-out
 puzzles (task kk, split test: kk/3ppl/test/0..15) exactly as its eval-warmup stage renders them
 (prompt = "plain": no chat template, the text ends in "<think>"). They were copied from the run
@@ -18,7 +26,7 @@ Ours is given the prompt text (it tokenizes it itself, as a rollout would); the 
 tokenizer's ids of the same text; the prompt token counts of both sides are checked equal.
 
   PY=~/.cache/warmup/venv/bin/python
-  $PY bench/rollout.py --model /work/bench_models/kk_warmup --warmup-bin build/bin/warmup \\
+  $PY bench/rollout.py --model /work/bench_models/kk_warmup_sft240 --warmup-bin build/bin/warmup \\
       --threads 2 --rounds 3 --dtype float32
   # a quick check: --num-prompts 2 --n 2 --max-new-tokens 50 --rounds 1
 """
@@ -142,7 +150,7 @@ def peer(a, model, tok, prompts, eos, seed):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="/work/bench_models/kk_warmup")
+    ap.add_argument("--model", default="/work/bench_models/kk_warmup_sft240")
     ap.add_argument("--prompts", default=os.path.join(HERE, "kk_heldout_prompts.jsonl"))
     ap.add_argument("--warmup-bin", default="build/bin/warmup")
     ap.add_argument("--threads", type=int, default=2)
