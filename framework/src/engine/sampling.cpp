@@ -181,6 +181,11 @@ std::pair<torch::Tensor, torch::Tensor> top_alternatives(const torch::Tensor& lp
   return canonical(tv, ti);
 }
 
+// q (B, V) contiguous at rows `rows` (R) and columns ids (R, K), without copying whole rows.
+torch::Tensor gather_rows(const torch::Tensor& q, const torch::Tensor& rows, const torch::Tensor& ids) {
+  return torch::take(q, rows.unsqueeze(1) * q.size(1) + ids);
+}
+
 struct RowParams {  // per-row filter parameters of one group, on the device
   torch::Tensor kth;       // (R) keep logits >= kth (top-k; lowest-1 = off)
   torch::Tensor has_topk;  // (R) bool
@@ -191,11 +196,10 @@ struct RowParams {  // per-row filter parameters of one group, on the device
 };
 
 // Top-k, top-p, min-p and the draw over candidates in canonical order (every token the filters
-// keep is among them). Probabilities come from the full row's softmax q: restricting and
-// renormalising them is the softmax of the restricted logits. Returns the token ids (R).
-torch::Tensor finish_candidates(const torch::Tensor& vals, const torch::Tensor& ids, const torch::Tensor& q,
+// keep is among them). qc: the candidates' probabilities under the full row's softmax q:
+// restricting and renormalising them is the softmax of the restricted logits. Returns the ids (R).
+torch::Tensor finish_candidates(const torch::Tensor& vals, const torch::Tensor& ids, const torch::Tensor& qc,
                                 const RowParams& rp) {
-  auto qc = q.gather(1, ids);
   auto w = torch::where(vals >= rp.kth.unsqueeze(1), qc, torch::zeros({}, qc.options()));
   if (rp.any_top_p) {
     // Drop tokens whose strictly more likely (kept) mass reaches top_p of the kept mass: the
@@ -358,7 +362,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     }
     rp.kth = kth;
     auto [cv, ci] = canonical(vals, ids);
-    tok.index_copy_(0, idx, finish_candidates(cv, ci, take(q, topk_rows, idx), rp));
+    tok.index_copy_(0, idx, finish_candidates(cv, ci, gather_rows(q, idx, ci), rp));
   }
   if (!topp_rows.empty()) {
     // top_p without top_k: the K most likely tokens (K = 1,024, then 16,384). If the candidates
@@ -375,20 +379,20 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
       auto at = to_device(pending, dev);
       auto sel = [&](const torch::Tensor& t) { return int64_t(pending.size()) == t.size(0) ? t : t.index_select(0, at); };
       auto lr = sel(take(l, topp_rows, idx));
-      auto qr = sel(take(q, topp_rows, idx));
       RowParams rp = all;
       rp.kth = sel(all.kth), rp.has_topk = sel(all.has_topk), rp.top_p = sel(all.top_p), rp.min_p = sel(all.min_p);
       rp.u = sel(all.u);
       auto rows_at = idx.index_select(0, at);
       if (K == V) {  // stable: ties stay in id order, the candidates' canonical order
         auto [sv, si] = lr.sort(/*stable=*/true, 1, /*descending=*/true);
-        tok.index_copy_(0, rows_at, finish_candidates(sv, si, qr, rp));
+        tok.index_copy_(0, rows_at, finish_candidates(sv, si, gather_rows(q, rows_at, si), rp));
         break;
       }
       auto [vals, ids] = lr.topk(K, 1);
       auto [cv, ci] = canonical(vals, ids);
+      auto qc = gather_rows(q, rows_at, ci);
       auto last = cv.select(1, K - 1).unsqueeze(1);
-      auto above = torch::where(cv > last, qr.gather(1, ci), torch::zeros({}, q.options())).cumsum(1).select(1, K - 1);
+      auto above = torch::where(cv > last, qc, torch::zeros({}, q.options())).cumsum(1).select(1, K - 1);
       auto enough = (above >= rp.top_p + float(kTopPMargin)).to(torch::kCPU);
       const bool* e = enough.data_ptr<bool>();
       std::vector<int64_t> fast, still;  // positions within pending that finish here; pending rows left
@@ -400,7 +404,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
         RowParams rf = rp;
         rf.kth = pick_f(rp.kth), rf.has_topk = pick_f(rp.has_topk), rf.top_p = pick_f(rp.top_p), rf.min_p = pick_f(rp.min_p);
         rf.u = pick_f(rp.u);
-        tok.index_copy_(0, pick_f(rows_at), finish_candidates(pick_f(cv), pick_f(ci), pick_f(qr), rf));
+        tok.index_copy_(0, pick_f(rows_at), finish_candidates(pick_f(cv), pick_f(ci), pick_f(qc), rf));
       }
       if (still.empty()) break;
       pending = std::move(still);
