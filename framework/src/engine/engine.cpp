@@ -547,6 +547,7 @@ void Engine::forward_and_sample(std::vector<Work>& work) {
   kv.meta.slot_mapping = torch::tensor(slots, i64);
   kv.meta.block_size = bs;
   kv.meta.max_query_len = max_q, kv.meta.max_seq_len = max_len;
+  t_fwd = std::chrono::steady_clock::now();  // building the batch above counts as host time
   torch::Tensor logits = model_->forward_paged(torch::tensor(ids, i64), torch::tensor(pos, i64), kv,
                                                torch::tensor(rows, i64));  // (R, V) fp32
   for (Work* w : live) {

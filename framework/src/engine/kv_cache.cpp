@@ -48,7 +48,11 @@ void BlockPool::reallocate() {
 void BlockPool::release_memory() {
   if (used_blocks() > 0) throw std::logic_error("KV cache released while blocks are in use");
   // The contents go: so does every prefix-cache entry.
-  for (int64_t b : evictable_) forget(b), free_.push_back(b);
+  for (int64_t b : evictable_) {
+    cached_[size_t(b)].evictable = false;
+    forget(b);
+    free_.push_back(b);
+  }
   evictable_.clear();
   k.clear();
   v.clear();
