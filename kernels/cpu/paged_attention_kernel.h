@@ -112,12 +112,79 @@ inline void attend(const PagedArgs& m) {
         Vf(KC * Dp, 0.0f), zero(Dp, 0.0f), mx(Rmax), sum(Rmax), alpha(Rmax);
     std::vector<const float*> vrow(KC);
     alignas(64) float tmp[W * W];
+    std::vector<float> Sd;  // decode: the G rows' scores over the whole context
     for (int64_t it; (it = next.fetch_add(1)) < n_items;) {
       const Item& item = items[it];
       const int64_t s = item.s, g = item.g, t0 = item.t0, t1 = item.t1;
       const int64_t q0 = qs[s], ctx = lens[s] - (qs[s + 1] - qs[s]);
       const int64_t R = (t1 - t0) * G, nkeys = ctx + t1;
       const int32_t* blocks = bt + s * m.max_blocks;
+      if (t1 - t0 == 1) {
+        // One query token (decode): no tile to share a transposed K with. Two passes over the
+        // context: scores (each K row dotted with the G query rows straight from the pool), then
+        // softmax and P V; the scores of a whole context fit in a buffer.
+        for (int64_t h = 0; h < G; ++h) load_row(qp + ((q0 + t0) * Hq + g * G + h) * D, Qf.data() + h * Dp, D, scale);
+        if (int64_t(Sd.size()) < G * nkeys) Sd.resize(size_t(G * nkeys));
+        for (int64_t c = 0; c < nkeys; ++c) {
+          int64_t slot = int64_t(blocks[c / bs]) * bs + c % bs;
+          const T* kr = kp + slot * ks0 + g * ks1;
+          const float* kf;
+          if (in_place) {
+            kf = reinterpret_cast<const float*>(kr);
+          } else {
+            load_row(kr, Kf.data(), D, 1.0f);  // padding past D stays 0
+            kf = Kf.data();
+          }
+          for (int64_t h = 0; h < G; ++h) {
+            const float* q = Qf.data() + h * Dp;
+            Vec acc(0.0f);
+            for (int64_t d = 0; d < Dp; d += W) acc = at::vec::fmadd(Vec::loadu(q + d), Vec::loadu(kf + d), acc);
+            acc.store(tmp);
+            float dot = 0.0f;
+            for (int64_t i = 0; i < W; ++i) dot += tmp[i];
+            Sd[size_t(h * nkeys + c)] = dot;
+          }
+        }
+        for (int64_t h = 0; h < G; ++h) {
+          float* sr = Sd.data() + h * nkeys;
+          float mxv = *std::max_element(sr, sr + nkeys), total = 0.0f;
+          int64_t c = 0;
+          Vec mv(mxv), sv(0.0f);
+          for (; c + W <= nkeys; c += W) {
+            Vec e = (Vec::loadu(sr + c) - mv).exp_u20();
+            e.store(sr + c);
+            sv = sv + e;
+          }
+          for (; c < nkeys; ++c) total += sr[c] = std::exp(sr[c] - mxv);
+          sv.store(tmp);
+          for (int64_t i = 0; i < W; ++i) total += tmp[i];
+          sum[h] = total;
+          std::fill(Acc.begin() + h * Dp, Acc.begin() + (h + 1) * Dp, 0.0f);
+        }
+        for (int64_t c = 0; c < nkeys; ++c) {
+          int64_t slot = int64_t(blocks[c / bs]) * bs + c % bs;
+          const T* vr = vp + slot * vs0 + g * vs1;
+          const float* vf;
+          if (in_place) {
+            vf = reinterpret_cast<const float*>(vr);
+          } else {
+            load_row(vr, Vf.data(), D, 1.0f);
+            vf = Vf.data();
+          }
+          for (int64_t h = 0; h < G; ++h) {
+            Vec p(Sd[size_t(h * nkeys + c)]);
+            float* a = Acc.data() + h * Dp;
+            for (int64_t d = 0; d < Dp; d += W) at::vec::fmadd(p, Vec::loadu(vf + d), Vec::loadu(a + d)).store(a + d);
+          }
+        }
+        for (int64_t h = 0; h < G; ++h) {
+          const float* ar = Acc.data() + h * Dp;
+          float inv = 1.0f / sum[h];
+          T* o = op + ((q0 + t0) * Hq + g * G + h) * D;
+          for (int64_t d = 0; d < D; ++d) o[d] = T(ar[d] * inv);
+        }
+        continue;
+      }
       for (int64_t t = t0; t < t1; ++t)
         for (int64_t h = 0; h < G; ++h)
           load_row(qp + ((q0 + t) * Hq + g * G + h) * D, Qf.data() + ((t - t0) * G + h) * Dp, D, scale);
