@@ -310,6 +310,30 @@ TEST_CASE("paged engine: release_kv_cache gives the memory back and the next cal
   CHECK(engine.stats().kv_blocks_used == 0);
 }
 
+TEST_CASE("paged engine: a preempted sequence that needs the whole cache resumes alone (no endless loop)") {
+  // 5 blocks of 16: a 48-token prompt with n = 2 is accepted (3 + 2 blocks); at position 64 the two
+  // samples need 6 blocks, the newer is preempted and later needs all 5 to resume, then stops at
+  // the cache's end ("length") instead of waiting for a sixth block for ever.
+  CausalLM model = init_model(tiny_config(), 25);
+  EngineOptions eo;
+  eo.block_size = 16;
+  eo.kv_cache_mb = 5 * BlockPool::bytes_per_block(model->config, 16, torch::kFloat32) / 1048576.0;
+  Engine engine(model, byte_tokenizer(), {}, eo);
+  REQUIRE(BlockPool::blocks_for_budget(model->config, 16, torch::kFloat32, eo.kv_cache_mb) == 5);
+  GenerationRequest r;
+  for (int i = 0; i < 48; ++i) r.prompt_ids.push_back(int32_t(1 + i));
+  r.params.n = 2, r.params.temperature = 1.0, r.params.max_new_tokens = 60, r.params.ignore_eos = true, r.params.seed = 3;
+  auto res = engine.generate({r});
+  REQUIRE(res[0].error.empty());
+  CHECK(engine.stats().preemptions > 0);
+  for (const auto& s : res[0].samples) {
+    CHECK(s.finish_reason == "length");
+    CHECK(s.token_ids.size() >= 16);            // both got past the point of preemption
+    CHECK(48 + s.token_ids.size() <= 5 * 16 + 1);  // and stopped at the cache's end (+ the last draw)
+  }
+  CHECK(engine.stats().kv_blocks_used == 0);
+}
+
 // ---- sampling filters vs analytic distributions ---------------------------------------------
 
 namespace {

@@ -196,8 +196,17 @@ std::vector<GenerationResult> Engine::generate(std::vector<GenerationRequest> re
   std::vector<std::future<GenerationResult>> futures;
   for (auto& r : requests) futures.push_back(submit(std::move(r)));
   torch::NoGradGuard no_grad;
-  while (step())
+  while (true) {
+    bool more;
+    try {
+      more = step();
+    } catch (const std::exception& e) {  // the requests in flight fail; queued ones still run
+      fail_active(e.what());
+      more = true;
+    }
+    if (!more) break;
     if (progress) progress(stats());
+  }
   std::vector<GenerationResult> out;
   for (auto& f : futures) out.push_back(f.get());
   return out;
@@ -216,16 +225,7 @@ void Engine::run() {
       step();
     } catch (const std::exception& e) {  // a failed forward pass fails the requests in it, not the server
       log_warn(std::string("engine step failed: ") + e.what() + "; failing the requests in flight");
-      std::vector<std::shared_ptr<Group>> groups;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        groups = active_;
-      }
-      for (auto& g : groups) fail(*g, e.what());
-      running_.clear();
-      preempted_.clear();
-      std::lock_guard<std::mutex> lock(mu_);
-      retired_.clear();
+      fail_active(e.what());
     }
   }
   // Not draining: whatever is left is answered with an error.
@@ -241,6 +241,19 @@ void Engine::run() {
   active_.clear();
   running_.clear();
   preempted_.clear();
+}
+
+void Engine::fail_active(const std::string& why) {
+  std::vector<std::shared_ptr<Group>> groups;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    groups = active_;
+  }
+  for (auto& g : groups) fail(*g, why);
+  running_.clear();
+  preempted_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  retired_.clear();
 }
 
 void Engine::stop(bool drain) {
@@ -397,7 +410,6 @@ std::vector<Engine::Work> Engine::schedule() {
       Seq* victim = running_.back();
       if (victim == s && running_.size() == 1) {  // cannot grow even alone: stop it
         finish(*s, "length");
-        running_.clear();
         fits = false;
         break;
       }
@@ -420,7 +432,15 @@ std::vector<Engine::Work> Engine::schedule() {
     Seq* s = preempted_.front();
     if (!needs_all_logits(*s)) take_cached_prefix(*s);
     int64_t len = int64_t(s->tokens.size());
-    int64_t more = (len + opt_.block_size - 1) / opt_.block_size - int64_t(s->blocks.size()) + 1;
+    int64_t need = (len + opt_.block_size - 1) / opt_.block_size;
+    if (running_.empty() && need > pool_->num_blocks()) {  // cannot fit again even alone: stop it
+      release_blocks(*s);
+      preempted_.pop_front();
+      finish(*s, "length");
+      continue;
+    }
+    // One block of headroom to grow into, unless it runs alone (then the whole pool may be its).
+    int64_t more = need - int64_t(s->blocks.size()) + (running_.empty() ? 0 : 1);
     int64_t q = chunk_of(*s);
     if (pool_->free_blocks() < more || !grow(*s, s->computed + q)) {
       release_blocks(*s);
@@ -774,6 +794,10 @@ void Engine::finish(Seq& s, const std::string& reason) {
   s.done = true;
   --live_seqs_;
   release_blocks(s);
+  // Nothing may point at it once its group is retired (freed at the end of the step, or during
+  // unwinding if the step throws).
+  running_.erase(std::remove(running_.begin(), running_.end(), &s), running_.end());
+  preempted_.erase(std::remove(preempted_.begin(), preempted_.end(), &s), preempted_.end());
   Group& g = *s.group;
   if (--g.remaining > 0) return;
   GenerationResult r;

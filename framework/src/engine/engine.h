@@ -126,7 +126,8 @@ class Engine {
   void stop(bool drain);      // drain: finish queued and running requests first
   EngineStats stats() const;
   // Frees the KV cache's memory between uses (GRPO's training step needs it); the next
-  // generate() takes it back. Throws std::logic_error while requests are in flight.
+  // generate() takes it back. Call it from the thread that calls generate(), never while run()
+  // serves. Throws std::logic_error while requests are in flight.
   void release_kv_cache();
   const EngineOptions& options() const { return opt_; }
   const Tokenizer& tokenizer() const { return *tok_; }
@@ -153,6 +154,7 @@ class Engine {
   void retire(Group& g);               // the group's result is set: free it at the end of the step
   // Ends every sample of `g` with an internal error (their cache is freed); other requests go on.
   void fail(Group& g, const std::string& why);
+  void fail_active(const std::string& why);  // a step threw: every admitted request fails
 
   CausalLM model_;
   std::shared_ptr<const Tokenizer> tok_;
