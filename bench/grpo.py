@@ -5,6 +5,7 @@ temperature 1.0, top-p 1.0, AdamW, one iteration, beta 0, bnpo loss, same torch 
 count; generation without vLLM on both sides. Prints JSON with the generate/score/train split."""
 import argparse
 import contextlib
+import glob
 import json
 import os
 import re
@@ -66,7 +67,8 @@ rewards = ["regex"]
     part["step"] = sum(part.values())
     (tokens,) = con.execute("SELECT avg(value) FROM metrics WHERE key = 'train/completions/mean_length' AND step > 1").fetchone()
     part["completion_tokens_mean"] = tokens
-    return part, os.path.join(tmp, "runs/1/model-init")
+    # run folders are runs/<id>-<uuid prefix>/ (the store's run 1)
+    return part, glob.glob(os.path.join(tmp, "runs/1-*/model-init"))[0]
 
 
 def peer(model_dir, steps, threads):

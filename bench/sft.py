@@ -6,6 +6,7 @@ tokens; ours runs the LM head on those rows alone, the peer on every row, as tra
 --bf16 autocasts both. Ours and the peer alternate in --rounds rounds (the machine's speed drifts);
 each side's rate is the median over its steps. Prints JSON with the ratio and peak RSS."""
 import argparse
+import glob
 import json
 import os
 import resource
@@ -80,7 +81,7 @@ algorithm = "sft"
         ours_rates = ours_round(0)
         ours_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # before this process grows
         tok = Tokenizer.from_file(f"{tmp}/m/tokenizer.json")
-        rows = [json.loads(l) for l in open(f"{tmp}/r0/runs/1/sft.jsonl")]
+        rows = [json.loads(l) for l in open(glob.glob(f"{tmp}/r0/runs/1-*/sft.jsonl")[0])]
         seqs = []
         for r in rows:
             p, c = tok.encode(r["prompt"]).ids, tok.encode(r["completion"]).ids + [256]
