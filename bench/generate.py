@@ -100,7 +100,8 @@ def peer(model, prompts, new_tokens):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     assert out.shape[1] == ids.shape[1] + new_tokens
-    return {"tokens_per_s": len(prompts) * new_tokens / dt, "seconds": dt}
+    return {"tokens_per_s": len(prompts) * new_tokens / dt, "seconds": dt,
+            "first_completion": out[0, ids.shape[1]:ids.shape[1] + 16].tolist()}
 
 
 def main():

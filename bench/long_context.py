@@ -23,13 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import run_generate  # noqa: E402
+from generate import peer, run_generate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -63,22 +62,6 @@ def ours(a, mdir, prompts, cfg, tmp):
     if "step_breakdown" in r:
         o["step_breakdown"] = r["step_breakdown"]
     return o
-
-
-def peer(model, prompts, new_tokens):
-    ids = torch.tensor(prompts, device=model.device)
-    if ids.is_cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0)
-    if ids.is_cuda:
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    assert out.shape[1] == ids.shape[1] + new_tokens
-    return {"tokens_per_s": len(prompts) * new_tokens / dt, "seconds": dt,
-            "first_completion": out[0, ids.shape[1]:ids.shape[1] + 16].tolist()}
 
 
 def main():

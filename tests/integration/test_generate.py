@@ -16,9 +16,9 @@ CONFIGS = {"qwen2": lambda: Qwen2Config(**COMMON, tie_word_embeddings=True),
            "llama": lambda: LlamaConfig(**COMMON, tie_word_embeddings=False)}
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_greedy_matches_transformers_generate(name, tmp_path):
-    torch.manual_seed(99)
+def random_model(name, seed, tmp_path):
+    """A random transformers model saved to tmp_path/m with a tokenizer warmup can load."""
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(CONFIGS[name]()).eval()
     with torch.no_grad():  # larger weights: less degenerate, more varied greedy paths
         for p in model.parameters():
@@ -29,6 +29,12 @@ def test_greedy_matches_transformers_generate(name, tmp_path):
     assert r.returncode == 0, r.stderr
     for f in ["tokenizer.json", "tokenizer_config.json"]:
         (tmp_path / "m" / f).write_bytes((tmp_path / "tok" / f).read_bytes())
+    return model
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_greedy_matches_transformers_generate(name, tmp_path):
+    model = random_model(name, 99, tmp_path)
 
     g = torch.Generator().manual_seed(5)
     lengths = [1, 7, 23, 64, 3, 40, 12, 5]
@@ -60,16 +66,7 @@ def test_32_prompts_in_one_call_with_prefix_caching_and_chunked_prefill(tmp_path
     one call with a 64-token step budget (long prompts prefilled in chunks, mixed with decode
     tokens) and prefix caching on: greedy output is token-identical to transformers, and the
     prefix cache was used."""
-    torch.manual_seed(98)
-    model = AutoModelForCausalLM.from_config(CONFIGS["qwen2"]()).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(6.0)
-    model.save_pretrained(tmp_path / "m")
-    r = warmup("model", "init", "--config", tmp_path / "m/config.json", "--out", tmp_path / "tok")
-    assert r.returncode == 0, r.stderr
-    for f in ["tokenizer.json", "tokenizer_config.json"]:
-        (tmp_path / "m" / f).write_bytes((tmp_path / "tok" / f).read_bytes())
+    model = random_model("qwen2", 98, tmp_path)
     g = torch.Generator().manual_seed(6)
     shared = torch.randint(0, 320, (48,), generator=g).tolist()
     prompts = []
