@@ -9,7 +9,8 @@
 // transposed into a D x KC fp32 buffer, keys along the vector; V rows used in place for fp32),
 // in chunks of KC keys with an online softmax (running max and sum per row, fp32). Scores and P V
 // take two query rows at a time so each K/V load feeds both. Items are handed out largest first
-// from an atomic counter (causal tiles differ in cost).
+// from an atomic counter (causal tiles differ in cost). One-token tiles (decode) take decode():
+// K and V rows read in place (bf16/fp16 converted in registers), W keys' scores at a time.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -75,6 +76,173 @@ struct Item {
   int64_t cost;
 };
 
+// Sums of W vectors: lane i of the result is the sum of a[i]'s lanes (one hadd tree on AVX2).
+inline Vec lane_sums(const Vec* a) {
+#if defined(CPU_CAPABILITY_AVX2) && defined(__AVX2__)
+  if constexpr (W == 8) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return Vec(_mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31)));
+  }
+#endif
+  alignas(64) float tmp[W * W], out[W];
+  for (int64_t i = 0; i < W; ++i) a[i].store(tmp + i * W);
+  for (int64_t i = 0; i < W; ++i) {
+    float t = 0.0f;
+    for (int64_t j = 0; j < W; ++j) t += tmp[i * W + j];
+    out[i] = t;
+  }
+  return Vec::loadu(out);
+}
+
+// W consecutive elements as fp32 (bf16 and fp16 converted in registers on AVX2).
+template <class T>
+inline Vec load_f(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return Vec::loadu(p);
+  } else {
+#if defined(CPU_CAPABILITY_AVX2) && defined(__AVX2__)
+    if constexpr (W == 8) {
+      __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      if constexpr (std::is_same_v<T, c10::BFloat16>)
+        return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(x), 16)));
+      else
+        return Vec(_mm256_cvtph_ps(x));
+    }
+#endif
+    alignas(64) float t[W];
+    for (int64_t i = 0; i < W; ++i) t[i] = float(p[i]);
+    return Vec::loadu(t);
+  }
+}
+
+template <class T>
+struct DecodeScratch {
+  std::vector<const T*> krow, vrow;  // the context's key and value rows, Dp elements each
+  std::vector<T> Kc, Vc;             // zero-padded copies when D is not a multiple of the vector width
+  std::vector<float> S;              // the G query rows' scores, then probabilities, over the context
+};
+
+// One query token (decode) of sequence item.s against KV head item.g: nothing to share a transposed
+// K tile with, so K rows are read in place. Scores W keys x one query row at a time (a hadd tree
+// turns the W dot-product vectors into one vector of scores), softmax over the whole context
+// (its scores fit in a buffer), then P V with the output of two query rows held in registers over
+// a 4W-wide slice of D. Qf, Acc, sum: the caller's scratch (G x Dp, G x Dp, G).
+template <class T>
+inline void decode(const PagedArgs& m, const Item& item, float* Qf, float* Acc, float* sum, DecodeScratch<T>& sc) {
+  const int64_t Hq = m.Hq, D = m.D, G = Hq / m.Hkv, bs = m.block_size, Dp = round_up(D, W);
+  const int64_t s = item.s, g = item.g, q0 = m.qs[s] + item.t0, nkeys = m.lens[s] - (m.qs[s + 1] - m.qs[s]) + item.t1;
+  const T* kp = static_cast<const T*>(m.k);
+  const T* vp = static_cast<const T*>(m.v);
+  const int32_t* blocks = m.bt + s * m.max_blocks;
+  const bool in_place = D == Dp;
+  for (int64_t h = 0; h < G; ++h)
+    load_row(static_cast<const T*>(m.q) + (q0 * Hq + g * G + h) * D, Qf + h * Dp, D, m.scale);
+
+  // Row pointers of the context, block by block (no division per key); zero-padded copies when
+  // the head dim is not a multiple of the vector width.
+  const int64_t nk_pad = round_up(nkeys, W);
+  sc.krow.resize(size_t(nk_pad)), sc.vrow.resize(size_t(nk_pad));
+  if (!in_place) {
+    sc.Kc.assign(size_t((nkeys + 1) * Dp), T(0.0f));
+    sc.Vc.assign(size_t((nkeys + 1) * Dp), T(0.0f));
+  } else if (sc.Kc.size() < size_t(Dp)) {
+    sc.Kc.assign(size_t(Dp), T(0.0f));
+  }
+  for (int64_t c0 = 0, b = 0; c0 < nkeys; c0 += bs, ++b) {
+    const int64_t base = int64_t(blocks[b]) * bs, n = std::min(bs, nkeys - c0);
+    for (int64_t i = 0; i < n; ++i) {
+      const T* kr = kp + (base + i) * m.ks0 + g * m.ks1;
+      const T* vr = vp + (base + i) * m.vs0 + g * m.vs1;
+      const int64_t c = c0 + i;
+      if (in_place) {
+        sc.krow[size_t(c)] = kr, sc.vrow[size_t(c)] = vr;
+      } else {
+        T* kd = sc.Kc.data() + c * Dp;
+        T* vd = sc.Vc.data() + c * Dp;
+        std::copy(kr, kr + D, kd);
+        std::copy(vr, vr + D, vd);
+        sc.krow[size_t(c)] = kd, sc.vrow[size_t(c)] = vd;
+      }
+    }
+  }
+  // padding keys: a zero row (scores past nkeys are never read)
+  const T* zero_row = in_place ? sc.Kc.data() : sc.Kc.data() + nkeys * Dp;
+  for (int64_t c = nkeys; c < nk_pad; ++c) sc.krow[size_t(c)] = zero_row;
+
+  if (sc.S.size() < size_t(G * nk_pad)) sc.S.resize(size_t(G * nk_pad));
+  for (int64_t h = 0; h < G; ++h) {
+    const float* q = Qf + h * Dp;
+    float* sr = sc.S.data() + h * nk_pad;
+    for (int64_t c0 = 0; c0 < nkeys; c0 += W) {
+      Vec acc[W];
+#pragma GCC unroll 16
+      for (int64_t i = 0; i < W; ++i) acc[i] = Vec(0.0f);
+      const T* const* kr = sc.krow.data() + c0;
+      for (int64_t d = 0; d < Dp; d += W) {
+        Vec x = Vec::loadu(q + d);
+#pragma GCC unroll 16
+        for (int64_t i = 0; i < W; ++i) acc[i] = at::vec::fmadd(x, load_f(kr[i] + d), acc[i]);
+      }
+      lane_sums(acc).store(sr + c0);
+    }
+  }
+  for (int64_t h = 0; h < G; ++h) {
+    float* sr = sc.S.data() + h * nk_pad;
+    const float mxv = *std::max_element(sr, sr + nkeys);
+    float total = 0.0f;
+    int64_t c = 0;
+    Vec mv(mxv), sv(0.0f);
+    for (; c + W <= nkeys; c += W) {
+      Vec e = (Vec::loadu(sr + c) - mv).exp_u20();
+      e.store(sr + c);
+      sv = sv + e;
+    }
+    for (; c < nkeys; ++c) total += sr[c] = std::exp(sr[c] - mxv);
+    total += at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, sv);
+    sum[h] = total;
+  }
+  // P V: two query rows x a 4W slice of D at a time, the slice's accumulators in registers.
+  const T* const* vr = sc.vrow.data();
+  for (int64_t h = 0; h < G; h += 2) {
+    const bool two = h + 1 < G;
+    const float* pa = sc.S.data() + h * nk_pad;
+    const float* pb = sc.S.data() + (two ? h + 1 : h) * nk_pad;
+    float* oa = Acc + h * Dp;
+    float* ob = Acc + (two ? h + 1 : h) * Dp;
+    int64_t d = 0;
+    for (; d + 4 * W <= Dp; d += 4 * W) {
+      Vec a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f), b0(0.0f), b1(0.0f), b2(0.0f), b3(0.0f);
+      for (int64_t c = 0; c < nkeys; ++c) {
+        const T* v = vr[c] + d;
+        Vec v0 = load_f(v), v1 = load_f(v + W), v2 = load_f(v + 2 * W), v3 = load_f(v + 3 * W);
+        Vec x(pa[c]), y(pb[c]);
+        a0 = at::vec::fmadd(x, v0, a0), a1 = at::vec::fmadd(x, v1, a1), a2 = at::vec::fmadd(x, v2, a2), a3 = at::vec::fmadd(x, v3, a3);
+        b0 = at::vec::fmadd(y, v0, b0), b1 = at::vec::fmadd(y, v1, b1), b2 = at::vec::fmadd(y, v2, b2), b3 = at::vec::fmadd(y, v3, b3);
+      }
+      b0.store(ob + d), b1.store(ob + d + W), b2.store(ob + d + 2 * W), b3.store(ob + d + 3 * W);
+      a0.store(oa + d), a1.store(oa + d + W), a2.store(oa + d + 2 * W), a3.store(oa + d + 3 * W);
+    }
+    for (; d < Dp; d += W) {
+      Vec a0(0.0f), b0(0.0f);
+      for (int64_t c = 0; c < nkeys; ++c) {
+        Vec v0 = load_f(vr[c] + d);
+        a0 = at::vec::fmadd(Vec(pa[c]), v0, a0), b0 = at::vec::fmadd(Vec(pb[c]), v0, b0);
+      }
+      b0.store(ob + d);
+      a0.store(oa + d);
+    }
+  }
+  T* op = static_cast<T*>(m.out);
+  for (int64_t h = 0; h < G; ++h) {
+    const float* ar = Acc + h * Dp;
+    const float inv = 1.0f / sum[h];
+    T* o = op + (q0 * Hq + g * G + h) * D;
+    for (int64_t d = 0; d < D; ++d) o[d] = T(ar[d] * inv);
+  }
+}
+
 template <class T>
 inline void attend(const PagedArgs& m) {
   const int64_t Hq = m.Hq, Hkv = m.Hkv, D = m.D, G = Hq / Hkv, bs = m.block_size;
@@ -112,7 +280,7 @@ inline void attend(const PagedArgs& m) {
         Vf(KC * Dp, 0.0f), zero(Dp, 0.0f), mx(Rmax), sum(Rmax), alpha(Rmax);
     std::vector<const float*> vrow(KC);
     alignas(64) float tmp[W * W];
-    std::vector<float> Sd;  // decode: the G rows' scores over the whole context
+    DecodeScratch<T> dec;
     for (int64_t it; (it = next.fetch_add(1)) < n_items;) {
       const Item& item = items[it];
       const int64_t s = item.s, g = item.g, t0 = item.t0, t1 = item.t1;
@@ -120,69 +288,7 @@ inline void attend(const PagedArgs& m) {
       const int64_t R = (t1 - t0) * G, nkeys = ctx + t1;
       const int32_t* blocks = bt + s * m.max_blocks;
       if (t1 - t0 == 1) {
-        // One query token (decode): no tile to share a transposed K with. Two passes over the
-        // context: scores (each K row dotted with the G query rows straight from the pool), then
-        // softmax and P V; the scores of a whole context fit in a buffer.
-        for (int64_t h = 0; h < G; ++h) load_row(qp + ((q0 + t0) * Hq + g * G + h) * D, Qf.data() + h * Dp, D, scale);
-        if (int64_t(Sd.size()) < G * nkeys) Sd.resize(size_t(G * nkeys));
-        for (int64_t c = 0; c < nkeys; ++c) {
-          int64_t slot = int64_t(blocks[c / bs]) * bs + c % bs;
-          const T* kr = kp + slot * ks0 + g * ks1;
-          const float* kf;
-          if (in_place) {
-            kf = reinterpret_cast<const float*>(kr);
-          } else {
-            load_row(kr, Kf.data(), D, 1.0f);  // padding past D stays 0
-            kf = Kf.data();
-          }
-          for (int64_t h = 0; h < G; ++h) {
-            const float* q = Qf.data() + h * Dp;
-            Vec acc(0.0f);
-            for (int64_t d = 0; d < Dp; d += W) acc = at::vec::fmadd(Vec::loadu(q + d), Vec::loadu(kf + d), acc);
-            acc.store(tmp);
-            float dot = 0.0f;
-            for (int64_t i = 0; i < W; ++i) dot += tmp[i];
-            Sd[size_t(h * nkeys + c)] = dot;
-          }
-        }
-        for (int64_t h = 0; h < G; ++h) {
-          float* sr = Sd.data() + h * nkeys;
-          float mxv = *std::max_element(sr, sr + nkeys), total = 0.0f;
-          int64_t c = 0;
-          Vec mv(mxv), sv(0.0f);
-          for (; c + W <= nkeys; c += W) {
-            Vec e = (Vec::loadu(sr + c) - mv).exp_u20();
-            e.store(sr + c);
-            sv = sv + e;
-          }
-          for (; c < nkeys; ++c) total += sr[c] = std::exp(sr[c] - mxv);
-          sv.store(tmp);
-          for (int64_t i = 0; i < W; ++i) total += tmp[i];
-          sum[h] = total;
-          std::fill(Acc.begin() + h * Dp, Acc.begin() + (h + 1) * Dp, 0.0f);
-        }
-        for (int64_t c = 0; c < nkeys; ++c) {
-          int64_t slot = int64_t(blocks[c / bs]) * bs + c % bs;
-          const T* vr = vp + slot * vs0 + g * vs1;
-          const float* vf;
-          if (in_place) {
-            vf = reinterpret_cast<const float*>(vr);
-          } else {
-            load_row(vr, Vf.data(), D, 1.0f);
-            vf = Vf.data();
-          }
-          for (int64_t h = 0; h < G; ++h) {
-            Vec p(Sd[size_t(h * nkeys + c)]);
-            float* a = Acc.data() + h * Dp;
-            for (int64_t d = 0; d < Dp; d += W) at::vec::fmadd(p, Vec::loadu(vf + d), Vec::loadu(a + d)).store(a + d);
-          }
-        }
-        for (int64_t h = 0; h < G; ++h) {
-          const float* ar = Acc.data() + h * Dp;
-          float inv = 1.0f / sum[h];
-          T* o = op + ((q0 + t0) * Hq + g * G + h) * D;
-          for (int64_t d = 0; d < D; ++d) o[d] = T(ar[d] * inv);
-        }
+        decode<T>(m, item, Qf.data(), Acc.data(), sum.data(), dec);
         continue;
       }
       for (int64_t t = t0; t < t1; ++t)

@@ -287,6 +287,13 @@ TEST_CASE("bench: paged attention" * doctest::skip()) {
     auto ref = time([&] { paged_attention_reference(b.q, b.k_cache, b.v_cache, b.meta, 0.125); });
     std::printf("decode 32 seqs x 1024..2016 ctx, Hq 8, Hkv 2, D 64, %s: kernel %.1f / %.1f, reference %.1f / %.1f\n",
                 dname(dtype).c_str(), kern.first, kern.second, ref.first, ref.second);
+    std::vector<SeqSpec> small;  // the rollout benchmark's shape: 128 sequences of a 4-layer K&K model
+    for (int i = 0; i < 128; ++i) small.push_back({1, 40 + (i * 37) % 500});
+    Batch sb = make_batch(small, 4, 2, 64, 16, dtype, 3);
+    kern = time([&] { paged_attention_cpu(sb.q, sb.k_cache, sb.v_cache, sb.meta, 0.125); });
+    ref = time([&] { paged_attention_reference(sb.q, sb.k_cache, sb.v_cache, sb.meta, 0.125); });
+    std::printf("decode 128 seqs x 40..539 ctx, Hq 4, Hkv 2, D 64, %s: kernel %.2f / %.2f, reference %.2f / %.2f\n",
+                dname(dtype).c_str(), kern.first, kern.second, ref.first, ref.second);
     Batch p = make_batch({{1024, 1024}, {1024, 1024}, {1024, 1024}, {1024, 1024}}, 8, 2, 64, 16, dtype, 2);
     auto qd = p.q.view({4, 1024, 8, 64}).permute({0, 2, 1, 3});
     auto kd = torch::randn({4, 2, 1024, 64}).to(dtype), vd = torch::randn({4, 2, 1024, 64}).to(dtype);
