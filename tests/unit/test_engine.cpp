@@ -476,15 +476,16 @@ std::vector<int64_t> batch_draws(const torch::Tensor& logits, const SamplingPara
 
 }  // namespace
 
-TEST_CASE("sample_batch: top-p without top-k matches the full-sort distribution (1,024 or 16,384 candidates, or a full sort)") {
+TEST_CASE("sample_batch: top-p without top-k matches the full-sort distribution (64, 1,024 or 16,384 candidates, or a full sort)") {
   SamplingParams p;
   p.temperature = 0.9, p.top_p = 0.9;
   // Which of the sampler's paths a row takes follows from the mass its most likely tokens hold:
-  // peaked (the 1,024 most likely hold >= top_p), flat over 40,000 (the 16,384 most likely do),
-  // flat over 5,000 (only the whole row does: full sort).
+  // peaked (the 64 most likely hold >= top_p), less peaked (only the 1,024 most likely do), flat
+  // over 40,000 (the 16,384 most likely do), flat over 5,000 (only the whole row does: full sort).
+  // Cases with 0 draws check the path of the next case's row (the same seed).
   struct Case { int64_t V; double scale; int64_t head; bool enough; int64_t draws; };
-  for (Case c : {Case{5000, 4.0, 1024, true, 10000}, Case{40000, 2.2, 1024, false, 0}, Case{40000, 2.2, 16384, true, 2000},
-                 Case{5000, 0.1, 1024, false, 10000}}) {
+  for (Case c : {Case{5000, 4.0, 64, true, 10000}, Case{5000, 2.5, 64, false, 0}, Case{5000, 2.5, 1024, true, 10000},
+                 Case{40000, 2.2, 1024, false, 0}, Case{40000, 2.2, 16384, true, 2000}, Case{5000, 0.1, 1024, false, 10000}}) {
     torch::manual_seed(uint64_t(c.V));  // the two 40,000 cases: the same row
     auto logits = torch::randn({c.V}) * c.scale;
     auto sorted = std::get<0>(torch::softmax(logits / p.temperature, 0).sort(0, true));

@@ -113,8 +113,10 @@ namespace {
 
 constexpr float kLowest = std::numeric_limits<float>::lowest();
 constexpr float kMax = std::numeric_limits<float>::max();
-// top_p candidates tried before a full sort, and the mass margin that makes the shortcut exact
-// under float rounding of the running sums (see sample_batch).
+// top_p candidates tried before a full sort (64, then 1,024, then 16,384: a trained model's nucleus
+// is usually a few tokens), and the mass margin that makes the shortcut exact under float rounding
+// of the running sums (see sample_batch).
+constexpr int64_t kTopPFirst = 64;
 constexpr int64_t kTopPCandidates = 1024;
 constexpr double kTopPMargin = 1e-5;
 
@@ -365,7 +367,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     tok.index_copy_(0, idx, finish_candidates(cv, ci, gather_rows(q, idx, ci), rp));
   }
   if (!topp_rows.empty()) {
-    // top_p without top_k: the K most likely tokens (K = 1,024, then 16,384). If the candidates
+    // top_p without top_k: the K most likely tokens (K = 64, then 1,024, then 16,384). If the candidates
     // strictly above the last one's logit already hold top_p (plus a rounding margin), every token
     // outside them is dropped by top-p exactly, so the row finishes on them; rows that need more
     // sort the full vocabulary.
@@ -374,7 +376,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     all.kth = torch::full({int64_t(topp_rows.size())}, -std::numeric_limits<float>::infinity(), q.options());
     std::vector<int64_t> pending(topp_rows.size());  // positions within topp_rows
     std::iota(pending.begin(), pending.end(), 0);
-    for (int64_t K : {kTopPCandidates, 16 * kTopPCandidates, V}) {
+    for (int64_t K : {kTopPFirst, kTopPCandidates, 16 * kTopPCandidates, V}) {
       K = std::min(K, V);
       auto at = to_device(pending, dev);
       auto sel = [&](const torch::Tensor& t) { return int64_t(pending.size()) == t.size(0) ? t : t.index_select(0, at); };
