@@ -7,6 +7,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "cpu/fused_ops.h"
+#include "skinny_linear.h"
 
 namespace warmup {
 
@@ -65,6 +66,17 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   return x * c + rotate_half(x) * s;
 }
 
+// A projection in a paged (engine) forward: x (1, N, in). Decode-sized batches of fp32 weights
+// take the skinny kernel (kernels/skinny_linear.h: no packing of W per call), else torch's linear.
+torch::Tensor paged_linear(torch::nn::Linear& l, const torch::Tensor& x) {
+  const torch::Tensor& w = l->weight;
+  auto x2 = x.view({x.size(1), x.size(2)});
+  if (w.scalar_type() != torch::kFloat32 || !skinny_linear_applies(x2, w)) return l(x);
+  auto y = skinny_linear(x2, w);
+  if (l->bias.defined()) y.add_(l->bias);
+  return y.unsqueeze(0);
+}
+
 }  // namespace
 
 // ---- attention, MLP, layer -----------------------------------------------------------------
@@ -104,16 +116,16 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 torch::Tensor AttentionImpl::forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                            PagedKV& kv, int64_t layer) {
   int64_t N = x.size(1);
-  auto q = q_proj(x).view({1, N, heads, head_dim});
-  auto k = k_proj(x).view({1, N, kv_heads, head_dim});
-  auto v = v_proj(x).view({1, N, kv_heads, head_dim});
+  auto q = paged_linear(q_proj, x).view({1, N, heads, head_dim});
+  auto k = paged_linear(k_proj, x).view({1, N, kv_heads, head_dim});
+  auto v = paged_linear(v_proj, x).view({1, N, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
   q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor& kc = (*kv.k_cache)[size_t(layer)];
   torch::Tensor& vc = (*kv.v_cache)[size_t(layer)];
   write_kv(kc, vc, k.view({N, kv_heads, head_dim}), v.view({N, kv_heads, head_dim}), kv.meta.slot_mapping);
   auto out = paged_attention(q.view({N, heads, head_dim}), kc, vc, kv.meta, 1.0 / std::sqrt(double(head_dim)));
-  return o_proj(out.view({1, N, heads * head_dim}));
+  return paged_linear(o_proj, out.view({1, N, heads * head_dim}));
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
@@ -125,6 +137,10 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
+
+torch::Tensor MLPImpl::forward_paged(const torch::Tensor& x) {
+  return paged_linear(down_proj, torch::silu(paged_linear(gate_proj, x)) * paged_linear(up_proj, x));
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
@@ -143,7 +159,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
 torch::Tensor DecoderLayerImpl::forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                               PagedKV& kv, int64_t layer) {
   auto h = x + self_attn->forward_paged(input_layernorm(x), cos, sin, kv, layer);
-  return h + mlp(post_attention_layernorm(h));
+  return h + mlp->forward_paged(post_attention_layernorm(h));
 }
 
 DecoderImpl::DecoderImpl(const ModelConfig& c) {
@@ -407,8 +423,13 @@ torch::Tensor CausalLMImpl::forward_paged(const torch::Tensor& ids, const torch:
   auto x = model->embed_tokens(ids.unsqueeze(0));     // (1, N, H)
   int64_t i = 0;
   for (const auto& m : *model->layers) x = m->as<DecoderLayerImpl>()->forward_paged(x, cos, sin, kv, i++);
-  auto rows = x[0].index_select(0, logits_rows);      // (R, H)
-  return torch::matmul(model->norm(rows), output_weight().t()).to(torch::kFloat32);
+  auto rows = model->norm(x[0].index_select(0, logits_rows));  // (R, H)
+  auto w = output_weight();
+  // The head's W is large (V rows): packing it per call costs more than the product up to ~128
+  // rows (kernels/README.md), so the skinny kernel takes more rows here than in the layers.
+  if (w.scalar_type() == torch::kFloat32 && skinny_linear_applies(rows, w, kSkinnyLinearHeadMaxRows))
+    return skinny_linear(rows, w);
+  return torch::matmul(rows, w.t()).to(torch::kFloat32);
 }
 
 torch::Tensor CausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,

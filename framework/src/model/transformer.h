@@ -53,7 +53,8 @@ TORCH_MODULE(Attention);
 
 struct MLPImpl : torch::nn::Module {
   explicit MLPImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+  torch::Tensor forward(const torch::Tensor& x);        // down(silu(gate(x)) * up(x))
+  torch::Tensor forward_paged(const torch::Tensor& x);  // the same for the engine's flat batch x (1, N, H)
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
