@@ -6,8 +6,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
+#include <future>
+#include <thread>
 #include <numeric>
 
 #include "engine/engine.h"
@@ -308,6 +311,27 @@ TEST_CASE("paged engine: release_kv_cache gives the memory back and the next cal
       for (size_t k = 0; k < 3; ++k) CHECK(a[i].samples[k].token_ids == b[i].samples[k].token_ids);
   }
   CHECK(engine.stats().kv_blocks_used == 0);
+}
+
+TEST_CASE("engine: run() serves submits from another thread; after it returns, submit() answers at once") {
+  CausalLM model = init_model(tiny_config(), 25);
+  Engine engine(model, byte_tokenizer(), {}, EngineOptions{});
+  std::thread loop([&] { engine.run(); });
+  SamplingParams p;
+  p.temperature = 0, p.max_new_tokens = 4;
+  GenerationRequest req;
+  req.id = "a", req.prompt_ids = {5, 6, 7}, req.params = p;
+  auto served = engine.submit(req).get();
+  CHECK(served.error.empty());
+  CHECK(served.samples.at(0).token_ids.size() == 4);
+  engine.stop(/*drain=*/true);
+  loop.join();
+  req.id = "late";
+  auto fut = engine.submit(req);
+  REQUIRE(fut.wait_for(std::chrono::seconds(5)) == std::future_status::ready);  // was: never answered
+  auto late = fut.get();
+  CHECK(late.id == "late");
+  CHECK(late.error.find("shutting down") != std::string::npos);
 }
 
 TEST_CASE("paged engine: a preempted sequence that needs the whole cache resumes alone (no endless loop)") {
@@ -698,6 +722,33 @@ TEST_CASE("sample_batch: a row with NaN logits fails alone; the others sample") 
   CHECK(out[3].token == logits[3].argmax().item<int64_t>());
   torch::Generator g = at::make_generator<at::CPUGeneratorImpl>(1);
   CHECK_THROWS_WITH_AS(sample_token(logits[2], params[2], g, ctx), doctest::Contains("not finite"), std::runtime_error);
+}
+
+TEST_CASE("sample_batch: +inf logits (overflow) fail the row; -inf entries are never drawn") {
+  const int64_t B = 4, V = 50;
+  torch::manual_seed(2);
+  auto logits = torch::randn({B, V});
+  const float inf = std::numeric_limits<float>::infinity();
+  logits[0][3] = inf;                          // greedy row with an overflowed logit
+  logits[1][7] = inf;                          // sampled row with one
+  logits[2].slice(0, 0, 40).fill_(-inf);       // only ids 40..49 possible
+  logits[3][0] = -inf;                         // greedy: -inf is just a very unlikely token
+  std::vector<SamplingParams> params(B);
+  params[0].temperature = 0, params[1].temperature = 0.7, params[2].temperature = 1.0, params[3].temperature = 0;
+  std::vector<torch::Generator> gens;
+  for (int64_t i = 0; i < B; ++i) gens.push_back(at::make_generator<at::CPUGeneratorImpl>(uint64_t(i)));
+  std::vector<SampleRow> rows(B);
+  for (int64_t i = 0; i < B; ++i) rows[size_t(i)].params = &params[size_t(i)], rows[size_t(i)].generator = &gens[size_t(i)];
+  for (int rep = 0; rep < 50; ++rep) {
+    auto out = sample_batch(logits, rows);
+    CHECK(out[0].error.find("not finite") != std::string::npos);
+    CHECK(out[1].error.find("not finite") != std::string::npos);
+    REQUIRE(out[2].error.empty());
+    CHECK(out[2].token >= 40);
+    CHECK(std::isfinite(out[2].logprob));
+    REQUIRE(out[3].error.empty());
+    CHECK(out[3].token == logits[3].argmax().item<int64_t>());
+  }
 }
 
 TEST_CASE("bench: sample_batch" * doctest::skip()) {

@@ -184,6 +184,12 @@ std::future<GenerationResult> Engine::submit(GenerationRequest req) {
   g->req = std::move(req);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) {  // run() has returned: nothing would ever answer
+      GenerationResult r;
+      r.id = g->req.id, r.prompt_tokens = P, r.error = "the server is shutting down";
+      g->promise.set_value(std::move(r));
+      return fut;
+    }
     waiting_.push_back(std::move(g));
     stats_.waiting = int64_t(waiting_.size());
   }
@@ -241,6 +247,7 @@ void Engine::run() {
   active_.clear();
   running_.clear();
   preempted_.clear();
+  closed_ = true;
 }
 
 void Engine::fail_active(const std::string& why) {

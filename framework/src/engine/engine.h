@@ -122,7 +122,7 @@ class Engine {
   std::vector<GenerationResult> generate(std::vector<GenerationRequest> requests,
                                          const std::function<void(const EngineStats&)>& progress = {});
   std::future<GenerationResult> submit(GenerationRequest request);
-  void run();                 // serve loop: blocks until stop()
+  void run();                 // serve loop: blocks until stop(); later submits fail at once
   void stop(bool drain);      // drain: finish queued and running requests first
   EngineStats stats() const;
   // Frees the KV cache's memory between uses (GRPO's training step needs it); the next
@@ -171,6 +171,7 @@ class Engine {
   std::deque<Seq*> preempted_;                   // to be recomputed before new requests start
   int64_t live_seqs_ = 0;                        // unfinished sequences of admitted groups
   bool stopping_ = false, drain_ = true;
+  bool closed_ = false;  // run() returned: submit() answers at once
   EngineStats stats_;
 };
 

@@ -429,7 +429,10 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     if (r.top_logprobs > 0) top_k = std::max<int64_t>(top_k, r.top_logprobs);
   }
   top_k = std::min(top_k, V);
-  std::vector<torch::Tensor> parts = {tok.to(torch::kFloat64), q.gather(1, tok.unsqueeze(1)).squeeze(1).to(torch::kFloat64)};
+  // The model's own row maximum: +inf (overflow) or NaN fails the row; -inf entries are tokens the
+  // model rules out, as in transformers.
+  std::vector<torch::Tensor> parts = {tok.to(torch::kFloat64), q.gather(1, tok.unsqueeze(1)).squeeze(1).to(torch::kFloat64),
+                                      raw.amax(1).to(torch::kFloat64)};
   if (!raw_rows.empty()) {
     auto idx = to_device(raw_rows, dev);
     auto lp = torch::log_softmax(take(raw, raw_rows, idx), 1);
@@ -443,23 +446,26 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
   const torch::Tensor host = torch::cat(parts).to(torch::kCPU);
   const double* h = host.data_ptr<double>();
   const int64_t R = int64_t(raw_rows.size());
+  // host: token (B), its probability (B), the raw row maximum (B), then R raw log-probs, R x top_k
+  // alternatives' log-probs and R x top_k ids.
+  const double *tok_h = h, *prob_h = h + B, *max_h = h + 2 * B, *raw_h = h + 3 * B;
   for (int64_t b = 0; b < B; ++b) {
     SampledRow& o = out[size_t(b)];
-    double prob = h[B + b];
-    if (!(prob > 0)) {  // NaN logits make the whole row's softmax NaN
-      o.error = "the model's logits for this sequence are not finite (NaN or inf); nothing to sample from";
+    double prob = prob_h[b];
+    if (!(max_h[b] < std::numeric_limits<double>::infinity()) || !(prob > 0)) {
+      o.error = "the model's logits for this sequence are not finite (NaN or +inf); nothing to sample from";
       continue;
     }
-    o.token = int32_t(h[b]);
+    o.token = int32_t(tok_h[b]);
     o.logprob = float(std::log(prob));
   }
   for (int64_t i = 0; i < R; ++i) {
     SampledRow& o = out[size_t(raw_rows[size_t(i)])];
     if (!o.error.empty()) continue;
-    o.raw_logprob = float(h[2 * B + i]);
+    o.raw_logprob = float(raw_h[i]);
     int n = std::min<int>(rows[size_t(raw_rows[size_t(i)])].top_logprobs, int(top_k));
-    const double* tv = h + 2 * B + R + i * top_k;
-    const double* ti = h + 2 * B + R + R * top_k + i * top_k;
+    const double* tv = raw_h + R + i * top_k;
+    const double* ti = raw_h + R + R * top_k + i * top_k;
     for (int j = 0; j < n; ++j) o.top.emplace_back(int32_t(ti[j]), float(tv[j]));
   }
   return out;
