@@ -15,7 +15,7 @@
 namespace warmup {
 
 // Rows of x at or below which skinny_linear beats the GEMM library on the CPU (fp32 weights;
-// measured with `warmup_unit_tests -tc='bench: skinny linear' -ns` and in whole rollouts, see
+// measured with `warmup_kernel_tests -tc='bench: skinny linear' -ns` and in whole rollouts, see
 // kernels/README.md): a layer's projections (N of a few thousand) up to 32, an LM head
 // (N = vocabulary) up to 128.
 constexpr int64_t kSkinnyLinearMaxRows = 32;

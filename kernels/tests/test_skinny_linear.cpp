@@ -1,7 +1,7 @@
 // skinny_linear (kernels/skinny_linear.h) against torch::linear: every micro-kernel edge (rows of x
 // and of W not multiples of the 4 x 3 tile), fp32/bf16/fp16 weights, strided weight rows (a
 // slice of a larger matrix), both builds (AVX2 and baseline); the refusals; and a timing case.
-#include <doctest/doctest.h>
+#include "torch_doctest.h"
 
 #include <algorithm>
 #include <chrono>
