@@ -16,6 +16,8 @@
 //    built with minor <= 3 still load: the host reads their results with the minor-3 layout
 //    (LegacyRewardAdapter in reward.h).
 // 5: Policy::last_generation_stats (appended virtual with a default: older plugins never call it).
+//    Deprecated from 5 on, to be removed in a later minor: Policy::generate (use generate_ids) and
+//    Policy::token_logprobs (use token_logprobs_at); nothing in the tree calls them.
 #define WARMUP_ABI_MINOR 5
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b

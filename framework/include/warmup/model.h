@@ -51,6 +51,8 @@ class Policy {
                                              const torch::Tensor& weights, const torch::Tensor& attention_mask,
                                              torch::Tensor* logprobs) = 0;
   // Per-token log p(targets) (B, T), differentiable, memory-bounded (chunks recomputed in backward).
+  // Deprecated since ABI 1.5 (no in-tree caller; use token_logprobs_at with temperature 1): to be
+  // removed in a later minor version, after which plugins must not call it.
   virtual torch::Tensor token_logprobs(const torch::Tensor& ids, const torch::Tensor& targets,
                                        const torch::Tensor& attention_mask) = 0;
   virtual void set_activation_checkpointing(bool on) = 0;
@@ -59,6 +61,8 @@ class Policy {
   // Replaces the weights with those of a directory written by save() (resume).
   virtual void load_weights(const std::filesystem::path& dir) = 0;
   // Completions through the host's engine, with the current weights.
+  // Deprecated since ABI 1.5 (no in-tree caller; use generate_ids, which also returns token ids):
+  // to be removed in a later minor version, after which plugins must not call it.
   virtual std::vector<std::vector<Completion>> generate(const std::vector<std::string>& prompts,
                                                         const SampleOptions& options) = 0;
 
