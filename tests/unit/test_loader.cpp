@@ -1,4 +1,4 @@
-// The plugin loader against real shared libraries built in tests/plugins: each broken library is
+// The plugin loader against real shared libraries built in tests/abi_plugins: each broken library is
 // reported with its reason while the good ones keep working.
 #include <doctest/doctest.h>
 

@@ -86,4 +86,10 @@ struct DataError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by the host (and warmup/testing.h) when a plugin cannot be had: unknown kind/name, a
+// library that cannot be loaded, a create that failed (the plugin's own message follows).
+struct PluginError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace warmup

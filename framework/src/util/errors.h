@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "warmup/types.h"  // ConfigError, DataError (shared with plugins)
+#include "warmup/types.h"  // ConfigError, DataError, PluginError (shared with plugins)
 
 namespace warmup {
 
@@ -12,9 +12,6 @@ struct UsageError : std::runtime_error {  // bad command line
   using std::runtime_error::runtime_error;
 };
 struct StoreError : std::runtime_error {  // SQLite store cannot be opened / written
-  using std::runtime_error::runtime_error;
-};
-struct PluginError : std::runtime_error {  // unknown plugin, failed create, ...
   using std::runtime_error::runtime_error;
 };
 

@@ -8,15 +8,20 @@
 #include <set>
 #include <thread>
 
-#include "plugin_testing.h"
-#include "util/errors.h"
 #include "warmup/sdk.h"
+#include "warmup/testing.h"
 
 using namespace warmup;
 
 namespace {
 
-using warmup::testing::registry;
+namespace {
+// The build's plugin libraries (WARMUP_PLUGIN_DIR, a compile definition of the test target).
+const warmup::testing::PluginLibraries& registry() {
+  static const warmup::testing::PluginLibraries libs(WARMUP_PLUGIN_DIR);
+  return libs;
+}
+}  // namespace
 
 PluginInit init(const std::string& kind, const std::string& text = "") {
   return warmup::testing::plugin_init(kind, text, MMLU_FIXTURE_DIR);
