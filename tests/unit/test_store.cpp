@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <memory>
 
 #include "helpers.h"
 #include "store/migrations.h"
@@ -24,14 +25,20 @@ RunStart demo_run(const std::string& experiment = "exp") {
   return r;
 }
 
+// A second connection to the store's file, as another process (or a person with sqlite3) has:
+// the Store keeps its own connection private.
+std::unique_ptr<Db> conn(const Store& s) { return std::make_unique<Db>(s.path().string(), false); }
+
 int64_t count(Store& s, const std::string& sql) {
-  Stmt q(s.db(), sql);
+  auto db = conn(s);
+  Stmt q(*db, sql);
   q.step();
   return q.int64(0);
 }
 
 std::string text(Store& s, const std::string& sql) {
-  Stmt q(s.db(), sql);
+  auto db = conn(s);
+  Stmt q(*db, sql);
   q.step();
   return q.text(0);
 }
@@ -45,9 +52,9 @@ TEST_CASE("an empty file is migrated to the current schema, idempotently") {
     Store s(path);
     CHECK(s.schema_version() == int(store_migrations().size()));
     CHECK(text(s, "PRAGMA journal_mode") == "wal");
-    CHECK(count(s, "PRAGMA foreign_keys") == 1);
+    CHECK_THROWS_AS(s.begin_stage(987654, 0, "st", "sft"), StoreError);  // foreign keys on: no such run
     // STRICT tables reject a wrongly typed value.
-    CHECK_THROWS_AS(s.db().exec("INSERT INTO experiments(name, created_at) VALUES ('x', 'not a time')"), StoreError);
+    CHECK_THROWS_AS(conn(s)->exec("INSERT INTO experiments(name, created_at) VALUES ('x', 'not a time')"), StoreError);
     for (const char* t : {"experiments", "runs", "stages", "params", "metrics", "samples", "artifacts", "datasets", "run_plugins"})
       CHECK(count(s, std::string("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '") + t + "'") == 1);
   }
@@ -58,7 +65,7 @@ TEST_CASE("an empty file is migrated to the current schema, idempotently") {
 TEST_CASE("a store newer than this binary is refused") {
   TempDir d;
   auto path = d.path / "s.sqlite";
-  { Store s(path); s.db().exec("PRAGMA user_version = 999"); }
+  { Store s(path); conn(s)->exec("PRAGMA user_version = 999"); }
   CHECK_THROWS_WITH_AS(Store{path}, doctest::Contains("is newer than this warmup"), StoreError);
 }
 
@@ -78,7 +85,7 @@ TEST_CASE("params are write-once") {
   s.write_params(run, p);  // same values again: accepted (resume)
   std::vector<FlatValue> changed = {{"a", "integer", "2", 0, 2}};
   CHECK_THROWS_WITH_AS(s.write_params(run, changed), doctest::Contains("params are write-once"), StoreError);
-  CHECK_THROWS_WITH_AS(s.db().exec("UPDATE params SET value = 5 WHERE key = 'a'"),
+  CHECK_THROWS_WITH_AS(conn(s)->exec("UPDATE params SET value = 5 WHERE key = 'a'"),
                        doctest::Contains("params are write-once"), StoreError);
   CHECK(count(s, "SELECT value FROM params WHERE key = 'a'") == 1);
   CHECK(text(s, "SELECT typeof(value) FROM params WHERE key = 'b'") == "real");
@@ -148,14 +155,14 @@ TEST_CASE("a run left 'running' by a dead process is marked failed; a live one i
   pid_t child = fork();
   if (child == 0) _exit(0);
   waitpid(child, nullptr, 0);  // child is gone now
-  Stmt(s.db(), "UPDATE runs SET pid = ?, pid_start = NULL WHERE id = ?").bind(1, int64_t(child)).bind(2, other).run();
+  Stmt(*conn(s), "UPDATE runs SET pid = ?, pid_start = NULL WHERE id = ?").bind(1, int64_t(child)).bind(2, other).run();
   CHECK(s.reap_dead_runs() == 1);
   CHECK(text(s, "SELECT status FROM runs WHERE id = " + std::to_string(other)) == "failed");
   CHECK(text(s, "SELECT error FROM runs WHERE id = " + std::to_string(other)).find("ended without closing the run") != std::string::npos);
   CHECK(text(s, "SELECT status FROM stages WHERE run_id = " + std::to_string(other)) == "failed");
   CHECK(text(s, "SELECT status FROM runs WHERE id = " + std::to_string(mine)) == "running");
   // A live pid whose start time does not match (pid reused) counts as dead too.
-  Stmt(s.db(), "UPDATE runs SET pid_start = 1 WHERE id = ?").bind(1, mine).run();
+  Stmt(*conn(s), "UPDATE runs SET pid_start = 1 WHERE id = ?").bind(1, mine).run();
   CHECK(s.reap_dead_runs() == 1);
 }
 

@@ -117,9 +117,8 @@ void print_table(Store& store, int64_t run, const std::string& label, const std:
   bool any_tokens = false, any_errors = false;
   for (const auto& t : tasks) {
     std::map<std::string, double> m;
-    Stmt q(store.db(), "SELECT key, value FROM metrics WHERE run_id = ? AND stage = 'eval' AND key GLOB ? AND value IS NOT NULL");
-    q.bind(1, run).bind(2, "eval/" + t.instance + "/*");
-    while (q.step()) m[q.text(0).substr(6 + t.instance.size())] = q.real(1);
+    for (const auto& [key, value] : store.metric_values(run, "eval", "eval/" + t.instance + "/*"))
+      m[key.substr(6 + t.instance.size())] = value;
     header.push_back(t.spec);
     row.push_back(m.count("accuracy_mean") ? percent(m["accuracy_mean"]) + " ± " + percent(m["accuracy_std"]) : "-");
     any_tokens |= m.count("response_tokens_mean") > 0;
@@ -234,14 +233,10 @@ int cmd_eval(const Args& args) {
     return 0;
   }
 
-  auto latest_run = [&](Store& st) {
-    Stmt q(st.db(), "SELECT coalesce(max(id), 0) FROM runs");
-    return q.step() ? q.int64(0) : int64_t(0);
-  };
   int64_t before = 0;
   if (fs::exists(ro.store)) {
     Store st(ro.store);
-    before = latest_run(st);
+    before = st.latest_run().value_or(0);
   }
   int rc = 1;
   std::exception_ptr failure;
@@ -258,11 +253,9 @@ int cmd_eval(const Args& args) {
   try {
     if (fs::exists(ro.store)) store.emplace(ro.store);
     if (!store) throw std::runtime_error("no store at " + ro.store.string());
-    Stmt q(store->db(), "SELECT id, run_dir FROM runs WHERE config_file = ? AND id > ? ORDER BY id DESC LIMIT 1");
-    q.bind(1, fs::absolute(file).string()).bind(2, before);
-    if (q.step()) {
-      run = q.int64(0);
-      if (!q.is_null(1)) std::ofstream(fs::path(q.text(1)) / "eval.toml") << text;
+    if (auto r = store->newest_run_of(fs::absolute(file).string(), before)) {
+      run = r->first;
+      if (!r->second.empty()) std::ofstream(fs::path(r->second) / "eval.toml") << text;
     }
   } catch (const std::exception& e) {
     if (!failure) log_warn(std::string("could not keep eval.toml with the run: ") + e.what());

@@ -19,50 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-int64_t resolve_run(Store& store, const std::string& spec) {
-  if (spec == "latest" || spec == "last") {
-    Stmt q(store.db(), "SELECT max(id) FROM runs");
-    if (q.step() && !q.is_null(0)) return q.int64(0);
-    throw UsageError(store.path().string() + ": no runs yet");
-  }
-  int64_t id = 0;
-  try {
-    size_t used = 0;
-    id = std::stoll(spec, &used);
-    if (used != spec.size()) throw std::invalid_argument(spec);
-  } catch (const std::exception&) {
-    throw UsageError("'" + spec + "' is not a run id (a number or 'latest')");
-  }
-  Stmt q(store.db(), "SELECT 1 FROM runs WHERE id = ?");
-  q.bind(1, id);
-  if (!q.step()) throw UsageError("run " + spec + " not found in " + store.path().string());
-  return id;
-}
-
-json column(const Stmt& q, int c) {
-  switch (q.column_type(c)) {
-    case SQLITE_INTEGER: return q.int64(c);
-    case SQLITE_FLOAT: return q.real(c);
-    case SQLITE_NULL: return nullptr;
-    default: return q.text(c);
-  }
-}
-
-// All rows of a query as JSON objects (column names as keys).
-json rows(Store& store, const std::string& sql, int64_t run) {
-  Stmt q(store.db(), sql);
-  q.bind(1, run);
-  json out = json::array();
-  sqlite3_stmt* raw = nullptr;
-  (void)raw;
-  while (q.step()) {
-    json r = json::object();
-    for (int c = 0; c < sqlite3_column_count(q.handle()); ++c) r[sqlite3_column_name(q.handle(), c)] = column(q, c);
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
 std::string cell(const json& v) {
   if (v.is_null()) return "-";
   if (v.is_string()) return v.get<std::string>();
@@ -74,44 +30,31 @@ std::string metric_value(const json& m) {
   return m["flag"].is_null() ? cell(m["value"]) : m["flag"].get<std::string>();
 }
 
-const char* kLatestMetrics =
-    "SELECT m.stage, m.key, m.step, m.value, m.flag FROM metrics m JOIN ("
-    " SELECT stage, key, max(step) AS step FROM metrics WHERE run_id = ?1 GROUP BY stage, key) l"
-    " ON m.stage = l.stage AND m.key = l.key AND m.step = l.step WHERE m.run_id = ?1"
-    " ORDER BY m.stage, m.key";
-
 json run_json(Store& store, int64_t run, bool with_samples) {
-  json j = rows(store, "SELECT r.*, e.name AS experiment FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?", run)[0];
-  j["stages"] = rows(store, "SELECT idx, name, algorithm, status, started_at, ended_at, error FROM stages WHERE run_id = ? ORDER BY idx", run);
+  json j = store.run_row(run);
+  j["stages"] = store.stage_rows(run);
   j["params"] = json::object();
-  for (const auto& p : rows(store, "SELECT key, value FROM params WHERE run_id = ? ORDER BY key", run))
+  for (const auto& p : store.param_rows(run))
     j["params"][p["key"].get<std::string>()] = p["value"];
-  j["metrics"] = rows(store, "SELECT stage, key, step, value, flag, wall_time FROM metrics WHERE run_id = ? ORDER BY stage, key, step", run);
-  j["artifacts"] = rows(store, "SELECT stage, name, path, bytes, sha256 FROM artifacts WHERE run_id = ? ORDER BY id", run);
-  j["datasets"] = rows(store, "SELECT stage, task, split, count, digest FROM datasets WHERE run_id = ? ORDER BY id", run);
-  j["plugins"] = rows(store, "SELECT kind, name, plugin_version, interface, library_path, library_sha256 FROM run_plugins WHERE run_id = ? ORDER BY kind, name", run);
+  j["metrics"] = store.metric_rows(run);
+  j["artifacts"] = store.artifact_rows(run);
+  j["datasets"] = store.dataset_rows(run);
+  j["plugins"] = store.plugin_rows(run);
   if (with_samples) {
-    j["samples"] = rows(store, "SELECT stage, step, task, example_id, prompt, completion, completion_tokens, finish_reason, reward, rewards, correct, advantage FROM samples WHERE run_id = ? ORDER BY id", run);
+    j["samples"] = store.sample_rows(run);
     for (auto& s : j["samples"]) s["rewards"] = json::parse(s["rewards"].get<std::string>());
   }
   return j;
 }
 
 int list(Store& store, const po::variables_map& vm) {
-  std::string sql =
-      "SELECT r.id, e.name, r.name, r.status, r.started_at, r.ended_at, r.seed, r.tags,"
-      " (SELECT count(*) FROM stages s WHERE s.run_id = r.id AND s.status = 'finished'),"
-      " (SELECT count(*) FROM samples s WHERE s.run_id = r.id)"
-      " FROM runs r JOIN experiments e ON e.id = r.experiment_id"
-      " WHERE (?1 = '' OR r.status = ?1) AND (?2 = '' OR e.name = ?2) ORDER BY r.id DESC LIMIT ?3";
-  Stmt q(store.db(), sql);
-  q.bind(1, vm["status"].as<std::string>()).bind(2, vm["experiment"].as<std::string>()).bind(3, vm["limit"].as<int64_t>());
   TextTable t({"id", "experiment", "name", "status", "started", "duration", "stages", "samples", "seed", "tags"});
-  while (q.step()) {
-    double start = q.real(4), end = q.is_null(5) ? unix_now() : q.real(5);
-    t.add({std::to_string(q.int64(0)), q.text(1), q.text(2), q.text(3), format_time(start),
-           format_duration(end - start) + (q.is_null(5) ? "+" : ""), std::to_string(q.int64(8)),
-           std::to_string(q.int64(9)), std::to_string(q.int64(6)), q.text(7)});
+  for (const auto& r : store.list_runs(vm["status"].as<std::string>(), vm["experiment"].as<std::string>(),
+                                       vm["limit"].as<int64_t>())) {
+    double end = r.ended_at ? *r.ended_at : unix_now();
+    t.add({std::to_string(r.id), r.experiment, r.name, r.status, format_time(r.started_at),
+           format_duration(end - r.started_at) + (r.ended_at ? "" : "+"), std::to_string(r.finished_stages),
+           std::to_string(r.samples), std::to_string(r.seed), r.tags});
   }
   if (t.empty()) std::cout << "no runs in " << store.path().string() << "\n";
   else t.print(std::cout);
@@ -144,7 +87,7 @@ int show(Store& store, int64_t run) {
   stages.print(std::cout);
 
   TextTable metrics({"stage", "metric", "step", "value"});
-  for (const auto& m : rows(store, kLatestMetrics, run))
+  for (const auto& m : store.latest_metric_rows(run))
     metrics.add({cell(m["stage"]), cell(m["key"]), cell(m["step"]), metric_value(m)});
   std::cout << "\nmetrics (latest step)\n";
   if (metrics.empty()) std::cout << "  none\n"; else metrics.print(std::cout);
@@ -195,7 +138,7 @@ int compare(Store& store, const std::vector<int64_t>& runs, bool all_params) {
   }
   std::map<std::string, std::vector<std::string>> metrics;  // "stage/key" -> value per run
   for (size_t i = 0; i < runs.size(); ++i)
-    for (const auto& m : rows(store, kLatestMetrics, runs[i])) {
+    for (const auto& m : store.latest_metric_rows(runs[i])) {
       auto& v = metrics[cell(m["stage"]) + ": " + cell(m["key"])];
       v.resize(runs.size(), "-");
       v[i] = metric_value(m);
@@ -234,13 +177,13 @@ int export_run(Store& store, int64_t run, const std::string& format, const std::
   json data;
   std::vector<std::string> cols;
   if (what == "samples") {
-    data = rows(store, "SELECT stage, step, task, example_id, prompt, completion, completion_tokens, finish_reason, reward, rewards, correct, advantage FROM samples WHERE run_id = ? ORDER BY id", run);
+    data = store.sample_rows(run);
     cols = {"stage", "step", "task", "example_id", "prompt", "completion", "completion_tokens", "finish_reason", "reward", "rewards", "correct", "advantage"};
   } else if (what == "params") {
-    data = rows(store, "SELECT key, value, type FROM params WHERE run_id = ? ORDER BY key", run);
+    data = store.param_rows(run);
     cols = {"key", "value", "type"};
   } else if (what == "metrics" || what == "all") {
-    data = rows(store, "SELECT stage, key, step, value, flag, wall_time FROM metrics WHERE run_id = ? ORDER BY stage, key, step", run);
+    data = store.metric_rows(run);
     cols = {"stage", "key", "step", "value", "flag", "wall_time"};
   } else {
     throw UsageError("--what must be metrics, samples or params for CSV, got '" + what + "'");
@@ -302,15 +245,13 @@ int table(Store& store, const std::vector<int64_t>& runs, const std::string& pat
   std::vector<std::string> keys;                                         // column order: first seen
   std::vector<std::pair<std::string, std::map<std::string, std::string>>> rows_;  // label -> key -> value
   for (int64_t run : runs) {
-    json metrics = rows(store, kLatestMetrics, run);  // ordered by stage, key
-    json stages = rows(store, "SELECT name FROM stages WHERE run_id = ? ORDER BY idx", run);
+    json metrics = store.latest_metric_rows(run);  // ordered by stage, key
+    json stages = store.stage_rows(run);
     // Keys matching each pattern, in pattern order (one query per pattern, not per metric).
     std::vector<std::string> matched;
     for (const auto& g : globs) {
-      Stmt q(store.db(), "SELECT DISTINCT key FROM metrics WHERE run_id = ? AND key GLOB ? ORDER BY key");
-      q.bind(1, run).bind(2, g);
-      while (q.step())
-        if (std::find(matched.begin(), matched.end(), q.text(0)) == matched.end()) matched.push_back(q.text(0));
+      for (const auto& key : store.metric_keys(run, g))
+        if (std::find(matched.begin(), matched.end(), key) == matched.end()) matched.push_back(key);
     }
     for (const auto& st : stages) {
       std::string stage = st["name"].get<std::string>();
@@ -382,7 +323,7 @@ int cmd_runs(const Args& args) {
   }
   Store& store = *opened;
   std::vector<int64_t> runs;
-  for (const auto& t : targets) runs.push_back(resolve_run(store, t));
+  for (const auto& t : targets) runs.push_back(store.resolve_run(t));
   if (action == "list") return list(store, vm);
   if (action == "show") {
     if (runs.size() != 1) throw UsageError("warmup runs show: expected one RUN");

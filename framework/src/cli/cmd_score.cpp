@@ -201,21 +201,8 @@ int cmd_score(const Args& args) {
     std::string store_path = vm["store"].as<std::string>(), spec = vm["run"].as<std::string>();
     if (!fs::exists(store_path)) throw UsageError("--run " + spec + ": no store at " + store_path + " (--store DB)");
     Store st(store_path);
-    Stmt q(st.db(), spec == "latest" ? "SELECT id, seed FROM runs ORDER BY id DESC LIMIT 1"
-                                     : "SELECT id, seed FROM runs WHERE id = ?");
-    if (spec != "latest") {
-      int64_t id = 0;
-      try {
-        size_t used = 0;
-        id = std::stoll(spec, &used);
-        if (used != spec.size()) throw std::invalid_argument(spec);
-      } catch (const std::exception&) {
-        throw UsageError("--run " + spec + ": expected a run id or 'latest'");
-      }
-      q.bind(1, id);
-    }
-    if (!q.step()) throw UsageError("--run " + spec + ": not found in " + store_path);
-    seed = uint64_t(q.int64(1)), seed_from = "run " + std::to_string(q.int64(0));
+    int64_t id = st.resolve_run(spec, "--run " + spec);
+    seed = st.run_record(id)->seed, seed_from = "run " + std::to_string(id);
   }
 
   // The task and reward instances, as an experiment would configure them.

@@ -225,11 +225,8 @@ void check_run_folder(const fs::path& dir, int64_t id, const std::string& uuid, 
 void close_run_failed(Store* store, const fs::path& store_path, int64_t run, int64_t stage_id,
                       const std::string& stage_error, const std::string& msg) {
   auto close = [&](Store& s) {
-    {
-      Stmt q(s.db(), "SELECT status FROM runs WHERE id = ?");
-      q.bind(1, run);
-      if (!q.step() || q.text(0) != "running") return;
-    }
+    auto rec = s.run_record(run);
+    if (!rec || rec->status != "running") return;
     if (stage_id > 0) s.end_stage(stage_id, "failed", stage_error);
     s.end_run(run, "failed", msg);
   };
@@ -299,12 +296,10 @@ int run_experiment(const RunOptions& opt) {
     std::string status, config_hash, host;
     std::optional<std::string> run_dir;
     int64_t pid = 0;
-    {  // finalised before the claim: an open read would turn the UPDATE into SQLITE_BUSY
-      Stmt q(store->db(), "SELECT status, run_dir, config_hash, pid, host FROM runs WHERE id = ?");
-      q.bind(1, id);
-      if (!q.step()) throw UsageError("run " + std::to_string(id) + " not found in " + opt.store.string());
-      status = q.text(0), config_hash = q.text(2), pid = q.int64(3), host = q.text(4);
-      if (!q.is_null(1)) run_dir = q.text(1);
+    {  // the read is finished before the claim (an open read would turn the UPDATE into SQLITE_BUSY)
+      auto rec = store->run_record(id);
+      if (!rec) throw UsageError("run " + std::to_string(id) + " not found in " + opt.store.string());
+      status = rec->status, config_hash = rec->config_hash, pid = rec->pid, host = rec->host, run_dir = rec->run_dir;
     }
     if (status == "finished") throw UsageError(who + " already finished");
     if (status == "running") throw UsageError(who + " is running (pid " + std::to_string(pid) + " on " + host + ")");
@@ -316,10 +311,7 @@ int run_experiment(const RunOptions& opt) {
     if (!store->resume_run(id))
       throw UsageError(who + " was claimed by another process just now (a concurrent --resume); not resuming it twice");
     claimed = true;
-    Stmt s(store->db(), "SELECT name, output_model FROM stages WHERE run_id = ? AND status = 'finished'");
-    s.bind(1, id);
-    while (s.step()) finished_stages[s.text(0)] = s.is_null(1) ? std::string() : s.text(1);
-    s.reset();
+    finished_stages = store->finished_stages(id);
   }
   try {
     return run_claimed(opt, experiment_file, overrides, store, finished_stages, signals, current_run);

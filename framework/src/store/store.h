@@ -3,12 +3,19 @@
 // migrations through user_version. Safe for several processes writing at once (each write is a
 // BEGIN IMMEDIATE transaction with a busy timeout).
 //
-// Not here: formatting for the CLI (cli/cmd_runs.cpp) and buffering (runtime/stage_context.cpp).
+// All SQL of the host is here: writes in store.cpp, reads in queries.cpp (the CLI and the runner
+// get rows and values, never the connection). Not here: formatting for the CLI
+// (cli/cmd_runs.cpp) and buffering (runtime/stage_context.cpp).
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "config/toml_tree.h"  // FlatValue
 #include "store/sqlite.h"
@@ -54,7 +61,6 @@ class Store {
   struct ReadOnly {};
   Store(const std::filesystem::path& path, ReadOnly);
   int schema_version();
-  Db& db() { return db_; }
   const std::filesystem::path& path() const { return path_; }
 
   int64_t create_run(const RunStart& start);  // status 'running', this host and pid, a new uuid
@@ -86,7 +92,46 @@ class Store {
   // Returns how many were marked.
   int reap_dead_runs();
 
+  // ---- reads (store/queries.cpp): every query the CLI and the runner make --------------------
+  // "latest"/"last" or a run id that exists -> the id; throws UsageError naming the store
+  // (`what` prefixes the message, e.g. "--run 7").
+  int64_t resolve_run(const std::string& spec, const std::string& what = "");
+  std::optional<int64_t> latest_run();
+  struct RunRecord {
+    std::string status, config_hash, host;
+    std::optional<std::string> run_dir;
+    int64_t pid = 0;
+    uint64_t seed = 0;
+  };
+  std::optional<RunRecord> run_record(int64_t run);
+  // Stage name -> output model ("" for none) of the run's finished stages.
+  std::map<std::string, std::string> finished_stages(int64_t run);
+  // The newest run of `config_file` (absolute path) with id > after: {id, run_dir or ""}.
+  std::optional<std::pair<int64_t, std::string>> newest_run_of(const std::string& config_file, int64_t after);
+  // Metric key -> value of one stage's non-null metrics whose key matches `glob` (any step).
+  std::map<std::string, double> metric_values(int64_t run, const std::string& stage, const std::string& glob);
+  std::vector<std::string> metric_keys(int64_t run, const std::string& glob);  // distinct, sorted
+  // Rows as JSON objects, column names as keys (`warmup runs show|compare|export`).
+  nlohmann::json run_row(int64_t run);  // runs.* plus "experiment"
+  nlohmann::json stage_rows(int64_t run);
+  nlohmann::json param_rows(int64_t run);    // key, value, type
+  nlohmann::json metric_rows(int64_t run);   // stage, key, step, value, flag, wall_time
+  nlohmann::json latest_metric_rows(int64_t run);  // the last step of each (stage, key)
+  nlohmann::json artifact_rows(int64_t run);
+  nlohmann::json dataset_rows(int64_t run);
+  nlohmann::json plugin_rows(int64_t run);
+  nlohmann::json sample_rows(int64_t run);
+  // `warmup runs list`: newest first; empty filters match all.
+  struct RunListRow {
+    int64_t id = 0, seed = 0, finished_stages = 0, samples = 0;
+    std::string experiment, name, status, tags;
+    double started_at = 0;
+    std::optional<double> ended_at;
+  };
+  std::vector<RunListRow> list_runs(const std::string& status, const std::string& experiment, int64_t limit);
+
  private:
+  nlohmann::json rows(const char* sql, int64_t run);
   void migrate();
   std::filesystem::path path_;
   Db db_;
