@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#define WARMUP_PA_ISA base
+#define WARMUP_KERNEL_ISA base
 #include "cpu/paged_attention_kernel.h"
 
 #if defined(__x86_64__)

@@ -1,7 +1,7 @@
 // The CPU paged-attention kernel (see paged_attention.cpp for the checks and dispatch). Included by
 // two translation units: paged_attention.cpp (baseline ISA) and paged_attention_avx2.cpp (compiled
 // with -mavx2 -mfma and ATen's CPU_CAPABILITY=AVX2, so at::vec::Vectorized<float> is 8 lanes of
-// AVX2 with FMA); each defines run() in its own namespace, WARMUP_PA_ISA, and the caller picks one
+// AVX2 with FMA); each defines run() in its own namespace, WARMUP_KERNEL_ISA, and the caller picks one
 // at run time. Works on raw pointers only, so the AVX2 unit includes no torch/torch.h.
 //
 // Work items are (sequence, KV head, query tile): the tile's tokens times the Hq/Hkv query heads of
@@ -27,9 +27,11 @@
 #include <type_traits>
 #include <vector>
 
-#ifndef WARMUP_PA_ISA
-#error "define WARMUP_PA_ISA (the namespace for this instruction set) before including"
+#ifndef WARMUP_KERNEL_ISA
+#error "define WARMUP_KERNEL_ISA (the namespace for this instruction set) before including"
 #endif
+
+#include "cpu/vec_load.h"
 
 namespace warmup::paged_detail {
 
@@ -46,7 +48,7 @@ struct PagedArgs {
   float scale;
 };
 
-namespace WARMUP_PA_ISA {
+namespace WARMUP_KERNEL_ISA {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
@@ -96,26 +98,7 @@ inline Vec lane_sums(const Vec* a) {
   return Vec::loadu(out);
 }
 
-// W consecutive elements as fp32 (bf16 and fp16 converted in registers on AVX2).
-template <class T>
-inline Vec load_f(const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return Vec::loadu(p);
-  } else {
-#if defined(CPU_CAPABILITY_AVX2) && defined(__AVX2__)
-    if constexpr (W == 8) {
-      __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      if constexpr (std::is_same_v<T, c10::BFloat16>)
-        return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(x), 16)));
-      else
-        return Vec(_mm256_cvtph_ps(x));
-    }
-#endif
-    alignas(64) float t[W];
-    for (int64_t i = 0; i < W; ++i) t[i] = float(p[i]);
-    return Vec::loadu(t);
-  }
-}
+using kernel_vec::WARMUP_KERNEL_ISA::load_f;
 
 template <class T>
 struct DecodeScratch {
@@ -425,5 +408,5 @@ inline void run(const PagedArgs& a) {
   }
 }
 
-}  // namespace WARMUP_PA_ISA
+}  // namespace WARMUP_KERNEL_ISA
 }  // namespace warmup::paged_detail

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#define WARMUP_SL_ISA base
+#define WARMUP_KERNEL_ISA base
 #include "cpu/skinny_linear_kernel.h"
 
 #if defined(__x86_64__)

@@ -5,7 +5,7 @@
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(CPU_CAPABILITY_AVX2)
 #error "compile with -mavx2 -mfma -mf16c -DCPU_CAPABILITY=AVX2 -DCPU_CAPABILITY_AVX2"
 #endif
-#define WARMUP_SL_ISA avx2
+#define WARMUP_KERNEL_ISA avx2
 #include "cpu/skinny_linear_kernel.h"
 
 namespace warmup::skinny_detail {

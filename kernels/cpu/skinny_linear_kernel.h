@@ -1,6 +1,6 @@
 // The skinny-linear kernel (see skinny_linear.h). Included by skinny_linear.cpp (baseline ISA) and
 // skinny_linear_avx2.cpp (AVX2 + FMA + F16C, ATen's CPU_CAPABILITY=AVX2), each in its own
-// namespace WARMUP_SL_ISA; raw pointers only.
+// namespace WARMUP_KERNEL_ISA; raw pointers only.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <type_traits>
 
-#ifndef WARMUP_SL_ISA
-#error "define WARMUP_SL_ISA (the namespace for this instruction set) before including"
+#ifndef WARMUP_KERNEL_ISA
+#error "define WARMUP_KERNEL_ISA (the namespace for this instruction set) before including"
 #endif
+
+#include "cpu/vec_load.h"
 
 namespace warmup::skinny_detail {
 
@@ -30,31 +32,12 @@ struct SkinnyArgs {
   int64_t M, N, K, ldx, ldw;
 };
 
-namespace WARMUP_SL_ISA {
+namespace WARMUP_KERNEL_ISA {
 
 using Vec = at::vec::Vectorized<float>;
 constexpr int64_t W = Vec::size();
 
-// W consecutive weights as fp32 (bf16/fp16 converted in registers on AVX2).
-template <class T>
-inline Vec load_f(const T* p) {
-  if constexpr (std::is_same_v<T, float>) {
-    return Vec::loadu(p);
-  } else {
-#if defined(CPU_CAPABILITY_AVX2) && defined(__AVX2__)
-    if constexpr (W == 8) {
-      __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      if constexpr (std::is_same_v<T, c10::BFloat16>)
-        return Vec(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)));
-      else
-        return Vec(_mm256_cvtph_ps(v));
-    }
-#endif
-    alignas(64) float t[W];
-    for (int64_t i = 0; i < W; ++i) t[i] = float(p[i]);
-    return Vec::loadu(t);
-  }
-}
+using kernel_vec::WARMUP_KERNEL_ISA::load_f;
 
 inline float hsum(const Vec& v) {
   alignas(64) float t[W];
@@ -127,5 +110,5 @@ inline void run(const SkinnyArgs& a) {
   }
 }
 
-}  // namespace WARMUP_SL_ISA
+}  // namespace WARMUP_KERNEL_ISA
 }  // namespace warmup::skinny_detail
