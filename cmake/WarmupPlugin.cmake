@@ -27,3 +27,25 @@ function(warmup_add_plugin kind name)
     install(TARGETS ${target} LIBRARY DESTINATION ${WARMUP_PLUGIN_INSTALL_DIR})
   endif()
 endfunction()
+
+# warmup_add_eval_preset(<domain> <file> [OUTPUT_DIRECTORY dir])
+#
+# Puts a domain's evaluation preset (framework/src/plugins/eval_presets.h) beside its plugin
+# library as `<domain>.eval.toml`, where `warmup eval --tasks` and `warmup score --task` find it
+# through the plugin directories, and installs it with the plugins.
+function(warmup_add_eval_preset domain file)
+  cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "" ${ARGN})
+  if(ARG_OUTPUT_DIRECTORY)
+    set(dir ${ARG_OUTPUT_DIRECTORY})
+  elseif(WARMUP_PLUGIN_OUTPUT_DIR)
+    set(dir ${WARMUP_PLUGIN_OUTPUT_DIR})
+  elseif(CMAKE_LIBRARY_OUTPUT_DIRECTORY)
+    set(dir ${CMAKE_LIBRARY_OUTPUT_DIRECTORY})
+  else()
+    set(dir ${CMAKE_CURRENT_BINARY_DIR})
+  endif()
+  configure_file(${file} ${dir}/${domain}.eval.toml COPYONLY)
+  if(WARMUP_PLUGIN_INSTALL_DIR)
+    install(FILES ${dir}/${domain}.eval.toml DESTINATION ${WARMUP_PLUGIN_INSTALL_DIR})
+  endif()
+endfunction()

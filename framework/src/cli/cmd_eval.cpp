@@ -1,19 +1,20 @@
-// `warmup eval`: the paper's evaluation of one model on named tasks. Builds an experiment (one
-// `evaluate` stage over the tasks, each scored by its own reward through `task_rewards`, n samples
-// per question, the paper's sampling and context cap), runs it through the same runner as
-// `warmup run` (so the run, its samples and metrics land in the store), keeps the generated TOML
-// as `eval.toml` in the run directory, and prints a paper-style table: one row for the model,
-// one column per task, accuracy "mean ± std" in percent over the n sample-index runs.
+// `warmup eval`: the paper's evaluation of one model on named tasks. Each task name is an eval
+// preset that its domain installs next to its plugin library (plugins/eval_presets.h): the host
+// knows no domain. Builds an experiment in memory (one `evaluate` stage over the tasks, each
+// scored by its own reward through `task_rewards`, n samples per question, the paper's sampling
+// and context cap), runs it through the same runner as `warmup run` (so the run, its samples and
+// metrics land in the store), keeps the generated TOML as `eval.toml` in the run directory, and
+// prints a paper-style table: one row for the model, one column per task, accuracy "mean ± std"
+// in percent over the n sample-index runs.
 // Does not compare several models (run it per model, then `warmup runs table`).
-#include <unistd.h>
-
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <set>
 
-#include "cli/eval_tasks.h"
+#include "config/experiment.h"
+#include "plugins/eval_presets.h"
+#include "plugins/registry.h"
 #include "cli/options_util.h"
 #include "config/toml_tree.h"
 #include "runtime/runner.h"
@@ -49,7 +50,7 @@ toml::array to_array(const std::vector<T>& v) {
 }
 
 // The experiment for `tasks` (TOML). Every path in it is absolute.
-toml::table build_experiment(const po::variables_map& vm, const std::vector<PaperTask>& tasks) {
+toml::table build_experiment(const po::variables_map& vm, const std::vector<EvalTask>& tasks) {
   int64_t samples = vm["samples"].as<int64_t>();
   toml::table root;
   root.insert("experiment", toml::table{{"name", vm["experiment-name"].as<std::string>()},
@@ -68,6 +69,8 @@ toml::table build_experiment(const po::variables_map& vm, const std::vector<Pape
     stage_rewards.insert_or_assign(t.reward, 1.0);
     task_rewards.insert(t.instance, toml::array{t.reward});
     names.push_back(t.instance);
+    if (t.split != "test") throw UsageError("task '" + t.spec + "': its preset (" + t.preset_file + ") evaluates split '" +
+                                            t.split + "'; warmup eval evaluates one split for all tasks: test");
     for (const auto& g : t.group_by)
       if (std::find(group_by.begin(), group_by.end(), g) == group_by.end()) group_by.push_back(g);
   }
@@ -112,7 +115,7 @@ std::string percent(double v) {
 }
 
 // One row for the model: "mean ± std" of accuracy per task (percent), then mean response tokens.
-void print_table(Store& store, int64_t run, const std::string& label, const std::vector<PaperTask>& tasks) {
+void print_table(Store& store, int64_t run, const std::string& label, const std::vector<EvalTask>& tasks) {
   std::vector<std::string> header{"model"}, row{label}, tokens{"tokens"}, errors{"not judged"};
   bool any_tokens = false, any_errors = false;
   for (const auto& t : tasks) {
@@ -142,7 +145,8 @@ int cmd_eval(const Args& args) {
   std::vector<std::string> sets, dirs;
   opts.add_options()
       ("model,m", po::value<std::string>()->required(), "Hugging Face model directory")
-      ("tasks", po::value<std::string>()->required(), ("comma-separated: " + known_paper_tasks()).c_str())
+      ("tasks", po::value<std::string>()->required(),
+       "comma-separated eval presets, found in the plugin directories (`warmup plugins` lists them), e.g. math500,kk")
       ("samples", po::value<int64_t>()->default_value(4), "samples per question (the paper: 4)")
       ("temperature", po::value<double>()->default_value(0.7, "0.7"), "sampling temperature")
       ("top-p", po::value<double>()->default_value(0.95, "0.95"), "nucleus sampling mass")
@@ -152,7 +156,7 @@ int cmd_eval(const Args& args) {
       ("limit", po::value<int64_t>()->default_value(0), "first N questions per task; 0 = all")
       ("pass-at-k", po::value<std::string>()->default_value("1"), "k values of pass@k, comma-separated (<= samples)")
       ("data", po::value<std::string>()->default_value(default_data_dir()), "data directory laid out as shared/data ($WARMUP_DATA)")
-      ("python", po::value<std::string>()->default_value(""), "interpreter for HumanEval+ code (needs numpy)")
+      ("python", po::value<std::string>()->default_value(""), "interpreter for rewards that run code (e.g. humaneval_plus; needs numpy)")
       ("seed", po::value<int64_t>()->default_value(0), "sampling seed (question i, sample j: seed + 1000 i + j)")
       ("max-error-rate", po::value<double>()->default_value(0.01, "0.01"),
        "fail when more than this fraction of a task's completions could not be judged (verifier errors: not counted as wrong)")
@@ -173,99 +177,59 @@ int cmd_eval(const Args& args) {
              opts, vm))
     return 0;
   if (vm["samples"].as<int64_t>() < 1) throw UsageError("--samples must be >= 1");
-  std::vector<PaperTask> tasks;
+  std::vector<fs::path> cli_dirs(dirs.begin(), dirs.end());
+  EvalPresets presets;
+  presets.scan(plugin_search_path(cli_dirs, {}));
+  std::vector<EvalTask> tasks;
   std::set<std::string> seen;
   for (const auto& spec : split_list(vm["tasks"].as<std::string>())) {
-    PaperTask t = paper_task(spec, vm["data"].as<std::string>(), true, vm["python"].as<std::string>());
+    EvalTask t = presets.instantiate(spec, vm["data"].as<std::string>(), true, vm["python"].as<std::string>());
     if (!seen.insert(t.instance).second) throw UsageError("--tasks names '" + spec + "' twice");
     tasks.push_back(std::move(t));
   }
-  if (tasks.empty()) throw UsageError("--tasks is empty (known: " + known_paper_tasks() + ")");
+  if (tasks.empty()) throw UsageError("--tasks is empty (eval presets: " + presets.known() + ")");
   std::ostringstream built;  // shortest round-tripping floats (0.7, not 0.69999999999999996)
   built << toml::toml_formatter(build_experiment(vm, tasks), toml::format_flags::relaxed_float_precision);
   std::string text = built.str();
   text = "# built by `warmup eval` (the paper's evaluation protocol); re-run with `warmup run`\n" + text + "\n";
-
-  // The experiment file: --out-toml, or a scratch file next to the store (moved into the run dir).
-  fs::path file;
-  bool scratch = !vm.count("out-toml");
-  if (scratch) {
-    fs::path dir = fs::absolute(vm["store"].as<std::string>()).parent_path();
-    fs::create_directories(dir);
-    file = dir / ("eval-" + std::to_string(::getpid()) + "-" +
-                  std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ".toml");
-  } else {
-    file = fs::absolute(vm["out-toml"].as<std::string>());
+  if (vm.count("out-toml")) {
+    fs::path file = fs::absolute(vm["out-toml"].as<std::string>());
+    std::ofstream f(file);
+    if (!(f << text)) throw UsageError("--out-toml " + file.string() + ": cannot write");
+    log_info("wrote " + file.string());
   }
-  std::ofstream(file) << text;
-  struct Cleanup {
-    fs::path f;
-    bool on;
-    ~Cleanup() {
-      std::error_code ec;
-      if (on) fs::remove(f, ec);
-    }
-  } cleanup{file, scratch};
 
   RunOptions ro;
-  ro.experiment = file;
-  ro.overrides = sets;
+  if (vm.count("out-toml")) ro.experiment = fs::absolute(vm["out-toml"].as<std::string>());
   ro.store = vm["store"].as<std::string>();
   for (const auto& d : dirs) ro.plugin_dirs.emplace_back(d);
   ro.name = vm["name"].as<std::string>();
+  ro.overrides = sets;
+  ro.dry_run = vm.count("dry-run") > 0;
+  ro.on_run_folder = [&text](int64_t, const fs::path& dir) {  // kept with the run, whatever happens
+    std::ofstream keep(dir / "eval.toml");
+    if (!(keep << text)) log_warn("could not keep eval.toml in " + dir.string());
+  };
   const std::string kWhere = " [in the experiment built by warmup eval: see it with --dry-run --out-toml FILE]";
-  if (vm.count("dry-run")) {
-    ro.dry_run = true;
-    std::ostringstream resolved;  // checked, not shown: the built experiment is what a user edits
-    std::streambuf* old = std::cout.rdbuf(resolved.rdbuf());
-    try {
-      run_experiment(ro);
-      std::cout.rdbuf(old);
-    } catch (const ConfigError& e) {
-      std::cout.rdbuf(old);
-      throw ConfigError(e.what() + kWhere);
-    } catch (...) {
-      std::cout.rdbuf(old);
-      throw;
-    }
-    std::cout << text;
-    if (!scratch) log_info("wrote " + file.string());
+  RunResult result;
+  try {
+    // Every path in the text is absolute; the source name is what error messages cite.
+    result = run_experiment(parse_experiment(text, "eval.toml", fs::current_path(), sets), ro);
+  } catch (const ConfigError& e) {
+    throw ConfigError(e.what() + kWhere);
+  }
+  if (result.status == "dry_run") {
+    std::cout << text;  // checked above; the built experiment is what a user edits
     return 0;
   }
-
-  int64_t before = 0;
-  if (fs::exists(ro.store)) {
-    Store st(ro.store);
-    before = st.latest_run().value_or(0);
-  }
-  int rc = 1;
-  std::exception_ptr failure;
-  try {
-    rc = run_experiment(ro);
-  } catch (const ConfigError& e) {
-    failure = std::make_exception_ptr(ConfigError(e.what() + kWhere));
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  // Keep the built experiment with the run (found by its experiment file), whatever happened.
-  int64_t run = 0;
-  std::optional<Store> store;
-  try {
-    if (fs::exists(ro.store)) store.emplace(ro.store);
-    if (!store) throw std::runtime_error("no store at " + ro.store.string());
-    if (auto r = store->newest_run_of(fs::absolute(file).string(), before)) {
-      run = r->first;
-      if (!r->second.empty()) std::ofstream(fs::path(r->second) / "eval.toml") << text;
-    }
-  } catch (const std::exception& e) {
-    if (!failure) log_warn(std::string("could not keep eval.toml with the run: ") + e.what());
-  }
-  if (failure) std::rethrow_exception(failure);
-  if (rc != 0 || !run) return rc;
+  if (result.status != "finished") return result.exit_code;
+  print_run_summary(result, ro.store, std::cout);
   std::string label = vm["label"].as<std::string>();
   if (label.empty()) label = fs::absolute(vm["model"].as<std::string>()).lexically_normal().filename().string();
   if (label.empty()) label = fs::absolute(vm["model"].as<std::string>()).lexically_normal().parent_path().filename().string();
-  print_table(*store, run, label, tasks);
+  Store store(ro.store);
+  const int64_t run = result.run_id;
+  print_table(store, run, label, tasks);
   std::cout << "run " << run << " in " << ro.store.string() << " (warmup runs show " << run << " --store "
             << ro.store.string() << ")\n";
   return 0;

@@ -37,7 +37,14 @@ int cmd_run(const Args& args) {
   for (const auto& d : dirs) ro.plugin_dirs.emplace_back(d);
   ro.name = vm["name"].as<std::string>();
   ro.grace_seconds = vm["grace"].as<double>();
-  return run_experiment(ro);
+  RunResult r = run_experiment(ro);
+  if (r.status == "dry_run") {
+    std::cout << r.resolved_toml;
+    if (!r.resolved_toml.empty() && r.resolved_toml.back() != '\n') std::cout << '\n';
+  } else if (r.status == "finished") {
+    print_run_summary(r, ro.store, std::cout);
+  }
+  return r.exit_code;
 }
 
 }  // namespace warmup::cli

@@ -17,7 +17,8 @@
 // command exits 1 (the output is still written). The whole input is validated before anything is
 // scored: a malformed line or an unknown id is a DataError naming file:line. Tasks are built with
 // --seed, or the seed of --run (stored runs), else 0; the seed used is printed. Tasks: the
-// paper's short names (see eval_tasks.h) or any task plugin with --reward.
+// eval presets (plugins/eval_presets.h: a domain installs them beside its library) or any task
+// plugin with --reward.
 // SIGINT/SIGTERM: no new line is started, the lines in flight finish (each within the reward's own
 // time budget), the reward and task are closed (their sandboxes and work folders removed), nothing
 // is written to --out, and the command exits 128 + the signal (130/143). A second signal, or no stop
@@ -31,7 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/eval_tasks.h"
+#include "plugins/eval_presets.h"
 #include "cli/options_util.h"
 #include "config/toml_tree.h"
 #include "plugins/registry.h"
@@ -149,14 +150,14 @@ int cmd_score(const Args& args) {
   po::options_description opts("options");
   std::vector<std::string> task_opts, reward_opts, dirs;
   opts.add_options()
-      ("task,t", po::value<std::string>()->required(), ("task: " + known_paper_tasks() + ", or a task plugin with --reward").c_str())
-      ("reward,r", po::value<std::string>(), "reward plugin (default: the paper task's evaluation reward)")
+      ("task,t", po::value<std::string>()->required(), "an eval preset (`warmup plugins` lists them), or a task plugin with --reward")
+      ("reward,r", po::value<std::string>(), "reward plugin (default: the eval preset's reward)")
       ("task-option", po::value<std::vector<std::string>>(&task_opts)->composing(), "task option key=value (repeatable)")
       ("reward-option", po::value<std::vector<std::string>>(&reward_opts)->composing(), "reward option key=value (repeatable)")
       ("in,i", po::value<std::string>()->required(), "JSONL: {\"id\"|\"question_id\"|\"task_id\"|\"unique_id\"|\"reference\", \"completion\"[, \"prompt\"]}")
       ("out,o", po::value<std::string>()->required(), "JSONL: each input line plus reward, rewards, correct, extracted_answer, error")
       ("data", po::value<std::string>()->default_value(default_data_dir()), "data directory laid out as shared/data ($WARMUP_DATA)")
-      ("python", po::value<std::string>()->default_value(""), "interpreter for HumanEval+ code (needs numpy; default /usr/bin/python3)")
+      ("python", po::value<std::string>()->default_value(""), "interpreter for rewards that run code (their preset's python_option, else the reward option `interpreter`)")
       ("seed", po::value<int64_t>(), "experiment seed the tasks are built with (generated puzzles, split assignment); default: --run's, else 0")
       ("run", po::value<std::string>(), "take the seed of this stored run (id, or 'latest')")
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
@@ -180,9 +181,14 @@ int cmd_score(const Args& args) {
     return 128 + sig;
   };
   const std::string task_spec = vm["task"].as<std::string>(), in_path = vm["in"].as<std::string>();
-  if (!is_paper_task(task_spec) && !vm.count("reward"))
-    throw UsageError("task '" + task_spec + "' is not one of " + known_paper_tasks() +
-                     ": name a task plugin's --reward to use it");
+  std::vector<fs::path> cli_dirs(dirs.begin(), dirs.end());
+  const std::vector<fs::path> search = plugin_search_path(cli_dirs, {});
+  EvalPresets presets;
+  presets.scan(search);
+  const EvalPreset* preset = presets.find(task_spec);
+  if (!preset && !vm.count("reward"))
+    throw UsageError("task '" + task_spec + "' is not an eval preset (eval presets: " + presets.known() +
+                     "): name a task plugin's --reward to use it");
   const double max_error_rate = vm["max-error-rate"].as<double>();
   if (!(max_error_rate >= 0.0 && max_error_rate <= 1.0))
     throw UsageError("--max-error-rate must be in [0, 1], got " + std::to_string(max_error_rate));
@@ -207,11 +213,11 @@ int cmd_score(const Args& args) {
 
   // The task and reward instances, as an experiment would configure them.
   const std::string python = vm["python"].as<std::string>();
-  PaperTask pt;
-  if (is_paper_task(task_spec)) {
+  EvalTask pt;
+  if (preset) {
     // With --task-option the options may stand in for the data (kk: generate_test = N): the
     // task itself then says what is missing.
-    pt = paper_task(task_spec, vm["data"].as<std::string>(), need_task && task_opts.empty());
+    pt = presets.instantiate(task_spec, vm["data"].as<std::string>(), need_task && task_opts.empty());
   } else {
     pt.spec = pt.instance = pt.plugin = task_spec;
   }
@@ -219,13 +225,13 @@ int cmd_score(const Args& args) {
     pt.reward = vm["reward"].as<std::string>(), pt.reward_options = toml::table{};
   // After the reward is settled (a --reward of another name resets its options): a reward that
   // runs no code refuses the key instead of ignoring it.
-  if (!python.empty()) pt.reward_options.insert_or_assign("interpreter", python);
+  if (!python.empty())
+    pt.reward_options.insert_or_assign(preset && !preset->python_option.empty() ? preset->python_option : "interpreter", python);
   for (const auto& o : task_opts) apply_option(pt.options, o, "--task-option");
   for (const auto& o : reward_opts) apply_option(pt.reward_options, o, "--reward-option");
 
-  std::vector<fs::path> cli_dirs(dirs.begin(), dirs.end());
   PluginRegistry reg;
-  reg.scan(plugin_search_path(cli_dirs, {}));
+  reg.scan(search);
   CliHost host;
   std::string cwd = fs::current_path().string();
   PluginInit rinit = make_plugin_init("reward", pt.reward, "rewards." + pt.reward, pt.reward_options,

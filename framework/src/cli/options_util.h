@@ -5,6 +5,7 @@
 #include <string>
 
 #include <boost/program_options.hpp>
+#include <toml++/toml.h>
 
 #include "cli/commands.h"
 
@@ -33,5 +34,12 @@ inline std::string default_store() {
   if (const char* s = std::getenv("WARMUP_STORE")) return s;
   return "results/warmup.sqlite";
 }
+
+// "$WARMUP_DATA" or "" (the default of --data).
+std::string default_data_dir();
+
+// Applies "key=value" (value a TOML literal, else taken as a string) to `t`; nested keys dotted.
+// A malformed assignment is a UsageError naming `flag`.
+void apply_option(toml::table& t, const std::string& assignment, const std::string& flag);
 
 }  // namespace warmup::cli

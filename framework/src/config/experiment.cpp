@@ -79,20 +79,8 @@ void read_plugin_section(const toml::table& root, const std::string& section,
   }
 }
 
-}  // namespace
-
-ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::string>& overrides) {
-  ExperimentConfig cfg;
-  cfg.file = file;
-  cfg.tree = load_toml_with_bases(file);
-  for (const auto& o : overrides) apply_override(cfg.tree, o);
-  toml::table& root = cfg.tree;
-  const std::string file_origin = file.string() + ":1:1";
-
-  check_keys(root, {"experiment", "model", "plugins", "tasks", "rewards", "teachers", "stages"},
-             "the experiment");
-
-  // [experiment]
+// [experiment]
+void read_experiment_table(const toml::table& root, const std::string& file_origin, ExperimentConfig& cfg) {
   const toml::table& ex = table_at(root, "experiment", "[experiment]");
   check_keys(ex, {"name", "seed", "tags", "description"}, "[experiment]");
   auto name = read<std::string>(ex, "name", "experiment");
@@ -105,8 +93,9 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
   if (seed < 0) throw ConfigError(origin(*ex.get("seed")) + ": experiment.seed must be >= 0");
   cfg.seed = uint64_t(seed);
   cfg.tags = read<std::vector<std::string>>(ex, "tags", "experiment").value_or(std::vector<std::string>{});
+}
 
-  // [model]
+void read_model(const toml::table& root, ExperimentConfig& cfg) {
   const toml::table& model = table_at(root, "model", "[model]");
   check_keys(model, {"path", "dtype", "device", "tokenizer", "init"}, "[model]");
   cfg.model.path = read<std::string>(model, "path", "model").value_or("");
@@ -118,7 +107,7 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
   if (auto tok = read<std::string>(model, "tokenizer", "model")) cfg.model.extra["tokenizer"] = *tok;
   if (!cfg.model.path.empty() && fs::path(cfg.model.path).is_relative() &&
       cfg.model.path.find("://") == std::string::npos)
-    cfg.model.path = (fs::absolute(file).parent_path() / cfg.model.path).lexically_normal().string();
+    cfg.model.path = (cfg.base_dir / cfg.model.path).lexically_normal().string();
 
   if (const toml::node* init = model.get("init")) {
     const toml::table* it = init->as_table();
@@ -129,7 +118,7 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     if (!conf || conf->empty()) throw ConfigError(origin(*it) + ": model.init.config (a config.json) is required");
     if (!cfg.model.path.empty()) throw ConfigError(origin(*init) + ": model.init and model.path exclude each other");
     auto resolve_rel = [&](const std::string& p) {
-      return fs::path(p).is_relative() ? (fs::absolute(file).parent_path() / p).lexically_normal().string() : p;
+      return fs::path(p).is_relative() ? (cfg.base_dir / p).lexically_normal().string() : p;
     };
     mi.config = resolve_rel(*conf);
     mi.seed = read<int64_t>(*it, "seed", "model.init").value_or(0);
@@ -137,12 +126,14 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     cfg.model_init = mi;
   }
 
-  // [plugins]
+}
+
+void read_plugins_and_instances(toml::table& root, ExperimentConfig& cfg) {
   const toml::table& plugins = table_at(root, "plugins", "[plugins]");
   check_keys(plugins, {"paths"}, "[plugins]");
   for (const auto& p : read<std::vector<std::string>>(plugins, "paths", "plugins").value_or(std::vector<std::string>{})) {
     fs::path pp(p);
-    cfg.plugin_paths.push_back(pp.is_absolute() ? pp : (fs::absolute(file).parent_path() / pp).lexically_normal());
+    cfg.plugin_paths.push_back(pp.is_absolute() ? pp : (cfg.base_dir / pp).lexically_normal());
   }
 
   // [tasks.*], [rewards.*], [teachers.*]
@@ -169,7 +160,9 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     }
   }
 
-  // [[stages]]
+}
+
+void read_stages(toml::table& root, const std::string& file_origin, ExperimentConfig& cfg) {
   const toml::node* stages_node = root.get("stages");
   if (!stages_node) throw ConfigError(file_origin + ": the experiment has no [[stages]]");
   const toml::array* stages = stages_node->as_array();
@@ -258,7 +251,45 @@ ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::st
     if (toml::node* opt = st.get(cfg.stages[i].algorithm))
       cfg.stages[i].options = std::move(*opt->as_table());
   }
+}
+
+}  // namespace
+
+ExperimentConfig experiment_from_tree(toml::table tree, const fs::path& file, const fs::path& base_dir,
+                                      const std::vector<std::string>& overrides) {
+  ExperimentConfig cfg;
+  cfg.file = file;
+  cfg.base_dir = fs::absolute(base_dir).lexically_normal();
+  cfg.tree = std::move(tree);
+  for (const auto& o : overrides) apply_override(cfg.tree, o);
+  toml::table& root = cfg.tree;
+  const std::string file_origin = file.string() + ":1:1";
+  check_keys(root, {"experiment", "model", "plugins", "tasks", "rewards", "teachers", "stages"},
+             "the experiment");
+  read_experiment_table(root, file_origin, cfg);
+  read_model(root, cfg);
+  read_plugins_and_instances(root, cfg);
+  read_stages(root, file_origin, cfg);
   return cfg;
+}
+
+ExperimentConfig load_experiment(const fs::path& file, const std::vector<std::string>& overrides) {
+  return experiment_from_tree(load_toml_with_bases(file), file, fs::absolute(file).parent_path(), overrides);
+}
+
+ExperimentConfig parse_experiment(const std::string& text, const std::string& source_name, const fs::path& base_dir,
+                                  const std::vector<std::string>& overrides) {
+  toml::table tree;
+  try {
+    tree = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& s = e.source();
+    throw ConfigError(source_name + ":" + std::to_string(s.begin.line) + ":" + std::to_string(s.begin.column) + ": " +
+                      std::string(e.description()));
+  }
+  if (tree.contains("base"))
+    throw ConfigError(origin(*tree.get("base")) + ": base: an experiment given as text cannot merge files");
+  return experiment_from_tree(std::move(tree), source_name, base_dir, overrides);
 }
 
 }  // namespace warmup

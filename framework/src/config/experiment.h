@@ -52,7 +52,8 @@ struct ModelInit {
 };
 
 struct ExperimentConfig {
-  std::filesystem::path file;  // the experiment file as given
+  std::filesystem::path file;  // the experiment file as given (or the source name of a text)
+  std::filesystem::path base_dir;  // relative paths (model, [plugins] paths, plugin options) resolve here
   toml::table tree;            // merged tree after overrides
   std::string name;            // [experiment] name (required)
   std::string description;
@@ -68,5 +69,16 @@ struct ExperimentConfig {
 // Loads, merges, overrides and validates. Throws ConfigError with file:line:col.
 ExperimentConfig load_experiment(const std::filesystem::path& file,
                                  const std::vector<std::string>& overrides);
+
+// An experiment given as TOML text (no file: `warmup eval` builds one in memory). Errors name
+// `source_name`:line:col; relative paths resolve against `base_dir`; `base = ...` is refused.
+ExperimentConfig parse_experiment(const std::string& text, const std::string& source_name,
+                                  const std::filesystem::path& base_dir,
+                                  const std::vector<std::string>& overrides);
+
+// The validation behind both: `tree` after `base` merges, `file` for messages.
+ExperimentConfig experiment_from_tree(toml::table tree, const std::filesystem::path& file,
+                                      const std::filesystem::path& base_dir,
+                                      const std::vector<std::string>& overrides);
 
 }  // namespace warmup

@@ -68,7 +68,7 @@ struct Instances {
 };
 
 std::string base_dir(const ExperimentConfig& cfg) {
-  return fs::absolute(cfg.file).parent_path().lexically_normal().string();
+  return cfg.base_dir.string();
 }
 
 PluginUse use_of(const PluginEntryInfo& e) {
@@ -251,23 +251,13 @@ void close_run_failed(Store* store, const fs::path& store_path, int64_t run, int
   }
 }
 
-int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const std::vector<std::string>& overrides,
-                std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
-                SignalWatcher& signals, std::atomic<int64_t>& current_run);
+RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
+                      std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
+                      SignalWatcher& signals, std::atomic<int64_t>& current_run);
 
-void print_summary(int64_t run, const fs::path& store,
-                   const std::vector<std::pair<std::string, std::map<std::string, double>>>& finals) {
-  TextTable t({"stage", "metric", "value"});
-  for (const auto& [stage, m] : finals)
-    for (const auto& [k, v] : m) t.add({stage, k, format_number(v)});
-  if (!t.empty()) t.print(std::cout);
-  std::cout << "run " << run << " finished; store " << store.string() << " (warmup runs show " << run
-            << ")\n";
-}
-
-}  // namespace
-
-int run_experiment(const RunOptions& opt) {
+// Both entry points: `given` is an experiment already loaded; else options.experiment or the
+// resumed run's stored config is loaded here.
+RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given) {
   // Signals are routed to the watcher before anything else starts threads (plugins, torch pools).
   // Until the run row exists a forced stop has nothing to close; afterwards it marks the run.
   std::atomic<int64_t> current_run{0};
@@ -314,7 +304,8 @@ int run_experiment(const RunOptions& opt) {
     finished_stages = store->finished_stages(id);
   }
   try {
-    return run_claimed(opt, experiment_file, overrides, store, finished_stages, signals, current_run);
+    ExperimentConfig cfg = given ? std::move(*given) : load_experiment(experiment_file, overrides);
+    return run_claimed(opt, std::move(cfg), experiment_file, store, finished_stages, signals, current_run);
   } catch (const std::exception& e) {
     // A run of ours that failed anywhere (a resumed run's set-up, a store write between stages) is
     // not left 'running'.
@@ -324,12 +315,9 @@ int run_experiment(const RunOptions& opt) {
   }
 }
 
-namespace {
-
-int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const std::vector<std::string>& overrides,
-                std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
-                SignalWatcher& signals, std::atomic<int64_t>& current_run) {
-  ExperimentConfig cfg = load_experiment(experiment_file, overrides);
+RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
+                      std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
+                      SignalWatcher& signals, std::atomic<int64_t>& current_run) {
   PluginRegistry reg;
   reg.scan(plugin_search_path(opt.plugin_dirs, cfg.plugin_paths));
   for (const auto& f : reg.failures())
@@ -339,10 +327,11 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
   toml::table resolved = resolve(cfg, host);
   std::string config_text = to_toml(resolved);
 
+  RunResult result;
+  result.resolved_toml = config_text;
   if (opt.dry_run) {
-    std::cout << config_text;
-    if (!config_text.empty() && config_text.back() != '\n') std::cout << '\n';
-    return 0;
+    result.status = "dry_run";
+    return result;
   }
 
   if (!store) {
@@ -368,7 +357,7 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
     rs.name = opt.name;
     rs.config_toml = config_text;
     rs.config_hash = sha256_hex(config_text);
-    rs.config_file = fs::absolute(opt.experiment).string();
+    rs.config_file = fs::absolute(opt.experiment.empty() ? cfg.file : opt.experiment).string();
     rs.overrides_json = nlohmann::json(opt.overrides).dump();
     rs.git_commit = build_info().git_commit;
     rs.warmup_version = build_info().version;
@@ -395,17 +384,25 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
       store->end_run(run, "failed", e.what());
       throw;
     }
+    if (opt.on_run_folder) opt.on_run_folder(run, run_dir);
     log_info("run " + std::to_string(run) + " of experiment '" + cfg.name + "' started (" +
              std::to_string(cfg.stages.size()) + " stages, store " + opt.store.string() + ")");
   }
 
   current_run = run;
+  result.run_id = run;
+  result.run_dir = run_dir;
+  auto interrupted = [&] {
+    result.status = "interrupted";
+    result.exit_code = 128 + signals.signal_number();
+    return result;
+  };
   if (signals.stop_requested()) {
     store->end_run(run, "interrupted", "stopped by a signal before the first stage");
-    return 128 + signals.signal_number();
+    return interrupted();
   }
 
-  std::vector<std::pair<std::string, std::map<std::string, double>>> finals;
+  auto& finals = result.final_metrics;
   ModelSpec model = cfg.model;
   if (cfg.model_init) model.path = init_model(*cfg.model_init, run_dir, cfg.model.dtype);
   const std::string experiment_model = model.path;
@@ -474,7 +471,7 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
       store->end_run(run, "interrupted", why + " during stage '" + st.name + "'");
       log_warn("run " + std::to_string(run) + " interrupted; resume with: warmup run --resume " +
                std::to_string(run) + " --store " + opt.store.string());
-      return 128 + sig;
+      return interrupted();
     }
     store->end_stage(stage_id, "finished", "", output_model);
     if (!output_model.empty()) use_model(output_model);
@@ -482,10 +479,25 @@ int run_claimed(const RunOptions& opt, const fs::path& experiment_file, const st
     finals.emplace_back(st.name, std::move(last));
   }
   store->end_run(run, "finished", "");
-  print_summary(run, opt.store, finals);
-  return 0;
+  result.status = "finished";
+  return result;
 }
 
 }  // namespace
+
+RunResult run_experiment(const RunOptions& opt) { return run_impl(opt, std::nullopt); }
+
+RunResult run_experiment(ExperimentConfig config, const RunOptions& opt) {
+  if (opt.resume) throw UsageError("run_experiment: a resumed run takes its config from the store");
+  return run_impl(opt, std::move(config));
+}
+
+void print_run_summary(const RunResult& r, const fs::path& store, std::ostream& out) {
+  TextTable t({"stage", "metric", "value"});
+  for (const auto& [stage, m] : r.final_metrics)
+    for (const auto& [k, v] : m) t.add({stage, k, format_number(v)});
+  if (!t.empty()) t.print(out);
+  out << "run " << r.run_id << " finished; store " << store.string() << " (warmup runs show " << r.run_id << ")\n";
+}
 
 }  // namespace warmup

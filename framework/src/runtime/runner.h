@@ -3,7 +3,10 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -18,9 +21,31 @@ struct RunOptions {
   std::optional<int64_t> resume;          // --resume RUN
   std::string name;                       // --name: run name (default: experiment name)
   double grace_seconds = 30;              // after a signal, how long a stage may take to stop
+  // Called once a new run's folder exists, before its first stage (whatever happens after).
+  std::function<void(int64_t run_id, const std::filesystem::path& run_dir)> on_run_folder;
 };
 
-// Returns the process exit code: 0 finished, 1 failed, 130/143 interrupted.
-int run_experiment(const RunOptions& options);
+struct ExperimentConfig;
+
+// What a run ended with. Bad input (ConfigError, DataError, UsageError) and failed stages are
+// thrown, after the run (if one was created) is marked failed in the store.
+struct RunResult {
+  int exit_code = 0;         // process exit code: 0 finished (or dry run), 130/143 interrupted
+  std::string status;        // "finished" | "interrupted" | "dry_run"
+  int64_t run_id = 0;        // 0 for a dry run
+  std::filesystem::path run_dir;
+  std::string resolved_toml;  // the resolved config, as stored with the run (and shown by --dry-run)
+  std::vector<std::pair<std::string, std::map<std::string, double>>> final_metrics;  // stage -> last metrics
+};
+
+// Runs options.experiment (a TOML file, with options.overrides), or resumes options.resume.
+RunResult run_experiment(const RunOptions& options);
+// Runs an experiment already loaded (parse_experiment: e.g. built in memory by `warmup eval`);
+// options.experiment, options.overrides and options.resume are not used, except that
+// options.experiment, when set, is what the store records as the run's config file.
+RunResult run_experiment(ExperimentConfig config, const RunOptions& options);
+
+// The stage/metric/value table and the "run N finished" line `warmup run` prints.
+void print_run_summary(const RunResult& result, const std::filesystem::path& store, std::ostream& out);
 
 }  // namespace warmup
