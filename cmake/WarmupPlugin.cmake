@@ -1,15 +1,13 @@
-# warmup_add_plugin(<kind> <name> SOURCES ... [LIBRARIES ...])
+# warmup_add_plugin_library(<name> SOURCES ... [LIBRARIES ...] [OUTPUT_DIRECTORY dir])
 #
-# Builds one plugin shared library `libwarmup_<kind>_<name>.so` against the SDK (warmup::sdk),
-# with hidden visibility so only the manifest symbol is exported. Used by the in-tree plugins and
-# installed with the SDK for out-of-tree ones (find_package(warmup) then this function).
-function(warmup_add_plugin kind name)
+# Builds one plugin shared library `libwarmup_<name>.so` against the SDK (warmup::sdk), with
+# hidden visibility so only the manifest symbol is exported. A library may hold plugins of any
+# kinds (a domain: its task, rewards and teachers). The target is `warmup_<name>`. Used by the
+# in-tree plugins and installed with the SDK for out-of-tree ones (find_package(warmup) then
+# this function).
+function(warmup_add_plugin_library name)
   cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES;LIBRARIES" ${ARGN})
-  set(allowed task reward algorithm teacher)
-  if(NOT kind IN_LIST allowed)
-    message(FATAL_ERROR "warmup_add_plugin: kind must be one of ${allowed}, got '${kind}'")
-  endif()
-  set(target warmup_${kind}_${name})
+  set(target warmup_${name})
   add_library(${target} MODULE ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE warmup::sdk ${ARG_LIBRARIES})
   target_compile_features(${target} PRIVATE cxx_std_20)
@@ -26,6 +24,17 @@ function(warmup_add_plugin kind name)
   if(WARMUP_PLUGIN_INSTALL_DIR)
     install(TARGETS ${target} LIBRARY DESTINATION ${WARMUP_PLUGIN_INSTALL_DIR})
   endif()
+endfunction()
+
+# warmup_add_plugin(<kind> <name> SOURCES ... [LIBRARIES ...] [OUTPUT_DIRECTORY dir])
+#
+# One plugin of one kind: `libwarmup_<kind>_<name>.so`, target `warmup_<kind>_<name>`.
+function(warmup_add_plugin kind name)
+  set(allowed task reward algorithm teacher)
+  if(NOT kind IN_LIST allowed)
+    message(FATAL_ERROR "warmup_add_plugin: kind must be one of ${allowed}, got '${kind}'")
+  endif()
+  warmup_add_plugin_library(${kind}_${name} ${ARGN})
 endfunction()
 
 # warmup_add_eval_preset(<domain> <file> [OUTPUT_DIRECTORY dir])

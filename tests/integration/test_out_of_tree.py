@@ -1,11 +1,18 @@
 """The product's promise: a plugin built by a separate CMake project against the installed SDK,
-dropped into a directory, is listed and used by the already-built `warmup`, with no rebuild."""
+dropped into a directory, is listed and used by the already-built `warmup`, with no rebuild; and a
+whole new domain (task + reward in one library, with its eval preset beside it) works with
+`warmup run`, `warmup eval` and `warmup score`."""
 import json
 import os
 import shutil
 import subprocess
 
 from conftest import BUILD, REPO, query, warmup, write
+
+
+TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 260, "hidden_size": 64,
+        "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "max_position_embeddings": 4096, "tie_word_embeddings": True, "torch_dtype": "float32"}
 
 
 def build_out_of_tree(tmp_path):
@@ -21,6 +28,7 @@ def build_out_of_tree(tmp_path):
     subprocess.run(["cmake", "--build", build], check=True, capture_output=True)
     lib = build / "libwarmup_reward_even_answer.so"
     assert lib.exists()
+    assert (build / "libwarmup_echo.so").exists() and (build / "echo.eval.toml").exists()
     return lib
 
 
@@ -69,3 +77,52 @@ rewards = { exact_match = 1.0, even_answer = 2.0 }
     assert warmup("run", exp2, "--store", store).returncode == 2
     r = warmup("run", exp2, "--store", store, env={"WARMUP_PLUGIN_PATH": str(drop)})
     assert r.returncode == 0, r.stderr
+
+
+def test_out_of_tree_domain_works_with_run_eval_and_score(tmp_path, store):
+    lib = build_out_of_tree(tmp_path)
+    drop = tmp_path / "domains"
+    drop.mkdir()
+    for f in ("libwarmup_echo.so", "echo.eval.toml"):
+        shutil.copy(lib.parent / f, drop)
+    words = ["cat", "elephant", "sun", "giraffe", "owl", "crocodile"]
+    data = tmp_path / "data"
+    write(data / "echo" / "words.jsonl", "".join(json.dumps({"word": w}) + "\n" for w in words))
+
+    j = json.loads(warmup("plugins", "--plugin-dir", drop, "--json").stdout)
+    mine = {(p["kind"], p["name"]): p["library"] for p in j["plugins"] if p["library"].startswith(str(drop))}
+    assert mine == {("task", "echo"): str(drop / "libwarmup_echo.so"), ("reward", "echo_match"): str(drop / "libwarmup_echo.so")}
+    preset = next(p for p in j["eval_presets"] if p["name"] == "echo")
+    assert preset["task"] == "echo" and preset["reward"] == "echo_match" and preset["file"] == str(drop / "echo.eval.toml")
+    assert {"math500", "kk"} <= {p["name"] for p in j["eval_presets"]}  # the in-tree domains' presets too
+
+    # score: by our ids, through the preset (data path under --data, reward)
+    lines = [{"id": f"echo/test/{i}", "completion": w if i % 2 == 0 else w[::-1]} for i, w in enumerate(words)]
+    f = write(tmp_path / "in.jsonl", "".join(json.dumps(l) + "\n" for l in lines))
+    r = warmup("score", "--plugin-dir", drop, "--task", "echo", "--data", data, "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 0, r.stderr
+    out = [json.loads(l) for l in open(tmp_path / "o.jsonl")]
+    assert [o["correct"] for o in out] == [i % 2 == 0 for i in range(len(words))]
+    # without the domain's folder the name is unknown, and the error lists what is known
+    r = warmup("score", "--task", "echo", "--data", data, "--in", f, "--out", tmp_path / "o.jsonl")
+    assert r.returncode == 2 and "'echo' is not an eval preset" in r.stderr and "math500" in r.stderr
+
+    # eval: a tiny model, 2 samples per word; the preset's group_by breaks accuracy down
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    r = warmup("model", "init", "--config", tmp_path / "tiny.json", "--out", tmp_path / "tiny", "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    r = warmup("eval", "--plugin-dir", drop, "--model", tmp_path / "tiny", "--tasks", "echo", "--data", data,
+               "--samples", "2", "--max-new-tokens", "4", "--store", store, "--out-toml", tmp_path / "echo_eval.toml")
+    assert r.returncode == 0, r.stderr
+    assert "echo" in r.stdout.splitlines()[-4]  # the table's header row names the task
+    rows = query(store, "SELECT prompt, task, example_id FROM samples WHERE run_id = 1")
+    assert len(rows) == 2 * len(words) and {t for _, t, _ in rows} == {"echo"}
+    assert {p for p, _, _ in rows} == {f"Repeat the word: {w}\n" for w in words}
+    metrics = {k for (k,) in query(store, "SELECT DISTINCT key FROM metrics WHERE run_id = 1")}
+    assert {"eval/echo/accuracy_mean", "eval/echo/length=short/accuracy_mean", "eval/echo/length=long/accuracy_mean"} <= metrics, metrics
+
+    # run: the experiment eval built, as a file, with the domain found through --plugin-dir
+    r = warmup("run", tmp_path / "echo_eval.toml", "--plugin-dir", drop, "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT status FROM runs WHERE id = 2") == [("finished",)]
+    assert len(query(store, "SELECT id FROM samples WHERE run_id = 2")) == 2 * len(words)
