@@ -1,9 +1,9 @@
-"""MMLU-Pro answer extraction: ours (mmlu_pro_tool bench, PCRE2 JIT) vs the official Python chain
+"""MMLU-Pro answer extraction: ours (warmup-mmlu_pro bench, PCRE2 JIT) vs the official Python chain
 (TIGER-AI-Lab/MMLU-Pro evaluate_from_local.py extract_answer / extract_again / extract_final, run
 with Python `re`) on the same 12,032 Llama-3.1-8B-Instruct generated_text rows. Both time only the
 extraction (rows already in memory) and must agree on every letter. Prints one JSON object.
 
-    python bench/mmlu_extract.py [--tool build/bin/mmlu_pro_tool] [--data ../shared/data/mmlu_pro] [--repeat 1]
+    python bench/mmlu_extract.py [--tool build/bin/warmup-mmlu_pro] [--data ../shared/data/mmlu_pro] [--repeat 1]
 """
 import argparse
 import json
@@ -40,7 +40,7 @@ def extract_final(text):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tool", default=str(ROOT / "build/bin/mmlu_pro_tool"))
+    ap.add_argument("--tool", default=str(ROOT / "build/bin/warmup-mmlu_pro"))
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/mmlu_pro"))
     ap.add_argument("--repeat", type=int, default=1)  # Python passes; ours runs 20x as many
     a = ap.parse_args()

@@ -5,9 +5,9 @@ Its pre-tokenizer keeps runs of lower-case words together ("phrase" pieces: " is
 codes (" KKN", " knk") and " yes" / " no" stay pieces of their own, so each carries one fact. The
 quickstart's tiny model sees ~2x shorter prompts and ~20% shorter traces than with Qwen2's word-level
 pre-tokenizer, and ~5x shorter than with raw bytes. Run once by a developer (needs the `tokenizers`
-package and a built `warmup-kk`); the output is committed, and warmup itself never needs Python.
+package and a built `warmup-knights_knaves`); the output is committed, and warmup itself never needs Python.
 
-    python experiments/quickstart/make_tokenizer.py --kk build/bin/warmup-kk
+    python experiments/quickstart/make_tokenizer.py --kk build/bin/warmup-knights_knaves
 """
 import argparse
 import json
@@ -45,7 +45,7 @@ def corpus(kk, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kk", default="build/bin/warmup-kk")
+    ap.add_argument("--kk", default="build/bin/warmup-knights_knaves")
     ap.add_argument("--vocab", type=int, default=1024)  # quickstart/model.json's vocab_size
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "tokenizer"))
     a = ap.parse_args()

@@ -21,7 +21,7 @@ def experiment(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpt")
     (d / "tiny.json").write_text(json.dumps(CONFIG))
     assert warmup("model", "init", "--config", d / "tiny.json", "--out", d / "tiny", "--seed", "1").returncode == 0
-    data = REPO / "plugins/task/knights_knaves/tests/data"
+    data = REPO / "plugins/knights_knaves/tests/data"
     exp = write(d / "sft.toml", f"""[experiment]
 name = "ckpt-test"
 seed = 3

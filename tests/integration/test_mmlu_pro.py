@@ -1,7 +1,7 @@
-"""The official MMLU-Pro 5-shot CoT prompt: our mmlu_pro_tool output for every one of the 12,032
+"""The official MMLU-Pro 5-shot CoT prompt: our warmup-mmlu_pro output for every one of the 12,032
 test rows equals the prompt of TIGER-AI-Lab/MMLU-Pro evaluate_from_local.py (its preprocess,
 select_by_category, format_cot_example and generate_cot_prompt, copied into
-plugins/task/mmlu_pro/tests/data/make_prompt_references.py; initial_prompt.txt as
+plugins/mmlu_pro/tests/data/make_prompt_references.py; initial_prompt.txt as
 given in the issue). Run by ctest as plugin.mmlu_pro.official_prompt (MMLU_PRO_TOOL, MMLU_SHARED_DIR)."""
 import json
 import os
@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-TOOL = os.environ.get("MMLU_PRO_TOOL", "build/bin/mmlu_pro_tool")
+TOOL = os.environ.get("MMLU_PRO_TOOL", "build/bin/warmup-mmlu_pro")
 DATA = Path(os.environ.get("MMLU_SHARED_DIR", Path(__file__).resolve().parents[3] / "shared/data/mmlu_pro"))
 
 # The official functions live in one place: the fixture script that also writes the references.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins/task/mmlu_pro/tests/data"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins/mmlu_pro/tests/data"))
 from make_prompt_references import generate_cot_prompt, preprocess, select_by_category  # noqa: E402,F401
 
 

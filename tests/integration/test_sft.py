@@ -14,7 +14,7 @@ CONFIG = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_s
 def setup(tmp_path, steps=40):
     (tmp_path / "tiny.json").write_text(json.dumps(CONFIG))
     assert warmup("model", "init", "--config", tmp_path / "tiny.json", "--out", tmp_path / "tiny", "--seed", "1").returncode == 0
-    data = REPO / "plugins/task/knights_knaves/tests/data"
+    data = REPO / "plugins/knights_knaves/tests/data"
     return write(tmp_path / "sft.toml", f"""[experiment]
 name = "sft-test"
 seed = 3
@@ -93,7 +93,7 @@ def test_stopped_and_resumed_sft_matches_an_uninterrupted_run(tmp_path, store):
 
 def test_sft_reads_the_distill_output_of_the_same_run(tmp_path, store):
     setup(tmp_path)
-    data = REPO / "plugins/task/knights_knaves/tests/data"
+    data = REPO / "plugins/knights_knaves/tests/data"
     exp = write(tmp_path / "chain.toml", f"""[experiment]
 name = "distill-then-sft"
 [model]

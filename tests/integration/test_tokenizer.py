@@ -115,7 +115,7 @@ def test_quickstart_phrase_tokenizer_matches_hf_tokenizers():
     ref = Tokenizer.from_file(str(qs / "tokenizer.json"))
     texts = CORPUS + random_texts(200, seed=3)
     for f in ("3ppl_test.jsonl", "7ppl_test.jsonl"):
-        for line in open(REPO / "plugins/task/knights_knaves/tests/data" / f):
+        for line in open(REPO / "plugins/knights_knaves/tests/data" / f):
             r = json.loads(line)
             texts += [r["quiz"], "\n".join([r["cot_head"], *r["cot_repeat_steps"], r["cot_foot"]]), r["solution_text_format"]]
     texts.append("Liam is a knave: kkk kkn KNK KNN nkk nkn NNK NNN.\nSo far: KKK yes KKN no knk yes.")

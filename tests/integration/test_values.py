@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, WARMUP, query, warmup, write
 
-KK_DATA = REPO / "plugins/task/knights_knaves/tests/data"
+KK_DATA = REPO / "plugins/knights_knaves/tests/data"
 BIG = 2 ** 62  # 4611686018427387904: overflows any product of sizes
 
 

@@ -2,8 +2,13 @@
 // example. Never throws on bad model output: returns a value and an error string instead.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <exception>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "types.h"
@@ -64,6 +69,30 @@ inline Score score_all(const std::vector<WeightedReward>& rewards, const Example
   }
   if (s.errored) s.total = 0.0, s.correct.reset();
   return s;
+}
+
+// The one parallel scorer (evaluate, grpo and `warmup score` all use it; their option is
+// `reward_workers`): out[k] = score_all(rewards, example(k), text(k)) for k in [0, n), on
+// `workers` threads (the calling thread is one; at most n). Rewards are thread-safe (reward.h).
+// Items are taken in order from a shared counter; once `stop` (optional) returns true no new item
+// starts and the remaining out[k] stay Score{}. Returns the number of items scored.
+inline size_t score_parallel(const std::vector<WeightedReward>& rewards, size_t n,
+                             const std::function<const Example&(size_t)>& example,
+                             const std::function<const std::string&(size_t)>& text, std::vector<Score>& out,
+                             int64_t workers, const std::function<bool()>& stop = {}) {
+  out.resize(std::max(out.size(), n));
+  std::atomic<size_t> next{0}, done{0};
+  auto work = [&] {
+    for (size_t k; !(stop && stop()) && (k = next++) < n;) {
+      out[k] = score_all(rewards, example(k), text(k));
+      ++done;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int64_t w = 1; w < std::min<int64_t>(std::max<int64_t>(1, workers), int64_t(n)); ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return done;
 }
 
 // Plugins built with ABI minor < 4 return the RewardResult of minor 3 (no status, no

@@ -163,7 +163,8 @@ int cmd_score(const Args& args) {
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
       ("max-error-rate", po::value<double>()->default_value(0.01, "0.01"),
        "exit 1 when more than this fraction of lines could not be judged (verifier errors, correct: null)")
-      ("jobs,j", po::value<int>()->default_value(4), "lines scored concurrently")
+      ("reward-workers,j", po::value<int>()->default_value(4), "lines scored concurrently (evaluate and grpo: reward_workers)")
+      ("jobs", po::value<int>(), "old name of --reward-workers")
       ("plugin-dir,P", po::value<std::vector<std::string>>(&dirs)->composing(), "search this directory for plugins first");
   po::variables_map vm;
   if (!parse(args, "usage: warmup score --task NAME [--reward NAME] [--task-option k=v]... [--seed N | --run RUN] "
@@ -282,20 +283,13 @@ int cmd_score(const Args& args) {
 
   if (signals.stop_requested()) return interrupted(0, lines.size());
   std::vector<WeightedReward> rewards{{pt.reward, 1.0, reward.get()}};
-  std::vector<Score> scores(lines.size());
-  std::atomic<size_t> next{0}, done{0};
-  auto work = [&] {
-    for (size_t k; !signals.stop_requested() && (k = next++) < lines.size();) {
-      const Line& l = lines[k];
-      const Example& ex = l.inline_example ? *l.inline_example : by_id.at(l.id);
-      scores[k] = score_all(rewards, ex, l.text);
-      ++done;
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int w = 1; w < std::min<int>(std::max(1, vm["jobs"].as<int>()), int(lines.size())); ++w) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  std::vector<Score> scores;
+  const int workers = vm.count("jobs") ? vm["jobs"].as<int>() : vm["reward-workers"].as<int>();
+  size_t done = score_parallel(
+      rewards, lines.size(),
+      [&](size_t k) -> const Example& { return lines[k].inline_example ? *lines[k].inline_example : by_id.at(lines[k].id); },
+      [&](size_t k) -> const std::string& { return lines[k].text; }, scores, workers,
+      [&] { return signals.stop_requested(); });
   if (signals.stop_requested()) return interrupted(done, lines.size());
 
   const std::string out_path = vm["out"].as<std::string>();

@@ -60,7 +60,9 @@ class Evaluate final : public warmup::Algorithm {
     reference_templates_ = string_list(o, "reference_template", {"{reference}"});
     group_by_ = string_list(o, "group_by", {});  // metadata keys for per-group metrics
     pass_at_k_ = o.get<std::vector<int64_t>>("pass_at_k", {}, warmup::at_least(1).at_most(1024, "(eval.num_samples is at most 1024)"));  // k values of pass@k (each <= num_samples)
-    workers_ = o.get<int64_t>("score_workers", 4, warmup::at_least(1).at_most(1024));  // threads scoring completions (rewards are thread-safe)
+    // threads scoring completions (rewards are thread-safe); `score_workers` is its old name
+    workers_ = o.get<int64_t>(o.has("score_workers") && !o.has("reward_workers") ? "score_workers" : "reward_workers", 4,
+                              warmup::at_least(1).at_most(1024));
     // Fraction of a task's completions the verifier may fail to judge (RewardStatus::kError: not
     // wrong answers, left out of the accuracy) before the stage fails; any is warned about.
     max_error_rate_ = o.get<double>("max_error_rate", 0.01, warmup::at_least(0).at_most(1));
@@ -206,16 +208,11 @@ class Evaluate final : public warmup::Algorithm {
     std::vector<std::pair<size_t, size_t>> items;
     for (size_t i = 0; i < examples.size(); ++i)
       for (size_t j = 0; j < outs.at(i).size(); ++j) items.emplace_back(i, j);
-    std::vector<warmup::Score> scores(items.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t k; (k = next++) < items.size() && !ctx.stop_requested();)
-        scores[k] = warmup::score_all(rewards, examples[items[k].first], outs[items[k].first][items[k].second].text);
-    };
-    std::vector<std::thread> pool;
-    for (int64_t w = 1; w < std::min<int64_t>(workers_, int64_t(items.size())); ++w) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
+    std::vector<warmup::Score> scores;
+    warmup::score_parallel(
+        rewards, items.size(), [&](size_t k) -> const warmup::Example& { return examples[items[k].first]; },
+        [&](size_t k) -> const std::string& { return outs[items[k].first][items[k].second].text; }, scores, workers_,
+        [&] { return ctx.stop_requested(); });
     if (ctx.stop_requested()) return;
 
     evalm::Tally all(runs);

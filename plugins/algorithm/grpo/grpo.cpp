@@ -271,17 +271,11 @@ class Grpo final : public warmup::Algorithm {
   }
 
   void score(warmup::StageContext& ctx, const std::vector<const Item*>& items, std::vector<grpo::Rollout>& rolls) {
-    auto one = [&](size_t r) {
-      const auto& ex = *items[rolls[r].prompt]->example;
-      rolls[r].score = warmup::score_all(ctx.rewards(), ex, rolls[r].completion.text);
-    };
-    size_t workers = size_t(std::max<int64_t>(1, reward_workers_));
-    std::vector<std::future<void>> fs;
-    for (size_t w = 0; w < workers; ++w)
-      fs.push_back(std::async(std::launch::async, [&, w] {
-        for (size_t r = w; r < rolls.size(); r += workers) one(r);
-      }));
-    for (auto& f : fs) f.get();
+    std::vector<warmup::Score> scores;
+    warmup::score_parallel(
+        ctx.rewards(), rolls.size(), [&](size_t r) -> const warmup::Example& { return *items[rolls[r].prompt]->example; },
+        [&](size_t r) -> const std::string& { return rolls[r].completion.text; }, scores, reward_workers_);
+    for (size_t r = 0; r < rolls.size(); ++r) rolls[r].score = std::move(scores[r]);
   }
 
   void record(warmup::StageContext& ctx, const std::vector<const Item*>& items, const std::vector<grpo::Rollout>& rolls,

@@ -16,6 +16,8 @@
 #include "sft_batch.h"
 #include "warmup/model.h"
 #include "warmup/precision.h"
+#include "plugin_common/jsonl.h"
+#include "plugin_common/paths.h"
 #include "warmup/sdk.h"
 #include "warmup/training.h"
 
@@ -153,19 +155,12 @@ class Sft final : public warmup::Algorithm {
     if (!data_.empty()) {
       std::string d = data_;  // "{run_dir}" names this run's directory (a previous stage's output)
       for (size_t at; (at = d.find("{run_dir}")) != std::string::npos;) d.replace(at, 9, ctx.run_dir().string());
-      fs::path p = fs::path(d).is_relative() && !base_dir_.empty() ? fs::path(base_dir_) / d : fs::path(d);
-      std::ifstream in(p);
-      if (!in) throw warmup::DataError(p.string() + ": cannot read SFT data");
-      std::string line;
-      for (size_t ln = 1; std::getline(in, line); ++ln) {
-        if (line.empty()) continue;
-        std::string where = p.string() + ":" + std::to_string(ln);
-        auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object())
-          throw warmup::DataError(where + ": expected a JSON object {\"prompt\": string, \"completion\": string}");
+      fs::path p = warmup::common::resolve_path(d, base_dir_);
+      warmup::common::read_jsonl(p.string(), [&](nlohmann::json& j, const std::string& where, int64_t) {
         pairs.emplace_back(warmup::json_field<std::string>(j, "prompt", where),
                            warmup::json_field<std::string>(j, "completion", where));
-      }
+        return true;
+      }, "SFT data");
     } else {
       if (ctx.tasks().empty() || ctx.teachers().empty())
         throw warmup::ConfigError("stage '" + ctx.stage_name() + "': sft needs `data` or a task and a teacher");
