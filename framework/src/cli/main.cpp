@@ -2,6 +2,7 @@
 // an exit code (2 for bad input: config, usage, unknown plugin; 1 for everything else).
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -30,10 +31,24 @@ const char* kUsage =
     "  eval                  the paper's evaluation of a model on named tasks (n samples, mean ± std)\n"
     "  score                 re-score a JSONL of completions through a task's reward (no model)\n"
     "  bench                 measurements as JSON (tokenizer, train-step); peers in bench/\n"
-    "  kk                    Knights & Knaves tools: kk generate (from the knights_knaves plugin)\n"
     "\n"
     "`warmup <command> --help` describes each command; `warmup X` also runs a `warmup-X` tool\n"
-    "installed next to warmup.\n";
+    "installed next to warmup (a domain's own tool).\n";
+
+// The `warmup-X` tools next to this executable, as help lines ("" when there are none).
+std::string external_tools() {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (n.rfind("warmup-", 0) == 0 && n.size() > 7 && ::access(e.path().c_str(), X_OK) == 0) names.push_back(n.substr(7));
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const auto& n : names) out += "  " + n + std::string(n.size() < 22 ? 22 - n.size() : 1, ' ') + "tool warmup-" + n + "\n";
+  return out.empty() ? "" : "\ntools found next to warmup:\n" + out;
+}
 
 }  // namespace
 
@@ -46,7 +61,7 @@ int main(int argc, char** argv) {
   // Plugin libraries are first loaded in a child: this executable, whatever it is called now.
   enable_plugin_probe("/proc/self/exe");
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::cout << kUsage;
+    std::cout << kUsage << external_tools();
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") args[0] = "version";
@@ -58,7 +73,7 @@ int main(int argc, char** argv) {
       {"eval", cli::cmd_eval}, {"score", cli::cmd_score}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
-    // External subcommands (as git and cargo): `warmup kk ...` runs `warmup-kk ...` from the
+    // External subcommands (as git and cargo): `warmup X ...` runs `warmup-X ...` from the
     // executable's directory, so a plugin can bring its own command-line tool.
     std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
     std::filesystem::path tool = self.parent_path() / ("warmup-" + args[0]);

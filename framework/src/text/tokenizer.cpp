@@ -259,19 +259,12 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   }
 }
 
-Tokenizer Tokenizer::load_impl(const fs::path& path) {
-  auto impl = std::make_unique<Impl>();
-  Impl& t = *impl;
-  fs::path dir = fs::is_directory(path) ? path : path.parent_path();
-  t.source = fs::is_directory(path) ? path / "tokenizer.json" : path;
-  std::ifstream in(t.source);
-  if (!in) throw DataError(t.source.string() + ": cannot read tokenizer file");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw DataError(t.source.string() + ": not valid JSON: " + e.what());
-  }
+namespace {
+
+using Impl = Tokenizer::Impl;
+
+// The top level, encoding options and the BPE model's options; returns the model object.
+const json& read_model_options(Impl& t, const json& j) {
   if (!j.is_object()) t.fail("/", std::string("must be an object, got ") + j.type_name());
   if (j.contains("version") && j["version"] != "1.0")
     t.fail("/version", "unknown tokenizer version " + brief(j["version"]) + " (supported: \"1.0\")");
@@ -282,7 +275,8 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"})
     if (j.contains(key) && !j[key].is_null() && !j[key].is_object())
       t.fail(std::string("/") + key, std::string("must be an object or null, got ") + j[key].type_name());
-  const json& model = j.value("model", json::object());
+  static const json kNoModel = json::object();  // a file without "model": reported as missing its vocab below
+  const json& model = j.is_object() && j.contains("model") ? j["model"] : kNoModel;
   if (!model.is_object()) t.fail("/model", std::string("must be an object, got ") + model.type_name());
   std::string type = model.value("type", std::string("BPE"));
   if (type != "BPE") t.fail("/model/type", "unsupported tokenizer model '" + brief(type) + "' (supported: BPE)");
@@ -307,12 +301,13 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   if (model.contains("unk_token") && !model["unk_token"].is_null() && !model["unk_token"].is_string())
     t.fail("/model/unk_token", "must be a string or null, got " + brief(model["unk_token"]));
   if (!model.contains("vocab") || !model["vocab"].is_object()) t.fail("/model/vocab", "missing");
+  return model;
+}
 
+// Token ids of the vocab and the added tokens: checked, then sizing the id tables.
+void read_vocab(Impl& t, const json& vocab, const json& added) {
   // Ids are checked before they size the id tables: integers below kMaxTokenId, and not so sparse
   // that a few entries with large ids allocate tables far beyond the file's own tokens.
-  const json& vocab = model["vocab"];
-  json added = j.contains("added_tokens") && !j["added_tokens"].is_null() ? j["added_tokens"] : json::array();
-  if (!added.is_array()) t.fail("/added_tokens", std::string("must be an array, got ") + added.type_name());
   auto id_of = [&](const json& v, const std::string& where) -> int32_t {
     if (!v.is_number_unsigned() || v.get<uint64_t>() >= uint64_t(kMaxTokenId))
       t.fail(where, "id " + brief(v) + " is not a token id (an integer in 0.." + std::to_string(kMaxTokenId - 1) + ")");
@@ -346,6 +341,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     t.in_model[size_t(id.get<uint64_t>())] = true;
   }
 
+}
+
+void read_merges(Impl& t, const json& model) {
   // Merges: ["a", "b"] pairs (current format) or "a b" strings (older files).
   int32_t rank = 0;
   json merges = model.contains("merges") && !model["merges"].is_null() ? model["merges"] : json::array();
@@ -371,6 +369,10 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     ++rank;
   }
 
+}
+
+// The byte-level alphabet: byte -> its token id; returns code point -> byte.
+std::unordered_map<char32_t, uint8_t> read_byte_alphabet(Impl& t) {
   // Byte-level alphabet.
   auto b2u = bytes_to_unicode();
   std::unordered_map<char32_t, uint8_t> u2b;
@@ -382,6 +384,10 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     u2b[b2u[size_t(b)]] = uint8_t(b);
   }
 
+  return u2b;
+}
+
+void read_normalizer(Impl& t, const json& j) {
   // Normaliser (before the added tokens: normalized ones are matched in normalised form).
   const json& norm = j.value("normalizer", json());
   auto check_norm = [&](const json& n, const std::string& where) {
@@ -398,6 +404,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     }
   }
 
+}
+
+void read_added_tokens(Impl& t, const json& added, size_t vocab_size) {
   // Added tokens. HF tokenizers ignores the ids in the file: it adds the tokens in file order, each
   // taking its id in the model vocab or else the next id after the vocab and the tokens before it.
   // A file whose ids differ from those is refused rather than read two ways.
@@ -418,7 +427,7 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     if (auto it = t.vocab.find(tok.content); it != t.vocab.end()) {
       expect = it->second;
     } else {
-      int32_t model_size = int32_t(vocab.size());
+      int32_t model_size = int32_t(vocab_size);
       expect = next_id < 0 ? model_size : (next_id >= model_size || model_size == 0) ? next_id + 1 : model_size;
     }
     if (tok.id != expect)
@@ -448,6 +457,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   t.raw_added.finish();
   t.norm_added.finish();
 
+}
+
+void compute_decoded_bytes(Impl& t, const std::unordered_map<char32_t, uint8_t>& u2b) {
   // Decoded bytes per id, as HF's ByteLevel decoder does for every token (added ones too): the
   // bytes of its characters when each is in the byte-level alphabet, else the token's own UTF-8.
   t.bytes.resize(t.tokens.size());
@@ -466,6 +478,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     t.bytes[id] = mapped ? std::move(out) : s;
   }
 
+}
+
+void compile_pre_tokenizer(Impl& t, const json& j) {
   // Pre-tokenizer.
   std::string pattern;
   bool byte_level = false;
@@ -491,6 +506,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   if (!t.regex.code) t.fail("/pre_tokenizer", "regex does not compile with \\s spelled out: " + brief(spelled));
   t.regex.jit = pcre2_jit_compile(t.regex.code, PCRE2_JIT_COMPLETE) == 0;
 
+}
+
+void read_decoder_and_post_processor(Impl& t, const json& j) {
   // Decoder: ByteLevel (its add_prefix_space, trim_offsets and use_regex act on offsets only).
   // Without one HF tokenizers decodes to the token strings joined by spaces: refused.
   const json& dec = j.value("decoder", json());
@@ -537,6 +555,9 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
   };
   post(j.value("post_processor", json()), "/post_processor");
 
+}
+
+void read_tokenizer_config(Impl& t, const fs::path& dir) {
   // Special tokens from tokenizer_config.json.
   fs::path cfg = dir / "tokenizer_config.json";
   if (fs::exists(cfg)) {
@@ -556,6 +577,36 @@ Tokenizer Tokenizer::load_impl(const fs::path& path) {
     };
     t.bos = id_of("bos_token"), t.eos = id_of("eos_token"), t.pad = id_of("pad_token");
   }
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load_impl(const fs::path& path) {
+  auto impl = std::make_unique<Impl>();
+  Impl& t = *impl;
+  fs::path dir = fs::is_directory(path) ? path : path.parent_path();
+  t.source = fs::is_directory(path) ? path / "tokenizer.json" : path;
+  std::ifstream in(t.source);
+  if (!in) throw DataError(t.source.string() + ": cannot read tokenizer file");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw DataError(t.source.string() + ": not valid JSON: " + e.what());
+  }
+  const json& model = read_model_options(t, j);
+  const json& vocab = model["vocab"];
+  json added = j.contains("added_tokens") && !j["added_tokens"].is_null() ? j["added_tokens"] : json::array();
+  if (!added.is_array()) t.fail("/added_tokens", std::string("must be an array, got ") + added.type_name());
+  read_vocab(t, vocab, added);
+  read_merges(t, model);
+  auto u2b = read_byte_alphabet(t);
+  read_normalizer(t, j);  // before the added tokens: normalized ones are matched in normalised form
+  read_added_tokens(t, added, vocab.size());
+  compute_decoded_bytes(t, u2b);
+  compile_pre_tokenizer(t, j);
+  read_decoder_and_post_processor(t, j);
+  read_tokenizer_config(t, dir);
   return Tokenizer(std::move(impl));
 }
 
