@@ -145,4 +145,13 @@ class PluginLibraries {
   std::vector<std::string> failures_;
 };
 
+#ifdef WARMUP_PLUGIN_DIR
+// The build's plugin libraries (WARMUP_PLUGIN_DIR: a compile definition of the test target),
+// loaded once per test program.
+inline const PluginLibraries& build_plugins() {
+  static const PluginLibraries libs(WARMUP_PLUGIN_DIR);
+  return libs;
+}
+#endif
+
 }  // namespace warmup::testing

@@ -315,6 +315,76 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
   }
 }
 
+enum class FailureKind { other, config, data };  // bad input found while running: exit 2
+
+struct StageOutcome {
+  std::string error;  // "" = the stage finished
+  FailureKind kind = FailureKind::other;
+  std::string output_model;
+  std::map<std::string, double> last_metrics;
+};
+
+// Runs one stage's algorithm in its context; an exception becomes the outcome's error.
+StageOutcome run_stage(Store& store, Algorithm& algorithm, StageSetup setup) {
+  StageOutcome out;
+  HostStageContext ctx(store, std::move(setup));
+  try {
+    algorithm.run(ctx);
+    ctx.flush();
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    if (out.error.empty()) out.error = "unknown error";
+    if (dynamic_cast<const ConfigError*>(&e)) out.kind = FailureKind::config;
+    else if (dynamic_cast<const DataError*>(&e)) out.kind = FailureKind::data;
+  }
+  out.output_model = ctx.output_model();
+  out.last_metrics = ctx.last_metrics();
+  return out;
+}
+
+// A new run: its store row, params and plugins, and its folder (config.toml, run.json). A failure
+// after the row exists marks the run failed and is rethrown.
+std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const ExperimentConfig& cfg, Store& store_ref,
+                                           const std::string& config_text, const toml::table& resolved,
+                                           const std::vector<PluginUse>& used) {
+  Store* store = &store_ref;
+  int64_t run = 0;
+  fs::path run_dir;
+  RunStart rs;
+  rs.experiment = cfg.name;
+  rs.name = opt.name;
+  rs.config_toml = config_text;
+  rs.config_hash = sha256_hex(config_text);
+  rs.config_file = fs::absolute(opt.experiment.empty() ? cfg.file : opt.experiment).string();
+  rs.overrides_json = nlohmann::json(opt.overrides).dump();
+  rs.git_commit = build_info().git_commit;
+  rs.warmup_version = build_info().version;
+  rs.device = device_summary();
+  rs.torch_version = build_info().torch_version;
+  rs.seed = cfg.seed;
+  rs.tags_json = nlohmann::json(cfg.tags).dump();
+  run = store->create_run(rs);
+  // Namespaced by the run's uuid: another store in this folder, or a recreated store, has its
+  // own run 1 and never shares (or reuses) this folder.
+  std::string uuid = store->run_uuid(run);
+  run_dir = fs::absolute(store->path()).parent_path() / "runs" / (std::to_string(run) + "-" + uuid.substr(0, 8));
+  try {
+    if (fs::exists(run_dir)) throw StoreError(run_dir.string() + ": a run folder already exists there; not reusing it");
+    fs::create_directories(run_dir);
+    write_file_synced(run_dir / "config.toml", config_text);
+    write_file_synced(run_dir / "run.json", nlohmann::json{{"store", fs::absolute(store->path()).string()},
+                                                            {"run_id", run}, {"uuid", uuid},
+                                                            {"config_hash", rs.config_hash}}.dump(2) + "\n");
+    store->set_run_dir(run, run_dir.string());
+    store->write_params(run, flatten(resolved));
+    store->add_plugins(run, used);
+  } catch (const std::exception& e) {
+    store->end_run(run, "failed", e.what());
+    throw;
+  }
+  return {run, run_dir};
+}
+
 RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
                       std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
                       SignalWatcher& signals, std::atomic<int64_t>& current_run) {
@@ -352,38 +422,7 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
     log_info("resuming run " + std::to_string(run) + " (" + std::to_string(finished_stages.size()) +
              " finished stages skipped)");
   } else {
-    RunStart rs;
-    rs.experiment = cfg.name;
-    rs.name = opt.name;
-    rs.config_toml = config_text;
-    rs.config_hash = sha256_hex(config_text);
-    rs.config_file = fs::absolute(opt.experiment.empty() ? cfg.file : opt.experiment).string();
-    rs.overrides_json = nlohmann::json(opt.overrides).dump();
-    rs.git_commit = build_info().git_commit;
-    rs.warmup_version = build_info().version;
-    rs.device = device_summary();
-    rs.torch_version = build_info().torch_version;
-    rs.seed = cfg.seed;
-    rs.tags_json = nlohmann::json(cfg.tags).dump();
-    run = store->create_run(rs);
-    // Namespaced by the run's uuid: another store in this folder, or a recreated store, has its
-    // own run 1 and never shares (or reuses) this folder.
-    std::string uuid = store->run_uuid(run);
-    run_dir = fs::absolute(store->path()).parent_path() / "runs" / (std::to_string(run) + "-" + uuid.substr(0, 8));
-    try {
-      if (fs::exists(run_dir)) throw StoreError(run_dir.string() + ": a run folder already exists there; not reusing it");
-      fs::create_directories(run_dir);
-      write_file_synced(run_dir / "config.toml", config_text);
-      write_file_synced(run_dir / "run.json", nlohmann::json{{"store", fs::absolute(store->path()).string()},
-                                                              {"run_id", run}, {"uuid", uuid},
-                                                              {"config_hash", rs.config_hash}}.dump(2) + "\n");
-      store->set_run_dir(run, run_dir.string());
-      store->write_params(run, flatten(resolved));
-      store->add_plugins(run, in.used);
-    } catch (const std::exception& e) {
-      store->end_run(run, "failed", e.what());
-      throw;
-    }
+    std::tie(run, run_dir) = start_new_run(opt, cfg, *store, config_text, resolved, in.used);
     if (opt.on_run_folder) opt.on_run_folder(run, run_dir);
     log_info("run " + std::to_string(run) + " of experiment '" + cfg.name + "' started (" +
              std::to_string(cfg.stages.size()) + " stages, store " + opt.store.string() + ")");
@@ -438,30 +477,13 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
     int64_t stage_id = store->begin_stage(run, int(i), st.name, st.algorithm);
     log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
              st.name + "' (" + st.algorithm + ")");
-    std::string error;
-    enum class Kind { other, config, data } kind = Kind::other;  // bad input found while running: exit 2
-    std::string output_model;
-    std::map<std::string, double> last;
-    {
-      HostStageContext ctx(*store, std::move(setup));
-      try {
-        in.algorithms[i]->run(ctx);
-        ctx.flush();
-      } catch (const std::exception& e) {
-        error = e.what();
-        if (error.empty()) error = "unknown error";
-        if (dynamic_cast<const ConfigError*>(&e)) kind = Kind::config;
-        else if (dynamic_cast<const DataError*>(&e)) kind = Kind::data;
-      }
-      output_model = ctx.output_model();
-      last = ctx.last_metrics();
-    }
+    auto [error, kind, output_model, last] = run_stage(*store, *in.algorithms[i], std::move(setup));
     if (!error.empty()) {
       std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
       close_run_failed(&*store, opt.store, run, stage_id, error, msg);
       msg += " [run " + std::to_string(run) + " marked failed]";
-      if (kind == Kind::config) throw ConfigError(msg);
-      if (kind == Kind::data) throw DataError(msg);
+      if (kind == FailureKind::config) throw ConfigError(msg);
+      if (kind == FailureKind::data) throw DataError(msg);
       throw std::runtime_error(msg);
     }
     if (signals.stop_requested()) {

@@ -79,13 +79,6 @@ std::map<std::string, std::string> Store::finished_stages(int64_t run) {
   return out;
 }
 
-std::optional<std::pair<int64_t, std::string>> Store::newest_run_of(const std::string& config_file, int64_t after) {
-  Stmt q(db_, "SELECT id, run_dir FROM runs WHERE config_file = ? AND id > ? ORDER BY id DESC LIMIT 1");
-  q.bind(1, config_file).bind(2, after);
-  if (!q.step()) return std::nullopt;
-  return std::pair<int64_t, std::string>{q.int64(0), q.is_null(1) ? std::string() : q.text(1)};
-}
-
 std::map<std::string, double> Store::metric_values(int64_t run, const std::string& stage, const std::string& glob) {
   Stmt q(db_, "SELECT key, value FROM metrics WHERE run_id = ? AND stage = ? AND key GLOB ? AND value IS NOT NULL");
   q.bind(1, run).bind(2, stage).bind(3, glob);

@@ -106,8 +106,6 @@ class Store {
   std::optional<RunRecord> run_record(int64_t run);
   // Stage name -> output model ("" for none) of the run's finished stages.
   std::map<std::string, std::string> finished_stages(int64_t run);
-  // The newest run of `config_file` (absolute path) with id > after: {id, run_dir or ""}.
-  std::optional<std::pair<int64_t, std::string>> newest_run_of(const std::string& config_file, int64_t after);
   // Metric key -> value of one stage's non-null metrics whose key matches `glob` (any step).
   std::map<std::string, double> metric_values(int64_t run, const std::string& stage, const std::string& glob);
   std::vector<std::string> metric_keys(int64_t run, const std::string& glob);  // distinct, sorted

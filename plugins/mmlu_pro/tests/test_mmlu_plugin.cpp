@@ -15,13 +15,7 @@ using namespace warmup;
 
 namespace {
 
-namespace {
-// The build's plugin libraries (WARMUP_PLUGIN_DIR, a compile definition of the test target).
-const warmup::testing::PluginLibraries& registry() {
-  static const warmup::testing::PluginLibraries libs(WARMUP_PLUGIN_DIR);
-  return libs;
-}
-}  // namespace
+const warmup::testing::PluginLibraries& registry() { return warmup::testing::build_plugins(); }
 
 PluginInit init(const std::string& kind, const std::string& text = "") {
   return warmup::testing::plugin_init(kind, text, MMLU_FIXTURE_DIR);
