@@ -33,8 +33,11 @@ class MmluPro final : public warmup::Task {
     header_ = o.get<std::string>("five_shot_header", mmlu::kOfficialHeader);  // "{$}" = category
     limit_ = o.get<int64_t>("limit_per_category", 0);                         // first N per category; 0 = all
     for (const auto& c : categories_)
-      if (std::find(mmlu::all_categories().begin(), mmlu::all_categories().end(), c) == mmlu::all_categories().end())
-        o.fail("categories", "has unknown category '" + c + "'");
+      if (std::find(mmlu::all_categories().begin(), mmlu::all_categories().end(), c) == mmlu::all_categories().end()) {
+        std::string known;
+        for (const auto& k : mmlu::all_categories()) known += (known.empty() ? "" : ", ") + k;
+        o.fail("categories", "has unknown category '" + c + "' (the 14 categories: " + known + ")");
+      }
     if (categories_.empty()) categories_ = mmlu::all_categories();
     if (per_category_ < 0) o.fail("train_per_category", "must be >= 0");
     if (seed_ < 0) o.fail("seed", "must be >= 0");

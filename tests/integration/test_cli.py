@@ -273,3 +273,76 @@ keep = "correct"
     assert r.returncode == 0, r.stderr
     m = dict(query(store, "SELECT key, value FROM metrics WHERE stage = 'd'"))
     assert m["distill/arithmetic/completions"] == 15 and m["distill/arithmetic/kept"] == 5
+
+
+# ---- clear errors (issue 19 item 6) --------------------------------------------------------------
+
+def test_algorithm_typo_points_at_the_algorithm_not_the_table(tmp_path, store):
+    exp = write(tmp_path / "typo.toml", (REPO / "experiments/smoke.toml").read_text()
+                .replace('algorithm = "evaluate"', 'algorithm = "evalute"'))
+    r = warmup("run", exp, "--store", store, "--dry-run")
+    assert r.returncode == 2
+    assert 'algorithm = "evalute" but its options table is [evaluate]' in r.stderr, r.stderr
+    assert 'did you mean algorithm = "evaluate"?' in r.stderr and "did you mean 'evalute'" not in r.stderr
+
+
+def test_set_switches_a_bool_or_string_option_to_a_bool(tmp_path, store):
+    exp = write(tmp_path / "sft.toml", """[experiment]
+name = "bf16"
+[model]
+path = "nowhere"
+[[stages]]
+name = "sft-warmup"
+algorithm = "sft"
+  [stages.sft]
+  data = "nowhere.jsonl"
+  bf16 = "auto"
+""")
+    r = warmup("run", exp, "--store", store, "--dry-run", "--set", "stages.sft-warmup.sft.bf16=false")
+    assert r.returncode == 0, r.stderr
+    assert "bf16 = false" in r.stdout
+    r = warmup("run", exp, "--store", store, "--dry-run", "--set", "experiment.name=123")
+    assert r.returncode == 0 and 'name = "123"' in r.stdout  # numbers over a string stay text
+
+
+def test_runs_status_export_what_and_delete(tmp_path, store):
+    run_smoke(store)
+    run_smoke(store)
+    r = warmup("runs", "--status", "faild", "--store", store)
+    assert r.returncode == 2 and "running, finished, failed or interrupted" in r.stderr
+    r = warmup("runs", "export", "1", "--format", "csv", "--store", store)
+    assert r.returncode == 2 and "--what metrics, samples or params" in r.stderr
+    j = json.loads(warmup("runs", "export", "1", "--format", "json", "--what", "metrics", "--store", store).stdout)
+    assert j["metrics"] and "samples" not in j and "params" not in j
+    j = json.loads(warmup("runs", "export", "1", "--format", "json", "--what", "samples", "--store", store).stdout)
+    assert len(j["samples"]) == 40 and "metrics" not in j
+
+    (run_dir,), = query(store, "SELECT run_dir FROM runs WHERE id = 1")
+    assert (tmp_path / run_dir).exists() or __import__("os").path.isdir(run_dir)
+    r = warmup("runs", "delete", "1", "--store", store)  # not a terminal: asks for --yes, deletes nothing
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert query(store, "SELECT count(*) FROM runs") == [(2,)]
+    r = warmup("runs", "delete", "1", "--yes", "--store", store)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT id FROM runs") == [(2,)]
+    assert query(store, "SELECT count(*) FROM samples WHERE run_id = 1") == [(0,)]
+    assert query(store, "SELECT count(*) FROM metrics WHERE run_id = 1") == [(0,)]
+    assert query(store, "SELECT count(*) FROM samples WHERE run_id = 2") == [(40,)]
+    assert not __import__("os").path.exists(run_dir)
+    r = warmup("runs", "delete", "1", "--yes", "--store", store)
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    cfg = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 260, "hidden_size": 32,
+           "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+           "max_position_embeddings": 256, "tie_word_embeddings": True, "torch_dtype": "float32"}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    assert warmup("model", "init", "--config", tmp_path / "c.json", "--out", tmp_path / "m").returncode == 0
+    prompts = write(tmp_path / "p.jsonl", json.dumps({"prompt": "hi"}) + "\n")
+    for device in ("cuda", "cuda:3"):
+        r = warmup("generate", "--model", tmp_path / "m", "--prompts", prompts, "--out", tmp_path / "o.jsonl",
+                   "--device", device)
+        assert r.returncode == 2, r.stderr
+        assert f"device '{device}': CUDA is not usable here" in r.stderr, r.stderr
+        assert "frame #" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

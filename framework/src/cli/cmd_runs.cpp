@@ -1,4 +1,6 @@
 // `warmup runs [list|show|compare|export]`: reading the run store.
+#include <unistd.h>
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "cli/options_util.h"
 #include "store/store.h"
 #include "util/errors.h"
+#include "util/log.h"
 #include "util/process.h"
 #include "util/table.h"
 
@@ -30,17 +33,27 @@ std::string metric_value(const json& m) {
   return m["flag"].is_null() ? cell(m["value"]) : m["flag"].get<std::string>();
 }
 
-json run_json(Store& store, int64_t run, bool with_samples) {
+// The run's row plus what `what` names: "all" (stages, params, metrics, artifacts, datasets,
+// plugins, samples), "summary" (all but the samples: show, compare), or one of "metrics",
+// "samples", "params".
+json run_json(Store& store, int64_t run, const std::string& what) {
+  static const std::set<std::string> kWhat = {"all", "summary", "metrics", "samples", "params"};
+  if (!kWhat.count(what))
+    throw UsageError("--what must be metrics, samples, params or all, got '" + what + "'");
+  const bool all = what == "all" || what == "summary";
   json j = store.run_row(run);
-  j["stages"] = store.stage_rows(run);
-  j["params"] = json::object();
-  for (const auto& p : store.param_rows(run))
-    j["params"][p["key"].get<std::string>()] = p["value"];
-  j["metrics"] = store.metric_rows(run);
-  j["artifacts"] = store.artifact_rows(run);
-  j["datasets"] = store.dataset_rows(run);
-  j["plugins"] = store.plugin_rows(run);
-  if (with_samples) {
+  if (all) j["stages"] = store.stage_rows(run);
+  if (all || what == "params") {
+    j["params"] = json::object();
+    for (const auto& p : store.param_rows(run)) j["params"][p["key"].get<std::string>()] = p["value"];
+  }
+  if (all || what == "metrics") j["metrics"] = store.metric_rows(run);
+  if (all) {
+    j["artifacts"] = store.artifact_rows(run);
+    j["datasets"] = store.dataset_rows(run);
+    j["plugins"] = store.plugin_rows(run);
+  }
+  if (what == "all" || what == "samples") {
     j["samples"] = store.sample_rows(run);
     for (auto& s : j["samples"]) s["rewards"] = json::parse(s["rewards"].get<std::string>());
   }
@@ -62,7 +75,7 @@ int list(Store& store, const po::variables_map& vm) {
 }
 
 int show(Store& store, int64_t run) {
-  json j = run_json(store, run, false);
+  json j = run_json(store, run, "summary");
   double start = j["started_at"].get<double>();
   double end = j["ended_at"].is_null() ? unix_now() : j["ended_at"].get<double>();
   std::cout << "run " << run << "  " << cell(j["name"]) << "  [" << cell(j["status"]) << "]\n"
@@ -117,7 +130,7 @@ int show(Store& store, int64_t run) {
 
 int compare(Store& store, const std::vector<int64_t>& runs, bool all_params) {
   std::vector<json> js;
-  for (int64_t r : runs) js.push_back(run_json(store, r, false));
+  for (int64_t r : runs) js.push_back(run_json(store, r, "summary"));
   std::vector<std::string> header = {""};
   for (int64_t r : runs) header.push_back("run " + std::to_string(r));
   TextTable t(header);
@@ -161,6 +174,42 @@ std::string csv_field(const json& v) {
   return out + "\"";
 }
 
+// Deletes runs with their run folders, after a confirmation on a terminal (or --yes).
+int delete_runs(const std::filesystem::path& path, const std::vector<int64_t>& runs, bool yes) {
+  Store store(path);  // writable: a read-only store cannot lose runs
+  store.reap_dead_runs();
+  std::vector<std::pair<int64_t, std::string>> doomed;  // id, run folder
+  for (int64_t id : runs) {
+    auto rec = store.run_record(id);
+    if (!rec) throw UsageError("run " + std::to_string(id) + " not found in " + path.string());
+    if (rec->status == "running")
+      throw UsageError("run " + std::to_string(id) + " is running (pid " + std::to_string(rec->pid) + " on " + rec->host +
+                       "): stop it first");
+    doomed.emplace_back(id, rec->run_dir.value_or(""));
+    std::cout << "run " << id << "  " << rec->status << (doomed.back().second.empty() ? "" : "  " + doomed.back().second)
+              << "\n";
+  }
+  if (!yes) {
+    if (!::isatty(STDIN_FILENO))
+      throw UsageError("warmup runs delete: not a terminal, nothing deleted; pass --yes to delete without asking");
+    std::cout << "delete " << doomed.size() << " run(s) and their folders? [y/N] " << std::flush;
+    std::string answer;
+    std::getline(std::cin, answer);
+    if (answer != "y" && answer != "Y" && answer != "yes") {
+      std::cout << "nothing deleted\n";
+      return 1;
+    }
+  }
+  for (const auto& [id, dir] : doomed) {
+    if (!store.delete_run(id)) throw UsageError("run " + std::to_string(id) + " started running again; not deleted");
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    if (ec) log_warn("run " + std::to_string(id) + " deleted from the store; its folder " + dir + " not removed: " + ec.message());
+    else log_info("deleted run " + std::to_string(id) + (dir.empty() ? "" : " and " + dir));
+  }
+  return 0;
+}
+
 int export_run(Store& store, int64_t run, const std::string& format, const std::string& what,
                const std::string& out_path) {
   std::ofstream file;
@@ -170,7 +219,8 @@ int export_run(Store& store, int64_t run, const std::string& format, const std::
   }
   std::ostream& os = out_path.empty() ? std::cout : file;
   if (format == "json") {
-    os << run_json(store, run, what != "metrics").dump(2) << "\n";
+    if (what == "summary") throw UsageError("--what must be metrics, samples, params or all, got 'summary'");
+    os << run_json(store, run, what).dump(2) << "\n";
     return 0;
   }
   if (format != "csv") throw UsageError("--format must be csv or json, got '" + format + "'");
@@ -182,9 +232,11 @@ int export_run(Store& store, int64_t run, const std::string& format, const std::
   } else if (what == "params") {
     data = store.param_rows(run);
     cols = {"key", "value", "type"};
-  } else if (what == "metrics" || what == "all") {
+  } else if (what == "metrics") {
     data = store.metric_rows(run);
     cols = {"stage", "key", "step", "value", "flag", "wall_time"};
+  } else if (what == "all") {
+    throw UsageError("--format csv writes one table: give --what metrics, samples or params (or --format json for all)");
   } else {
     throw UsageError("--what must be metrics, samples or params for CSV, got '" + what + "'");
   }
@@ -285,7 +337,7 @@ int cmd_runs(const Args& args) {
   po::options_description opts("options");
   std::vector<std::string> targets;
   opts.add_options()
-      ("action", po::value<std::string>()->default_value("list"), "list | show | compare | table | export")
+      ("action", po::value<std::string>()->default_value("list"), "list | show | compare | table | export | delete")
       ("runs", po::value<std::vector<std::string>>(&targets), "run ids (or 'latest')")
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
       ("limit", po::value<int64_t>()->default_value(50), "list: at most N runs, newest first")
@@ -296,7 +348,8 @@ int cmd_runs(const Args& args) {
        "table: metric keys to show, glob patterns separated by commas")
       ("format", po::value<std::string>()->default_value("json"), "export: csv | json")
       ("what", po::value<std::string>()->default_value("all"), "export: metrics | samples | params | all")
-      ("out,o", po::value<std::string>()->default_value(""), "export: write to FILE instead of stdout");
+      ("out,o", po::value<std::string>()->default_value(""), "export: write to FILE instead of stdout")
+      ("yes,y", "delete: do not ask");
   po::positional_options_description pos;
   pos.add("action", 1).add("runs", -1);
   po::variables_map vm;
@@ -306,12 +359,22 @@ int cmd_runs(const Args& args) {
              "       warmup runs compare RUN RUN...\n"
              "       warmup runs table RUN... [--metrics 'eval/*/accuracy,...']  (rows: stages, columns: metrics)\n"
              "       warmup runs export RUN --format csv|json [--what metrics|samples|params|all] [--out FILE]\n"
+             "       warmup runs delete RUN... [--yes]   (with their run folders)\n"
              "RUN is a run id or 'latest'.",
              opts, vm, &pos))
     return 0;
   std::string action = vm["action"].as<std::string>();
   std::filesystem::path path = vm["store"].as<std::string>();
   if (!std::filesystem::exists(path)) throw UsageError(path.string() + ": no such store (run an experiment first)");
+  if (action == "delete") {
+    if (targets.empty()) throw UsageError("warmup runs delete: expected one or more RUNs");
+    std::vector<int64_t> runs;
+    {
+      Store reader(path, Store::ReadOnly{});
+      for (const auto& t : targets) runs.push_back(reader.resolve_run(t));
+    }
+    return delete_runs(path, runs, vm.count("yes") > 0);
+  }
   // Every action only reads: a store on a read-only file, folder or medium is opened read-only
   // (then runs whose process died are shown as their row says, not reaped).
   std::unique_ptr<Store> opened;
@@ -324,7 +387,12 @@ int cmd_runs(const Args& args) {
   Store& store = *opened;
   std::vector<int64_t> runs;
   for (const auto& t : targets) runs.push_back(store.resolve_run(t));
-  if (action == "list") return list(store, vm);
+  if (action == "list") {
+    static const std::set<std::string> kStatuses = {"", "running", "finished", "failed", "interrupted"};
+    if (!kStatuses.count(vm["status"].as<std::string>()))
+      throw UsageError("--status '" + vm["status"].as<std::string>() + "': a run is running, finished, failed or interrupted");
+    return list(store, vm);
+  }
   if (action == "show") {
     if (runs.size() != 1) throw UsageError("warmup runs show: expected one RUN");
     return show(store, runs[0]);
@@ -342,7 +410,7 @@ int cmd_runs(const Args& args) {
     return export_run(store, runs[0], vm["format"].as<std::string>(), vm["what"].as<std::string>(),
                       vm["out"].as<std::string>());
   }
-  throw UsageError("warmup runs: unknown action '" + action + "' (list, show, compare, table, export)");
+  throw UsageError("warmup runs: unknown action '" + action + "' (list, show, compare, table, export, delete)");
 }
 
 }  // namespace warmup::cli

@@ -185,6 +185,18 @@ void read_stages(toml::table& root, const std::string& file_origin, ExperimentCo
     if (!algo) throw ConfigError(s.origin + ": " + ctx + ": algorithm is required");
     s.algorithm = *algo;
     check_identifier(s.algorithm, origin(*st.get("algorithm")), ctx + ": algorithm");
+    // A table named like the algorithm but not equal to it: the typo is more likely in `algorithm`
+    // (algorithm = "evalute" with [stages.evaluate]) than in the table's name.
+    static const std::set<std::string> kStageKeys = {"name", "algorithm", "tasks", "rewards", "teachers",
+                                                     "eval", "description", "model_from"};
+    for (const auto& [k, v] : st) {
+      std::string key(k.str());
+      if (key == s.algorithm || kStageKeys.count(key) || !v.is_table()) continue;
+      if (detail::edit_distance(key, s.algorithm) <= 2)
+        throw ConfigError(origin(*st.get("algorithm")) + ": " + ctx + ": algorithm = \"" + s.algorithm +
+                          "\" but its options table is [" + key + "] (" + key_origin(k, v) + "): did you mean algorithm = \"" +
+                          key + "\"?");
+    }
     check_keys(st, {"name", "algorithm", s.algorithm, "tasks", "rewards", "teachers", "eval", "description", "model_from"},
                ctx);
     s.description = read<std::string>(st, "description", ctx).value_or("");

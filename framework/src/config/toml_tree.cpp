@@ -321,7 +321,9 @@ void apply_override(toml::table& root, std::string_view assignment) {
   } catch (const toml::parse_error&) {
   }
   toml::node* value = parsed ? parsed->get("v") : nullptr;
-  if (!value || (existing && existing->is_string() && !value->is_string())) {
+  // Over a string, a number stays text (--set experiment.name=123); a boolean stays a boolean, so
+  // an option that takes a bool or a string (bf16 = "auto") can be switched to false.
+  if (!value || (existing && existing->is_string() && !value->is_string() && !value->is_boolean())) {
     if (existing && !existing->is_string())
       throw ConfigError(where + ": expected " + type_name(*existing) + ", found '" + text +
                         "' (not a TOML " + type_name(*existing) + ")");
@@ -330,7 +332,7 @@ void apply_override(toml::table& root, std::string_view assignment) {
     parsed = toml::parse(to_toml(literal), where);
     value = parsed->get("v");
   }
-  if (existing && existing->type() != value->type()) {
+  if (existing && existing->type() != value->type() && !(existing->is_string() && value->is_boolean())) {
     if (existing->is_floating_point() && value->is_integer()) {
       toml::table conv = toml::parse("v = " + std::to_string(*value->value<int64_t>()) + ".0", where);
       parent->insert_or_assign(key, std::move(*conv.get("v")));

@@ -37,11 +37,23 @@ std::string dtype_name(torch::ScalarType t) {
 
 torch::Device parse_device(const std::string& name) {
   if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  std::optional<torch::Device> d;
   try {
-    return torch::Device(name);
+    d = torch::Device(name);
   } catch (const std::exception&) {
     throw ConfigError("unknown device '" + name + "' (cpu, cuda, cuda:N, auto)");
   }
+  if (d->is_cuda()) {  // one line, not c10's stack trace from the first CUDA call
+    int64_t n = torch::cuda::is_available() ? int64_t(torch::cuda::device_count()) : 0;
+    if (n == 0)
+      throw ConfigError("device '" + name + "': CUDA is not usable here (" +
+                        std::string(torch::cuda::is_available() ? "no CUDA device" : "no CUDA device or driver found") +
+                        "); use device = \"cpu\" or \"auto\"");
+    if (d->has_index() && d->index() >= n)
+      throw ConfigError("device '" + name + "': only " + std::to_string(n) + " CUDA device(s) here (cuda:0..cuda:" +
+                        std::to_string(n - 1) + ")");
+  }
+  return *d;
 }
 
 CausalLM load_model(const fs::path& dir, const LoadOptions& opt) {

@@ -132,6 +132,11 @@ bool Store::resume_run(int64_t run) {
   return db_.changes() == 1;
 }
 
+bool Store::delete_run(int64_t run) {
+  Stmt(db_, "DELETE FROM runs WHERE id = ? AND status != 'running'").bind(1, run).run();
+  return db_.changes() == 1;
+}
+
 std::string Store::run_uuid(int64_t run) {
   Stmt q(db_, "SELECT uuid FROM runs WHERE id = ?");
   q.bind(1, run);

@@ -69,6 +69,10 @@ class Store {
   // Claims a failed or interrupted run for this process, atomically (one UPDATE ... WHERE status
   // IN ('failed', 'interrupted')): of two resumes started together exactly one gets true.
   bool resume_run(int64_t run);
+  // Deletes a run that is not running, with everything recorded for it (stages, params, metrics,
+  // samples, artifacts, datasets, plugins: ON DELETE CASCADE); false when it does not exist or is
+  // running (checked in the same statement). Its run folder is the caller's to remove.
+  bool delete_run(int64_t run);
   void end_run(int64_t run, const std::string& status, const std::string& error);
   // Write-once: an existing key with the same value is accepted, a different value throws.
   void write_params(int64_t run, const std::vector<FlatValue>& params);

@@ -90,6 +90,8 @@ TEST_CASE("mmlu_pro options are checked") {
   CHECK_THROWS_WITH_AS(bad("test_split = \"none\""), doctest::Contains("rest or all"), PluginError);
   CHECK_THROWS_WITH_AS(registry().create<Task>("mmlu_pro", init("task", "categories = [\"astrology\"]\ndata_dir = \".\""), "test"),
                        doctest::Contains("unknown category 'astrology'"), PluginError);
+  CHECK_THROWS_WITH_AS(registry().create<Task>("mmlu_pro", init("task", "categories = [\"physic\"]\ndata_dir = \".\""), "test"),
+                       doctest::Contains("(the 14 categories: biology, business, chemistry, computer science"), PluginError);
   CHECK_THROWS_WITH_AS(registry().create<Task>("mmlu_pro", init("task", ""), "test"),
                        doctest::Contains("missing required key 'data_dir'"), PluginError);
   auto missing = registry().create<Task>("mmlu_pro", init("task", "data_dir = \"nowhere\""), "test");
