@@ -141,3 +141,15 @@ def test_bf16_autocast_trains_with_float32_weights(tmp_path, store):
     assert sum(got[-5:]) / 5 < 0.8 * sum(got[:5]) / 5     # it learns
     (model_dir,), = query(store, "SELECT path FROM artifacts WHERE name = 'model'")
     assert json.loads((REPO / model_dir / "config.json").read_text())["torch_dtype"] == "float32"
+
+
+def test_logging_steps_and_trl_only_options(tmp_path, store):
+    exp = setup(tmp_path, steps=6)
+    r = warmup("run", exp, "--store", store, "--set", "stages.warmup.sft.logging_steps=2")
+    assert r.returncode == 0, r.stderr
+    steps = [l.split("step ")[1].split(" |")[0] for l in r.stderr.splitlines() if "| loss " in l]
+    assert steps == ["1/6", "2/6", "4/6", "6/6"], steps  # every 2nd, the first and the last
+    assert all(("ETA " in l or "| done" in l) for l in r.stderr.splitlines() if "| loss " in l)
+    for key, says in (("report_to", "run store"), ("use_vllm", "own engine")):
+        r = warmup("run", exp, "--store", store, "--dry-run", "--set", f"stages.warmup.sft.{key}=\"wandb\"")
+        assert r.returncode == 2 and key in r.stderr and says in r.stderr, r.stderr

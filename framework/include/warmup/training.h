@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <random>
@@ -31,6 +32,36 @@ inline Bounds adam_beta_bounds() { return at_least(0).below(1); }
 inline Bounds adam_epsilon_bounds() { return above(0).at_most(1); }  // divides the update
 inline Bounds epochs_bounds() { return above(0).at_most(kMaxEpochs); }
 inline Bounds steps_bounds() { return at_least(0).at_most(kMaxSteps); }
+
+// TRL's `logging_steps` (transformers TrainingArguments): a training algorithm logs its step line
+// every N optimizer steps, and always at the first and the last. Default 10, as there.
+inline int64_t logging_steps_option(Options& o) {
+  return o.get<int64_t>("logging_steps", 10, at_least(1).at_most(kMaxSteps));
+}
+inline bool log_this_step(int64_t step, int64_t total, int64_t logging_steps) {
+  return step == 1 || step == total || step % logging_steps == 0;
+}
+
+// TRL options that have no meaning here, refused with what to use instead (ConfigError at the key).
+inline void refuse_trl_only_options(Options& o) {
+  if (o.has("use_vllm"))
+    o.fail("use_vllm", "warmup generates with its own engine in the same process (paged KV cache, continuous "
+                       "batching, prefix caching; no vLLM server to start): remove use_vllm");
+  if (o.has("report_to"))
+    o.fail("report_to", "every metric, sample and parameter goes to the run store (SQLite): read them with "
+                        "`warmup runs show|table|export`; remove report_to");
+}
+
+// "ETA 3m10s" from the time so far and the share done; "" before the first step.
+inline std::string eta_text(double elapsed_s, int64_t done, int64_t total) {
+  if (done <= 0 || total <= done) return done >= total && done > 0 ? "done" : "";
+  double left = elapsed_s / double(done) * double(total - done);
+  char buf[32];
+  if (left >= 3600) std::snprintf(buf, sizeof buf, "ETA %dh%02dm", int(left / 3600), int(left / 60) % 60);
+  else if (left >= 60) std::snprintf(buf, sizeof buf, "ETA %dm%02ds", int(left / 60), int(left) % 60);
+  else std::snprintf(buf, sizeof buf, "ETA %.0fs", left);
+  return buf;
+}
 // At least 16 bytes per token of a batch (ids and targets as int64): what bounds lengths and rows.
 inline constexpr long double kMinBytesPerToken = 16;
 

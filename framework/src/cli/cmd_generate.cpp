@@ -32,8 +32,8 @@ int cmd_generate(const Args& args) {
       ("ignore-eos", "do not stop at EOS")
       ("logprobs", "write per-token log-probs");
   po::variables_map vm;
-  if (!parse(args, "usage: warmup generate --model DIR --prompts FILE.jsonl --out FILE.jsonl [--n 4] "
-                   "[--temperature 0.7] [--top-p 0.95] [--max-model-len 4096]",
+  if (!parse(args, "usage: warmup generate --model DIR --prompts FILE.jsonl --out FILE.jsonl [--n N] "
+                   "[--temperature T] [--top-p P] [--max-new-tokens N] (defaults below)",
              opts, vm))
     return 0;
   auto engine = make_engine(vm);

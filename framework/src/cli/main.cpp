@@ -22,7 +22,7 @@ const char* kUsage =
     "commands:\n"
     "  run EXPERIMENT.toml   run an experiment (--set path=value, --dry-run, --store, --plugin-dir)\n"
     "  plugins               list discovered plugins and every load failure\n"
-    "  runs                  list runs; runs show|compare|export RUN...\n"
+    "  runs                  list runs; runs show|compare|table|export|delete RUN...\n"
     "  version               version and build fingerprint\n"
     "  tokenize              text <-> token ids with a tokenizer.json\n"
     "  model                 init | info | convert | logits of a Hugging Face model directory\n"

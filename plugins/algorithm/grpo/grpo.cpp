@@ -75,6 +75,8 @@ class Grpo final : public warmup::Algorithm {
     save_steps_ = o.get<int64_t>("save_steps", 50, warmup::at_least(0));
     log_groups_ = o.get<int64_t>("log_completions_groups", 1, warmup::at_least(-1));  // groups per step stored as samples; -1 = all
     reward_workers_ = o.get<int64_t>("reward_workers", 4, warmup::at_least(1).at_most(1024));
+    logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
+    warmup::refuse_trl_only_options(o);
     if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
     if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
       o.fail("loss_type", "must be grpo, bnpo, dr_grpo or dapo");
@@ -102,6 +104,7 @@ class Grpo final : public warmup::Algorithm {
     std::vector<torch::Tensor> params = module.parameters();
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
     int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
+    first_step_ = start, t_start_ = Clock::now();
     for (int64_t step = start; step < total; ++step) {
       train_step(ctx, policy, ref.get(), opt, params, step, total, per_epoch);
       int64_t s1 = step + 1;
@@ -261,11 +264,12 @@ class Grpo final : public warmup::Algorithm {
 
     // 4. metrics and samples
     record(ctx, items, rolls, rewards, adv, zero_std, stats, s1, per_epoch, lr, gnorm, loss_sum, gen_s, score_s, train_s);
-    if (s1 % 10 == 0 || s1 == 1 || s1 == total) {
-      char line[240];
-      std::snprintf(line, sizeof(line), "step %lld/%lld | reward %.3f | len %.0f | loss %.4f | grad %.3f | gen %.1fs score %.1fs train %.1fs",
+    if (warmup::log_this_step(s1, total, logging_steps_)) {
+      char line[280];
+      double el = since(t_start_);
+      std::snprintf(line, sizeof(line), "step %lld/%lld | reward %.3f | len %.0f | loss %.4f | grad %.3f | gen %.1fs score %.1fs train %.1fs | %s",
                     (long long)s1, (long long)total, mean_reward_, mean_len_, loss_sum, gnorm, gen_s,
-                    score_s, train_s);
+                    score_s, train_s, warmup::eta_text(el, s1 - first_step_, total - first_step_).c_str());
       ctx.log(warmup::LogLevel::kInfo, line);
     }
   }
@@ -356,7 +360,9 @@ class Grpo final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   std::vector<std::string> stop_;
   int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
-  int64_t save_steps_, log_groups_, reward_workers_;
+  int64_t save_steps_, log_groups_, reward_workers_, logging_steps_ = 10;
+  int64_t first_step_ = 0;  // the step this process started at (after a resume), for the ETA
+  Clock::time_point t_start_ = Clock::now();
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, max_error_rate_;
   bool mask_truncated_, checkpointing_, bf16_ = false;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;

@@ -57,6 +57,8 @@ class Sft final : public warmup::Algorithm {
     eval_examples_ = o.get<int64_t>("eval_examples", 0, warmup::at_least(0));  // held out for eval/loss (the paper: 100)
     eval_steps_ = o.get<int64_t>("eval_steps", 50, warmup::at_least(0));
     save_steps_ = o.get<int64_t>("save_steps", 0, warmup::at_least(0));  // checkpoint every N steps; 0 = only at the end
+    logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
+    warmup::refuse_trl_only_options(o);
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
@@ -102,6 +104,7 @@ class Sft final : public warmup::Algorithm {
     if (ctx.resuming()) start = warmup::restore_checkpoint(ctx, policy, opt);
 
     auto t0 = std::chrono::steady_clock::now();
+    const int64_t start_step = start;
     for (int64_t step = start; step < total; ++step) {
       double lr = schedule_.at(step, total);
       schedule_.apply(opt, lr);
@@ -134,11 +137,12 @@ class Sft final : public warmup::Algorithm {
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
       ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));
-      if (s1 % 10 == 0 || s1 == total || s1 == 1) {
+      if (warmup::log_this_step(s1, total, logging_steps_)) {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        char line[200];
-        std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3g | grad %.3f | %.0f tok/s | %.1fs",
-                      (long long)s1, (long long)total, loss_sum / double(accum_), lr, gnorm, double(tokens) / std::max(secs, 1e-9), el);
+        char line[240];
+        std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3g | grad %.3f | %.0f tok/s | %.1fs | %s",
+                      (long long)s1, (long long)total, loss_sum / double(accum_), lr, gnorm, double(tokens) / std::max(secs, 1e-9), el,
+                      warmup::eta_text(el, s1 - start_step, total - start_step).c_str());
         ctx.log(warmup::LogLevel::kInfo, line);
       }
       if (!eval.empty() && eval_steps_ > 0 && (s1 % eval_steps_ == 0 || s1 == total)) ctx.metric("eval/loss", s1, eval_loss(policy, eval));
@@ -219,7 +223,7 @@ class Sft final : public warmup::Algorithm {
   std::string base_dir_, data_, split_;
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
-  int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_;
+  int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_, logging_steps_ = 10;
   bool append_eos_, checkpointing_, bf16_ = false, packing_;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   std::vector<std::vector<const sft::Sequence*>> rows_;  // what a step draws from: packed rows or single sequences
