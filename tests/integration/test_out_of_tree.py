@@ -126,3 +126,41 @@ def test_out_of_tree_domain_works_with_run_eval_and_score(tmp_path, store):
     assert r.returncode == 0, r.stderr
     assert query(store, "SELECT status FROM runs WHERE id = 2") == [("finished",)]
     assert len(query(store, "SELECT id FROM samples WHERE run_id = 2")) == 2 * len(words)
+
+
+def test_out_of_tree_algorithm_that_uses_the_model(tmp_path, store):
+    lib = build_out_of_tree(tmp_path)  # the package's warmup::torch found LibTorch for it
+    drop = tmp_path / "algos"
+    drop.mkdir()
+    shutil.copy(lib.parent / "libwarmup_ref_logprob.so", drop)
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    assert warmup("model", "init", "--config", tmp_path / "tiny.json", "--out", tmp_path / "tiny", "--seed", "1").returncode == 0
+    exp = write(tmp_path / "exp.toml", f"""[experiment]
+name = "ref-logprob"
+[model]
+path = "{tmp_path / 'tiny'}"
+[plugins]
+paths = ["{drop}"]
+[tasks.arithmetic]
+test_size = 5
+[[stages]]
+name = "probe"
+algorithm = "ref_logprob"
+tasks = ["arithmetic"]
+  [stages.ref_logprob]
+  limit = 3
+""")
+    values = []
+    for _ in range(2):
+        r = warmup("run", exp, "--store", store)
+        assert r.returncode == 0, r.stderr
+        run = len(values) + 1
+        m = dict(query(store, "SELECT key, value FROM metrics WHERE run_id = ? AND key LIKE 'ref_logprob/%'", run))
+        assert set(m) == {"ref_logprob/arithmetic/0", "ref_logprob/arithmetic/1", "ref_logprob/arithmetic/2",
+                          "ref_logprob/arithmetic/mean"}, m
+        per = [m[f"ref_logprob/arithmetic/{i}"] for i in range(3)]
+        assert all(v < 0 for v in per) and abs(sum(per) / 3 - m["ref_logprob/arithmetic/mean"]) < 1e-9
+        values.append(per)
+    assert values[0] == values[1]  # the same weights give the same log-probs
+    (lib_path,), = query(store, "SELECT library_path FROM run_plugins WHERE name = 'ref_logprob' AND run_id = 1")
+    assert lib_path == str(drop / "libwarmup_ref_logprob.so")
