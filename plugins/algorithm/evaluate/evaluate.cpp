@@ -13,7 +13,9 @@
 // Does not retry failed generations or rescore stored runs (`warmup score` rescoring is the CLI's).
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <thread>
 
@@ -102,7 +104,17 @@ class Evaluate final : public warmup::Algorithm {
       ctx.log(warmup::LogLevel::kInfo, "scoring " + std::to_string(examples.size()) + " x " +
                                            std::to_string(ev.num_samples) + " of " + t.name + "/" +
                                            ev.split + " (digest " + digest.substr(0, 12) + ")");
+      auto t_gen = std::chrono::steady_clock::now();
       std::vector<std::vector<warmup::Completion>> outs = complete(ctx, examples, int(ev.num_samples));
+      double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_gen).count();
+      int64_t tokens = 0;
+      for (const auto& o : outs)
+        for (const auto& c : o) tokens += std::max<int64_t>(0, c.tokens);
+      char line[200];
+      std::snprintf(line, sizeof line, "%s: %zu completions (%lld tokens) from %s in %.1fs; scoring on %lld thread(s)",
+                    t.name.c_str(), examples.size() * size_t(ev.num_samples), (long long)tokens, completions_.c_str(),
+                    gen_s, (long long)workers_);
+      ctx.log(warmup::LogLevel::kInfo, line);
       score_task(ctx, t.name, examples, outs, size_t(ev.num_samples));
       if (ctx.stop_requested()) return;
     }
