@@ -67,10 +67,6 @@ struct Instances {
   std::vector<PluginUse> used;
 };
 
-std::string base_dir(const ExperimentConfig& cfg) {
-  return cfg.base_dir.string();
-}
-
 PluginUse use_of(const PluginEntryInfo& e) {
   return {e.kind, e.name, e.plugin_version, e.interface_id + "@" + std::to_string(e.interface_version),
           e.library.string(), ""};
@@ -82,7 +78,7 @@ void create_section(const PluginRegistry& reg, HostImpl& host, const ExperimentC
                     std::map<std::string, PluginPtr<I>>& out, std::vector<PluginUse>& used) {
   for (const auto& [instance, spec] : specs) {
     PluginInit init = make_plugin_init(spec.kind, spec.plugin, spec.path, spec.options, spec.origin, cfg.seed,
-                                       base_dir(cfg));
+                                       cfg.base_dir.string());
     init.host = &host;
     out.emplace(instance, reg.create<I>(spec.plugin, init, spec.origin));
     used.push_back(use_of(*reg.find(spec.kind, spec.plugin)));
@@ -101,7 +97,7 @@ Instances create_all(const PluginRegistry& reg, HostImpl& host, const Experiment
   create_section(reg, host, cfg, cfg.teachers, in.teachers, in.used);
   for (const auto& st : cfg.stages) {
     PluginInit init = make_plugin_init("algorithm", st.algorithm, "stages." + st.name + "." + st.algorithm,
-                                       st.options, st.options_origin, cfg.seed, base_dir(cfg));
+                                       st.options, st.options_origin, cfg.seed, cfg.base_dir.string());
     init.host = &host;
     in.algorithms.push_back(reg.create<Algorithm>(st.algorithm, init, st.options_origin));
     in.used.push_back(use_of(*reg.find("algorithm", st.algorithm)));
@@ -344,10 +340,9 @@ StageOutcome run_stage(Store& store, Algorithm& algorithm, StageSetup setup) {
 
 // A new run: its store row, params and plugins, and its folder (config.toml, run.json). A failure
 // after the row exists marks the run failed and is rethrown.
-std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const ExperimentConfig& cfg, Store& store_ref,
+std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const ExperimentConfig& cfg, Store& store,
                                            const std::string& config_text, const toml::table& resolved,
                                            const std::vector<PluginUse>& used) {
-  Store* store = &store_ref;
   int64_t run = 0;
   fs::path run_dir;
   RunStart rs;
@@ -363,23 +358,23 @@ std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const Experime
   rs.torch_version = build_info().torch_version;
   rs.seed = cfg.seed;
   rs.tags_json = nlohmann::json(cfg.tags).dump();
-  run = store->create_run(rs);
+  run = store.create_run(rs);
   // Namespaced by the run's uuid: another store in this folder, or a recreated store, has its
   // own run 1 and never shares (or reuses) this folder.
-  std::string uuid = store->run_uuid(run);
-  run_dir = fs::absolute(store->path()).parent_path() / "runs" / (std::to_string(run) + "-" + uuid.substr(0, 8));
+  std::string uuid = store.run_uuid(run);
+  run_dir = fs::absolute(store.path()).parent_path() / "runs" / (std::to_string(run) + "-" + uuid.substr(0, 8));
   try {
     if (fs::exists(run_dir)) throw StoreError(run_dir.string() + ": a run folder already exists there; not reusing it");
     fs::create_directories(run_dir);
     write_file_synced(run_dir / "config.toml", config_text);
-    write_file_synced(run_dir / "run.json", nlohmann::json{{"store", fs::absolute(store->path()).string()},
+    write_file_synced(run_dir / "run.json", nlohmann::json{{"store", fs::absolute(store.path()).string()},
                                                             {"run_id", run}, {"uuid", uuid},
                                                             {"config_hash", rs.config_hash}}.dump(2) + "\n");
-    store->set_run_dir(run, run_dir.string());
-    store->write_params(run, flatten(resolved));
-    store->add_plugins(run, used);
+    store.set_run_dir(run, run_dir.string());
+    store.write_params(run, flatten(resolved));
+    store.add_plugins(run, used);
   } catch (const std::exception& e) {
-    store->end_run(run, "failed", e.what());
+    store.end_run(run, "failed", e.what());
     throw;
   }
   return {run, run_dir};
