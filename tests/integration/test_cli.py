@@ -30,7 +30,7 @@ def test_version_reports_the_build():
     assert r.returncode == 0
     v = json.loads(r.stdout)
     assert v["torch_version"].startswith("2.11.")
-    assert v["plugin_abi"] == "1.5"  # 1.5: Policy::last_generation_stats
+    assert v["plugin_abi"] == "1.6"  # 1.6: Algorithm::validate
     assert "cxx11abi=1" in v["fingerprint"]
     assert v["cuda_available"] is False  # no GPU in CI
     assert len(v["git_commit"]) >= 7
@@ -299,10 +299,10 @@ algorithm = "sft"
   bf16 = "auto"
 """)
     r = warmup("run", exp, "--store", store, "--dry-run", "--set", "stages.sft-warmup.sft.bf16=false")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 2 and "nowhere.jsonl: cannot read" in r.stderr, r.stderr  # the config resolves; the files are missing
     assert "bf16 = false" in r.stdout
     r = warmup("run", exp, "--store", store, "--dry-run", "--set", "experiment.name=123")
-    assert r.returncode == 0 and 'name = "123"' in r.stdout  # numbers over a string stay text
+    assert 'name = "123"' in r.stdout  # numbers over a string stay text
 
 
 def test_runs_status_export_what_and_delete(tmp_path, store):
@@ -346,3 +346,49 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path):
         assert r.returncode == 2, r.stderr
         assert f"device '{device}': CUDA is not usable here" in r.stderr, r.stderr
         assert "frame #" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ---- validation before running (issue 19 item 1) ------------------------------------------------
+
+CHECKS = """[experiment]
+name = "checks"
+[model]
+path = "no/such/model"
+device = "gpu"
+[tasks.math]
+test = "no/such/math500.jsonl"
+[rewards.math_accuracy]
+[[stages]]
+name = "warm"
+algorithm = "sft"
+  [stages.sft]
+  data = "bad.jsonl"
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["math"]
+rewards = { math_accuracy = 1.0 }
+  [stages.evaluate]
+  completions = "model"
+"""
+
+
+def test_dry_run_and_real_run_name_every_problem_before_anything_runs(tmp_path, store):
+    write(tmp_path / "bad.jsonl", "not json\n")
+    exp = write(tmp_path / "checks.toml", CHECKS)
+    for extra in (["--dry-run"], []):
+        r = warmup("run", exp, "--store", store, *extra)
+        assert r.returncode == 2, r.stderr
+        err = r.stderr
+        assert "4 problems found before the run started (nothing ran):" in err, err
+        assert f"path {tmp_path / 'no/such/model'} does not exist" in err
+        assert "unknown device 'gpu'" in err
+        assert f"{tmp_path / 'bad.jsonl'}:1: not valid JSON" in err and "stages.warm.sft.data" in err
+        assert "stages.eval.evaluate: task 'math' split 'test'" in err and str(tmp_path / "no/such/math500.jsonl") in err
+        assert not store.exists()  # a new run with problems leaves no row behind
+    r = warmup("run", exp, "--store", store, "--dry-run")
+    assert r.stdout.startswith("[experiment]")  # the resolved config is still printed
+    # the device alone: CUDA asked for on a machine without it is one line
+    r = warmup("run", exp, "--store", store, "--dry-run", "--set", 'model.device="cuda"')
+    assert r.returncode == 2 and "CUDA is not usable here" in r.stderr and "unknown device" not in r.stderr
+    assert "frame #" not in r.stderr

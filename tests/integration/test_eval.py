@@ -539,3 +539,85 @@ def test_score_interrupted_exits_128_plus_signal_and_leaves_no_work_folders(tmp_
     assert f"interrupted by {sig.name} after scoring" in err and "nothing written" in err, err
     assert not (tmp_path / "o.jsonl").exists()
     assert left == [] and list(tmp.iterdir()) == []
+
+
+# ---- evaluate saves as it goes; a stopped evaluation resumes (issue 19 items 1 and 2) -------------
+
+from conftest import spawn, wait_for  # noqa: E402
+
+RESUMABLE = """[experiment]
+name = "resumable-eval"
+seed = 7
+[model]
+path = "{model}"
+device = "cpu"
+[tasks.math]
+test = "{data}"
+[rewards.math_accuracy]
+[[stages]]
+name = "eval"
+algorithm = "evaluate"
+tasks = ["math"]
+rewards = {{ math_accuracy = 1.0 }}
+eval = {{ split = "test", num_samples = 2 }}
+  [stages.evaluate]
+  completions = "model"
+  max_new_tokens = 48
+  save_every = 4
+"""
+
+
+def eval_results(store, run):
+    samples = query(store, "SELECT example_id, completion, completion_tokens, reward FROM samples WHERE run_id = ? "
+                           "ORDER BY id", run)
+    metrics = query(store, "SELECT key, step, value FROM metrics WHERE run_id = ? ORDER BY key", run)
+    return samples, metrics
+
+
+@needs_data
+def test_sigint_during_evaluate_keeps_finished_chunks_and_resume_matches_an_uninterrupted_run(tiny, tmp_path, store):
+    rows = jsonl(DATA / "math" / "math500_test.jsonl")[:120]
+    data = dump(tmp_path / "data" / "math.jsonl", rows)
+    exp = write(tmp_path / "eval.toml", RESUMABLE.format(model=tiny, data=data))
+    ref_store = tmp_path / "ref.sqlite"
+    r = warmup("run", exp, "--store", ref_store, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ref = eval_results(ref_store, 1)
+    assert len(ref[0]) == 240 and ref[1]
+
+    p = spawn("run", exp, "--store", store)
+    try:
+        assert wait_for(lambda: store.exists() and query(store, "SELECT count(*) FROM samples")[0][0] >= 8, timeout=300)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert query(store, "SELECT status FROM runs WHERE id = 1") == [("interrupted",)]
+    (kept,), = query(store, "SELECT count(*) FROM samples WHERE run_id = 1")
+    assert 8 <= kept < 240 and kept % 8 == 0, kept  # whole chunks of 4 examples x 2 samples
+    assert eval_results(store, 1)[0] == ref[0][:kept]  # what was saved is what the full run computed
+
+    # The data moves while the run is stopped: the resume fails before evaluating anything...
+    moved = tmp_path / "moved.jsonl"
+    data.rename(moved)
+    r = warmup("run", "--resume", "1", "--store", store)
+    assert r.returncode == 2 and str(data) in r.stderr and "found before the run started" in r.stderr, r.stderr
+    assert query(store, "SELECT status FROM runs WHERE id = 1") == [("failed",)]
+    # ...--set may fix the path, but not change what the run computes...
+    r = warmup("run", "--resume", "1", "--store", store, "--set", "stages.eval.evaluate.temperature=0.1")
+    assert r.returncode == 2 and "--set stages.eval.evaluate.temperature" in r.stderr, r.stderr
+    r = warmup("run", "--resume", "1", "--store", store, "--set", f'tasks.math.test="{tmp_path / "nowhere.jsonl"}"')
+    assert r.returncode == 2 and "does not exist either" in r.stderr, r.stderr
+    # ...and the fixed run completes the rest: the same samples and metrics as the uninterrupted run.
+    r = warmup("run", "--resume", "1", "--store", store, "--set", f'tasks.math.test="{moved}"', timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"{kept // 2} done by the stopped attempt" in r.stderr, r.stderr
+    assert eval_results(store, 1) == ref
+    (config, overrides), = query(store, "SELECT config, overrides FROM runs WHERE id = 1")
+    assert f'test = "{moved}"' in config and json.loads(overrides) == [f'tasks.math.test="{moved}"']
+    (run_dir,), = query(store, "SELECT run_dir FROM runs WHERE id = 1")
+    assert f'test = "{moved}"' in open(os.path.join(run_dir, "config.toml")).read()
+    assert query(store, "SELECT value FROM params WHERE run_id = 1 AND key = 'tasks.math.test'") == [(str(moved),)]

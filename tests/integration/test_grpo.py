@@ -237,7 +237,11 @@ def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
 def test_paper_rlvr_configs_resolve(name):
     import tomllib
     r = warmup("run", REPO / f"experiments/paper/rlvr_{name}_qwen2.5-3b.toml", "--dry-run")
-    assert r.returncode == 0, r.stderr
+    # The resolved config is printed; the paper's machine paths and GPU are not here, and --dry-run
+    # names each (issue 19).
+    assert r.returncode == 2 and "path /models/Qwen2.5-3B does not exist" in r.stderr, r.stderr
+    assert "device: device 'cuda': CUDA is not usable here" in r.stderr
+    assert "/data/" in r.stderr
     stages = {s["name"]: s for s in tomllib.loads(r.stdout)["stages"]}
     g = stages["rlvr"]["grpo"]
     want = {"num_generations": 10, "prompts_per_step": 10, "num_train_epochs": 25.0, "loss_type": "bnpo",
@@ -248,3 +252,32 @@ def test_paper_rlvr_configs_resolve(name):
     assert {k: g[k] for k in want} == want, g
     e = stages["eval"]
     assert e["eval"]["num_samples"] == 4 and e["evaluate"]["max_model_len"] == 4096
+
+
+def test_trl_step_size_names_set_prompts_per_step(tmp_path, store):
+    """TRL's generation_batch_size and gradient_accumulation_steps (issue 19 item 4): completions
+    per optimizer step = per_device_train_batch_size x gradient_accumulation_steps, so
+    prompts_per_step = that / num_generations; inconsistent or indivisible values are refused."""
+    import tomllib
+    base = experiment(tmp_path, 2).read_text().replace("  prompts_per_step = 8\n", "")
+    exp = write(tmp_path / "trl.toml", base)
+
+    def resolved(*sets):
+        r = warmup("run", exp, "--store", store, "--dry-run", *[a for s in sets for a in ("--set", f"stages.rl.grpo.{s}")])
+        return r, (tomllib.loads(r.stdout)["stages"][0]["grpo"] if r.returncode == 0 else None)
+    r, g = resolved("generation_batch_size=24")
+    assert r.returncode == 0, r.stderr
+    assert g["prompts_per_step"] == 3 and g["generation_batch_size"] == 24
+    r, g = resolved("per_device_train_batch_size=4", "gradient_accumulation_steps=6")
+    assert r.returncode == 0 and g["prompts_per_step"] == 3, r.stderr
+    r, _ = resolved("generation_batch_size=20")
+    assert r.returncode == 2 and "not a multiple of num_generations = 8" in r.stderr, r.stderr
+    r, _ = resolved("per_device_train_batch_size=4", "gradient_accumulation_steps=6", "generation_batch_size=32")
+    assert r.returncode == 2 and "must equal per_device_train_batch_size x gradient_accumulation_steps = 24" in r.stderr
+    r, _ = resolved("generation_batch_size=24", "prompts_per_step=4")
+    assert r.returncode == 2 and "must equal generation_batch_size" in r.stderr
+    # the resolved config (both names) resumes: a run with the TRL name trains
+    r = warmup("run", exp, "--store", store, "--set", "stages.rl.grpo.generation_batch_size=24",
+               "--set", "stages.rl.grpo.log_completions_groups=-1")
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT count(*) FROM samples WHERE step = 1") == [(24,)]  # 3 prompts x 8

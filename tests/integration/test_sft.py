@@ -124,7 +124,9 @@ algorithm = "sft"
 
 def test_paper_warmup_config_resolves():
     r = warmup("run", "experiments/paper/warmup_qwen2.5-3b.toml", "--dry-run")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 2 and "path /models/Qwen2.5-3B does not exist" in r.stderr, r.stderr
+    assert "task 'knights_knaves' split 'train'" in r.stderr and "/data/kk" in r.stderr, r.stderr
+    assert "qwq_kk_traces" not in r.stderr  # written by the run's distill stage: not checked
     assert "learning_rate = 9.9999999999999995e-07" in r.stdout and 'model = "Qwen/QwQ-32B"' in r.stdout
 
 
@@ -153,3 +155,93 @@ def test_logging_steps_and_trl_only_options(tmp_path, store):
     for key, says in (("report_to", "run store"), ("use_vllm", "own engine")):
         r = warmup("run", exp, "--store", store, "--dry-run", "--set", f"stages.warmup.sft.{key}=\"wandb\"")
         assert r.returncode == 2 and key in r.stderr and says in r.stderr, r.stderr
+
+
+# ---- TRL's conversational formats (issue 19 item 4) ----------------------------------------------
+
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+QWEN_TOK = Path(os.environ.get("WARMUP_QWEN_TOKENIZER", REPO / "build/tests/fixtures/qwen3"))
+
+MESSAGES = [
+    {"messages": [{"role": "system", "content": "You are a logician."},
+                  {"role": "user", "content": "Who is a knight?"},
+                  {"role": "assistant", "content": "Zoey is a knight and Oliver is a knave."}]},
+    {"messages": [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"},
+                  {"role": "user", "content": "Und 3 × 3 — auf Deutsch? 你好 🙂"},
+                  {"role": "assistant", "content": "Neun.\n\nNine."}]},
+    {"messages": [{"role": "user", "content": "Think first."},
+                  {"role": "assistant", "content": "<think>\nLet me see.\n</think>\n\nDone."}]},
+]
+PROMPT_COMPLETION = [
+    {"prompt": [{"role": "user", "content": "Who is a knight?"}],
+     "completion": [{"role": "assistant", "content": "Zoey is a knight."}]},
+    {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Solve: x + 1 = 3"}],
+     "completion": [{"role": "assistant", "content": "<think>\nx = 2\n</think>\n\n\\boxed{2}"}]},
+    {"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
+     "completion": [{"role": "assistant", "content": "  spaced  \t out  "}]},
+]
+
+
+def trl_tokenised(rows, tmp_path):
+    """TRL's own tokenisation: an SFTTrainer over `rows` on a tiny Qwen3 with the Qwen3 tokenizer;
+    its train_dataset holds input_ids and labels (-100 where no loss applies)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    from trl import SFTConfig, SFTTrainer
+    tok = AutoTokenizer.from_pretrained(QWEN_TOK)
+    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], max_length=None, save_strategy="no", use_cpu=True,
+                     bf16=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    return [dict(r) for r in trainer.train_dataset]
+
+
+def ours_tokenised(rows, tmp_path, name):
+    data = write(tmp_path / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    r = warmup("tokenize", "--tokenizer", QWEN_TOK, "--sft", data)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(l) for l in r.stdout.splitlines()]
+
+
+def test_conversational_rows_tokenise_as_trl_does(tmp_path):
+    for name, rows in (("messages", MESSAGES), ("prompt_completion", PROMPT_COMPLETION)):
+        trl, ours = trl_tokenised(rows, tmp_path), ours_tokenised(rows, tmp_path, name)
+        assert len(trl) == len(ours) == len(rows)
+        for t, o in zip(trl, ours):
+            assert o["input_ids"] == t["input_ids"], name
+            # TRL folds its masks into `labels` (-100: no loss): every token of `messages` rows,
+            # the completion of prompt-completion rows (completion_only_loss).
+            labels = [i if m else -100 for i, m in zip(o["input_ids"], o["completion_mask"])]
+            assert labels == t["labels"], name
+        if name == "prompt_completion":
+            assert all(0 < sum(o["completion_mask"]) < len(o["input_ids"]) for o in ours)
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_sft_trains_on_conversational_data_and_names_bad_rows(tmp_path, store):
+    exp = setup(tmp_path, steps=6)
+    rows = [{"prompt": [{"role": "user", "content": f"{i} + {i}?"}],
+             "completion": [{"role": "assistant", "content": f"{2 * i}"}]} for i in range(6)]
+    rows += [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    write(tmp_path / "chat.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    text = exp.read_text().replace('tasks = ["knights_knaves"]\nteachers = ["kk_solver"]', "") \
+        .replace("  learning_rate = 3e-3", f'  data = "{tmp_path / "chat.jsonl"}"\n  learning_rate = 3e-3') \
+        .replace("  eval_examples = 2\n", "")
+    exp.write_text(text)
+    r = warmup("run", exp, "--store", store, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    r = warmup("run", exp, "--store", store, timeout=900)  # the tiny model has no chat template
+    assert r.returncode != 0 and "has no chat template" in r.stderr, r.stderr
+    (tmp_path / "tiny" / "chat_template.jinja").write_text(CHATML)
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert query(store, "SELECT value FROM metrics WHERE run_id = 2 AND key = 'data/sequences'") == [(7.0,)]
+    write(tmp_path / "chat.jsonl", json.dumps({"prompt": [{"role": "user"}], "completion": []}) + "\n")
+    r = warmup("run", exp, "--store", store)
+    assert r.returncode == 2 and "chat.jsonl:1: prompt[0]: missing 'content'" in r.stderr, r.stderr

@@ -18,7 +18,9 @@
 // 5: Policy::last_generation_stats (appended virtual with a default: older plugins never call it).
 //    Deprecated from 5 on, to be removed in a later minor: Policy::generate (use generate_ids) and
 //    Policy::token_logprobs (use token_logprobs_at); nothing in the tree calls them.
-#define WARMUP_ABI_MINOR 5
+// 6: Algorithm::validate (appended virtual; the host calls it only on plugins built with minor >= 6
+//    and, for older ones, checks each task's eval split itself), StagePlan, Validation.
+#define WARMUP_ABI_MINOR 6
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

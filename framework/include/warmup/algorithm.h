@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,6 +90,54 @@ class StageContext {
   // recorded for later steps by the interrupted attempt (so no step is stored twice). A stage
   // without checkpoints that starts over (evaluate, distill) calls discard_after(-1): drops all.
   virtual void discard_after(int64_t step) = 0;
+
+  // ABI 1.6: progress of a long loop (optimizer steps, examples) for the host's progress bar,
+  // drawn only on a terminal (never in pipes, files or CI); cheap to call every iteration.
+  // `detail` follows the counts, e.g. "loss 0.412 | ETA 3m05s". done == total removes the bar.
+  virtual void progress(std::string_view /*label*/, int64_t /*done*/, int64_t /*total*/,
+                        std::string_view /*detail*/) {}
+};
+
+// ABI 1.6: what a stage will be given, known before anything runs (see Algorithm::validate).
+struct StagePlan {
+  std::string stage_name;
+  std::vector<TaskRef> tasks;
+  std::vector<WeightedReward> rewards;
+  std::vector<TeacherRef> teachers;
+  EvalSettings eval;
+  ModelSpec model;  // model.path is empty when an earlier stage of the run produces the model
+};
+
+// ABI 1.6: the problems found by validation. Plugins report each with error() rather than
+// throwing, so one `warmup run --dry-run` names all of them. Messages name the place: the file
+// and line, or the option ("stages.x.sft.data: /p/train.jsonl does not exist").
+class Validation {
+ public:
+  void error(std::string message) { errors_.push_back(std::move(message)); }
+  const std::vector<std::string>& errors() const { return errors_; }
+
+  // Loads `split` of `task` (once per task object and split, whichever stage asks) and reports
+  // what examples() throws, or an empty split, as "<who>: task '<name>' split '<split>': ...".
+  // Returns whether the split loaded with at least one example.
+  bool check_split(const TaskRef& task, const std::string& split, std::string_view who) {
+    auto key = std::make_pair(static_cast<const void*>(task.task), split);
+    if (auto it = checked_.find(key); it != checked_.end()) return it->second;
+    std::string problem;
+    try {
+      if (task.task->examples(split).empty()) problem = "has no examples";
+    } catch (const std::exception& e) {
+      problem = e.what();
+    } catch (...) {
+      problem = "unknown error";
+    }
+    if (!problem.empty())
+      error(std::string(who) + ": task '" + task.name + "' split '" + split + "': " + problem);
+    return checked_[key] = problem.empty();
+  }
+
+ private:
+  std::vector<std::string> errors_;
+  std::map<std::pair<const void*, std::string>, bool> checked_;
 };
 
 class Algorithm {
@@ -99,6 +149,16 @@ class Algorithm {
   virtual ~Algorithm() = default;
   // Runs the stage. Throwing fails the stage and the run with the exception's message.
   virtual void run(StageContext& ctx) = 0;
+
+  // ABI 1.6: checks, before any stage runs, everything run() will read that can be checked
+  // without running: the task splits it uses (Validation::check_split), its own input files
+  // (exist; first record parses). Called by `warmup run --dry-run` and at the start of every run,
+  // for each stage still to run. Reports problems through `v`; throws only on a bug. The default
+  // checks that every task of the stage loads the stage's eval split. Files an earlier stage
+  // writes ({run_dir}/...) do not exist yet and are not checked.
+  virtual void validate(const StagePlan& plan, Validation& v) {
+    for (const auto& t : plan.tasks) v.check_split(t, plan.eval.split, "stages." + plan.stage_name);
+  }
 };
 
 }  // namespace warmup

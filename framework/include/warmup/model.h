@@ -87,6 +87,10 @@ class Policy {
   // "kv_cache_usage_perc" (peak share of KV blocks in use, 0..1), "max_num_running" (peak
   // sequences in the batch). Empty where the policy has no engine.
   virtual std::vector<std::pair<std::string, double>> last_generation_stats() const { return {}; }
+  // ABI minor 6. `messages` ([{"role", "content"}...]) rendered with the model's chat template as
+  // transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...) does.
+  // Throws DataError when the model has no chat template or rendering fails (naming the file).
+  virtual std::string apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const = 0;
 };
 
 inline Policy& policy(StageContext& ctx) {

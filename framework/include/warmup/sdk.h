@@ -9,6 +9,7 @@
 #include "options.h"
 #include "plugin.h"
 #include "reward.h"
+#include "sft_data.h"
 #include "task.h"
 #include "teacher.h"
 #include "types.h"

@@ -220,7 +220,8 @@ int cmd_eval(const Args& args) {
   }
   if (result.status == "dry_run") {
     std::cout << text;  // checked above; the built experiment is what a user edits
-    return 0;
+    if (!result.problems.empty()) std::cerr << "error: " << problems_text(result.problems) << "\n";
+    return result.exit_code;
   }
   if (result.status != "finished") return result.exit_code;
   print_run_summary(result, ro.store, std::cout);

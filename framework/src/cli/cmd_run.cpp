@@ -12,7 +12,7 @@ int cmd_run(const Args& args) {
       ("experiment", po::value<std::string>(), "experiment TOML file")
       ("set,s", po::value<std::vector<std::string>>(&sets)->composing(),
        "override a config value: --set stages.eval.evaluate.limit=10 (TOML literal; repeatable)")
-      ("dry-run,n", "print the fully resolved config and exit")
+      ("dry-run,n", "print the fully resolved config, check everything that can be checked without running (data files, model directory, device, store), and exit (2 naming each problem)")
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
       ("plugin-dir,P", po::value<std::vector<std::string>>(&dirs)->composing(),
        "search this directory for plugins first (repeatable)")
@@ -41,6 +41,7 @@ int cmd_run(const Args& args) {
   if (r.status == "dry_run") {
     std::cout << r.resolved_toml;
     if (!r.resolved_toml.empty() && r.resolved_toml.back() != '\n') std::cout << '\n';
+    if (!r.problems.empty()) std::cerr << "error: " << problems_text(r.problems) << "\n";
   } else if (r.status == "finished") {
     print_run_summary(r, ro.store, std::cout);
   }

@@ -1,16 +1,54 @@
 // `warmup tokenize`: text on stdin -> JSON ids on stdout, or (--decode) JSON ids -> text.
 // With --lines, each input line is one JSON value (a string to encode, or an array of ids to
 // decode) and each output line answers it: the batch mode the parity tests use.
+// With --sft FILE, each JSONL record of an SFT dataset (TRL's formats, warmup/sft_data.h) becomes
+// {"input_ids": [...], "completion_mask": [...]}: exactly the tokens and loss mask the sft
+// algorithm trains on (TRL's column names; completion_mask 1 where the loss applies).
+#include <fstream>
 #include <iostream>
+#include <optional>
 #include <iterator>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/options_util.h"
+#include "engine/engine.h"
+#include "text/chat_template.h"
 #include "text/tokenizer.h"
+#include "warmup/sft_data.h"
 #include "util/errors.h"
 
 namespace warmup::cli {
+namespace {
+
+int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string& file, bool append_eos) {
+  std::optional<ChatTemplate> chat;
+  bool chat_loaded = false;
+  SftTokenizer tk{[&](const std::string& s) { return tok.encode(s); },
+                  [&](const nlohmann::json& m, bool gen) {
+                    if (!chat_loaded) chat = ChatTemplate::load(dir), chat_loaded = true;
+                    if (!chat) throw DataError(dir + ": the tokenizer has no chat template: conversational data needs one");
+                    return chat->render(m, gen);
+                  },
+                  eos_ids_for(dir, tok), append_eos};
+  std::ifstream in(file);
+  if (!in) throw UsageError(file + ": cannot read");
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::string where = file + ":" + std::to_string(n);
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
+    if (row.is_discarded()) throw DataError(where + ": not valid JSON");
+    SftTokens t = tokenize_sft_row(row, tk, where);
+    std::vector<int32_t> ids = t.prompt, mask(t.prompt.size(), 0);
+    ids.insert(ids.end(), t.completion.begin(), t.completion.end());
+    mask.resize(ids.size(), 1);
+    std::cout << nlohmann::json{{"input_ids", ids}, {"completion_mask", mask}}.dump() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
 
 int cmd_tokenize(const Args& args) {
   po::options_description opts("options");
@@ -19,10 +57,16 @@ int cmd_tokenize(const Args& args) {
       ("decode,d", "decode JSON ids from stdin instead of encoding text")
       ("lines", "one JSON string (encode) or id array (decode) per input line")
       ("add-special-tokens", "apply the post-processor (e.g. Llama-3's BOS)")
-      ("skip-special-tokens", "decode: drop special tokens");
+      ("skip-special-tokens", "decode: drop special tokens")
+      ("sft", po::value<std::string>(), "tokenise an SFT JSONL file as the sft algorithm does (TRL's formats)")
+      ("no-append-eos", "--sft: as sft's append_eos = false");
   po::variables_map vm;
-  if (!parse(args, "usage: warmup tokenize --tokenizer DIR [--decode] [--lines] < input", opts, vm)) return 0;
+  if (!parse(args, "usage: warmup tokenize --tokenizer DIR [--decode] [--lines] < input\n"
+                   "       warmup tokenize --tokenizer MODEL_DIR --sft data.jsonl [--no-append-eos]", opts, vm))
+    return 0;
   Tokenizer tok = Tokenizer::load(vm["tokenizer"].as<std::string>());
+  if (vm.count("sft")) return tokenize_sft(tok, vm["tokenizer"].as<std::string>(), vm["sft"].as<std::string>(),
+                                           !vm.count("no-append-eos"));
   bool decode = vm.count("decode"), add = vm.count("add-special-tokens"), skip = vm.count("skip-special-tokens");
   auto answer = [&](const nlohmann::json& in) -> nlohmann::json {
     if (decode) return tok.decode(in.get<std::vector<int32_t>>(), skip);

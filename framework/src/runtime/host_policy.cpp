@@ -27,6 +27,16 @@ HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
   eos_ = eos_ids_for(spec.path, *tok_);
 }
 
+std::string HostPolicy::apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
+  std::call_once(chat_once_, [this] {
+    if (auto t = ChatTemplate::load(source_)) chat_ = std::make_shared<const ChatTemplate>(std::move(*t));
+  });
+  if (!chat_)
+    throw DataError(source_.string() + ": the model has no chat template (no chat_template.jinja, no chat_template "
+                    "in tokenizer_config.json): conversational data needs one");
+  return chat_->render(messages, add_generation_prompt);
+}
+
 std::string HostPolicy::decode(const std::vector<int32_t>& ids) const {
   std::vector<int32_t> known;
   for (int32_t t : ids)

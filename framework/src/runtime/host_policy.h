@@ -4,8 +4,10 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "engine/engine.h"
+#include "text/chat_template.h"
 #include "warmup/algorithm.h"
 #include "warmup/model.h"
 
@@ -15,6 +17,7 @@ class HostPolicy final : public Policy {
  public:
   explicit HostPolicy(const ModelSpec& spec);
   std::vector<int32_t> encode(const std::string& text) const override { return tok_->encode(text); }
+  std::string apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
   std::vector<int32_t> eos_ids() const override { return eos_; }
   int64_t max_position_embeddings() const override { return model_->config.max_position_embeddings; }
@@ -45,6 +48,8 @@ class HostPolicy final : public Policy {
   std::filesystem::path source_;
   CausalLM model_{nullptr};
   std::shared_ptr<const Tokenizer> tok_;
+  mutable std::once_flag chat_once_;  // the chat template is loaded on first use
+  mutable std::shared_ptr<const ChatTemplate> chat_;
   std::vector<int32_t> eos_;
   std::unique_ptr<Engine> engine_;
   std::vector<std::pair<std::string, double>> last_stats_;

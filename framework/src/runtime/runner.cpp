@@ -20,8 +20,10 @@
 #include "model/checkpoint.h"
 #include "plugins/registry.h"
 #include "runtime/host_policy.h"
+#include "runtime/resume_overrides.h"
 #include "runtime/signals.h"
 #include "runtime/stage_context.h"
+#include "runtime/validate.h"
 #include "store/store.h"
 #include "util/build_info.h"
 #include "util/errors.h"
@@ -247,9 +249,39 @@ void close_run_failed(Store* store, const fs::path& store_path, int64_t run, int
   }
 }
 
+// What a resumed run brings: its finished stages (name -> model handed on) and the values
+// `--set` changed in its config (check_resume_overrides).
+struct ResumeState {
+  std::map<std::string, std::string> finished_stages;
+  std::vector<FlatValue> amended;
+};
+
 RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
-                      std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
-                      SignalWatcher& signals, std::atomic<int64_t>& current_run);
+                      std::optional<Store>& store, const ResumeState& resumed, SignalWatcher& signals,
+                      std::atomic<int64_t>& current_run);
+
+// The stages still to run, each validated with what it will be given (see validate.h).
+std::vector<std::string> validate_stages(const PluginRegistry& reg, const ExperimentConfig& cfg, const Instances& in,
+                                         const std::map<std::string, std::string>& finished_stages,
+                                         const fs::path& store) {
+  std::vector<StageToValidate> todo;
+  for (size_t i = 0; i < cfg.stages.size(); ++i) {
+    const StageSpec& st = cfg.stages[i];
+    if (finished_stages.count(st.name)) continue;
+    StageToValidate s;
+    s.plan.stage_name = st.name;
+    for (const auto& t : st.tasks) s.plan.tasks.push_back({t, in.tasks.at(t).get()});
+    for (const auto& [r, w] : st.rewards) s.plan.rewards.push_back({r, w, in.rewards.at(r).get()});
+    for (const auto& t : st.teachers) s.plan.teachers.push_back({t, in.teachers.at(t).get()});
+    s.plan.eval = st.eval;
+    s.plan.model = cfg.model;
+    if (cfg.model_init || (i > 0 && st.model_from != "experiment")) s.plan.model.path.clear();  // made by the run
+    s.algorithm = in.algorithms[i].get();
+    s.abi_minor = reg.find("algorithm", st.algorithm)->abi_minor;
+    todo.push_back(std::move(s));
+  }
+  return validate_experiment(cfg, todo, store);
+}
 
 // Both entry points: `given` is an experiment already loaded; else options.experiment or the
 // resumed run's stored config is loaded here.
@@ -273,8 +305,9 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
   std::optional<Store> store;
   std::map<std::string, std::string> finished_stages;  // resumed run: stage -> model it handed on
   bool claimed = false;  // a resumed run is ours: failures from here on close it as failed
+  fs::path base_dir;  // a resumed run's relative paths are relative to its experiment file's folder
+  std::vector<FlatValue> amended;  // values --set changes in a resumed run's config
   if (opt.resume) {
-    if (!opt.overrides.empty()) throw UsageError("--set cannot change a resumed run's config");
     store.emplace(opt.store);
     store->reap_dead_runs();
     int64_t id = *opt.resume;
@@ -293,6 +326,13 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     fs::path dir = *run_dir;
     check_run_folder(dir, id, store->run_uuid(id), config_hash, opt.store);
     experiment_file = dir / "config.toml";
+    std::string config_file = store->run_row(id).value("config_file", "");
+    base_dir = !config_file.empty() && fs::path(config_file).is_absolute() ? fs::path(config_file).parent_path() : dir;
+    if (!opt.overrides.empty()) {
+      std::set<std::string> started;
+      for (const auto& row : store->stage_rows(id)) started.insert(row.value("name", ""));
+      amended = check_resume_overrides(load_toml_with_bases(experiment_file), opt.overrides, base_dir, started, who);
+    }
     // Claim it before any other work: of two resumes started together, one goes on.
     if (!store->resume_run(id))
       throw UsageError(who + " was claimed by another process just now (a concurrent --resume); not resuming it twice");
@@ -300,8 +340,11 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     finished_stages = store->finished_stages(id);
   }
   try {
-    ExperimentConfig cfg = given ? std::move(*given) : load_experiment(experiment_file, overrides);
-    return run_claimed(opt, std::move(cfg), experiment_file, store, finished_stages, signals, current_run);
+    ExperimentConfig cfg = given        ? std::move(*given)
+                           : opt.resume ? experiment_from_tree(load_toml_with_bases(experiment_file), experiment_file,
+                                                                base_dir, overrides)
+                                        : load_experiment(experiment_file, overrides);
+    return run_claimed(opt, std::move(cfg), experiment_file, store, {finished_stages, amended}, signals, current_run);
   } catch (const std::exception& e) {
     // A run of ours that failed anywhere (a resumed run's set-up, a store write between stages) is
     // not left 'running'.
@@ -380,9 +423,27 @@ std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const Experime
   return {run, run_dir};
 }
 
+// A resumed run whose config --set changed: the store row, config.toml and run.json say so.
+void amend_resumed_run(Store& store, int64_t run, const fs::path& run_dir, const std::string& config_text,
+                       const RunOptions& opt, const std::vector<FlatValue>& amended) {
+  std::string hash = sha256_hex(config_text);
+  store.amend_run_config(run, config_text, hash, opt.overrides, amended);
+  fs::path ident = run_dir / "run.json";
+  nlohmann::json j = nlohmann::json::object();
+  if (std::ifstream in(ident); in) j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object()) j = nlohmann::json::object();
+  j["config_hash"] = hash;
+  write_file_synced(run_dir / "config.toml", config_text);
+  write_file_synced(ident, j.dump(2) + "\n");
+  std::string keys;
+  for (const auto& f : amended) keys += (keys.empty() ? "" : ", ") + f.key + " = " + f.text;
+  log_info("run " + std::to_string(run) + ": config amended on resume: " + keys);
+}
+
 RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
-                      std::optional<Store>& store, const std::map<std::string, std::string>& finished_stages,
-                      SignalWatcher& signals, std::atomic<int64_t>& current_run) {
+                      std::optional<Store>& store, const ResumeState& resumed, SignalWatcher& signals,
+                      std::atomic<int64_t>& current_run) {
+  const auto& finished_stages = resumed.finished_stages;
   PluginRegistry reg;
   reg.scan(plugin_search_path(opt.plugin_dirs, cfg.plugin_paths));
   for (const auto& f : reg.failures())
@@ -394,10 +455,13 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
 
   RunResult result;
   result.resolved_toml = config_text;
+  result.problems = validate_stages(reg, cfg, in, finished_stages, opt.store);
   if (opt.dry_run) {
     result.status = "dry_run";
+    result.exit_code = result.problems.empty() ? 0 : 2;
     return result;
   }
+  if (!result.problems.empty()) throw ConfigError(problems_text(result.problems));
 
   if (!store) {
     store.emplace(opt.store);
@@ -414,6 +478,7 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
   if (opt.resume) {
     run = *opt.resume;  // claimed above
     run_dir = experiment_file.parent_path();
+    if (!resumed.amended.empty()) amend_resumed_run(*store, run, run_dir, config_text, opt, resumed.amended);
     log_info("resuming run " + std::to_string(run) + " (" + std::to_string(finished_stages.size()) +
              " finished stages skipped)");
   } else {
@@ -501,6 +566,13 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
 }
 
 }  // namespace
+
+std::string problems_text(const std::vector<std::string>& problems) {
+  std::string text = std::to_string(problems.size()) + (problems.size() == 1 ? " problem" : " problems") +
+                     " found before the run started (nothing ran):";
+  for (const auto& p : problems) text += "\n  " + p;
+  return text;
+}
 
 RunResult run_experiment(const RunOptions& opt) { return run_impl(opt, std::nullopt); }
 

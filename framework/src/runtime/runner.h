@@ -35,8 +35,13 @@ struct RunResult {
   int64_t run_id = 0;        // 0 for a dry run
   std::filesystem::path run_dir;
   std::string resolved_toml;  // the resolved config, as stored with the run (and shown by --dry-run)
+  // A dry run's validation problems (exit_code 2 when any); a real run throws ConfigError instead.
+  std::vector<std::string> problems;
   std::vector<std::pair<std::string, std::map<std::string, double>>> final_metrics;  // stage -> last metrics
 };
+
+// "N problems found before the run started (nothing ran):" and one indented line per problem.
+std::string problems_text(const std::vector<std::string>& problems);
 
 // Runs options.experiment (a TOML file, with options.overrides), or resumes options.resume.
 RunResult run_experiment(const RunOptions& options);

@@ -43,6 +43,10 @@ void HostStageContext::log(LogLevel level, std::string_view message) {
   log_line(level, s_.stage_name, message);
 }
 
+void HostStageContext::progress(std::string_view label, int64_t done, int64_t total, std::string_view detail) {
+  log_progress(s_.stage_name, label, done, total, detail);
+}
+
 void HostStageContext::metric(std::string_view key, int64_t step, double value) {
   metrics_.push_back({s_.stage_name, std::string(key), step, value, unix_now()});
   last_[std::string(key)] = value;

@@ -56,6 +56,7 @@ class HostStageContext final : public StageContext {
   bool stop_requested() const override { return s_.stop_requested && s_.stop_requested(); }
   void* service(std::string_view name) override;
   void discard_after(int64_t step) override;
+  void progress(std::string_view label, int64_t done, int64_t total, std::string_view detail) override;
 
   const std::string& output_model() const { return output_model_; }
   // Last value of each metric key seen in this stage, for the end-of-run summary.

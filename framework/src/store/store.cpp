@@ -185,6 +185,37 @@ void Store::write_params(int64_t run, const std::vector<FlatValue>& params) {
   tx.commit();
 }
 
+void Store::amend_run_config(int64_t run, const std::string& config_toml, const std::string& config_hash,
+                             const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed) {
+  Transaction tx(db_);
+  nlohmann::json all = nlohmann::json::array();
+  {
+    Stmt q(db_, "SELECT overrides FROM runs WHERE id = ?");
+    q.bind(1, run);
+    if (q.step()) all = nlohmann::json::parse(q.text(0), nullptr, false);
+    if (!all.is_array()) all = nlohmann::json::array();
+  }
+  for (const auto& o : overrides) all.push_back(o);
+  Stmt(db_, "UPDATE runs SET config = ?, config_hash = ?, overrides = ? WHERE id = ?")
+      .bind(1, config_toml).bind(2, config_hash).bind(3, all.dump()).bind(4, run).run();
+  // Params are write-once for every other writer (the params_write_once trigger refuses UPDATE):
+  // an amendment replaces the row, and the run's `overrides` say why.
+  Stmt del(db_, "DELETE FROM params WHERE run_id = ? AND key = ?");
+  Stmt up(db_, "INSERT INTO params(run_id, key, value, type) VALUES (?, ?, ?, ?)");
+  for (const auto& p : changed) {
+    del.bind(1, run).bind(2, p.key);
+    del.run();
+    up.bind(1, run).bind(2, p.key);
+    if (p.type == "integer") up.bind(3, p.integer);
+    else if (p.type == "float") up.bind(3, p.number);
+    else if (p.type == "boolean") up.bind(3, int64_t(p.number));
+    else up.bind(3, p.text);
+    up.bind(4, p.type);
+    up.run();
+  }
+  tx.commit();
+}
+
 int64_t Store::begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm) {
   Stmt(db_,
        "INSERT INTO stages(run_id, idx, name, algorithm, status, started_at) "

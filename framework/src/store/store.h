@@ -76,6 +76,11 @@ class Store {
   void end_run(int64_t run, const std::string& status, const std::string& error);
   // Write-once: an existing key with the same value is accepted, a different value throws.
   void write_params(int64_t run, const std::vector<FlatValue>& params);
+  // `warmup run --resume RUN --set ...` with keys that do not change what the run computes: the
+  // run's stored config and hash become the new ones, `overrides` are appended to its overrides
+  // and the `changed` params are rewritten, in one transaction.
+  void amend_run_config(int64_t run, const std::string& config_toml, const std::string& config_hash,
+                        const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed);
 
   int64_t begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm);
   // `output_model`: the model directory a finished stage hands to later stages ("" = none).

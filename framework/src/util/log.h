@@ -2,6 +2,7 @@
 // exports). Plugins reach it through warmup::Host::log, never through spdlog directly.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "warmup/types.h"
@@ -12,5 +13,12 @@ void init_logging(bool verbose, bool quiet);
 void log_line(LogLevel level, std::string_view who, std::string_view message);
 inline void log_info(std::string_view msg) { log_line(LogLevel::kInfo, "", msg); }
 inline void log_warn(std::string_view msg) { log_line(LogLevel::kWarn, "", msg); }
+
+// A progress bar on the last line of stderr, redrawn in place: only when stderr is a terminal
+// (not a pipe or file), $CI is unset, $TERM is not "dumb" and the level shows info lines; else
+// nothing (the plugins' log lines at logging_steps carry the same numbers). Log lines printed
+// meanwhile clear the bar and it is drawn again below them. `done` == `total` removes it.
+void log_progress(std::string_view who, std::string_view label, int64_t done, int64_t total, std::string_view detail);
+bool progress_bar_enabled();
 
 }  // namespace warmup

@@ -20,6 +20,8 @@
 #include <thread>
 
 #include "eval_metrics.h"
+#include "eval_progress.h"
+#include "warmup/training.h"
 #include "warmup/model.h"
 #include "warmup/sdk.h"
 
@@ -57,6 +59,9 @@ class Evaluate final : public warmup::Algorithm {
     sample_.stop = o.get<std::vector<std::string>>("stop", {"Question:", "Assistant:", "User:"});
     sample_.seed = uint64_t(o.get<int64_t>("seed", int64_t(init.seed)));
     max_samples_ = o.get<int64_t>("max_samples", -1, warmup::at_least(-1));  // samples stored per task; -1 = all
+    // Examples generated, scored and saved per chunk (a stopped stage resumes after the last saved
+    // chunk, eval_progress.h); 0 = a task's whole split in one engine call.
+    save_every_ = o.get<int64_t>("save_every", 64, warmup::at_least(0));
     // completions = "reference": the text scored, {reference} replaced by the gold answer
     // (e.g. "...</think>\n<answer>{reference}</answer>"). A list gives sample j template j % size.
     reference_templates_ = string_list(o, "reference_template", {"{reference}"});
@@ -94,33 +99,76 @@ class Evaluate final : public warmup::Algorithm {
         throw warmup::ConfigError("stage '" + ctx.stage_name() + "': pass_at_k " + std::to_string(k) +
                                   " exceeds eval.num_samples = " + std::to_string(ev.num_samples));
     check_task_rewards(ctx);
-    // No checkpoints: a resumed stage scores everything again, so it first drops what the killed
-    // attempt stored (samples, metrics) rather than storing it twice.
+    // Save-as-you-go (eval_progress.h): a resumed stage drops what the stopped attempt stored and
+    // records it again from its progress files, so no sample is stored twice and the order holds.
     if (ctx.resuming()) ctx.discard_after(-1);
     for (const auto& t : ctx.tasks()) {
       std::vector<warmup::Example> examples = t.task->examples(ev.split);
       if (ev.limit > 0 && int64_t(examples.size()) > ev.limit) examples.resize(size_t(ev.limit));
       std::string digest = ctx.dataset(t.name, ev.split, examples);
-      ctx.log(warmup::LogLevel::kInfo, "scoring " + std::to_string(examples.size()) + " x " +
-                                           std::to_string(ev.num_samples) + " of " + t.name + "/" +
-                                           ev.split + " (digest " + digest.substr(0, 12) + ")");
-      auto t_gen = std::chrono::steady_clock::now();
-      std::vector<std::vector<warmup::Completion>> outs = complete(ctx, examples, int(ev.num_samples));
-      double gen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_gen).count();
-      int64_t tokens = 0;
-      for (const auto& o : outs)
-        for (const auto& c : o) tokens += std::max<int64_t>(0, c.tokens);
-      char line[200];
-      std::snprintf(line, sizeof line, "%s: %zu completions (%lld tokens) from %s in %.1fs; scoring on %lld thread(s)",
-                    t.name.c_str(), examples.size() * size_t(ev.num_samples), (long long)tokens, completions_.c_str(),
-                    gen_s, (long long)workers_);
-      ctx.log(warmup::LogLevel::kInfo, line);
-      score_task(ctx, t.name, examples, outs, size_t(ev.num_samples));
-      if (ctx.stop_requested()) return;
+      if (!evaluate_task(ctx, t.name, examples, digest)) return;  // stopped
     }
   }
 
+  // Checks the stage's eval split of every task and that the rewards and tasks the options name exist.
+  void validate(const warmup::StagePlan& plan, warmup::Validation& v) override {
+    const std::string who = "stages." + plan.stage_name + ".evaluate";
+    for (const auto& t : plan.tasks) v.check_split(t, plan.eval.split, who);
+    if (plan.tasks.empty()) v.error(who + ": the stage lists no tasks");
+    if (plan.rewards.empty()) v.error(who + ": the stage lists no rewards");
+    if (completions_ == "teacher" && plan.teachers.empty()) v.error(who + ": completions = \"teacher\" needs a teacher");
+  }
+
  private:
+  // One task: completions and scores chunk by chunk (`save_every` examples), each chunk saved
+  // before the next starts; then the task's metrics. False when a stop was requested.
+  bool evaluate_task(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
+                     const std::string& digest) {
+    const warmup::EvalSettings& ev = ctx.eval();
+    const size_t N = examples.size(), runs = size_t(ev.num_samples);
+    std::vector<std::string> ids;
+    for (const auto& e : examples) ids.push_back(e.id);
+    evalp::Progress progress(ctx.checkpoint_dir() / ("progress-" + task + ".jsonl"), ids, ctx.resuming());
+    std::vector<std::vector<warmup::Completion>> outs(N);
+    std::vector<std::vector<warmup::Score>> scores(N);
+    size_t first = progress.done().size();
+    for (size_t i = 0; i < first; ++i) outs[i] = progress.done()[i].completions, scores[i] = progress.done()[i].scores;
+    int64_t stored = 0;
+    record_samples(ctx, task, examples, outs, scores, 0, first, stored);
+    ctx.log(warmup::LogLevel::kInfo, "scoring " + std::to_string(N) + " x " + std::to_string(runs) + " of " + task + "/" +
+                                         ev.split + " (digest " + digest.substr(0, 12) + ")" +
+                                         (first ? "; " + std::to_string(first) + " done by the stopped attempt" : ""));
+    // Reference completions cost nothing to make again: one chunk.
+    const size_t chunk = save_every_ > 0 && completions_ != "reference" ? size_t(save_every_) : std::max<size_t>(N, 1);
+    auto t0 = std::chrono::steady_clock::now();
+    int64_t tokens = 0;
+    for (size_t lo = first; lo < N; lo += chunk) {
+      const size_t hi = std::min(N, lo + chunk);
+      std::vector<warmup::Example> part(examples.begin() + lo, examples.begin() + hi);
+      std::vector<std::vector<warmup::Completion>> got = complete(ctx, part, int(runs), lo);
+      std::vector<warmup::Score> flat;
+      if (!score_chunk(ctx, task, part, got, flat)) return false;
+      progress.append(lo, ids, got, flat);
+      for (size_t i = lo, k = 0; i < hi; ++i) {
+        outs[i] = std::move(got[i - lo]);
+        for (size_t j = 0; j < outs[i].size(); ++j) scores[i].push_back(std::move(flat[k++]));
+        for (const auto& c : outs[i]) tokens += std::max<int64_t>(0, c.tokens);
+      }
+      record_samples(ctx, task, examples, outs, scores, lo, hi, stored);
+      ctx.flush();
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      char line[240];
+      std::snprintf(line, sizeof line, "%s: %zu/%zu examples x %zu (%lld tokens) from %s in %.1fs | %s", task.c_str(), hi, N,
+                    runs, (long long)tokens, completions_.c_str(), secs,
+                    warmup::eta_text(secs, int64_t(hi - first), int64_t(N - first)).c_str());
+      ctx.progress(task, int64_t(hi), int64_t(N), warmup::eta_text(secs, int64_t(hi - first), int64_t(N - first)));
+      ctx.log(warmup::LogLevel::kInfo, line);
+      if (ctx.stop_requested()) return false;
+    }
+    summarize(ctx, task, examples, outs, scores, runs);
+    return !ctx.stop_requested();
+  }
+
   void check_task_rewards(warmup::StageContext& ctx) const {
     std::set<std::string> tasks, rewards;
     for (const auto& t : ctx.tasks()) tasks.insert(t.name);
@@ -146,10 +194,12 @@ class Evaluate final : public warmup::Algorithm {
     return out;
   }
 
+  // Completions of `ex`, examples [first, first + ex.size()) of the split: a chunk samples with the
+  // seeds its prompts have in the whole split (the engine seeds prompt i with seed + 1000 * i).
   std::vector<std::vector<warmup::Completion>> complete(warmup::StageContext& ctx,
-                                                        const std::vector<warmup::Example>& ex, int n) {
+                                                        const std::vector<warmup::Example>& ex, int n, size_t first) {
     if (completions_ == "teacher") return ctx.teachers().front().teacher->complete(ex, n);
-    if (completions_ == "model") return sample_model(ctx, ex, n);
+    if (completions_ == "model") return sample_model(ctx, ex, n, sample_.seed + 1000 * uint64_t(first));
     std::vector<std::vector<warmup::Completion>> out;
     for (const auto& e : ex) {
       std::vector<warmup::Completion> cs;
@@ -168,7 +218,7 @@ class Evaluate final : public warmup::Algorithm {
   // max_model_len): one engine call with the largest budget, each sample cut to its prompt's budget.
   // A prompt that leaves no room gets one empty "error" completion per sample.
   std::vector<std::vector<warmup::Completion>> sample_model(warmup::StageContext& ctx,
-                                                            const std::vector<warmup::Example>& ex, int n) {
+                                                            const std::vector<warmup::Example>& ex, int n, uint64_t seed) {
     warmup::Policy& pol = warmup::policy(ctx);
     int64_t limit = pol.max_position_embeddings();
     if (max_model_len_ > 0) limit = std::min(limit, max_model_len_);
@@ -196,6 +246,7 @@ class Evaluate final : public warmup::Algorithm {
     if (prompts.empty()) return out;
     warmup::SampleOptions so = sample_;
     so.n = n;
+    so.seed = seed;
     so.max_new_tokens = largest;
     std::vector<std::vector<warmup::TokenCompletion>> res = pol.generate_ids(prompts, so);
     for (size_t r = 0; r < runnable.size(); ++r) {
@@ -213,43 +264,53 @@ class Evaluate final : public warmup::Algorithm {
     return out;
   }
 
-  void score_task(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
-                  const std::vector<std::vector<warmup::Completion>>& outs, size_t runs) {
+  // Scores one chunk on `workers_` threads into `flat` (example-major). False when stopped.
+  bool score_chunk(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
+                   const std::vector<std::vector<warmup::Completion>>& outs, std::vector<warmup::Score>& flat) {
     const std::vector<warmup::WeightedReward> rewards = rewards_for(ctx, task);
-    // Score every completion on `workers_` threads, then record in example/sample order.
     std::vector<std::pair<size_t, size_t>> items;
     for (size_t i = 0; i < examples.size(); ++i)
       for (size_t j = 0; j < outs.at(i).size(); ++j) items.emplace_back(i, j);
-    std::vector<warmup::Score> scores;
     warmup::score_parallel(
         rewards, items.size(), [&](size_t k) -> const warmup::Example& { return examples[items[k].first]; },
-        [&](size_t k) -> const std::string& { return outs[items[k].first][items[k].second].text; }, scores, workers_,
+        [&](size_t k) -> const std::string& { return outs[items[k].first][items[k].second].text; }, flat, workers_,
         [&] { return ctx.stop_requested(); });
-    if (ctx.stop_requested()) return;
+    return !ctx.stop_requested();
+  }
 
+  // Samples of examples [lo, hi), in example/sample order, up to max_samples per task.
+  void record_samples(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
+                      const std::vector<std::vector<warmup::Completion>>& outs,
+                      const std::vector<std::vector<warmup::Score>>& scores, size_t lo, size_t hi, int64_t& stored) {
+    for (size_t i = lo; i < hi; ++i)
+      for (size_t j = 0; j < outs[i].size() && (max_samples_ < 0 || stored < max_samples_); ++j, ++stored) {
+        const warmup::Completion& c = outs[i][j];
+        const warmup::Score& s = scores[i][j];
+        warmup::SampleRecord r;
+        r.task = task, r.example_id = examples[i].id, r.prompt = examples[i].prompt;
+        r.completion = c.text, r.completion_tokens = c.tokens, r.finish_reason = c.finish_reason;
+        r.reward = s.total, r.rewards = s.parts, r.correct = s.correct;
+        ctx.sample(r);
+      }
+  }
+
+  // The task's metrics over all its examples (eval_metrics.h); fails the stage past max_error_rate.
+  void summarize(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
+                 const std::vector<std::vector<warmup::Completion>>& outs,
+                 const std::vector<std::vector<warmup::Score>>& scores, size_t runs) {
     evalm::Tally all(runs);
     std::map<std::string, evalm::Tally> groups;
-    int64_t stored = 0;
     std::string first_error;
-    for (size_t k = 0, i = 0; i < examples.size(); ++i) {
+    for (size_t i = 0; i < examples.size(); ++i) {
       std::vector<evalm::Tally*> mine;
       for (const auto& key : group_by_)
         if (examples[i].metadata.is_object() && examples[i].metadata.contains(key))
           mine.push_back(&groups.try_emplace(key + "=" + group_value(examples[i].metadata[key]), runs).first->second);
-      for (size_t j = 0; j < outs[i].size(); ++j, ++k) {
-        const warmup::Completion& c = outs[i][j];
-        const warmup::Score& s = scores[k];
+      for (size_t j = 0; j < outs[i].size(); ++j) {
+        const warmup::Score& s = scores[i][j];
         if (s.errored && first_error.empty()) first_error = examples[i].id + ": " + s.error;
-        all.add(j, s, c.tokens);
-        for (auto* g : mine) g->add(j, s, c.tokens, false);
-        if (max_samples_ < 0 || stored < max_samples_) {
-          warmup::SampleRecord r;
-          r.task = task, r.example_id = examples[i].id, r.prompt = examples[i].prompt;
-          r.completion = c.text, r.completion_tokens = c.tokens, r.finish_reason = c.finish_reason;
-          r.reward = s.total, r.rewards = s.parts, r.correct = s.correct;
-          ctx.sample(r);
-          ++stored;
-        }
+        all.add(j, s, outs[i][j].tokens);
+        for (auto* g : mine) g->add(j, s, outs[i][j].tokens, false);
       }
       all.end_example();
       for (auto* g : mine) g->end_example();
@@ -281,7 +342,7 @@ class Evaluate final : public warmup::Algorithm {
   std::vector<int64_t> pass_at_k_;
   std::map<std::string, std::vector<std::string>> task_rewards_;
   warmup::SampleOptions sample_;
-  int64_t max_new_tokens_, max_model_len_, max_samples_, workers_;
+  int64_t max_new_tokens_, max_model_len_, max_samples_, workers_, save_every_;
   double max_error_rate_;
 };
 

@@ -39,14 +39,20 @@ class Grpo final : public warmup::Algorithm {
     long double seq_bytes = warmup::kMinBytesPerToken * (long double)(max_prompt_ + lo_.max_completion_length);
     std::string seqs = "sequences of max_prompt_length + max_completion_length = " +
                        std::to_string(max_prompt_ + lo_.max_completion_length) + " tokens";
-    prompts_per_step_ = o.get<int64_t>("prompts_per_step", 10, warmup::fits_in_memory(1, seq_bytes, seqs));
     // The engine samples at most 1024 completions per prompt.
     G_ = o.get<int64_t>("num_generations", 10, warmup::at_least(2).at_most(1024, "(completions per prompt the engine samples)"));
+    micro_ = o.get<int64_t>("per_device_train_batch_size", 4, warmup::fits_in_memory(1, seq_bytes, seqs));  // completions per micro-batch
+    prompts_per_step_ = o.get<int64_t>("prompts_per_step", trl_step_size(o, seq_bytes, seqs), warmup::fits_in_memory(1, seq_bytes, seqs));
+    if (o.has("generation_batch_size") && prompts_per_step_ * G_ != o.get<int64_t>("generation_batch_size", 0))
+      o.fail("prompts_per_step", "x num_generations must equal generation_batch_size when both are given");
+    if (o.has("gradient_accumulation_steps") &&
+        prompts_per_step_ * G_ != micro_ * o.get<int64_t>("gradient_accumulation_steps", 1))
+      o.fail("prompts_per_step", "x num_generations must equal per_device_train_batch_size x "
+                                 "gradient_accumulation_steps when both are given");
     if ((long double)prompts_per_step_ * (long double)G_ > (long double)warmup::memory_capacity(seq_bytes))
       o.fail("prompts_per_step", "x num_generations = " + std::to_string(prompts_per_step_ * G_) + " " + seqs +
                                      " must be <= " + std::to_string(warmup::memory_capacity(seq_bytes)) + " (what " +
                                      warmup::memory_text() + " holds)");
-    micro_ = o.get<int64_t>("per_device_train_batch_size", 4, warmup::fits_in_memory(1, seq_bytes, seqs));  // completions per micro-batch
     iterations_ = o.get<int64_t>("num_iterations", 1, warmup::at_least(1).at_most(1000));
     temperature_ = o.get<double>("temperature", 0.7, warmup::above(0));  // log-probs are taken at this temperature
     top_p_ = o.get<double>("top_p", 0.95, warmup::above(0).at_most(1));
@@ -83,6 +89,31 @@ class Grpo final : public warmup::Algorithm {
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
     o.finish();
+  }
+
+  // TRL's names for a step's size (GRPOConfig, steps_per_generation = gradient_accumulation_steps):
+  // each optimizer step samples generation_batch_size completions, trained in
+  // gradient_accumulation_steps micro-batches of per_device_train_batch_size; here that is
+  // prompts_per_step = generation_batch_size / num_generations. Returns that (10 without them).
+  int64_t trl_step_size(warmup::Options& o, long double seq_bytes, const std::string& seqs) const {
+    const bool ga = o.has("gradient_accumulation_steps"), gbs = o.has("generation_batch_size");
+    if (!ga && !gbs) return 10;
+    int64_t accum = ga ? o.get<int64_t>("gradient_accumulation_steps", 1, warmup::at_least(1).at_most(1 << 20)) : 0;
+    int64_t total = gbs ? o.get<int64_t>("generation_batch_size", 1, warmup::fits_in_memory(1, seq_bytes, seqs)) : micro_ * accum;
+    if (ga && total != micro_ * accum)
+      o.fail("generation_batch_size", "(" + std::to_string(total) + ") must equal per_device_train_batch_size x "
+             "gradient_accumulation_steps = " + std::to_string(micro_ * accum) + " (TRL's rule with steps_per_generation "
+             "= gradient_accumulation_steps)");
+    if (total % G_ != 0)
+      o.fail(gbs ? "generation_batch_size" : "gradient_accumulation_steps",
+             "gives " + std::to_string(total) + " completions per step, not a multiple of num_generations = " +
+             std::to_string(G_) + " (TRL's rule)");
+    return total / G_;
+  }
+
+  // Each task's training split loads (the evaluation, if any, is another stage's).
+  void validate(const warmup::StagePlan& plan, warmup::Validation& v) override {
+    for (const auto& t : plan.tasks) v.check_split(t, split_, "stages." + plan.stage_name + ".grpo");
   }
 
   void run(warmup::StageContext& ctx) override {
@@ -264,6 +295,12 @@ class Grpo final : public warmup::Algorithm {
 
     // 4. metrics and samples
     record(ctx, items, rolls, rewards, adv, zero_std, stats, s1, per_epoch, lr, gnorm, loss_sum, gen_s, score_s, train_s);
+    {
+      char detail[96];
+      std::snprintf(detail, sizeof detail, "reward %.3f | %s", mean_reward_,
+                    warmup::eta_text(since(t_start_), s1 - first_step_, total - first_step_).c_str());
+      ctx.progress("step", s1, total, detail);
+    }
     if (warmup::log_this_step(s1, total, logging_steps_)) {
       char line[280];
       double el = since(t_start_);

@@ -19,6 +19,7 @@
 #include "plugin_common/jsonl.h"
 #include "plugin_common/paths.h"
 #include "warmup/sdk.h"
+#include "warmup/sft_data.h"
 #include "warmup/training.h"
 
 namespace {
@@ -137,6 +138,13 @@ class Sft final : public warmup::Algorithm {
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
       ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));
+      {
+        double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        char detail[96];
+        std::snprintf(detail, sizeof detail, "loss %.4f | %s", loss_sum / double(accum_),
+                      warmup::eta_text(el, s1 - start_step, total - start_step).c_str());
+        ctx.progress("step", s1, total, detail);
+      }
       if (warmup::log_this_step(s1, total, logging_steps_)) {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         char line[240];
@@ -153,16 +161,39 @@ class Sft final : public warmup::Algorithm {
     warmup::save_output_model(ctx, policy);
   }
 
+  // `data` (unless an earlier stage writes it: {run_dir}) exists and its first record parses;
+  // without `data`, each task's `split` loads.
+  void validate(const warmup::StagePlan& plan, warmup::Validation& v) override {
+    std::string who = "stages." + plan.stage_name + ".sft";
+    if (data_.empty()) {
+      for (const auto& t : plan.tasks) v.check_split(t, split_, who);
+      return;
+    }
+    if (data_.find("{run_dir}") != std::string::npos) return;
+    try {
+      warmup::common::read_jsonl(warmup::common::resolve_path(data_, base_dir_), [&](nlohmann::json& j, const std::string& where, int64_t) {
+        warmup::check_sft_row(j, where);
+        return false;  // the first record is enough
+      });
+    } catch (const std::exception& e) {
+      v.error(who + ".data: " + e.what());
+    }
+  }
+
  private:
+  // Each record tokenised as TRL does (warmup/sft_data.h: prompt-completion, text, messages,
+  // conversational prompt-completion through the model's chat template).
   std::vector<sft::Sequence> load(warmup::StageContext& ctx, warmup::Policy& policy) {
-    std::vector<std::pair<std::string, std::string>> pairs;
+    warmup::SftTokenizer tk{[&](const std::string& s) { return policy.encode(s); },
+                            [&](const nlohmann::json& m, bool gen) { return policy.apply_chat_template(m, gen); },
+                            policy.eos_ids(), append_eos_};
+    std::vector<warmup::SftTokens> rows;
     if (!data_.empty()) {
       std::string d = data_;  // "{run_dir}" names this run's directory (a previous stage's output)
       for (size_t at; (at = d.find("{run_dir}")) != std::string::npos;) d.replace(at, 9, ctx.run_dir().string());
       fs::path p = warmup::common::resolve_path(d, base_dir_);
       warmup::common::read_jsonl(p.string(), [&](nlohmann::json& j, const std::string& where, int64_t) {
-        pairs.emplace_back(warmup::json_field<std::string>(j, "prompt", where),
-                           warmup::json_field<std::string>(j, "completion", where));
+        rows.push_back(warmup::tokenize_sft_row(j, tk, where));
         return true;
       }, "SFT data");
     } else {
@@ -172,15 +203,15 @@ class Sft final : public warmup::Algorithm {
         auto ex = t.task->examples(split_);
         ctx.dataset(t.name, split_, ex);
         auto outs = ctx.teachers().front().teacher->complete(ex, 1);
-        for (size_t i = 0; i < ex.size(); ++i) pairs.emplace_back(ex[i].prompt, outs[i].at(0).text);
+        for (size_t i = 0; i < ex.size(); ++i)
+          rows.push_back(warmup::tokenize_sft_row({{"prompt", ex[i].prompt}, {"completion", outs[i].at(0).text}}, tk,
+                                                  t.name + "/" + ex[i].id));
       }
     }
     std::vector<sft::Sequence> out;
     int64_t truncated = 0;
-    auto eos = policy.eos_ids();
-    for (const auto& [prompt, completion] : pairs) {
-      sft::Sequence s{policy.encode(prompt), policy.encode(completion)};
-      if (append_eos_ && !eos.empty()) s.completion.push_back(eos[0]);
+    for (auto& row : rows) {
+      sft::Sequence s{std::move(row.prompt), std::move(row.completion)};
       int64_t len = int64_t(s.prompt.size() + s.completion.size());
       if (len > max_length_) {
         ++truncated;

@@ -1,0 +1,122 @@
+// TRL's SFT dataset formats, tokenised as TRL's SFTTrainer tokenises them (trl/trainer/
+// sft_trainer.py, TRL 1.16: `tokenize_fn` and `add_eos`). One JSONL record is one of:
+//
+//   {"prompt": "...", "completion": "..."}   standard prompt-completion: loss on the completion;
+//       prompt and completion are encoded apart and EOS is appended (append_eos), as warmup's SFT
+//       has always done (the paper's distillation data)
+//   {"text": "..."}                          language modelling: loss on every token, EOS appended
+//   {"messages": [{"role", "content"}...]}   conversational: the chat template over all messages,
+//       loss on every token (TRL's default, assistant_only_loss = false); no EOS is added (the
+//       template ends the turn)
+//   {"prompt": [messages], "completion": [messages]}  conversational prompt-completion: the prompt
+//       rendered with add_generation_prompt, the whole conversation rendered, and the completion
+//       starts where their token ids diverge (TRL's common_prefix_length); loss on the completion
+//       (TRL's completion_only_loss)
+//
+// Tokens are not re-derived from text at training time: SftTokens is what is trained on.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "jsonl.h"
+#include "types.h"
+
+namespace warmup {
+
+struct SftTokens {
+  std::vector<int32_t> prompt;      // context: no loss
+  std::vector<int32_t> completion;  // trained on (each token predicted from everything before it)
+};
+
+struct SftTokenizer {
+  std::function<std::vector<int32_t>(const std::string&)> encode;  // no special tokens added
+  // transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...)
+  std::function<std::string(const nlohmann::json&, bool)> chat;
+  std::vector<int32_t> eos;  // appended (eos[0]) to standard rows when append_eos
+  bool append_eos = true;
+};
+
+// "prompt-completion", "text", "messages" or "conversational prompt-completion" for a record;
+// throws DataError naming `where` for anything else.
+inline std::string sft_format(const nlohmann::json& row, const std::string& where) {
+  if (!row.is_object()) throw DataError(where + ": expected a JSON object, found " + std::string(row.type_name()));
+  for (const char* key : {"tools", "chat_template_kwargs", "images"})
+    if (row.contains(key)) throw DataError(where + ": '" + key + "' is not supported in SFT rows (TRL's formats without it are)");
+  if (row.contains("messages")) {
+    if (!row["messages"].is_array()) throw DataError(where + ": 'messages' must be a list of {role, content}");
+    return "messages";
+  }
+  if (row.contains("prompt") && row.contains("completion")) {
+    const auto& p = row["prompt"];
+    const auto& c = row["completion"];
+    if (p.is_string() && c.is_string()) return "prompt-completion";
+    if (p.is_array() && c.is_array()) return "conversational prompt-completion";
+    throw DataError(where + ": 'prompt' and 'completion' must both be strings or both lists of messages");
+  }
+  if (row.contains("text")) {
+    if (!row["text"].is_string()) throw DataError(where + ": 'text' must be a string");
+    return "text";
+  }
+  throw DataError(where + ": not an SFT record: expected {prompt, completion}, {messages} or {text} (TRL's formats)");
+}
+
+// Checks the messages of a conversational record: a list of objects with string role and content.
+inline void check_messages(const nlohmann::json& msgs, const std::string& where, const char* key) {
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    const auto& m = msgs[i];
+    std::string at = where + ": " + key + "[" + std::to_string(i) + "]";
+    if (!m.is_object()) throw DataError(at + ": expected {role, content}");
+    if (!m.contains("role") || !m["role"].is_string()) throw DataError(at + ": missing string 'role'");
+    if (!m.contains("content") || (!m["content"].is_string() && !m["content"].is_array()))
+      throw DataError(at + ": missing 'content'");
+  }
+}
+
+// Checks a record without tokenising it (what `warmup run --dry-run` can check); returns its format.
+inline std::string check_sft_row(const nlohmann::json& row, const std::string& where) {
+  std::string format = sft_format(row, where);
+  if (format == "messages") check_messages(row["messages"], where, "messages");
+  if (format == "conversational prompt-completion") {
+    check_messages(row["prompt"], where, "prompt");
+    check_messages(row["completion"], where, "completion");
+  }
+  return format;
+}
+
+// The record's tokens, as TRL tokenises them (see the top of this file). Throws DataError naming
+// `where` for a malformed record or a failed chat template.
+inline SftTokens tokenize_sft_row(const nlohmann::json& row, const SftTokenizer& tk, const std::string& where) {
+  const std::string format = sft_format(row, where);
+  SftTokens out;
+  if (format == "prompt-completion") {
+    out.prompt = tk.encode(row["prompt"].get<std::string>());
+    out.completion = tk.encode(row["completion"].get<std::string>());
+    if (tk.append_eos && !tk.eos.empty()) out.completion.push_back(tk.eos[0]);
+  } else if (format == "text") {
+    out.completion = tk.encode(row["text"].get<std::string>());
+    if (tk.append_eos && !tk.eos.empty() && (out.completion.empty() || out.completion.back() != tk.eos[0]))
+      out.completion.push_back(tk.eos[0]);
+  } else if (format == "messages") {
+    check_messages(row["messages"], where, "messages");
+    out.completion = tk.encode(tk.chat(row["messages"], false));
+  } else {
+    check_messages(row["prompt"], where, "prompt");
+    check_messages(row["completion"], where, "completion");
+    nlohmann::json all = row["prompt"];
+    for (const auto& m : row["completion"]) all.push_back(m);
+    std::vector<int32_t> prompt = tk.encode(tk.chat(row["prompt"], true));
+    std::vector<int32_t> full = tk.encode(tk.chat(all, false));
+    size_t n = 0;  // TRL's common_prefix_length
+    while (n < prompt.size() && n < full.size() && prompt[n] == full[n]) ++n;
+    out.prompt.assign(full.begin(), full.begin() + std::ptrdiff_t(n));
+    out.completion.assign(full.begin() + std::ptrdiff_t(n), full.end());
+  }
+  return out;
+}
+
+}  // namespace warmup

@@ -1,0 +1,76 @@
+// See resume_overrides.h.
+#include "runtime/resume_overrides.h"
+
+#include <map>
+
+#include "util/errors.h"
+
+namespace warmup {
+namespace fs = std::filesystem;
+namespace {
+
+const std::set<std::string> kNeutralLeaves = {"logging_steps", "log_completions_groups", "reward_workers",
+                                              "score_workers"};
+
+std::string leaf(const std::string& key) {
+  size_t dot = key.rfind('.');
+  return dot == std::string::npos ? key : key.substr(dot + 1);
+}
+
+bool exists_at(const std::string& path, const fs::path& base_dir) {
+  if (path.empty() || path.find('{') != std::string::npos) return false;
+  fs::path p = path;
+  if (p.is_relative()) p = base_dir / p;
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+// "" when `key` may change from `before` to `after` in a resumed run, else why not.
+std::string refusal(const std::string& key, const FlatValue* before, const FlatValue& after,
+                    const fs::path& base_dir, const std::set<std::string>& started) {
+  if (key == "model.device" || kNeutralLeaves.count(leaf(key))) return "";
+  if (key.rfind("stages.", 0) == 0) {
+    std::string rest = key.substr(7);
+    for (const char* tail : {".eval.limit", ".eval.num_samples"}) {
+      std::string t = tail;
+      if (rest.size() > t.size() && rest.compare(rest.size() - t.size(), t.size(), t) == 0) {
+        std::string stage = rest.substr(0, rest.size() - t.size());
+        if (!started.count(stage)) return "";
+        return "stage '" + stage + "' has already started: its eval size is fixed";
+      }
+    }
+  }
+  if (before && before->type == "string" && after.type == "string") {
+    if (exists_at(before->text, base_dir)) return before->text + " still exists: a resumed run keeps its data";
+    if (!exists_at(after.text, base_dir)) return after.text + " does not exist either";
+    return "";
+  }
+  return "it changes what the run computes";
+}
+
+}  // namespace
+
+std::vector<FlatValue> check_resume_overrides(const toml::table& stored, const std::vector<std::string>& overrides,
+                                              const fs::path& base_dir, const std::set<std::string>& started,
+                                              const std::string& who) {
+  toml::table changed = stored;
+  for (const auto& o : overrides) apply_override(changed, o);
+  std::map<std::string, FlatValue> before;
+  for (auto& f : flatten(stored)) before.emplace(f.key, std::move(f));
+  std::vector<FlatValue> out;
+  for (auto& f : flatten(changed)) {
+    auto it = before.find(f.key);
+    const FlatValue* b = it == before.end() ? nullptr : &it->second;
+    if (b && b->type == f.type && b->text == f.text) continue;
+    std::string why = refusal(f.key, b, f, base_dir, started);
+    if (!why.empty())
+      throw UsageError("--set " + f.key + ": a resumed run (" + who + ") takes only keys that do not change what it "
+                       "computes (" + why + "). Allowed: a path that no longer exists replaced by one that does, "
+                       "model.device, logging_steps, log_completions_groups, reward_workers, score_workers, and "
+                       "eval.limit / eval.num_samples of stages not started; start a new run for anything else");
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+}  // namespace warmup
