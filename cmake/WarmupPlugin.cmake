@@ -20,6 +20,8 @@ function(warmup_add_plugin_library name)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
   elseif(WARMUP_PLUGIN_OUTPUT_DIR)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${WARMUP_PLUGIN_OUTPUT_DIR})
+    # in-tree plugins the warmup executable finds by default: part of the `warmup_runtime` target
+    set_property(GLOBAL APPEND PROPERTY WARMUP_RUNTIME_TARGETS ${target})
   endif()
   if(WARMUP_PLUGIN_INSTALL_DIR)
     install(TARGETS ${target} LIBRARY DESTINATION ${WARMUP_PLUGIN_INSTALL_DIR})

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh"
+WARMUP_BUILD_TARGET=warmup_runtime "$root/scripts/build.sh"  # no test targets (scripts/test.sh builds those)
 cd "$root"
 build="${WARMUP_BUILD_DIR:-$root/build}"
 "$build/bin/warmup" run experiments/quickstart.toml "$@"
