@@ -600,6 +600,10 @@ def test_sigint_during_evaluate_keeps_finished_chunks_and_resume_matches_an_unin
     assert 8 <= kept < 240 and kept % 8 == 0, kept  # whole chunks of 4 examples x 2 samples
     assert eval_results(store, 1)[0] == ref[0][:kept]  # what was saved is what the full run computed
 
+    r = warmup("run", "--resume", "1", "--store", store, "--dry-run")  # looks, claims nothing
+    assert r.returncode == 0 and 'completions = "model"' in r.stdout, r.stderr
+    assert query(store, "SELECT status, resumes FROM runs WHERE id = 1") == [("interrupted", 0)]
+
     # The data moves while the run is stopped: the resume fails before evaluating anything...
     moved = tmp_path / "moved.jsonl"
     data.rename(moved)
@@ -609,6 +613,8 @@ def test_sigint_during_evaluate_keeps_finished_chunks_and_resume_matches_an_unin
     # ...--set may fix the path, but not change what the run computes...
     r = warmup("run", "--resume", "1", "--store", store, "--set", "stages.eval.evaluate.temperature=0.1")
     assert r.returncode == 2 and "--set stages.eval.evaluate.temperature" in r.stderr, r.stderr
+    r = warmup("run", "--resume", "1", "--store", store, "--set", 'tasks.math.prompt="none"')  # a string, not a path
+    assert r.returncode == 2 and "--set tasks.math.prompt" in r.stderr, r.stderr
     r = warmup("run", "--resume", "1", "--store", store, "--set", f'tasks.math.test="{tmp_path / "nowhere.jsonl"}"')
     assert r.returncode == 2 and "does not exist either" in r.stderr, r.stderr
     # ...and the fixed run completes the rest: the same samples and metrics as the uninterrupted run.

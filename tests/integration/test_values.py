@@ -284,10 +284,11 @@ def test_a_wrong_json_type_in_sft_data_names_file_line_and_field(tmp_path, store
     assert query(store, "SELECT status FROM runs") == [("failed",)]
     data.write_text('{"prompt": "a", "completion": ["b"]}\n')
     r = warmup("run", exp, "--store", store, timeout=60)
-    assert r.returncode == 2 and f"{data}:1: field 'completion': expected string, found array" in error_line(r)
+    # a bad first record is found before the run starts (the first record is what --dry-run reads)
+    assert r.returncode == 2 and f"{data}:1: field 'completion': expected string, found array" in r.stderr, r.stderr
     data.write_text('{"prompt": "a"}\n')
     r = warmup("run", exp, "--store", store, timeout=60)
-    assert r.returncode == 2 and f"{data}:1: missing field 'completion' (string)" in error_line(r)
+    assert r.returncode == 2 and f"{data}:1: missing field 'completion' (string)" in r.stderr, r.stderr
     assert query(store, "SELECT count(*) FROM runs WHERE status = 'running'") == [(0,)]
 
 
@@ -301,8 +302,9 @@ def test_a_wrong_json_type_in_task_data_names_file_line_and_field(tmp_path, stor
     exp = write(tmp_path / "exp.toml", experiment(KK.format(key=f'data_dir = "{tmp_path / "kk"}"\npeople = [3]')))
     r = run_fast("run", exp, "--store", store)
     assert r.returncode == 2, r.stderr
-    assert f"3ppl_test.jsonl:2: field 'quiz': expected string, found number" in error_line(r)
-    assert query(store, "SELECT count(*) FROM runs WHERE status = 'running'") == [(0,)]
+    assert f"3ppl_test.jsonl:2: field 'quiz': expected string, found number" in r.stderr  # found before the run
+    assert "found before the run started" in error_line(r)
+    assert not store.exists()  # no run was made
 
 
 def poison_embedding(model_dir, token):

@@ -94,8 +94,11 @@ TEST_CASE("chunked token log-probs: values and gradients equal log_softmax of fu
     auto g_got = grads_of(m);
     CHECK(torch::allclose(got, ref.detach(), 1e-5, 1e-5));
     for (const auto& [name, g] : g_ref) {
-      INFO(name);
-      CHECK(torch::allclose(g_got[name], g, 1e-5, 1e-6));
+      // atol 1e-5 as for the values: the tied embedding's gradient sums the LM head's and the
+      // lookup's contributions, whose float32 summation order differs between CPU kernels (AVX2
+      // vs AVX-512 builds of the same ops disagree in the 6th decimal there).
+      INFO(name << " max |diff| " << (g_got[name] - g).abs().max().item<double>());
+      CHECK(torch::allclose(g_got[name], g, 1e-5, 1e-5));
     }
   }
 }

@@ -19,7 +19,8 @@
 //    Deprecated from 5 on, to be removed in a later minor: Policy::generate (use generate_ids) and
 //    Policy::token_logprobs (use token_logprobs_at); nothing in the tree calls them.
 // 6: Algorithm::validate (appended virtual; the host calls it only on plugins built with minor >= 6
-//    and, for older ones, checks each task's eval split itself), StagePlan, Validation.
+//    and, for older ones, checks each task's eval split itself where the task offers it),
+//    StagePlan, Validation, StageContext::progress, Policy::apply_chat_template.
 #define WARMUP_ABI_MINOR 6
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b

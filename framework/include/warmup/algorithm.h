@@ -134,6 +134,19 @@ class Validation {
       error(std::string(who) + ": task '" + task.name + "' split '" + split + "': " + problem);
     return checked_[key] = problem.empty();
   }
+  // check_split when the task lists `split` in splits() (a split it offers must load); else
+  // nothing: whether the stage needs it is the algorithm's to say.
+  bool check_declared_split(const TaskRef& task, const std::string& split, std::string_view who) {
+    std::vector<std::string> offered;
+    try {
+      offered = task.task->splits();
+    } catch (...) {
+      return check_split(task, split, who);
+    }
+    for (const auto& s : offered)
+      if (s == split) return check_split(task, split, who);
+    return true;
+  }
 
  private:
   std::vector<std::string> errors_;
@@ -154,10 +167,10 @@ class Algorithm {
   // without running: the task splits it uses (Validation::check_split), its own input files
   // (exist; first record parses). Called by `warmup run --dry-run` and at the start of every run,
   // for each stage still to run. Reports problems through `v`; throws only on a bug. The default
-  // checks that every task of the stage loads the stage's eval split. Files an earlier stage
-  // writes ({run_dir}/...) do not exist yet and are not checked.
+  // checks the stage's eval split of every task that offers it (Validation::check_declared_split).
+  // Files an earlier stage writes ({run_dir}/...) do not exist yet and are not checked.
   virtual void validate(const StagePlan& plan, Validation& v) {
-    for (const auto& t : plan.tasks) v.check_split(t, plan.eval.split, "stages." + plan.stage_name);
+    for (const auto& t : plan.tasks) v.check_declared_split(t, plan.eval.split, "stages." + plan.stage_name);
   }
 };
 

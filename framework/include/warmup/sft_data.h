@@ -51,12 +51,17 @@ inline std::string sft_format(const nlohmann::json& row, const std::string& wher
     if (!row["messages"].is_array()) throw DataError(where + ": 'messages' must be a list of {role, content}");
     return "messages";
   }
-  if (row.contains("prompt") && row.contains("completion")) {
-    const auto& p = row["prompt"];
-    const auto& c = row["completion"];
-    if (p.is_string() && c.is_string()) return "prompt-completion";
-    if (p.is_array() && c.is_array()) return "conversational prompt-completion";
-    throw DataError(where + ": 'prompt' and 'completion' must both be strings or both lists of messages");
+  if (row.contains("prompt") && row["prompt"].is_array()) {
+    if (!row.contains("completion")) throw DataError(where + ": missing field 'completion' (list of messages)");
+    if (!row["completion"].is_array())
+      throw DataError(where + ": field 'completion': expected a list of messages (as 'prompt'), found " +
+                      std::string(row["completion"].type_name()));
+    return "conversational prompt-completion";
+  }
+  if (row.contains("prompt") || row.contains("completion")) {
+    json_field<std::string>(row, "prompt", where);  // the standard errors: missing, or the wrong type
+    json_field<std::string>(row, "completion", where);
+    return "prompt-completion";
   }
   if (row.contains("text")) {
     if (!row["text"].is_string()) throw DataError(where + ": 'text' must be a string");

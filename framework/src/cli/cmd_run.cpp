@@ -16,7 +16,8 @@ int cmd_run(const Args& args) {
       ("store", po::value<std::string>()->default_value(default_store()), kStoreHelp)
       ("plugin-dir,P", po::value<std::vector<std::string>>(&dirs)->composing(),
        "search this directory for plugins first (repeatable)")
-      ("resume", po::value<int64_t>(), "resume failed/interrupted run RUN from its stored config")
+      ("resume", po::value<int64_t>(), "resume failed/interrupted run RUN from its stored config (with --set: only "
+                                         "moved paths, device, logging and worker counts, eval sizes of stages not started)")
       ("name", po::value<std::string>()->default_value(""), "run name (default: experiment name)")
       ("grace", po::value<double>()->default_value(30.0),
        "seconds a stage may take to stop after SIGINT/SIGTERM before the run is closed anyway");
@@ -24,7 +25,7 @@ int cmd_run(const Args& args) {
   pos.add("experiment", 1);
   po::variables_map vm;
   if (!parse(args, "usage: warmup run EXPERIMENT.toml [--set path=value]... [--dry-run] [--store DB] "
-                   "[--plugin-dir DIR]...\n       warmup run --resume RUN [--store DB]",
+                   "[--plugin-dir DIR]...\n       warmup run --resume RUN [--set path=value]... [--dry-run] [--store DB]",
              opts, vm, &pos))
     return 0;
   RunOptions ro;

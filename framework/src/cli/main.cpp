@@ -52,6 +52,32 @@ std::string external_tools() {
 
 }  // namespace
 
+namespace {
+
+// The exit code and the one "error: " line for the exception being handled: 2 for bad input
+// (config, usage, data, plugin, command line), 1 for everything else.
+int report_error(const std::string& command) {
+  try {
+    throw;
+  } catch (const warmup::ConfigError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const warmup::UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const warmup::DataError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const warmup::PluginError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (const boost::program_options::error& e) {
+    std::cerr << "error: warmup " << command << ": " << e.what() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace warmup;
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -93,23 +119,8 @@ int main(int argc, char** argv) {
   init_logging(verbose, quiet);
   try {
     return it->second(cli::Args(args.begin() + 1, args.end()));
-  } catch (const ConfigError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const DataError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const PluginError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  } catch (const boost::program_options::error& e) {
-    std::cerr << "error: warmup " << args[0] << ": " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+  } catch (...) {
+    progress_clear();  // the error goes on a line of its own
+    return report_error(args[0]);
   }
 }

@@ -9,13 +9,27 @@ namespace warmup {
 namespace fs = std::filesystem;
 namespace {
 
-const std::set<std::string> kNeutralLeaves = {"logging_steps", "log_completions_groups", "reward_workers",
-                                              "score_workers"};
-
 std::string leaf(const std::string& key) {
   size_t dot = key.rfind('.');
   return dot == std::string::npos ? key : key.substr(dot + 1);
 }
+
+const std::set<std::string> kNeutralLeaves = {"logging_steps", "log_completions_groups", "reward_workers",
+                                              "score_workers"};
+// Keys that name files or folders (the in-tree plugins' and [model]'s; plugins of other names: a
+// `*_path`, `*_dir` or `*_file` key). Only these take the "moved path" rule.
+const std::set<std::string> kPathLeaves = {"path", "data", "data_dir", "train", "test", "validation",
+                                           "cache", "tokenizer", "file", "dir"};
+
+bool is_path_key(const std::string& key) {
+  std::string l = leaf(key);
+  auto ends = [&](const char* s) {
+    std::string t = s;
+    return l.size() > t.size() && l.compare(l.size() - t.size(), t.size(), t) == 0;
+  };
+  return kPathLeaves.count(l) || ends("_path") || ends("_dir") || ends("_file");
+}
+
 
 bool exists_at(const std::string& path, const fs::path& base_dir) {
   if (path.empty() || path.find('{') != std::string::npos) return false;
@@ -40,7 +54,9 @@ std::string refusal(const std::string& key, const FlatValue* before, const FlatV
       }
     }
   }
-  if (before && before->type == "string" && after.type == "string") {
+  if (before && before->type == "string" && after.type == "string" && is_path_key(key)) {
+    if (before->text.empty() || before->text.find('{') != std::string::npos)
+      return "its value '" + before->text + "' is not a path that can have moved";
     if (exists_at(before->text, base_dir)) return before->text + " still exists: a resumed run keeps its data";
     if (!exists_at(after.text, base_dir)) return after.text + " does not exist either";
     return "";

@@ -1,7 +1,8 @@
 // `warmup run --resume RUN --set KEY=VALUE`: which keys a resumed run accepts. A resumed run must
 // go on computing what it started computing, so only keys that do not change that are taken:
-//   - a path that no longer exists, replaced by one that does (string values: data files and
-//     folders, [model] path), e.g. a dataset moved or a typo that failed the run;
+//   - a path that no longer exists, replaced by one that does (keys that name files or folders:
+//     path, data, data_dir, train, test, validation, cache, tokenizer, file, dir, *_path, *_dir,
+//     *_file; not empty or {run_dir} values), e.g. a dataset moved or a typo that failed the run;
 //   - [model] device, and the logging and worker counts of any stage (logging_steps,
 //     log_completions_groups, reward_workers, score_workers);
 //   - eval sizes (stages.S.eval.limit, .num_samples) of a stage that has not started.

@@ -333,10 +333,13 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
       for (const auto& row : store->stage_rows(id)) started.insert(row.value("name", ""));
       amended = check_resume_overrides(load_toml_with_bases(experiment_file), opt.overrides, base_dir, started, who);
     }
-    // Claim it before any other work: of two resumes started together, one goes on.
-    if (!store->resume_run(id))
-      throw UsageError(who + " was claimed by another process just now (a concurrent --resume); not resuming it twice");
-    claimed = true;
+    // Claim it before any other work: of two resumes started together, one goes on. A dry run
+    // only looks: it claims nothing.
+    if (!opt.dry_run) {
+      if (!store->resume_run(id))
+        throw UsageError(who + " was claimed by another process just now (a concurrent --resume); not resuming it twice");
+      claimed = true;
+    }
     finished_stages = store->finished_stages(id);
   }
   try {
@@ -376,6 +379,7 @@ StageOutcome run_stage(Store& store, Algorithm& algorithm, StageSetup setup) {
     if (dynamic_cast<const ConfigError*>(&e)) out.kind = FailureKind::config;
     else if (dynamic_cast<const DataError*>(&e)) out.kind = FailureKind::data;
   }
+  progress_clear();  // a stage that failed or was stopped leaves no bar behind
   out.output_model = ctx.output_model();
   out.last_metrics = ctx.last_metrics();
   return out;
@@ -427,14 +431,29 @@ std::pair<int64_t, fs::path> start_new_run(const RunOptions& opt, const Experime
 void amend_resumed_run(Store& store, int64_t run, const fs::path& run_dir, const std::string& config_text,
                        const RunOptions& opt, const std::vector<FlatValue>& amended) {
   std::string hash = sha256_hex(config_text);
-  store.amend_run_config(run, config_text, hash, opt.overrides, amended);
-  fs::path ident = run_dir / "run.json";
+  fs::path ident = run_dir / "run.json", config = run_dir / "config.toml";
   nlohmann::json j = nlohmann::json::object();
   if (std::ifstream in(ident); in) j = nlohmann::json::parse(in, nullptr, false);
   if (!j.is_object()) j = nlohmann::json::object();
+  const nlohmann::json old_ident = j;
+  std::string old_config;
+  if (std::ifstream in(config, std::ios::binary); in) old_config.assign(std::istreambuf_iterator<char>(in), {});
   j["config_hash"] = hash;
-  write_file_synced(run_dir / "config.toml", config_text);
-  write_file_synced(ident, j.dump(2) + "\n");
+  // The folder's files are replaced (each by an atomic rename) inside the store's transaction: a
+  // failure rolls the store back and puts the old files back, so store and folder keep agreeing.
+  store.amend_run_config(run, config_text, hash, opt.overrides, amended, [&] {
+    try {
+      write_file_synced(config, config_text);
+      write_file_synced(ident, j.dump(2) + "\n");
+    } catch (...) {
+      try {
+        write_file_synced(config, old_config);
+        write_file_synced(ident, old_ident.dump(2) + "\n");
+      } catch (...) {
+      }
+      throw;
+    }
+  });
   std::string keys;
   for (const auto& f : amended) keys += (keys.empty() ? "" : ", ") + f.key + " = " + f.text;
   log_info("run " + std::to_string(run) + ": config amended on resume: " + keys);

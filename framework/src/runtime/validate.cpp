@@ -43,7 +43,9 @@ std::vector<std::string> validate_experiment(const ExperimentConfig& cfg, const 
   Validation v;
   const std::string model_at = "[model] of " + cfg.file.string();
   if (!stages.empty()) check(v, model_at + ": device", [&] { parse_device(cfg.model.device); });
-  if (!stages.empty() && !cfg.model_init && !cfg.model.path.empty()) {
+  bool model_used = false;  // by a stage still to run (a stage fed by an earlier one has none)
+  for (const auto& s : stages) model_used |= !s.plan.model.path.empty();
+  if (model_used) {
     const fs::path dir = cfg.model.path;
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) {
@@ -60,7 +62,7 @@ std::vector<std::string> validate_experiment(const ExperimentConfig& cfg, const 
     try {
       if (s.abi_minor >= 6) s.algorithm->validate(s.plan, v);
       else
-        for (const auto& t : s.plan.tasks) v.check_split(t, s.plan.eval.split, who);
+        for (const auto& t : s.plan.tasks) v.check_declared_split(t, s.plan.eval.split, who);
     } catch (const std::exception& e) {
       v.error(who + ": validation failed: " + e.what());
     }

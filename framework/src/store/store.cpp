@@ -156,18 +156,27 @@ void Store::end_run(int64_t run, const std::string& status, const std::string& e
   tx.commit();
 }
 
+namespace {
+
+// (run_id, key, value, type) of an INSERT INTO params: the value in its own SQLite type.
+void bind_param(Stmt& st, int64_t run, const FlatValue& p) {
+  st.bind(1, run).bind(2, p.key);
+  if (p.type == "integer") st.bind(3, p.integer);
+  else if (p.type == "float") st.bind(3, p.number);
+  else if (p.type == "boolean") st.bind(3, int64_t(p.number));
+  else st.bind(3, p.text);
+  st.bind(4, p.type);
+}
+
+}  // namespace
+
 void Store::write_params(int64_t run, const std::vector<FlatValue>& params) {
   Transaction tx(db_);
   Stmt ins(db_, "INSERT INTO params(run_id, key, value, type) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(run_id, key) DO NOTHING");
   Stmt get(db_, "SELECT CAST(value AS TEXT), type FROM params WHERE run_id = ? AND key = ?");
   for (const auto& p : params) {
-    ins.bind(1, run).bind(2, p.key);
-    if (p.type == "integer") ins.bind(3, p.integer);
-    else if (p.type == "float") ins.bind(3, p.number);
-    else if (p.type == "boolean") ins.bind(3, int64_t(p.number));
-    else ins.bind(3, p.text);
-    ins.bind(4, p.type);
+    bind_param(ins, run, p);
     ins.run();
     if (db_.changes() == 0) {
       get.bind(1, run).bind(2, p.key);
@@ -186,7 +195,8 @@ void Store::write_params(int64_t run, const std::vector<FlatValue>& params) {
 }
 
 void Store::amend_run_config(int64_t run, const std::string& config_toml, const std::string& config_hash,
-                             const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed) {
+                             const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed,
+                             const std::function<void()>& before_commit) {
   Transaction tx(db_);
   nlohmann::json all = nlohmann::json::array();
   {
@@ -205,14 +215,10 @@ void Store::amend_run_config(int64_t run, const std::string& config_toml, const 
   for (const auto& p : changed) {
     del.bind(1, run).bind(2, p.key);
     del.run();
-    up.bind(1, run).bind(2, p.key);
-    if (p.type == "integer") up.bind(3, p.integer);
-    else if (p.type == "float") up.bind(3, p.number);
-    else if (p.type == "boolean") up.bind(3, int64_t(p.number));
-    else up.bind(3, p.text);
-    up.bind(4, p.type);
+    bind_param(up, run, p);
     up.run();
   }
+  if (before_commit) before_commit();
   tx.commit();
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -79,8 +80,11 @@ class Store {
   // `warmup run --resume RUN --set ...` with keys that do not change what the run computes: the
   // run's stored config and hash become the new ones, `overrides` are appended to its overrides
   // and the `changed` params are rewritten, in one transaction.
+  // `before_commit` runs inside the transaction (the caller's file writes): if it throws, nothing
+  // is changed in the store.
   void amend_run_config(int64_t run, const std::string& config_toml, const std::string& config_hash,
-                        const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed);
+                        const std::vector<std::string>& overrides, const std::vector<FlatValue>& changed,
+                        const std::function<void()>& before_commit = {});
 
   int64_t begin_stage(int64_t run, int idx, const std::string& name, const std::string& algorithm);
   // `output_model`: the model directory a finished stage hands to later stages ("" = none).

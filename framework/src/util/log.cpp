@@ -43,6 +43,14 @@ int terminal_width() {
 
 bool progress_bar_enabled() { return g_bar_enabled; }
 
+void progress_clear() {
+  if (!g_bar_enabled) return;
+  std::lock_guard<std::mutex> lock(g_bar_mu);
+  clear_bar_locked();
+  g_bar.clear();
+  std::fflush(stderr);
+}
+
 void log_progress(std::string_view who, std::string_view label, int64_t done, int64_t total, std::string_view detail) {
   if (!g_bar_enabled || total <= 0) return;
   std::lock_guard<std::mutex> lock(g_bar_mu);
@@ -61,7 +69,11 @@ void log_progress(std::string_view who, std::string_view label, int64_t done, in
   std::snprintf(counts, sizeof counts, " %3d%% %lld/%lld ", int(frac * 100), (long long)done, (long long)total);
   std::string tail = std::string(counts) + std::string(detail);
   int width = terminal_width() - 1;
-  int bar = std::max(10, std::min(40, width - int(head.size() + tail.size())));
+  if (int(head.size() + tail.size()) + 12 > width) {  // keep it on one line: \r\x1b[K clears one row only
+    head = head.substr(0, size_t(std::max(0, width / 3)));
+    tail = tail.substr(0, size_t(std::max(0, width - int(head.size()) - 12)));
+  }
+  int bar = std::max(10, std::min(40, width - int(head.size() + tail.size()) - 2));
   int full = int(frac * bar);
   std::string line = head + "|";
   for (int i = 0; i < bar; ++i) line += i < full ? "\u2588" : " ";  // a full block per done cell

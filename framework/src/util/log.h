@@ -20,5 +20,7 @@ inline void log_warn(std::string_view msg) { log_line(LogLevel::kWarn, "", msg);
 // meanwhile clear the bar and it is drawn again below them. `done` == `total` removes it.
 void log_progress(std::string_view who, std::string_view label, int64_t done, int64_t total, std::string_view detail);
 bool progress_bar_enabled();
+// Removes the bar, if one is shown (a stage that ended, failed or was stopped; before an error).
+void progress_clear();
 
 }  // namespace warmup

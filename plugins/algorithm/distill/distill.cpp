@@ -32,6 +32,14 @@ class Distill final : public warmup::Algorithm {
     o.finish();
   }
 
+  // Every task's eval split loads (distill reads it); the stage has a teacher and a task.
+  void validate(const warmup::StagePlan& plan, warmup::Validation& v) override {
+    const std::string who = "stages." + plan.stage_name + ".distill";
+    if (plan.teachers.empty()) v.error(who + ": distill needs a teacher");
+    if (plan.tasks.empty()) v.error(who + ": distill needs a task");
+    for (const auto& t : plan.tasks) v.check_split(t, plan.eval.split, who);
+  }
+
   void run(warmup::StageContext& ctx) override {
     if (ctx.teachers().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a teacher");
     if (ctx.tasks().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a task");
@@ -85,7 +93,7 @@ class Distill final : public warmup::Algorithm {
         out.flush();
         if (!out) throw std::runtime_error(path.string() + ": write failed");
         state["task"] = ti, state["next"] = start + size_t(batch_), state["counters"] = c;
-        state["bytes"] = uint64_t(out.tellp());
+        state["bytes"] = uint64_t(std::filesystem::file_size(path));  // not tellp(): 0 in append mode before a write
         warmup::durable::write_file_durable(state_file, state.dump());
         ctx.progress(t.name, int64_t(std::min(examples.size(), start + size_t(batch_))), int64_t(examples.size()), "");
         if (ctx.stop_requested()) return;

@@ -43,17 +43,27 @@ warmup::Score score_of(const json& j) {
 
 }  // namespace
 
-Progress::Progress(fs::path file, const std::vector<std::string>& ids, bool resuming) : file_(std::move(file)) {
+Progress::Progress(fs::path file, const std::vector<std::string>& ids, const json& header, size_t chunk,
+                   bool resuming)
+    : file_(std::move(file)) {
   std::error_code ec;
-  if (!resuming) {
+  const std::string head = json{{"header", header}}.dump() + "\n";
+  std::ifstream in;
+  if (resuming) in.open(file_, std::ios::binary);
+  std::string line;
+  if (!in || !std::getline(in, line) || in.eof()) {  // a fresh start, or no intact header yet
+    in.close();
     fs::remove(file_, ec);
+    write(head);
     return;
   }
-  std::ifstream in(file_, std::ios::binary);
-  if (!in) return;
-  std::string line;
-  std::streamoff good = 0;  // bytes of intact lines
-  int64_t n = 0;
+  json got = json::parse(line, nullptr, false);
+  if (got.is_discarded() || !got.is_object() || !got.contains("header") || got["header"] != header)
+    throw warmup::DataError(file_.string() + ": made from " + (got.is_object() ? got.value("header", json()).dump() : line) +
+                            ", but the stage now has " + header.dump() +
+                            " (the task's data or the stage's settings changed since it started); not resuming from it");
+  std::vector<std::streamoff> ends{in.tellg()};  // byte offset after the header and after each kept line
+  int64_t n = 1;
   while (done_.size() < ids.size() && std::getline(in, line)) {
     ++n;
     if (in.eof()) break;  // no newline: cut by a kill
@@ -73,10 +83,12 @@ Progress::Progress(fs::path file, const std::vector<std::string>& ids, bool resu
       break;
     }
     done_.push_back(std::move(d));
-    good = in.tellg();
+    ends.push_back(in.tellg());
   }
   in.close();
-  if (fs::file_size(file_, ec) != uintmax_t(good)) fs::resize_file(file_, uintmax_t(good), ec);
+  if (done_.size() < ids.size() && chunk > 0) done_.resize(done_.size() - done_.size() % chunk);
+  uintmax_t good = uintmax_t(ends[done_.size()]);
+  if (fs::file_size(file_, ec) != good) fs::resize_file(file_, good, ec);
 }
 
 void Progress::append(size_t first, const std::vector<std::string>& ids,
@@ -86,8 +98,12 @@ void Progress::append(size_t first, const std::vector<std::string>& ids,
   for (size_t i = 0; i < outs.size(); ++i) {
     json items = json::array();
     for (const auto& c : outs[i]) items.push_back(to_json(c, scores.at(k++)));
-    text += json{{"id", ids.at(first + i)}, {"items", items}}.dump() + "\n";
+    text += json{{"id", ids.at(first + i)}, {"items", items}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
+  write(text);
+}
+
+void Progress::write(const std::string& text) {
   int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error(file_.string() + ": cannot open for appending (" + std::strerror(errno) + ")");
   size_t off = 0;

@@ -4,13 +4,18 @@
 // with the same samples and metrics as an uninterrupted run (chunks keep their boundaries and the
 // engine seeds prompt i with seed + 1000 * i wherever it sits in a chunk).
 //
-// Line: {"id": example id, "items": [{"c": {"text", "finish_reason", "tokens"},
+// First line: {"header": {...}}: what the lines were made from (the split's digest, the sample
+// count, the chunk size...); a resume whose header differs is refused (the data or the settings
+// changed since the stage started).
+// Then per example: {"id": example id, "items": [{"c": {"text", "finish_reason", "tokens"},
 //        "s": {"total", "parts": {...}, "correct": bool|null, "error", "errored", "extracted_answer"}}...]}
 #pragma once
 
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "warmup/reward.h"
 #include "warmup/types.h"
@@ -24,11 +29,14 @@ struct Done {
 
 class Progress {
  public:
-  // Opens the task's progress file. `resuming` = false starts over (an old file is removed).
-  // Otherwise reads the finished examples: the longest prefix of `ids` whose lines are intact (a
-  // line cut by a kill, and anything after it, is dropped from the file). Throws warmup::DataError
-  // naming file:line when a line names another example than the split has there (the data changed).
-  Progress(std::filesystem::path file, const std::vector<std::string>& ids, bool resuming);
+  // Opens the task's progress file. `resuming` = false starts over (an old file is replaced by
+  // one holding `header`). Otherwise reads the finished examples: the longest prefix of `ids`
+  // whose lines are intact, cut back to a multiple of `chunk` unless it is all of them (a line cut
+  // by a kill, a chunk written in part, and anything after are dropped from the file). Throws
+  // warmup::DataError naming the file when its header differs from `header`, or file:line when a
+  // line names another example than the split has there.
+  Progress(std::filesystem::path file, const std::vector<std::string>& ids, const nlohmann::json& header,
+           size_t chunk, bool resuming);
 
   // The examples finished by earlier attempts: 0 .. done().size()-1 (append does not add to it).
   const std::vector<Done>& done() const { return done_; }
@@ -37,6 +45,7 @@ class Progress {
               const std::vector<warmup::Score>& scores);
 
  private:
+  void write(const std::string& text);  // appended and fsynced
   std::filesystem::path file_;
   std::vector<Done> done_;
 };

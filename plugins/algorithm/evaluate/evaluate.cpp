@@ -128,7 +128,11 @@ class Evaluate final : public warmup::Algorithm {
     const size_t N = examples.size(), runs = size_t(ev.num_samples);
     std::vector<std::string> ids;
     for (const auto& e : examples) ids.push_back(e.id);
-    evalp::Progress progress(ctx.checkpoint_dir() / ("progress-" + task + ".jsonl"), ids, ctx.resuming());
+    // Reference completions cost nothing to make again: one chunk.
+    const size_t chunk = save_every_ > 0 && completions_ != "reference" ? size_t(save_every_) : std::max<size_t>(N, 1);
+    const nlohmann::json header = {{"task", task}, {"split", ev.split}, {"digest", digest}, {"num_samples", runs},
+                                   {"save_every", chunk}, {"completions", completions_}, {"seed", sample_.seed}};
+    evalp::Progress progress(ctx.checkpoint_dir() / ("progress-" + task + ".jsonl"), ids, header, chunk, ctx.resuming());
     std::vector<std::vector<warmup::Completion>> outs(N);
     std::vector<std::vector<warmup::Score>> scores(N);
     size_t first = progress.done().size();
@@ -138,8 +142,6 @@ class Evaluate final : public warmup::Algorithm {
     ctx.log(warmup::LogLevel::kInfo, "scoring " + std::to_string(N) + " x " + std::to_string(runs) + " of " + task + "/" +
                                          ev.split + " (digest " + digest.substr(0, 12) + ")" +
                                          (first ? "; " + std::to_string(first) + " done by the stopped attempt" : ""));
-    // Reference completions cost nothing to make again: one chunk.
-    const size_t chunk = save_every_ > 0 && completions_ != "reference" ? size_t(save_every_) : std::max<size_t>(N, 1);
     auto t0 = std::chrono::steady_clock::now();
     int64_t tokens = 0;
     for (size_t lo = first; lo < N; lo += chunk) {

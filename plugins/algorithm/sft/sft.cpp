@@ -166,6 +166,7 @@ class Sft final : public warmup::Algorithm {
   void validate(const warmup::StagePlan& plan, warmup::Validation& v) override {
     std::string who = "stages." + plan.stage_name + ".sft";
     if (data_.empty()) {
+      if (plan.tasks.empty() || plan.teachers.empty()) v.error(who + ": sft needs `data` or a task and a teacher");
       for (const auto& t : plan.tasks) v.check_split(t, split_, who);
       return;
     }

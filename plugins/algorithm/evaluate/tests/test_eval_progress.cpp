@@ -31,13 +31,15 @@ warmup::Score score(double total, std::optional<bool> correct, bool errored = fa
   return s;
 }
 
+const nlohmann::json kHeader = {{"digest", "abc"}, {"num_samples", 2}, {"save_every", 1}};
+
 }  // namespace
 
 TEST_CASE("progress: chunks read back in order with every field, a cut line and what follows dropped") {
   fs::path f = temp_file("a.jsonl");
   std::vector<std::string> ids = {"q0", "q1", "q2", "q3"};
   {
-    evalp::Progress p(f, ids, false);
+    evalp::Progress p(f, ids, kHeader, 1, false);
     CHECK(p.done().empty());
     p.append(0, ids, {{{"x", "stop", 3}, {"y\n\"z\"", "length", 7}}}, {score(1, true), score(0, std::nullopt, true)});
     p.append(1, ids, {{{"é", "stop", 1}, {"", "error", 0}}}, {score(0.5, false), score(0, false)});
@@ -47,7 +49,7 @@ TEST_CASE("progress: chunks read back in order with every field, a cut line and 
     std::ofstream out(f, std::ios::app);
     out << "{\"id\": \"q2\", \"items\": [{\"c\": {\"text\": \"cut";  // a kill mid-write: no newline
   }
-  evalp::Progress r(f, ids, true);
+  evalp::Progress r(f, ids, kHeader, 1, true);
   REQUIRE(r.done().size() == 2);
   CHECK(r.done()[0].completions[1].text == "y\n\"z\"");
   CHECK(r.done()[0].completions[1].finish_reason == "length");
@@ -66,10 +68,32 @@ TEST_CASE("progress: chunks read back in order with every field, a cut line and 
 TEST_CASE("progress: a fresh start removes an old file; changed data is an error naming the line") {
   fs::path f = temp_file("b.jsonl");
   std::vector<std::string> ids = {"q0", "q1"};
-  { evalp::Progress(f, ids, false).append(0, ids, {{{"x", "stop", 1}}, {{"y", "stop", 1}}}, {score(1, true), score(0, false)}); }
-  CHECK(evalp::Progress(f, ids, true).done().size() == 2);
-  CHECK_THROWS_WITH_AS(evalp::Progress(f, {"q0", "other"}, true), doctest::Contains(":2: example 'q1'"), warmup::DataError);
-  evalp::Progress fresh(f, ids, false);
+  { evalp::Progress(f, ids, kHeader, 1, false).append(0, ids, {{{"x", "stop", 1}}, {{"y", "stop", 1}}}, {score(1, true), score(0, false)}); }
+  CHECK(evalp::Progress(f, ids, kHeader, 1, true).done().size() == 2);
+  CHECK_THROWS_WITH_AS(evalp::Progress(f, {"q0", "other"}, kHeader, 1, true), doctest::Contains(":3: example 'q1'"),
+                       warmup::DataError);
+  nlohmann::json other = kHeader;
+  other["digest"] = "def";  // same ids, other content
+  CHECK_THROWS_WITH_AS(evalp::Progress(f, ids, other, 1, true), doctest::Contains("changed since it started"),
+                       warmup::DataError);
+  evalp::Progress fresh(f, ids, kHeader, 1, false);
   CHECK(fresh.done().empty());
-  CHECK_FALSE(fs::exists(f));
+  CHECK(fs::file_size(f) == nlohmann::json{{"header", kHeader}}.dump().size() + 1);  // the header alone
+}
+
+TEST_CASE("progress: a chunk written in part is dropped whole (chunks keep their boundaries)") {
+  fs::path f = temp_file("c.jsonl");
+  std::vector<std::string> ids = {"q0", "q1", "q2", "q3", "q4"};
+  {
+    evalp::Progress p(f, ids, kHeader, 2, false);
+    p.append(0, ids, {{{"a", "stop", 1}}, {{"b", "stop", 1}}}, {score(1, true), score(1, true)});
+    p.append(2, ids, {{{"c", "stop", 1}}}, {score(0, false)});  // as if killed after one line of the chunk
+  }
+  evalp::Progress r(f, ids, kHeader, 2, true);
+  CHECK(r.done().size() == 2);
+  evalp::Progress again(f, ids, kHeader, 2, true);  // the file was cut back to match
+  CHECK(again.done().size() == 2);
+  again.append(2, ids, {{{"c", "stop", 1}}, {{"d", "stop", 1}}}, {score(0, false), score(0, false)});
+  again.append(4, ids, {{{"e", "stop", 1}}}, {score(1, true)});
+  CHECK(evalp::Progress(f, ids, kHeader, 2, true).done().size() == 5);  // all of them: the last chunk is short
 }
