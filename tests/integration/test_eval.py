@@ -627,3 +627,39 @@ def test_sigint_during_evaluate_keeps_finished_chunks_and_resume_matches_an_unin
     (run_dir,), = query(store, "SELECT run_dir FROM runs WHERE id = 1")
     assert f'test = "{moved}"' in open(os.path.join(run_dir, "config.toml")).read()
     assert query(store, "SELECT value FROM params WHERE run_id = 1 AND key = 'tasks.math.test'") == [(str(moved),)]
+
+
+def run_on_a_terminal(args, env):
+    """Runs warmup with stdin/stdout/stderr on a pseudo-terminal; returns (exit code, all output)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([WARMUP, *map(str, args)], cwd=REPO, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    return p.wait(timeout=300), out.decode("utf-8", "replace")
+
+
+@needs_data
+def test_progress_bar_only_on_a_terminal_and_not_in_ci(tiny, tmp_path, store):
+    data = dump(tmp_path / "math.jsonl", jsonl(DATA / "math" / "math500_test.jsonl")[:12])
+    exp = write(tmp_path / "eval.toml", RESUMABLE.format(model=tiny, data=data).replace("save_every = 4", "save_every = 2"))
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "WARMUP_PLUGIN_PATH", "WARMUP_STORE")}
+    env["TERM"] = "xterm"
+    code, out = run_on_a_terminal(["run", exp, "--store", store], env)
+    assert code == 0, out
+    assert "\u2588" in out and "[eval] math |" in out, out  # the bar, with its stage and label
+    assert "\r\x1b[K" in out  # cleared in place, so the log lines stay whole
+    assert "math: 12/12 examples" in out
+    code, out = run_on_a_terminal(["run", exp, "--store", tmp_path / "ci.sqlite"], {**env, "CI": "true"})
+    assert code == 0 and "\u2588" not in out and "\x1b[K" not in out, out
+    r = warmup("run", exp, "--store", tmp_path / "pipe.sqlite")  # stderr is a pipe
+    assert r.returncode == 0 and "\u2588" not in r.stderr and "\x1b[K" not in r.stderr
