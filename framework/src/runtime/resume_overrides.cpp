@@ -23,13 +23,8 @@ const std::set<std::string> kPathLeaves = {"path", "data", "data_dir", "train", 
 
 bool is_path_key(const std::string& key) {
   std::string l = leaf(key);
-  auto ends = [&](const char* s) {
-    std::string t = s;
-    return l.size() > t.size() && l.compare(l.size() - t.size(), t.size(), t) == 0;
-  };
-  return kPathLeaves.count(l) || ends("_path") || ends("_dir") || ends("_file");
+  return kPathLeaves.count(l) || l.ends_with("_path") || l.ends_with("_dir") || l.ends_with("_file");
 }
-
 
 bool exists_at(const std::string& path, const fs::path& base_dir) {
   if (path.empty() || path.find('{') != std::string::npos) return false;
@@ -45,10 +40,9 @@ std::string refusal(const std::string& key, const FlatValue* before, const FlatV
   if (key == "model.device" || kNeutralLeaves.count(leaf(key))) return "";
   if (key.rfind("stages.", 0) == 0) {
     std::string rest = key.substr(7);
-    for (const char* tail : {".eval.limit", ".eval.num_samples"}) {
-      std::string t = tail;
-      if (rest.size() > t.size() && rest.compare(rest.size() - t.size(), t.size(), t) == 0) {
-        std::string stage = rest.substr(0, rest.size() - t.size());
+    for (std::string_view tail : {".eval.limit", ".eval.num_samples"}) {
+      if (rest.size() > tail.size() && rest.ends_with(tail)) {
+        std::string stage = rest.substr(0, rest.size() - tail.size());
         if (!started.count(stage)) return "";
         return "stage '" + stage + "' has already started: its eval size is fixed";
       }
