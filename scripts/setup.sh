@@ -15,7 +15,10 @@ packages=(build-essential cmake ninja-build pkg-config git ca-certificates sqlit
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libtomlplusplus-dev
   libspdlog-dev libfmt-dev doctest-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
   libcpp-httplib-dev libssl-dev bubblewrap util-linux
-  python3 python3-venv python3-pip python3-numpy)
+  python3 python3-venv python3-pip python3-numpy libjs-chart.js)
+# libjs-chart.js: `warmup report` inlines Chart.js from it (without it, curves are tables).
+# The tests also load reports in a real browser (headless Chromium, with fonts for screenshots).
+[[ "${1:-}" == "--test" ]] && packages+=(chromium fonts-dejavu-core)
 # python3-numpy: /usr/bin/python3 is the default interpreter of the HumanEval+ checks (rewards
 # humaneval_*, `warmup score/eval --task humaneval_plus`), whose comparisons need numpy; the
 # reward refuses to start without it rather than score every completion wrong.

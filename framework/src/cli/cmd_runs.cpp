@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/options_util.h"
+#include "report/export.h"
 #include "store/store.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -212,6 +213,14 @@ int delete_runs(const std::filesystem::path& path, const std::vector<int64_t>& r
 
 int export_run(Store& store, int64_t run, const std::string& format, const std::string& what,
                const std::string& out_path) {
+  if (format == "mlflow") {
+    if (out_path.empty()) throw UsageError("--format mlflow writes a folder: give --out DIR (e.g. mlruns)");
+    if (what != "all") throw UsageError("--format mlflow exports the whole run: leave out --what");
+    auto dir = export_mlflow(store, run, out_path);
+    log_info("exported run " + std::to_string(run) + " to " + dir.string() +
+             " (MLflow file store: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri " + out_path + ")");
+    return 0;
+  }
   std::ofstream file;
   if (!out_path.empty()) {
     file.open(out_path);
@@ -223,7 +232,11 @@ int export_run(Store& store, int64_t run, const std::string& format, const std::
     os << run_json(store, run, what).dump(2) << "\n";
     return 0;
   }
-  if (format != "csv") throw UsageError("--format must be csv or json, got '" + format + "'");
+  if (format == "jsonl") {
+    export_jsonl(store, run, what, os);
+    return 0;
+  }
+  if (format != "csv") throw UsageError("--format must be csv, json, jsonl or mlflow, got '" + format + "'");
   json data;
   std::vector<std::string> cols;
   if (what == "samples") {
@@ -346,7 +359,8 @@ int cmd_runs(const Args& args) {
       ("all-params", "compare: show params that are equal too")
       ("metrics", po::value<std::string>()->default_value("eval/*"),
        "table: metric keys to show, glob patterns separated by commas")
-      ("format", po::value<std::string>()->default_value("json"), "export: csv | json")
+      ("format", po::value<std::string>()->default_value("json"),
+       "export: csv | json | jsonl (one object per line) | mlflow (MLflow's file store under --out DIR)")
       ("what", po::value<std::string>()->default_value("all"), "export: metrics | samples | params | all")
       ("out,o", po::value<std::string>()->default_value(""), "export: write to FILE instead of stdout")
       ("yes,y", "delete: do not ask");
@@ -358,7 +372,8 @@ int cmd_runs(const Args& args) {
              "       warmup runs show RUN\n"
              "       warmup runs compare RUN RUN...\n"
              "       warmup runs table RUN... [--metrics 'eval/*/accuracy,...']  (rows: stages, columns: metrics)\n"
-             "       warmup runs export RUN --format csv|json [--what metrics|samples|params|all] [--out FILE]\n"
+             "       warmup runs export RUN --format csv|json|jsonl [--what metrics|samples|params|all] [--out FILE]\n"
+             "       warmup runs export RUN --format mlflow --out DIR   (MLflow's file store layout, e.g. DIR = mlruns)\n"
              "       warmup runs delete RUN... [--yes]   (with their run folders)\n"
              "RUN is a run id or 'latest'.",
              opts, vm, &pos))

@@ -20,5 +20,6 @@ int cmd_generate(const Args& args);
 int cmd_serve(const Args& args);
 int cmd_eval(const Args& args);
 int cmd_score(const Args& args);
+int cmd_report(const Args& args);
 
 }  // namespace warmup::cli

@@ -23,6 +23,7 @@ const char* kUsage =
     "  run EXPERIMENT.toml   run an experiment (--set path=value, --dry-run, --store, --plugin-dir)\n"
     "  plugins               list discovered plugins and every load failure\n"
     "  runs                  list runs; runs show|compare|table|export|delete RUN...\n"
+    "  report                one offline HTML report of runs (curves, tables, completions); --serve: live\n"
     "  version               version and build fingerprint\n"
     "  tokenize              text <-> token ids with a tokenizer.json\n"
     "  model                 init | info | convert | logits of a Hugging Face model directory\n"
@@ -96,7 +97,7 @@ int main(int argc, char** argv) {
       {"version", cli::cmd_version}, {"tokenize", cli::cmd_tokenize},
       {"model", cli::cmd_model}, {"bench", cli::cmd_bench},
       {"generate", cli::cmd_generate}, {"serve", cli::cmd_serve},
-      {"eval", cli::cmd_eval}, {"score", cli::cmd_score}};
+      {"eval", cli::cmd_eval}, {"score", cli::cmd_score}, {"report", cli::cmd_report}};
   auto it = kCommands.find(args[0]);
   if (it == kCommands.end()) {
     // External subcommands (as git and cargo): `warmup X ...` runs `warmup-X ...` from the

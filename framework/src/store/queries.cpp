@@ -19,6 +19,13 @@ json column(const Stmt& q, int c) {
   }
 }
 
+// The current row as an object, column names as keys.
+json row_object(const Stmt& q) {
+  json r = json::object();
+  for (int c = 0; c < sqlite3_column_count(q.handle()); ++c) r[sqlite3_column_name(q.handle(), c)] = column(q, c);
+  return r;
+}
+
 }  // namespace
 
 json Store::rows(const char* sql, int64_t run) {
@@ -26,9 +33,7 @@ json Store::rows(const char* sql, int64_t run) {
   q.bind(1, run);
   json out = json::array();
   while (q.step()) {
-    json r = json::object();
-    for (int c = 0; c < sqlite3_column_count(q.handle()); ++c) r[sqlite3_column_name(q.handle(), c)] = column(q, c);
-    out.push_back(std::move(r));
+    out.push_back(row_object(q));
   }
   return out;
 }
@@ -130,6 +135,46 @@ json Store::plugin_rows(int64_t run) {
 json Store::sample_rows(int64_t run) {
   return rows("SELECT stage, step, task, example_id, prompt, completion, completion_tokens, finish_reason, reward,"
               " rewards, correct, advantage FROM samples WHERE run_id = ? ORDER BY id", run);
+}
+
+std::vector<Store::MetricPoint> Store::metric_points(int64_t run) {
+  Stmt q(db_,
+         "SELECT m.stage, m.key, m.step, m.value, m.flag, m.wall_time FROM metrics m"
+         " LEFT JOIN stages s ON s.run_id = m.run_id AND s.name = m.stage"
+         " WHERE m.run_id = ? ORDER BY s.idx, m.stage, m.key, m.step");
+  q.bind(1, run);
+  std::vector<MetricPoint> out;
+  while (q.step()) {
+    MetricPoint p;
+    p.stage = q.text(0), p.key = q.text(1), p.step = q.int64(2);
+    if (!q.is_null(3)) p.value = q.real(3);
+    if (!q.is_null(4)) p.flag = q.text(4);
+    p.wall_time = q.real(5);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<Store::SampleRef> Store::sample_refs(int64_t run) {
+  Stmt q(db_, "SELECT id, stage, step FROM samples WHERE run_id = ? ORDER BY id");
+  q.bind(1, run);
+  std::vector<SampleRef> out;
+  while (q.step()) out.push_back({q.int64(0), q.text(1), q.int64(2)});
+  return out;
+}
+
+json Store::sample_rows_by_id(const std::vector<int64_t>& ids, int64_t max_chars) {
+  Stmt q(db_,
+         "SELECT id, run_id AS run, stage, step, task, example_id, substr(prompt, 1, ?2) AS prompt,"
+         " length(prompt) AS prompt_chars, substr(completion, 1, ?2) AS completion, length(completion) AS chars,"
+         " completion_tokens, finish_reason, reward, rewards, correct, advantage"
+         " FROM samples WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id");
+  q.bind(1, json(ids).dump()).bind(2, max_chars);
+  json out = json::array();
+  while (q.step()) {
+    out.push_back(row_object(q));
+  }
+  return out;
 }
 
 std::vector<Store::RunListRow> Store::list_runs(const std::string& status, const std::string& experiment, int64_t limit) {

@@ -132,6 +132,28 @@ class Store {
   nlohmann::json dataset_rows(int64_t run);
   nlohmann::json plugin_rows(int64_t run);
   nlohmann::json sample_rows(int64_t run);
+  // ---- reads for reports (report/report_data.cpp)
+  struct MetricPoint {
+    std::string stage, key;
+    int64_t step = 0;
+    std::optional<double> value;  // nullopt when flag is "nan", "inf" or "-inf"
+    std::string flag;             // "" for a finite value
+    double wall_time = 0;         // unix seconds
+  };
+  // Every metric of the run, by stage (in stage order), key, step.
+  std::vector<MetricPoint> metric_points(int64_t run);
+  struct SampleRef {
+    int64_t id = 0;
+    std::string stage;
+    int64_t step = 0;
+  };
+  std::vector<SampleRef> sample_refs(int64_t run);  // every sample, in id order (no text)
+  // The samples with these ids (any run), in id order: {id, run, stage, step, task, example_id,
+  // prompt, prompt_chars, completion, chars, completion_tokens, finish_reason, reward, rewards (JSON
+  // text), correct, advantage}; prompt and completion cut at `max_chars` characters, *_chars their
+  // full length.
+  nlohmann::json sample_rows_by_id(const std::vector<int64_t>& ids, int64_t max_chars);
+
   // `warmup runs list`: newest first; empty filters match all.
   struct RunListRow {
     int64_t id = 0, seed = 0, finished_stages = 0, samples = 0;
