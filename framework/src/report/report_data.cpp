@@ -51,6 +51,14 @@ json run_header(Store& store, int64_t run) {
   return r;
 }
 
+// `v` to `digits` significant digits, so the JSON carries "0.1234568", not 17 digits: the charts'
+// precision (float32, the training's own), half the bytes of a series.
+double round_significant(double v, int digits) {
+  if (v == 0 || !std::isfinite(v)) return v;
+  double scale = std::pow(10.0, digits - 1 - int(std::floor(std::log10(std::fabs(v)))));
+  return std::round(v * scale) / scale;
+}
+
 // Metric points of one run -> series objects (appended to `out`) and the last value of each
 // (stage, key) (appended to `last`, as eval_table reads them).
 void add_series(int64_t run, const std::vector<Store::MetricPoint>& points, json& out, json& last) {
@@ -60,8 +68,8 @@ void add_series(int64_t run, const std::vector<Store::MetricPoint>& points, json
     json step = json::array(), value = json::array(), wall = json::array(), flag = json::object();
     for (size_t i = b; i < e; ++i) {
       step.push_back(points[i].step);
-      value.push_back(points[i].value ? json(*points[i].value) : json(nullptr));
-      wall.push_back(points[i].wall_time);
+      value.push_back(points[i].value ? json(round_significant(*points[i].value, 7)) : json(nullptr));
+      wall.push_back(std::round(points[i].wall_time * 100) / 100);
       if (!points[i].flag.empty()) flag[std::to_string(i - b)] = points[i].flag;
     }
     const auto& l = points[e - 1];

@@ -13,8 +13,9 @@
 //                     ended_at, error}, plugins[] {kind, name, plugin_version, library_path,
 //                     library_sha256}
 //   series[]          one per (run, stage, metric key), by run, stage idx, key:
-//                     {run, stage, key, step[], value[] (null where flag), wall_time[] (unix s),
-//                      flag {index: "nan"|"inf"|"-inf"}}
+//                     {run, stage, key, step[], value[] (null where flag; 7 significant digits,
+//                      a float32's precision), wall_time[] (unix s, to 10 ms), flag {index:
+//                      "nan"|"inf"|"-inf"}}; the table below reads the values unrounded
 //   table             the paper-style table (see eval_table below): {tasks[], rows[], breakdowns[]}
 //   samples           null when ReportOptions::samples is false, else {total, included, note,
 //                     max_chars, prompts[] (deduplicated), rows[] {id, run, stage, step, task,
