@@ -7,6 +7,7 @@
 #include <set>
 
 #include "helpers.h"
+#include "report/export.h"
 #include "report/report_data.h"
 #include "report/report_html.h"
 #include "store/store.h"
@@ -131,4 +132,13 @@ TEST_CASE("report_data from a store: series with NaN as null and a flag, samples
   CHECK(html.find("p</s") == std::string::npos);
   CHECK(html.find("p\\u003c/s") != std::string::npos);
   CHECK(html.find("@@WARMUP_") == std::string::npos);
+}
+
+TEST_CASE("mlflow_name: MLflow's characters, and never a path out of the run folder") {
+  CHECK(mlflow_name("eval-base/eval/kk/n_people=3/accuracy") == "eval-base/eval/kk/n_people:3/accuracy");
+  CHECK(mlflow_name("eval/math/pass@4") == "eval/math/pass_4");
+  CHECK(mlflow_name("../../etc/passwd") == "__/__/etc/passwd");
+  CHECK(mlflow_name("stages.s.sft./../../x") == "stages.s.sft./__/__/x");
+  CHECK(mlflow_name("//a//./b/") == "a/_/b");
+  CHECK(mlflow_name("") == "_");
 }

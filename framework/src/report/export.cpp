@@ -68,7 +68,19 @@ std::string mlflow_name(const std::string& key) {
     bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-' || c == '/' || c == ' ' || c == ':';
     out += ok ? c : c == '=' ? ':' : '_';
   }
-  return out;
+  // The name is a path under the run's folder (and MLflow refuses names that are not their own
+  // normal form): no empty, "." or ".." segment, so no key can point outside.
+  std::string norm, seg;
+  for (size_t i = 0; i <= out.size(); ++i) {
+    if (i < out.size() && out[i] != '/') {
+      seg += out[i];
+      continue;
+    }
+    if (seg == "." || seg == "..") seg = std::string(seg.size(), '_');
+    if (!seg.empty()) norm += (norm.empty() ? "" : "/") + seg;
+    seg.clear();
+  }
+  return norm.empty() ? "_" : norm;
 }
 
 fs::path export_mlflow(Store& store, int64_t run, const fs::path& root_in) {
