@@ -143,6 +143,19 @@ def test_errored_completions_leave_their_group_as_trl_nan_rewards_do(tmp_path):
     assert one["advantages"] == [0.0, 0.0, 0.0, 0.0] and one["zero_std"] == [1.0] * 4
 
 
+def test_overlong_penalty_matches_trl_soft_overlong_punishment(tmp_path):
+    """DAPO's soft overlong punishment: ours (factor 1) equals TRL's get_soft_overlong_punishment
+    for every length around the buffer, and scales with overlong_penalty_factor as verl's does."""
+    from trl.rewards import get_soft_overlong_punishment
+    lengths = list(range(0, 70))
+    cases = [{"overlong": {"lengths": lengths, "max_len": L, "buffer": B, "factor": f}}
+             for L, B in ((64, 16), (64, 1), (64, 64), (10, 3)) for f in (1.0, 0.5)]
+    for case, o in zip(cases, run_ours(cases, tmp_path)):
+        c = case["overlong"]
+        trl = get_soft_overlong_punishment(c["max_len"], c["buffer"])([[1] * n for n in lengths])
+        assert o["penalties"] == pytest.approx([c["factor"] * t for t in trl], abs=1e-12), c
+
+
 TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 1024, "hidden_size": 64,
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
         "max_position_embeddings": 256, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}
@@ -205,6 +218,27 @@ def test_grpo_raises_the_mean_reward(tmp_path, store):
     assert query(store, "SELECT count(*) FROM samples WHERE stage = 'rl'") == [(40 * 16,)]
     sums = query(store, "SELECT step, example_id, sum(advantage) FROM samples GROUP BY step, example_id")
     assert all(abs(s) < 1e-4 for _, _, s in sums)
+
+
+def test_overlong_shaping_is_added_to_each_reward(tmp_path, store):
+    """overlong_buffer_length = 4 of max_completion_length = 8: each sample's reward is the regex
+    reward plus the penalty for its length, recorded as the reward part overlong_penalty."""
+    exp = experiment(tmp_path, steps=2)
+    exp.write_text(exp.read_text().replace("  max_steps = 2\n", "  max_steps = 2\n  overlong_buffer_length = 4\n  overlong_penalty_factor = 0.5\n"))
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = query(store, "SELECT completion_tokens, reward, rewards FROM samples WHERE stage = 'rl'")
+    assert len(rows) == 2 * 16
+    for n, reward, parts in rows:
+        parts = json.loads(parts)
+        want = 0.0 if n <= 4 else (4 - n) / 4 * 0.5
+        assert parts["overlong_penalty"] == pytest.approx(want), (n, parts)
+        assert reward == pytest.approx(parts["regex"] + want), (n, reward, parts)
+    assert len(series(store, "train/rewards/overlong_penalty/mean")) == 2
+    bad = experiment(tmp_path, steps=2)
+    bad.write_text(bad.read_text().replace("  max_steps = 2\n", "  max_steps = 2\n  overlong_buffer_length = 9\n"))
+    r = warmup("run", bad, "--store", tmp_path / "bad.sqlite", "--dry-run")
+    assert r.returncode == 2 and "overlong_buffer_length" in r.stderr and "max_completion_length (8)" in r.stderr, r.stderr
 
 
 def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):

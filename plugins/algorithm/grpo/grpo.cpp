@@ -65,6 +65,11 @@ class Grpo final : public warmup::Algorithm {
     lo_.beta = o.get<double>("beta", 0.0, warmup::at_least(0));
     scale_ = o.get<std::string>("scale_rewards", "none");         // the paper: no division by std
     mask_truncated_ = o.get<bool>("mask_truncated_completions", false);
+    // DAPO's soft overlong punishment (grpo_batch.h overlong_penalty): off with buffer 0.
+    overlong_buffer_ = o.get<int64_t>("overlong_buffer_length", 0, warmup::at_least(0));
+    overlong_factor_ = o.get<double>("overlong_penalty_factor", 1.0, warmup::at_least(0));
+    if (overlong_buffer_ > lo_.max_completion_length)
+      o.fail("overlong_buffer_length", "must be <= max_completion_length (" + std::to_string(lo_.max_completion_length) + ")");
     // Fraction of a step's completions the rewards may fail to judge (RewardStatus::kError) before
     // the stage fails; errored completions are left out of their group and of the loss.
     max_error_rate_ = o.get<double>("max_error_rate", 0.01, warmup::at_least(0).at_most(1));
@@ -199,6 +204,14 @@ class Grpo final : public warmup::Algorithm {
     for (size_t i = 0; i < items.size(); ++i)
       for (auto& g : gens[i]) rolls.push_back({i, prompts[i], std::move(g), {}});
     score(ctx, items, rolls);
+    if (overlong_buffer_ > 0)
+      for (auto& r : rolls) {
+        if (r.score.errored) continue;
+        double p = grpo::overlong_penalty(int64_t(r.completion.ids.size()), lo_.max_completion_length, overlong_buffer_,
+                                          overlong_factor_);
+        r.score.total += p;
+        r.score.parts["overlong_penalty"] = p;
+      }
     int64_t N = int64_t(rolls.size());
     auto rewards = torch::empty({N}, torch::kFloat64);
     auto valid = torch::ones({N}, torch::kBool);
@@ -402,6 +415,8 @@ class Grpo final : public warmup::Algorithm {
   Clock::time_point t_start_ = Clock::now();
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, max_error_rate_;
   bool mask_truncated_, checkpointing_, bf16_ = false;
+  int64_t overlong_buffer_ = 0;
+  double overlong_factor_ = 1.0;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;
   std::vector<std::vector<warmup::Example>> examples_;

@@ -20,6 +20,17 @@ struct Rollout {
   warmup::Score score;
 };
 
+// DAPO's soft overlong punishment (Yu et al. 2025, "DAPO", Eq. 13; verl's
+// reward_model.overlong_buffer {len, penalty_factor}; TRL's get_soft_overlong_punishment, which is
+// this with factor 1): 0 for a completion of up to max_len - buffer tokens, then falling linearly
+// to -factor at max_len tokens, -factor beyond. buffer 0: no penalty. Added to the total reward
+// (grpo's overlong_buffer_length, overlong_penalty_factor).
+inline double overlong_penalty(int64_t length, int64_t max_len, int64_t buffer, double factor) {
+  if (buffer <= 0 || length <= max_len - buffer) return 0.0;
+  if (length > max_len) return -factor;
+  return double((max_len - buffer) - length) / double(buffer) * factor;
+}
+
 struct MicroBatch {
   torch::Tensor rows;     // (B) int64: indices of the rollouts (into the step's advantages)
   torch::Tensor ids;      // (B, T) int64

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "grpo_batch.h"
 #include "grpo_loss.h"
 
 using nlohmann::json;
@@ -37,6 +38,15 @@ int main(int argc, char** argv) {
   json out = json::array();
   for (const auto& c : cases) {
     json r;
+    if (c.contains("overlong")) {  // {lengths, max_len, buffer, factor} -> penalties
+      const json& o = c["overlong"];
+      json pen = json::array();
+      for (const auto& l : o["lengths"])
+        pen.push_back(grpo::overlong_penalty(l.get<int64_t>(), o["max_len"].get<int64_t>(), o["buffer"].get<int64_t>(),
+                                             o["factor"].get<double>()));
+      out.push_back({{"penalties", pen}});
+      continue;
+    }
     if (c.contains("rewards")) {
       torch::Tensor zero;
       torch::Tensor valid;  // optional: false for completions the rewards could not judge
