@@ -267,6 +267,68 @@ def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):
     assert per_step == [(s, 16) for s in range(1, 17)]
 
 
+def dynamic(tmp_path, steps, save_steps=0):
+    exp = experiment(tmp_path, steps=steps, save_steps=save_steps)
+    exp.write_text(exp.read_text().replace("  log_completions_groups = 2\n", "  log_completions_groups = -1\n"
+                                           "  dynamic_sampling = true\n  max_num_gen_batches = 0\n")
+                   .replace("  learning_rate = 3e-3\n", "  learning_rate = 1e-3\n"))
+    return exp
+
+
+def informative_groups(store, step):
+    rows = query(store, "SELECT example_id, count(DISTINCT reward) FROM samples WHERE step = ? GROUP BY example_id", step)
+    return sum(1 for _, n in rows if n > 1), len(rows)
+
+
+def test_dynamic_sampling_trains_on_groups_with_reward_variance_and_resumes_exactly(tmp_path, store):
+    """DAPO's dynamic sampling: the "knight" reward of a random model is the same for every
+    completion of many prompts; each trained step still has prompts_per_step (8) groups whose
+    rewards differ, after as many rounds as it took, and a run killed after a checkpoint resumes
+    with the same data order and sampling seeds (the same rewards, step by step)."""
+    exp = dynamic(tmp_path, steps=6, save_steps=3)
+    ref_store = tmp_path / "ref.sqlite"
+    r = warmup("run", exp, "--store", ref_store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    for step in range(1, 7):
+        assert informative_groups(ref_store, step) == (8, 8), step
+    rounds = [v for _, v in series(ref_store, "train/dynamic_sampling/rounds")]
+    dropped = [v for _, v in series(ref_store, "train/dynamic_sampling/groups_dropped")]
+    assert len(rounds) == 6 and sum(dropped) > 0 and max(rounds) > 1, (rounds, dropped)
+    assert all(v == 0 for _, v in series(ref_store, "train/frac_reward_zero_std"))
+    ref = series(ref_store, "train/reward")
+
+    p = spawn("run", exp, "--store", store)
+
+    def latest():
+        dirs = query(store, "SELECT run_dir FROM runs")
+        f = REPO / dirs[0][0] / "checkpoints/rl/latest" if dirs and dirs[0][0] else None
+        return f.read_text().strip() if f and f.exists() else ""
+
+    assert wait_for(lambda: latest() == "step-3", timeout=300, interval=0.01)
+    p.kill()
+    p.communicate(timeout=60)
+    r = warmup("run", "--resume", "1", "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    got = series(store, "train/reward")
+    assert [s for s, _ in got] == list(range(1, 7))
+    assert max(abs(a - b) for (_, a), (_, b) in zip(got, ref)) < 1e-6, (got, ref)
+    assert series(store, "train/dynamic_sampling/rounds") == series(ref_store, "train/dynamic_sampling/rounds")
+
+
+def test_dynamic_sampling_fills_the_step_after_max_num_gen_batches(tmp_path, store):
+    """A reward no completion can change (the pattern never occurs): after max_num_gen_batches
+    rounds the step trains on uninformative groups (zero advantages) and says so."""
+    exp = dynamic(tmp_path, steps=2)
+    exp.write_text(exp.read_text().replace('pattern = "knight"', 'pattern = "zzzz-never"')
+                   .replace("max_num_gen_batches = 0", "max_num_gen_batches = 3"))
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert [v for _, v in series(store, "train/dynamic_sampling/rounds")] == [3, 3]
+    assert [v for _, v in series(store, "train/dynamic_sampling/groups_filled")] == [8, 8]
+    assert [v for _, v in series(store, "train/dynamic_sampling/groups_dropped")] == [24, 24]
+    assert "have no reward variance after 3 rounds" in r.stderr
+
+
 @pytest.mark.parametrize("name", ["math", "humaneval", "mmlu_physics", "mmlu_history"])
 def test_paper_rlvr_configs_resolve(name):
     import tomllib

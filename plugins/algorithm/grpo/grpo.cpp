@@ -68,6 +68,10 @@ class Grpo final : public warmup::Algorithm {
     // DAPO's soft overlong punishment (grpo_batch.h overlong_penalty): off with buffer 0.
     overlong_buffer_ = o.get<int64_t>("overlong_buffer_length", 0, warmup::at_least(0));
     overlong_factor_ = o.get<double>("overlong_penalty_factor", 1.0, warmup::at_least(0));
+    // DAPO's dynamic sampling (verl's algorithm.filter_groups): groups whose rewards all agree are
+    // dropped and more prompts sampled, up to max_num_gen_batches rounds per step (0: no limit).
+    dynamic_sampling_ = o.get<bool>("dynamic_sampling", false);
+    max_gen_batches_ = o.get<int64_t>("max_num_gen_batches", 10, warmup::at_least(0).at_most(1 << 20));
     if (overlong_buffer_ > lo_.max_completion_length)
       o.fail("overlong_buffer_length", "must be <= max_completion_length (" + std::to_string(lo_.max_completion_length) + ")");
     // Fraction of a step's completions the rewards may fail to judge (RewardStatus::kError) before
@@ -141,9 +145,11 @@ class Grpo final : public warmup::Algorithm {
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
     int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
     first_step_ = start, t_start_ = Clock::now();
+    cursor_ = cursor_after(ctx, start);
     for (int64_t step = start; step < total; ++step) {
       train_step(ctx, policy, ref.get(), opt, params, step, total, per_epoch);
       int64_t s1 = step + 1;
+      save_cursor(ctx, s1);
       bool stop = ctx.stop_requested();
       if ((save_steps_ > 0 && s1 % save_steps_ == 0 && s1 < total) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
       if (stop) return;
@@ -180,38 +186,48 @@ class Grpo final : public warmup::Algorithm {
   void train_step(warmup::StageContext& ctx, warmup::Policy& policy, warmup::Policy* ref, torch::optim::AdamW& opt,
                   std::vector<torch::Tensor>& params, int64_t step, int64_t total, int64_t per_epoch) {
     int64_t s1 = step + 1;
-    // 1. generate
-    auto t_gen = Clock::now();
+    // 1-2. generate and score prompts_per_step prompts; with dynamic_sampling, more rounds of
+    // prompts until prompts_per_step groups have reward variance (or max_num_gen_batches rounds:
+    // then the step is filled up with uninformative groups, which give no gradient).
     std::vector<const Item*> items;
-    std::vector<std::vector<int32_t>> prompts;
-    for (int64_t i = 0; i < prompts_per_step_; ++i) {
-      items.push_back(&item(step * prompts_per_step_ + i));
-      auto ids = policy.encode(items.back()->example->prompt);
-      if (int64_t(ids.size()) > max_prompt_) ids.erase(ids.begin(), ids.end() - max_prompt_);  // left truncation
-      prompts.push_back(std::move(ids));
-    }
-    warmup::SampleOptions so;
-    so.n = int(G_), so.temperature = temperature_, so.top_p = top_p_, so.top_k = top_k_, so.min_p = min_p_;
-    so.max_new_tokens = lo_.max_completion_length, so.stop = stop_;
-    so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL;
-    auto gens = policy.generate_ids(prompts, so);
-    double gen_s = since(t_gen);
-    gen_stats_ = policy.last_generation_stats();
-
-    // 2. score (rewards are thread-safe; scored in parallel by reward_workers threads)
-    auto t_score = Clock::now();
     std::vector<grpo::Rollout> rolls;
-    for (size_t i = 0; i < items.size(); ++i)
-      for (auto& g : gens[i]) rolls.push_back({i, prompts[i], std::move(g), {}});
-    score(ctx, items, rolls);
-    if (overlong_buffer_ > 0)
-      for (auto& r : rolls) {
-        if (r.score.errored) continue;
-        double p = grpo::overlong_penalty(int64_t(r.completion.ids.size()), lo_.max_completion_length, overlong_buffer_,
-                                          overlong_factor_);
-        r.score.total += p;
-        r.score.parts["overlong_penalty"] = p;
+    std::vector<std::pair<const Item*, std::vector<grpo::Rollout>>> spare;  // dropped groups, in order
+    double gen_s = 0, score_s = 0;
+    int64_t round = 0, dropped = 0;
+    for (; int64_t(items.size()) < prompts_per_step_; ++round) {
+      if (round > 0 && (!dynamic_sampling_ || (max_gen_batches_ > 0 && round >= max_gen_batches_))) break;
+      std::vector<const Item*> its;
+      std::vector<grpo::Rollout> rs;
+      sample_round(ctx, policy, step, round, its, rs, gen_s, score_s);
+      for (size_t g = 0; g < its.size(); ++g) {
+        std::vector<grpo::Rollout> group(std::make_move_iterator(rs.begin() + int64_t(g) * G_),
+                                         std::make_move_iterator(rs.begin() + int64_t(g + 1) * G_));
+        bool keep = int64_t(items.size()) < prompts_per_step_ &&
+                    (!dynamic_sampling_ || grpo::informative_group(group, 0, size_t(G_)));
+        if (!keep) {
+          dropped += dynamic_sampling_ && !grpo::informative_group(group, 0, size_t(G_));
+          spare.emplace_back(its[g], std::move(group));
+          continue;
+        }
+        for (auto& r : group) r.prompt = items.size(), rolls.push_back(std::move(r));
+        items.push_back(its[g]);
       }
+    }
+    int64_t filled = 0;
+    for (size_t g = 0; g < spare.size() && int64_t(items.size()) < prompts_per_step_; ++g, ++filled) {
+      for (auto& r : spare[g].second) r.prompt = items.size(), rolls.push_back(std::move(r));
+      items.push_back(spare[g].first);
+    }
+    if (dynamic_sampling_) {
+      ctx.metric("train/dynamic_sampling/rounds", s1, double(round));
+      ctx.metric("train/dynamic_sampling/groups_dropped", s1, double(dropped));
+      ctx.metric("train/dynamic_sampling/groups_filled", s1, double(filled));
+      if (filled)
+        ctx.log(warmup::LogLevel::kWarn, "step " + std::to_string(s1) + ": " + std::to_string(filled) + " of " +
+                                             std::to_string(prompts_per_step_) + " groups have no reward variance after " +
+                                             std::to_string(round) + " rounds (max_num_gen_batches)");
+    }
+    auto t_score = Clock::now();
     int64_t N = int64_t(rolls.size());
     auto rewards = torch::empty({N}, torch::kFloat64);
     auto valid = torch::ones({N}, torch::kBool);
@@ -237,7 +253,7 @@ class Grpo final : public warmup::Algorithm {
     }
     torch::Tensor zero_std;
     auto adv = grpo::advantages(rewards, G_, scale_, &zero_std, valid).to(torch::kFloat32);
-    double score_s = since(t_score);
+    score_s += since(t_score);
 
     // 3. train
     auto t_train = Clock::now();
@@ -322,6 +338,70 @@ class Grpo final : public warmup::Algorithm {
                     score_s, train_s, warmup::eta_text(el, s1 - first_step_, total - first_step_).c_str());
       ctx.log(warmup::LogLevel::kInfo, line);
     }
+  }
+
+  // One round of a step: the next prompts_per_step prompts of the data order (cursor_), G
+  // completions each (round 0 samples with the seed steps always had), scored, the overlong
+  // penalty added. `rolls` holds the groups in prompt order.
+  void sample_round(warmup::StageContext& ctx, warmup::Policy& policy, int64_t step, int64_t round,
+                    std::vector<const Item*>& items, std::vector<grpo::Rollout>& rolls, double& gen_s, double& score_s) {
+    auto t_gen = Clock::now();
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t i = 0; i < prompts_per_step_; ++i) {
+      items.push_back(&item(cursor_++));
+      auto ids = policy.encode(items.back()->example->prompt);
+      if (int64_t(ids.size()) > max_prompt_) ids.erase(ids.begin(), ids.end() - max_prompt_);  // left truncation
+      prompts.push_back(std::move(ids));
+    }
+    warmup::SampleOptions so;
+    so.n = int(G_), so.temperature = temperature_, so.top_p = top_p_, so.top_k = top_k_, so.min_p = min_p_;
+    so.max_new_tokens = lo_.max_completion_length, so.stop = stop_;
+    so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL + uint64_t(round) * 0x9E3779B97F4A7C15ULL;
+    auto gens = policy.generate_ids(prompts, so);
+    gen_s += since(t_gen);
+    gen_stats_ = policy.last_generation_stats();
+
+    // Rewards are thread-safe: scored in parallel by reward_workers threads.
+    auto t_score = Clock::now();
+    for (size_t i = 0; i < items.size(); ++i)
+      for (auto& g : gens[i]) rolls.push_back({i, prompts[i], std::move(g), {}});
+    score(ctx, items, rolls);
+    if (overlong_buffer_ > 0)
+      for (auto& r : rolls) {
+        if (r.score.errored) continue;
+        double p = grpo::overlong_penalty(int64_t(r.completion.ids.size()), lo_.max_completion_length, overlong_buffer_,
+                                          overlong_factor_);
+        r.score.total += p;
+        r.score.parts["overlong_penalty"] = p;
+      }
+    score_s += since(t_score);
+  }
+
+  // The data cursor (prompts drawn so far) after `steps` steps: steps x prompts_per_step, or with
+  // dynamic sampling what the cursor file recorded for that step (written after every step, so a
+  // checkpoint of any step finds its line).
+  int64_t cursor_after(warmup::StageContext& ctx, int64_t steps) const {
+    if (!dynamic_sampling_ || steps == 0) return steps * prompts_per_step_;
+    std::ifstream in(ctx.checkpoint_dir() / "grpo_cursor.jsonl");
+    std::string line;
+    int64_t found = -1;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_object() && j.value("step", int64_t(-1)) == steps) found = j.value("cursor", int64_t(-1));
+    }
+    if (found < 0)
+      throw std::runtime_error((ctx.checkpoint_dir() / "grpo_cursor.jsonl").string() + " has no data cursor for step " +
+                               std::to_string(steps) + ": cannot resume dynamic sampling exactly");
+    return found;
+  }
+
+  void save_cursor(warmup::StageContext& ctx, int64_t steps) const {
+    if (!dynamic_sampling_) return;
+    std::filesystem::create_directories(ctx.checkpoint_dir());
+    std::ofstream out(ctx.checkpoint_dir() / "grpo_cursor.jsonl", std::ios::app);
+    out << nlohmann::json{{"step", steps}, {"cursor", cursor_}}.dump() << "\n";
+    out.flush();
+    if (!out) throw std::runtime_error((ctx.checkpoint_dir() / "grpo_cursor.jsonl").string() + ": cannot write");
   }
 
   void score(warmup::StageContext& ctx, const std::vector<const Item*>& items, std::vector<grpo::Rollout>& rolls) {
@@ -415,7 +495,8 @@ class Grpo final : public warmup::Algorithm {
   Clock::time_point t_start_ = Clock::now();
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, max_error_rate_;
   bool mask_truncated_, checkpointing_, bf16_ = false;
-  int64_t overlong_buffer_ = 0;
+  int64_t overlong_buffer_ = 0, max_gen_batches_ = 10, cursor_ = 0;
+  bool dynamic_sampling_ = false;
   double overlong_factor_ = 1.0;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;

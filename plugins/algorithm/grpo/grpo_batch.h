@@ -31,6 +31,20 @@ inline double overlong_penalty(int64_t length, int64_t max_len, int64_t buffer, 
   return double((max_len - buffer) - length) / double(buffer) * factor;
 }
 
+// DAPO's dynamic sampling criterion: a group is informative when its judged completions (not
+// Score::errored) do not all have the same total reward; fewer than two judged: not informative.
+// `group` = the G rollouts of one prompt.
+inline bool informative_group(const std::vector<Rollout>& rolls, size_t first, size_t G) {
+  bool seen = false;
+  double r0 = 0;
+  for (size_t r = first; r < first + G; ++r) {
+    if (rolls[r].score.errored) continue;
+    if (!seen) seen = true, r0 = rolls[r].score.total;
+    else if (rolls[r].score.total != r0) return true;
+  }
+  return false;
+}
+
 struct MicroBatch {
   torch::Tensor rows;     // (B) int64: indices of the rollouts (into the step's advantages)
   torch::Tensor ids;      // (B, T) int64
