@@ -159,13 +159,19 @@ def test_report_of_the_quickstart_in_a_browser(qs, tmp_path):
 
     # The paper table: one row per evaluated stage of both runs, the store's mean and std.
     table = {e[1]["data-row"]: e[1] for e in d.find("td", inside=d.by_id("paper-table"), data_task="kk")}
+    table_text = {e[1]["data-row"]: e[2].strip() for e in d.find("td", inside=d.by_id("paper-table"), data_task="kk")}
     expect = query(qs, "SELECT run_id, stage, value FROM metrics WHERE key = 'eval/kk/accuracy_mean'")
     std = dict(((r, s), v) for r, s, v in query(qs, "SELECT run_id, stage, value FROM metrics WHERE key = 'eval/kk/accuracy_std'"))
     assert len(expect) == 6  # four evaluations in run 1, two in run 2
     for run, stage, mean in expect:
         cell = table[f"run {run} {stage}"]
         assert math.isclose(float(cell["data-mean"]), mean, abs_tol=1e-12)
-        assert math.isclose(float(cell["data-std"]), std[(run, stage)], abs_tol=1e-12)
+        (n,), = query(qs, "SELECT value FROM params WHERE run_id = ? AND key = ?", run, f"stages.{stage}.eval.num_samples")
+        if n == 1:  # one sample per example: no spread to show
+            assert "data-std" not in cell and "±" not in table_text[f"run {run} {stage}"]
+        else:
+            assert math.isclose(float(cell["data-std"]), std[(run, stage)], abs_tol=1e-12)
+        assert table_text[f"run {run} {stage}"].startswith(f"{100 * mean:.1f}")
 
     # The completion browser counts what SQL counts, for filters given in the URL.
     assert int(d.by_id("sample-count")[2]) == query(qs, "SELECT count(*) FROM samples")[0][0]
@@ -199,6 +205,9 @@ def test_failed_empty_and_nan_runs_read_as_such(qs, tmp_path):
         con.execute("UPDATE runs SET status = 'failed', error = 'stage rl-base: loss is NaN' WHERE id = 1")
         con.execute("UPDATE metrics SET value = NULL, flag = 'nan' WHERE run_id = 1 AND key = 'train/loss' AND step >= 2")
         con.execute("UPDATE metrics SET value = NULL, flag = 'nan' WHERE run_id = 1 AND key = 'eval/kk/accuracy_mean'")
+        # Values near the double range, which Chart.js cannot lay out (it throws or hangs).
+        con.executemany("INSERT INTO metrics (run_id, stage, key, step, value, flag, wall_time) VALUES (1, 'rl-base', 'train/huge', ?, ?, NULL, 0)",
+                        [(1, 9e307), (2, -9e307), (3, 1.797e308)])
         # A run that died before recording anything.
         con.execute("INSERT INTO runs (id, experiment_id, name, status, started_at, config, config_hash, host, pid, seed)"
                     " SELECT 3, experiment_id, 'empty', 'interrupted', started_at, config, config_hash, host, pid, seed"
@@ -213,6 +222,8 @@ def test_failed_empty_and_nan_runs_read_as_such(qs, tmp_path):
     assert "recorded no metrics or samples" in text
     nan_points = query(store, "SELECT count(*) FROM metrics WHERE run_id = 1 AND key = 'train/loss' AND flag = 'nan'")[0][0]
     assert f"{nan_points} points are NaN/inf" in text
+    huge = d.charts()["train/huge"]
+    assert huge["data-points"] == "3" and "data-rendered-points" not in huge and "shown as a table" in text
     loss = d.charts()["train/loss"]
     assert int(loss["data-rendered-points"]) == query(store, "SELECT count(*) FROM metrics WHERE run_id = 1 AND key = 'train/loss'")[0][0]
     # Only the empty run: still a page with its message, not a blank one.
@@ -243,6 +254,28 @@ def test_bad_arguments(qs, tmp_path):
     r = warmup("report", "1", "--store", qs, "--max-chars", "0")
     assert r.returncode == 2 and "--max-chars" in r.stderr, r.stderr
     assert not (tmp_path / "x.html").exists()
+    # Never over the store itself or a folder; nothing left behind.
+    copy = tmp_path / "copy.sqlite"
+    shutil.copy(qs, copy)
+    r = warmup("report", "1", "--store", copy, "--out", copy)
+    assert r.returncode == 2 and "is the store" in r.stderr, r.stderr
+    assert query(copy, "SELECT count(*) FROM runs") == [(2,)]
+    (tmp_path / "folder").mkdir()
+    r = warmup("report", "1", "--store", qs, "--out", tmp_path / "folder")
+    assert r.returncode == 2 and "is a folder" in r.stderr, r.stderr
+    assert list(tmp_path.glob("*.tmp")) == []
+    # A run given twice is reported once.
+    r = warmup("report", "1", "1", "latest", "2", "--store", qs, "--out", tmp_path / "twice.html")
+    assert r.returncode == 0 and "2 run(s)" in r.stderr, r.stderr
+
+
+def test_a_store_path_with_uri_characters_opens_that_file(qs, tmp_path):
+    """'%', '?' and '#' in the store's path name that file, not another one (SQLite URIs)."""
+    (tmp_path / "a b.sqlite").write_bytes(b"not this one")
+    odd = tmp_path / "a%20b#?.sqlite"
+    shutil.copy(qs, odd)
+    r = warmup("report", "1", "--store", odd, "--out", tmp_path / "odd.html")
+    assert r.returncode == 0, r.stderr
 
 
 def get(url):
@@ -297,6 +330,8 @@ teachers = ["solver"]
         def loss_points():
             data = json.loads(get(base + "/api/report.json?samples=0"))
             assert data["live"] and data["samples"] is None and data["runs"][0]["status"] == "running"
+            # The count the page compares to refetch completions (SFT without eval writes none).
+            assert data["samples_total"] == query(store, "SELECT count(*) FROM samples")[0][0] == 0
             return sum(len(s["step"]) for s in data["series"] if s["key"] == "train/loss")
 
         first = loss_points()
@@ -317,6 +352,9 @@ teachers = ["solver"]
         with pytest.raises(urllib.error.HTTPError) as e:
             get(base + "/api/report.json?runs=42")
         assert e.value.code == 404 and "run 42 not found" in e.value.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            get(base + "/api/report.json?runs=abc")
+        assert e.value.code == 400
     finally:
         train.send_signal(signal.SIGINT)
         train.wait(timeout=120)
@@ -380,5 +418,27 @@ def test_mlflow_reads_the_export(qs, tmp_path):
     r = warmup("runs", "export", "1", "--store", store, "--format", "mlflow", "--out", root)
     assert r.returncode == 0, r.stderr
     assert len(client.search_runs([exps["quickstart-rlvr"].experiment_id])) == 1
+    # A store whose uuid is a path cannot make the export write or delete outside DIR.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep")
+    con = sqlite3.connect(store)
+    with con:
+        con.execute("UPDATE runs SET uuid = ? WHERE id = 2", (str(victim),))
+        con.execute("INSERT INTO metrics (run_id, stage, key, step, value, flag, wall_time) VALUES"
+                    " (2, 'sft-base', 'm/x', 1, 1.0, NULL, 0), (2, 'sft-base', 'm/x/y', 1, 2.0, NULL, 0),"
+                    " (2, 'sft-base', 'm/none', 1, NULL, NULL, 0)")
+    con.close()
+    r = warmup("runs", "export", "2", "--store", store, "--format", "mlflow", "--out", root)
+    assert r.returncode == 0, r.stderr
+    assert (victim / "keep.txt").read_text() == "keep" and len(list(victim.iterdir())) == 1
+    # (The run's folder is now named from a hash, not the uuid: a second run in the experiment.)
+    runs = client.search_runs([exps["quickstart"].experiment_id])
+    assert len(runs) == 2
+    (failed,) = [r for r in runs if "sft-base/m/none" in r.data.metrics]
+    # m/x is a file, so m/x/y goes into the folder m/x_2 (MLflow's file store cannot have both).
+    assert {"sft-base/m/x", "sft-base/m/x_2/y"} <= set(failed.data.metrics), sorted(failed.data.metrics)
+    assert failed.data.metrics["sft-base/m/x_2/y"] == 2.0
+    assert math.isnan(failed.data.metrics["sft-base/m/none"])
     samples = (root / exps["quickstart-rlvr"].experiment_id / run.info.run_id / "artifacts" / "samples.jsonl").read_text()
     assert len(samples.splitlines()) == query(store, "SELECT count(*) FROM samples WHERE run_id = 1")[0][0]

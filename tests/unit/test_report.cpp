@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "helpers.h"
@@ -18,10 +19,12 @@ using test::TempDir;
 
 namespace {
 
-// `steps` steps of `per_step` samples for one (run, stage), ids continuing from `next`.
-void add_stage(std::vector<SampleKey>& index, int64_t run, const std::string& stage, int steps, int per_step) {
+// `steps` steps of `per_step` samples for one (run, stage) in groups of `group` (one example
+// each), ids continuing the index's.
+void add_stage(std::vector<SampleKey>& index, int64_t run, const std::string& stage, int steps, int per_step, int group) {
   for (int s = 1; s <= steps; ++s)
-    for (int i = 0; i < per_step; ++i) index.push_back({int64_t(index.size()) + 1, run, stage, s});
+    for (int i = 0; i < per_step; ++i)
+      index.push_back({int64_t(index.size()) + 1, run, stage, s, "ex" + std::to_string(i / group)});
 }
 
 std::set<int64_t> steps_of(const std::vector<SampleKey>& index, const std::vector<int64_t>& ids, const std::string& stage) {
@@ -39,8 +42,8 @@ json metric(int64_t run, const std::string& stage, const std::string& key, doubl
 
 TEST_CASE("select_samples keeps everything under the cap, else whole steps spread over each stage") {
   std::vector<SampleKey> index;
-  add_stage(index, 1, "rl", 100, 10);     // 1000 samples: 100 GRPO steps of one group of 10
-  add_stage(index, 1, "eval", 1, 1000);   // 1000 samples at step 0 of an evaluation
+  add_stage(index, 1, "rl", 100, 10, 10);   // 1000 samples: 100 GRPO steps of one group of 10
+  add_stage(index, 1, "eval", 1, 1000, 4);  // 1000 samples at one step: 250 examples x 4 samples
   CHECK(select_samples(index, 5000).size() == 2000);
   auto ids = select_samples(index, 200);
   CHECK(std::is_sorted(ids.begin(), ids.end()));
@@ -60,11 +63,24 @@ TEST_CASE("select_samples keeps everything under the cap, else whole steps sprea
   CHECK(eval_ids.back() == 1100);
   // A tiny stage still gets one sample; a zero cap none.
   index.clear();
-  add_stage(index, 1, "big", 1, 1000);
-  add_stage(index, 2, "small", 1, 1);
+  add_stage(index, 1, "big", 1, 1000, 1);
+  add_stage(index, 2, "small", 1, 1, 1);
   ids = select_samples(index, 10);
   CHECK(steps_of(index, ids, "small").size() == 1);
   CHECK(select_samples(index, 0).empty());
+  // GRPO groups of 8 are never cut: a share of 20 holds two whole groups; a share smaller than one
+  // group still shows one whole group.
+  index.clear();
+  add_stage(index, 1, "rl", 4, 16, 8);
+  add_stage(index, 1, "eval", 1, 64, 4);
+  for (int64_t cap : {40, 6}) {
+    ids = select_samples(index, cap);
+    std::map<std::pair<int64_t, std::string>, int> per_group;
+    for (int64_t id : ids) ++per_group[{index[size_t(id - 1)].step, index[size_t(id - 1)].stage + index[size_t(id - 1)].example_id}];
+    for (const auto& [g, count] : per_group) CHECK(count == (g.second.rfind("rl", 0) == 0 ? 8 : 4));
+    CHECK(steps_of(index, ids, "rl").size() >= 1);
+  }
+  CHECK(select_samples(index, 40).size() == 16 + 20);  // rl: share 20 -> 2 groups; eval: share 20 -> 5 groups
 }
 
 TEST_CASE("eval_table: accuracy_mean ± accuracy_std per stage and task, groups in numeric order") {

@@ -2,6 +2,7 @@
 // completion browser), or with --serve the same pages live over HTTP while runs train.
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -14,6 +15,8 @@
 #include "util/log.h"
 
 namespace warmup::cli {
+
+constexpr size_t kMaxRuns = 64;
 
 int cmd_report(const Args& args) {
   po::options_description opts("options");
@@ -39,6 +42,12 @@ int cmd_report(const Args& args) {
              opts, vm, &pos))
     return 0;
   if (targets.empty()) targets = {"latest"};
+  {  // each run once, in the order given
+    std::vector<std::string> once;
+    for (const auto& t : targets)
+      if (std::find(once.begin(), once.end(), t) == once.end()) once.push_back(t);
+    targets = std::move(once);
+  }
   ReportOptions ro;
   ro.max_samples = vm["max-samples"].as<int64_t>();
   ro.max_chars = vm["max-chars"].as<int64_t>();
@@ -52,6 +61,7 @@ int cmd_report(const Args& args) {
   if (vm.count("serve")) {
     int refresh = vm["refresh"].as<int>();
     if (refresh < 1) throw UsageError("--refresh must be >= 1 second");
+    if (vm["port"].as<int>() < 0 || vm["port"].as<int>() > 65535) throw UsageError("--port must be in [0, 65535]");
     {  // the runs must exist now (later requests resolve "latest" again)
       Store store(path, Store::ReadOnly{});
       for (const auto& t : targets) store.resolve_run(t);
@@ -77,20 +87,38 @@ int cmd_report(const Args& args) {
 
   Store store(path, Store::ReadOnly{});
   std::vector<int64_t> runs;
-  for (const auto& t : targets) runs.push_back(store.resolve_run(t));
+  for (const auto& t : targets)
+    if (int64_t id = store.resolve_run(t); std::find(runs.begin(), runs.end(), id) == runs.end()) runs.push_back(id);
+  if (runs.size() > kMaxRuns) throw UsageError("at most " + std::to_string(kMaxRuns) + " runs in one report");
+  const std::filesystem::path out = vm["out"].as<std::string>();
+  {  // never over the store (or its WAL files) or a folder
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
+      if (std::filesystem::equivalent(out, path.string() + suffix, ec))
+        throw UsageError("--out " + out.string() + " is the store" + (*suffix ? std::string(" file ") + suffix : std::string()) +
+                         ": pick another file");
+    if (std::filesystem::is_directory(out, ec)) throw UsageError("--out " + out.string() + " is a folder: give a file name");
+  }
   nlohmann::json data = report_data(store, runs, ro);
   const size_t series = data["series"].size();
   const auto samples = data["samples"]["included"].get<int64_t>(), total = data["samples"]["total"].get<int64_t>();
   std::string html = report_html(std::move(data), charts);
-  const std::filesystem::path out = vm["out"].as<std::string>();
   if (out.has_parent_path()) std::filesystem::create_directories(out.parent_path());
   const std::filesystem::path tmp = out.string() + ".tmp";
+  std::error_code ec;
   {
     std::ofstream f(tmp, std::ios::binary);
     f << html;
-    if (!f.flush()) throw UsageError(out.string() + ": cannot write");
+    if (!f.flush()) {
+      std::filesystem::remove(tmp, ec);
+      throw UsageError(out.string() + ": cannot write");
+    }
   }
-  std::filesystem::rename(tmp, out);
+  std::filesystem::rename(tmp, out, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw UsageError(out.string() + ": cannot write: " + ec.message());
+  }
   char size[32];
   std::snprintf(size, sizeof size, "%.1f MB", double(html.size()) / 1e6);
   log_info("wrote " + out.string() + " (" + size + "): " + std::to_string(runs.size()) + " run(s), " +

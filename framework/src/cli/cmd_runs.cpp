@@ -373,7 +373,7 @@ int cmd_runs(const Args& args) {
              "       warmup runs compare RUN RUN...\n"
              "       warmup runs table RUN... [--metrics 'eval/*/accuracy,...']  (rows: stages, columns: metrics)\n"
              "       warmup runs export RUN --format csv|json|jsonl [--what metrics|samples|params|all] [--out FILE]\n"
-             "       warmup runs export RUN --format mlflow --out DIR   (MLflow's file store layout, e.g. DIR = mlruns)\n"
+             "       warmup runs export RUN... --format mlflow --out DIR   (MLflow's file store layout, e.g. DIR = mlruns)\n"
              "       warmup runs delete RUN... [--yes]   (with their run folders)\n"
              "RUN is a run id or 'latest'.",
              opts, vm, &pos))
@@ -421,7 +421,13 @@ int cmd_runs(const Args& args) {
     return table(store, runs, vm["metrics"].as<std::string>());
   }
   if (action == "export") {
-    if (runs.size() != 1) throw UsageError("warmup runs export: expected one RUN");
+    if (runs.empty()) throw UsageError("warmup runs export: expected a RUN");
+    const std::string format = vm["format"].as<std::string>();
+    if (format == "mlflow") {  // one folder holds many runs
+      for (int64_t r : runs) export_run(store, r, format, vm["what"].as<std::string>(), vm["out"].as<std::string>());
+      return 0;
+    }
+    if (runs.size() != 1) throw UsageError("warmup runs export: expected one RUN (several with --format mlflow)");
     return export_run(store, runs[0], vm["format"].as<std::string>(), vm["what"].as<std::string>(),
                       vm["out"].as<std::string>());
   }

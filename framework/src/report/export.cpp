@@ -30,8 +30,50 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!f) throw UsageError(path.string() + ": cannot write");
 }
 
-// A YAML scalar: JSON's double-quoted strings are YAML too.
-std::string yaml_string(const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::replace); }
+// A YAML scalar: JSON's double-quoted strings are YAML too (ASCII only: YAML folds U+2028).
+std::string yaml_string(const std::string& s) { return json(s).dump(-1, ' ', true, json::error_handler_t::replace); }
+
+// `s` with each invalid UTF-8 sequence replaced by U+FFFD (MLflow reads its files as UTF-8).
+std::string valid_utf8(const std::string& s) {
+  return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
+}
+
+// A file name for `full` not yet in `owner` (or owned by `full`): MLflow's characters, and
+// "_2", "_3"... when two keys map to one name, or when a name would be both a file and a folder
+// ("m/x" and "m/x/y"): the file store cannot hold both.
+std::string unique_name(const std::string& full, std::map<std::string, std::string>& owner) {
+  for (const auto& [given, who] : owner)
+    if (who == full) return given;  // each row of a metric to the same file
+  std::string name = mlflow_name(full);
+  for (int n = 2;; ++n) {
+    if (n > 10000) throw std::runtime_error("cannot name " + full + " in the MLflow export");
+    bool changed = false;
+    for (const auto& [other, who] : owner) {
+      if (who == full) continue;
+      if (name.starts_with(other + "/")) {  // under a file: rename the folder part
+        name = other + "_" + std::to_string(n) + name.substr(other.size());
+        changed = true;
+        break;
+      }
+      if (other == name || other.starts_with(name + "/")) {  // the same file, or a folder
+        name = name + "_" + std::to_string(n);
+        changed = true;
+        break;
+      }
+    }
+    if (!changed) break;
+  }
+  owner[name] = full;
+  return name;
+}
+
+// A uuid as the store has it (hex digits and dashes), or "" for anything else.
+std::string clean_uuid(const std::string& u) {
+  if (u.empty() || u.find_first_not_of("0123456789abcdefABCDEF-") != std::string::npos) return "";
+  std::string out = u;
+  std::erase(out, '-');
+  return out;
+}
 
 long long ms(double unix_s) { return std::llround(unix_s * 1000.0); }
 
@@ -43,7 +85,7 @@ std::string number(double v) {
 
 // A param or tag value as MLflow stores it: strings as they are, everything else as JSON.
 std::string value_text(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return valid_utf8(v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 // MLflow's RunStatus numbers (mlflow/protos/service.proto).
@@ -88,8 +130,8 @@ fs::path export_mlflow(Store& store, int64_t run, const fs::path& root_in) {
   json r = store.run_row(run);
   const std::string experiment = r["experiment"].get<std::string>();
   const std::string exp_id = std::to_string(std::strtoull(sha256_hex(experiment).substr(0, 15).c_str(), nullptr, 16));
-  std::string uuid = r["uuid"].is_string() ? r["uuid"].get<std::string>() : "";
-  std::erase(uuid, '-');
+  // The folder name: never a path from the store (a corrupt or crafted uuid), always hex.
+  std::string uuid = clean_uuid(r["uuid"].is_string() ? r["uuid"].get<std::string>() : "");
   if (uuid.empty()) uuid = sha256_hex(fs::absolute(store.path()).string() + "#" + std::to_string(run)).substr(0, 32);
 
   std::error_code ec;
@@ -114,10 +156,11 @@ fs::path export_mlflow(Store& store, int64_t run, const fs::path& root_in) {
                  "\nstatus: " + std::to_string(mlflow_status(r["status"].get<std::string>())) +
                  "\ntags: []\nuser_id: " + yaml_string(user && *user ? user : "unknown") + "\n");
 
+  std::map<std::string, std::string> param_owner;
   for (const auto& p : store.param_rows(run)) {
     std::string v = value_text(p["value"]);
-    if (v.size() > kMlflowMaxParamValue) v.resize(kMlflowMaxParamValue);
-    write_text(dir / "params" / mlflow_name(p["key"].get<std::string>()), v);
+    if (v.size() > kMlflowMaxParamValue) v = valid_utf8(v.substr(0, kMlflowMaxParamValue));  // (a cut character too)
+    write_text(dir / "params" / unique_name(p["key"].get<std::string>(), param_owner), v);
   }
   const std::pair<const char*, const char*> tags[] = {
       {"mlflow.runName", "name"}, {"mlflow.source.git.commit", "git_commit"}, {"warmup.status", "status"},
@@ -130,14 +173,12 @@ fs::path export_mlflow(Store& store, int64_t run, const fs::path& root_in) {
 
   // One file per (stage, key): lines "<timestamp ms> <value> <step>".
   std::map<std::string, std::string> files;
-  std::map<std::string, std::string> owner;  // file name -> the (stage/key) it holds
+  std::map<std::string, std::string> owner;  // file name -> the stage/key it holds
   for (const auto& m : store.metric_rows(run)) {
-    std::string full = m["stage"].get<std::string>() + "/" + m["key"].get<std::string>();
-    std::string name = mlflow_name(full);
-    // Two keys that differ only in characters MLflow does not allow stay apart.
-    for (int n = 2; owner.count(name) && owner[name] != full; ++n) name = mlflow_name(full) + "_" + std::to_string(n);
-    owner[name] = full;
-    std::string value = m["flag"].is_string() ? m["flag"].get<std::string>() : number(m["value"].get<double>());
+    std::string name = unique_name(m["stage"].get<std::string>() + "/" + m["key"].get<std::string>(), owner);
+    // NULL without a flag (the schema allows it) is NaN, as MLflow writes a missing value.
+    std::string value = m["flag"].is_string() ? m["flag"].get<std::string>()
+                        : m["value"].is_number() ? number(m["value"].get<double>()) : "nan";
     files[name] += std::to_string(ms(m["wall_time"].get<double>())) + " " + value + " " + std::to_string(m["step"].get<int64_t>()) + "\n";
   }
   for (const auto& [name, lines] : files) write_text(dir / "metrics" / name, lines);

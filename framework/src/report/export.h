@@ -7,7 +7,9 @@
 //         MLflow writes them; nan/inf kept), artifacts/{config.toml, samples.jsonl}}. The run id is
 //         the run's uuid without dashes. MLflow allows [/\w.\- :] in names: '=' becomes ':' (so
 //         eval/kk/n_people=3/accuracy is eval/kk/n_people:3/accuracy) and any other character '_';
-//         empty segments are dropped and "." or ".." segments become "_" / "__" (names are paths).
+//         empty segments are dropped and "." or ".." segments become "_" / "__" (names are paths);
+//         keys that would share a file, or be a file and a folder (m/x, m/x/y), get "_2", "_3"...
+//         (m/x_2/y). The run's folder is its uuid as hex, never another path the store holds.
 //         Param values longer than MLflow's 6000 characters are cut (config.toml has them whole).
 //         Read with MLFLOW_ALLOW_FILE_STORE=true `mlflow ui --backend-store-uri DIR`, or move into
 //         a database with `mlflow migrate-filestore`. An earlier export of the same run is replaced.

@@ -54,7 +54,7 @@ json run_header(Store& store, int64_t run) {
 // `v` to `digits` significant digits, so the JSON carries "0.1234568", not 17 digits: the charts'
 // precision (float32, the training's own), half the bytes of a series.
 double round_significant(double v, int digits) {
-  if (v == 0 || !std::isfinite(v)) return v;
+  if (v == 0 || !std::isfinite(v) || std::fabs(v) < 1e-290) return v;  // (the scale would overflow)
   double scale = std::pow(10.0, digits - 1 - int(std::floor(std::log10(std::fabs(v)))));
   return std::round(v * scale) / scale;
 }
@@ -93,7 +93,7 @@ std::string thousands(int64_t n) {
 json samples_object(Store& store, const std::vector<int64_t>& runs, const ReportOptions& opt) {
   std::vector<SampleKey> index;
   for (int64_t run : runs)
-    for (auto& r : store.sample_refs(run)) index.push_back({r.id, run, std::move(r.stage), r.step});
+    for (auto& r : store.sample_refs(run)) index.push_back({r.id, run, std::move(r.stage), r.step, std::move(r.example_id)});
   std::vector<int64_t> ids = select_samples(index, opt.max_samples);
   json rows = json::array(), prompts = json::array();
   std::map<std::string, int64_t> prompt_index;
@@ -134,30 +134,38 @@ std::vector<int64_t> select_samples(const std::vector<SampleKey>& index, int64_t
     return out;
   }
   if (max <= 0) return out;
-  // (run, stage) -> step -> ids, in order of first appearance.
-  std::vector<std::pair<std::pair<int64_t, std::string>, std::map<int64_t, std::vector<int64_t>>>> stages;
+  // (run, stage) -> step -> groups (example id -> ids), each in order of first appearance.
+  using Groups = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+  std::vector<std::pair<std::pair<int64_t, std::string>, std::map<int64_t, Groups>>> stages;
   for (const auto& s : index) {
     auto key = std::make_pair(s.run, s.stage);
     auto it = std::find_if(stages.begin(), stages.end(), [&](const auto& x) { return x.first == key; });
     if (it == stages.end()) it = stages.insert(stages.end(), {key, {}});
-    it->second[s.step].push_back(s.id);
+    Groups& groups = it->second[s.step];
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == s.example_id; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {s.example_id, {}});
+    g->second.push_back(s.id);
   }
   const double total = double(index.size());
   for (const auto& [key, steps] : stages) {
     int64_t n = 0;
-    for (const auto& [step, ids] : steps) n += int64_t(ids.size());
+    for (const auto& [step, groups] : steps)
+      for (const auto& g : groups) n += int64_t(g.second.size());
     int64_t quota = std::max<int64_t>(1, int64_t(std::floor(double(max) * double(n) / total)));
-    std::vector<const std::vector<int64_t>*> by_step;
-    for (const auto& [step, ids] : steps) by_step.push_back(&ids);
-    // m whole steps evenly spaced from the first to the last, then trimmed to the quota.
+    std::vector<const Groups*> by_step;
+    for (const auto& [step, groups] : steps) by_step.push_back(&groups);
+    // m steps evenly spaced from the first to the last, filled group by group up to the quota.
     const size_t k = by_step.size();
     size_t m = std::clamp<size_t>(size_t(std::llround(double(k) * double(quota) / double(n))), 1, k);
     std::set<size_t> chosen;
     for (size_t j = 0; j < m; ++j) chosen.insert(m == 1 ? 0 : size_t(std::llround(double(j) * double(k - 1) / double(m - 1))));
     int64_t taken = 0;
     for (size_t i : chosen)
-      for (int64_t id : *by_step[i])
-        if (taken < quota) out.push_back(id), ++taken;
+      for (const auto& g : *by_step[i]) {
+        if (taken > 0 && taken + int64_t(g.second.size()) > quota) break;
+        out.insert(out.end(), g.second.begin(), g.second.end());
+        taken += int64_t(g.second.size());
+      }
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -217,6 +225,7 @@ json eval_table(const json& metrics, const json& stages, bool several_runs) {
   json breakdowns = json::array();
   for (const auto& [task, group] : group_order) {
     std::vector<std::string> values = groups[task][group];
+    auto number = [](const std::string& v) { return std::strtod(v.c_str(), nullptr); };  // (no throw: 1e999 is inf)
     bool numeric = std::all_of(values.begin(), values.end(), [](const std::string& v) {
       char* end = nullptr;
       std::strtod(v.c_str(), &end);
@@ -224,7 +233,7 @@ json eval_table(const json& metrics, const json& stages, bool several_runs) {
     });
     if (numeric)
       std::stable_sort(values.begin(), values.end(),
-                       [](const std::string& a, const std::string& b) { return std::stod(a) < std::stod(b); });
+                       [&](const std::string& a, const std::string& b) { return number(a) < number(b); });
     else
       std::sort(values.begin(), values.end());
     json brows = json::array();
@@ -260,10 +269,34 @@ json report_data(Store& store, const std::vector<int64_t>& runs, const ReportOpt
     run_rows.push_back(std::move(header));
     add_series(run, store.metric_points(run), series, last);
   }
+  json table = eval_table(last, stages, runs.size() > 1);
+  // Samples per example of evaluate stages (the paper's n): with one, a std is no spread at all.
+  auto annotate = [&](json& rows) {
+    for (auto& row : rows) {
+      for (const auto& r : run_rows) {
+        if (r["id"] != row["run"]) continue;
+        auto p = r["params"].find("stages." + row["stage"].get<std::string>() + ".eval.num_samples");
+        if (p == r["params"].end() || !p->is_number_integer()) continue;
+        for (auto& [task, c] : row["cells"].items()) {
+          c["n_samples"] = *p;
+          if (p->get<int64_t>() == 1) c["std"] = nullptr;
+        }
+      }
+    }
+  };
+  annotate(table["rows"]);
+  for (auto& b : table["breakdowns"]) annotate(b["rows"]);
   data["runs"] = std::move(run_rows);
   data["series"] = std::move(series);
-  data["table"] = eval_table(last, stages, runs.size() > 1);
-  data["samples"] = opt.samples ? samples_object(store, runs, opt) : json(nullptr);
+  data["table"] = std::move(table);
+  if (opt.samples) {
+    data["samples"] = samples_object(store, runs, opt);
+  } else {  // live polls: how many there are, so the page fetches them when that changes
+    int64_t n = 0;
+    for (int64_t run : runs) n += store.sample_count(run);
+    data["samples"] = nullptr;
+    data["samples_total"] = n;
+  }
   return data;
 }
 

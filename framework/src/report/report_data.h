@@ -17,6 +17,10 @@
 //                      a float32's precision), wall_time[] (unix s, to 10 ms), flag {index:
 //                      "nan"|"inf"|"-inf"}}; the table below reads the values unrounded
 //   table             the paper-style table (see eval_table below): {tasks[], rows[], breakdowns[]}
+//   table cells       {mean, std, count, key, flag?, n_samples? (the stage's eval.num_samples;
+//                     std is null when it is 1)}
+//   samples_total     only when samples is null: the count in the store (the page refetches
+//                     with samples when it changes)
 //   samples           null when ReportOptions::samples is false, else {total, included, note,
 //                     max_chars, prompts[] (deduplicated), rows[] {id, run, stage, step, task,
 //                     example_id, prompt (index), completion (cut at max_chars), chars (full
@@ -56,13 +60,17 @@ nlohmann::json report_data(Store& store, const std::vector<int64_t>& runs, const
 nlohmann::json eval_table(const nlohmann::json& metrics, const nlohmann::json& stages, bool several_runs);
 
 // Which samples a report shows when there are more than `max`: per (run, stage) a share
-// proportional to its count (at least one), taken as whole steps spread evenly over the stage
-// (first and last included; a stage with one step, like an evaluation, keeps its first rows).
-// `index`: {id, run, stage, step} of every sample, in id order. Returns the chosen ids, ascending.
+// proportional to its count, taken from steps spread evenly over the stage (first and last
+// included; a stage with one step, like an evaluation, from its first rows) as whole groups
+// (the samples of one example at one step: a GRPO group, an example's n evaluation samples), never
+// cut; at least one group per stage, so a stage's share may be exceeded by one group.
+// `index`: {id, run, stage, step, example_id} of every sample, in id order. Returns the chosen
+// ids, ascending.
 struct SampleKey {
   int64_t id = 0, run = 0;
   std::string stage;
   int64_t step = 0;
+  std::string example_id;
 };
 std::vector<int64_t> select_samples(const std::vector<SampleKey>& index, int64_t max);
 

@@ -3,6 +3,8 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+
 #include "store/store.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -36,7 +38,9 @@ struct ReportServer::Impl {
     if (specs.empty()) throw UsageError("?runs= names no run");
     Store store(opt.store, Store::ReadOnly{});
     std::vector<int64_t> ids;
-    for (const auto& s : specs) ids.push_back(store.resolve_run(s));
+    for (const auto& s : specs)
+      if (int64_t id = store.resolve_run(s); std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    if (ids.size() > 64) throw UsageError("at most 64 runs in one report");
     ReportOptions ro = opt.report;
     ro.samples = samples;
     json d = report_data(store, ids, ro);
@@ -53,8 +57,8 @@ struct ReportServer::Impl {
   void answer(httplib::Response& res, F body) {
     try {
       body();
-    } catch (const UsageError& e) {
-      res.status = 404;
+    } catch (const UsageError& e) {  // a run id that is not a number, or not in the store
+      res.status = std::string(e.what()).find("not found") != std::string::npos ? 404 : 400;
       res.set_content(std::string(e.what()) + "\n", "text/plain; charset=utf-8");
     } catch (const std::exception& e) {
       res.status = 503;

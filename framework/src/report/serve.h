@@ -7,7 +7,8 @@
 //   GET /api/report.json       the report object (report_data.h); ?runs=1,2, ?samples=0 leaves
 //                              the completions out (what the page polls)
 //   GET /health                "ok"
-// Bad run ids are 404 with the message; a store that cannot be read is 503.
+// A run not in the store is 404, a malformed id 400 (with the message); a store that cannot be
+// read is 503.
 #pragma once
 
 #include <filesystem>

@@ -156,11 +156,18 @@ std::vector<Store::MetricPoint> Store::metric_points(int64_t run) {
 }
 
 std::vector<Store::SampleRef> Store::sample_refs(int64_t run) {
-  Stmt q(db_, "SELECT id, stage, step FROM samples WHERE run_id = ? ORDER BY id");
+  Stmt q(db_, "SELECT id, stage, step, example_id FROM samples WHERE run_id = ? ORDER BY id");
   q.bind(1, run);
   std::vector<SampleRef> out;
-  while (q.step()) out.push_back({q.int64(0), q.text(1), q.int64(2)});
+  while (q.step()) out.push_back({q.int64(0), q.text(1), q.int64(2), q.text(3)});
   return out;
+}
+
+int64_t Store::sample_count(int64_t run) {
+  Stmt q(db_, "SELECT count(*) FROM samples WHERE run_id = ?");
+  q.bind(1, run);
+  q.step();
+  return q.int64(0);
 }
 
 json Store::sample_rows_by_id(const std::vector<int64_t>& ids, int64_t max_chars) {

@@ -57,10 +57,16 @@ Store::Store(const fs::path& path, ReadOnly) : path_(path) {
   };
   // A WAL store in a read-only folder cannot get its -shm file: read it as immutable then (no
   // other process may be writing it, which a read-only folder already implies).
-  std::string uri = "file:" + fs::absolute(path).string();
+  // (A URI: '%', '?' and '#' in the path are escaped, or another file would be opened.)
+  std::string uri = "file:";
+  for (char c : fs::absolute(path).string())
+    uri += c == '%' ? std::string("%25") : c == '?' ? std::string("%3F") : c == '#' ? std::string("%23") : std::string(1, c);
   try {
     open(uri + "?mode=ro");
   } catch (const StoreError&) {
+    // Only for a folder this process cannot write: elsewhere (a busy or locked store) immutable
+    // would read around the WAL and show old data.
+    if (::access(fs::absolute(path).parent_path().c_str(), W_OK) == 0) throw;
     try {
       open(uri + "?mode=ro&immutable=1");
     } catch (const StoreError&) {

@@ -146,8 +146,10 @@ class Store {
     int64_t id = 0;
     std::string stage;
     int64_t step = 0;
+    std::string example_id;
   };
   std::vector<SampleRef> sample_refs(int64_t run);  // every sample, in id order (no text)
+  int64_t sample_count(int64_t run);
   // The samples with these ids (any run), in id order: {id, run, stage, step, task, example_id,
   // prompt, prompt_chars, completion, chars, completion_tokens, finish_reason, reward, rewards (JSON
   // text), correct, advantage}; prompt and completion cut at `max_chars` characters, *_chars their

@@ -465,7 +465,7 @@ class Grpo final : public warmup::Algorithm {
     // The engine's share of it (time/generate_forward, _sample, _host) and its state
     // (generation/tokens_per_s, prefix_cache_hit_rate, num_preemptions, kv_cache_usage_perc, ...).
     for (const auto& [name, value] : gen_stats_) {
-      if (name.size() > 2 && name.compare(name.size() - 2, 2, "_s") == 0)
+      if (name.ends_with("_s") && !name.ends_with("_per_s"))  // seconds (a rate such as tokens_per_s is not)
         m("time/generate_" + name.substr(0, name.size() - 2), value);
       else
         m("generation/" + name, value);

@@ -6,7 +6,7 @@
 // optimizer + step) and exact resume. Defaults are the paper's. Data: a JSONL file of
 // {prompt, completion} (e.g. from `distill`), or the stage's tasks completed by its teacher.
 //
-// Metrics: train/loss (mean NLL per completion token), train/lr, train/grad_norm,
+// Metrics: train/loss (mean NLL per completion token), train/learning_rate (TRL's name), train/grad_norm,
 // train/tokens_per_s, train/epoch, eval/loss, data/truncated.
 #include <chrono>
 #include <cmath>
@@ -134,7 +134,7 @@ class Sft final : public warmup::Algorithm {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       int64_t s1 = step + 1;
       ctx.metric("train/loss", s1, loss_sum / double(accum_));
-      ctx.metric("train/lr", s1, lr);
+      ctx.metric("train/learning_rate", s1, lr);
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
       ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));

@@ -258,9 +258,11 @@
     }
     td.dataset.mean = String(c.mean);
     if (c.std !== null && c.std !== undefined) td.dataset.std = String(c.std);
-    td.textContent = c.std === null || c.std === undefined ?
-      c.mean.toFixed(3) : `${c.mean.toFixed(3)} ± ${c.std.toFixed(3)}`;
-    td.title = `n = ${c.count ?? '?'} · ${c.key || ''}`;
+    // Percent with one decimal, as the paper prints accuracy; no ± for a single sample.
+    const pct = (v) => (100 * v).toFixed(1);
+    td.textContent = c.std === null || c.std === undefined ? pct(c.mean) : `${pct(c.mean)} ± ${pct(c.std)}`;
+    td.title = `${c.count ?? '?'} completions` + (c.n_samples ? ` · ${c.n_samples} sample(s) per example` : '') +
+      ` · ${c.key || ''}`;
     return td;
   }
 
@@ -287,7 +289,7 @@
     }
     const grid = el('div', {class: 'tables-grid'});
     const paper = el('table', {id: 'paper-table'},
-      el('caption', null, 'accuracy (mean ± std)'),
+      el('caption', null, 'accuracy % (mean ± std over samples)'),
       el('thead', null, el('tr', null, el('th', null, multiRun() ? 'run / stage' : 'stage'),
         table.tasks.map((t) => el('th', {class: 'num'}, t)))),
       el('tbody', null, table.rows.map((row) => el('tr', {'data-row': row.label},
@@ -299,7 +301,7 @@
       const t = el('table', {class: 'breakdown-table', 'data-task': b.task, 'data-group': b.group},
         el('caption', null, `${b.task} by ${b.group}`),
         el('thead', null, el('tr', null, el('th', null, multiRun() ? 'run / stage' : 'stage'),
-          b.values.map((v) => el('th', {class: 'num'}, v)))),
+          b.values.map((v) => el('th', {class: 'num'}, `${b.group}=${v}`)))),
         el('tbody', null, b.rows.map((row) => el('tr', {'data-row': row.label},
           el('th', null, row.label),
           b.values.map((v) => cell(row.cells[v],
@@ -456,7 +458,8 @@
         interaction: {mode: 'warmupNearestX', intersect: false, axis: 'x'},
         elements: {point: {radius: 0, hoverRadius: 3}, line: {borderWidth: 1.5}},
         scales: {
-          x: {type: 'linear', title: {display: true, text: xTitle()}, ticks: {maxTicksLimit: 7}},
+          x: {type: 'linear', title: {display: true, text: xTitle()},
+            ticks: {maxTicksLimit: 7, precision: curves.xAxis === 'step' ? 0 : undefined}},
           y: {type: 'linear', ticks: {maxTicksLimit: 6}},
         },
         plugins: {
@@ -547,6 +550,7 @@
     }
     chart.options.plugins.legend.display = entry.pairs.size > 1;
     chart.options.scales.x.title.text = xTitle();
+    chart.options.scales.x.ticks.precision = curves.xAxis === 'step' ? 0 : undefined;
     // Chart.js spans a constant series over [v - 1, v + 1], which flattens small values like a learning rate.
     const [lo, hi] = extent(entry.series.map((s) => s.value));
     const pad = lo !== null && lo === hi ? Math.abs(lo) * 0.1 || 1 : undefined;
@@ -578,14 +582,43 @@
       el('tbody', null, rows));
   }
 
+  // Chart.js cannot lay out axes near the double range (it throws or never returns): such a key,
+  // or one whose chart fails for any reason, is shown as a table instead, the rest of the page intact.
+  const HUGE = 1e250;
+  const tooLarge = (entry) => entry.series.some((s) => s.value.some((v) => v !== null && Math.abs(v) > HUGE));
+
+  function asTable(entry, why) {
+    if (entry.chart) {
+      entry.chart.destroy();
+      entry.chart = null;
+      entry.pairs.clear();
+      const canvas = entry.div.querySelector('.chart-canvas');
+      if (canvas) canvas.remove();
+      delete entry.div.dataset.renderedPoints;
+    }
+    if (!entry.table) {
+      entry.table = el('table', {class: 'series-table'});
+      entry.div.insertBefore(entry.table, entry.note);
+    }
+    entry.why = why;
+  }
+
   function fillEntry(entry, origins) {
     const points = entry.series.reduce((n, s) => n + s.step.length, 0);
     const gaps = entry.series.reduce((n, s) => n + s.value.filter((v) => v === null).length, 0);
     entry.div.dataset.points = String(points);
-    entry.note.textContent = gaps ? `${gaps} points are NaN/inf (gaps)` : '';
-    entry.note.hidden = !gaps;
-    if (entry.chart) fillChart(entry, origins);
-    else fillTable(entry);
+    if (entry.chart && tooLarge(entry)) asTable(entry, `values beyond ±${HUGE}: shown as a table`);
+    if (entry.chart) {
+      try {
+        fillChart(entry, origins);
+      } catch (err) {
+        asTable(entry, `the chart failed (${err.message}): shown as a table`);
+      }
+    }
+    if (!entry.chart) fillTable(entry);
+    const notes = [gaps ? `${gaps} points are NaN/inf (gaps)` : '', entry.why || ''].filter(Boolean);
+    entry.note.textContent = notes.join('; ');
+    entry.note.hidden = !notes.length;
   }
 
   function renderSingles(singles) {
@@ -632,7 +665,7 @@
     });
     for (const entry of curves.charts.values()) {
       const pair = entry.pairs.get(id);
-      if (pair) {
+      if (pair && entry.chart) {
         pair.raw.hidden = !shown;
         pair.smooth.hidden = !shown || curves.smoothing === 0;
         entry.chart.update('none');
@@ -769,7 +802,7 @@
     for (const key of Object.keys(FILTER_DEFAULTS)) {
       if (params.has(key)) filters[key] = params.get(key);
     }
-    if (!(filters.view in PAGE_SIZE)) filters.view = 'samples';
+    if (!Object.hasOwn(PAGE_SIZE, filters.view)) filters.view = 'samples';
     browser.filters = filters;
     return true;
   }
@@ -799,7 +832,8 @@
     const correct = f.correct === '' ? undefined : f.correct === 'null' ? null : Number(f.correct);
     const q = f.q.toLowerCase();
     return (r) => {
-      if (f.stage && seriesId(r.run, r.stage) !== f.stage) return false;
+      // "run:stage", or a bare stage name (any run)
+      if (f.stage && seriesId(r.run, r.stage) !== f.stage && !(f.stage.indexOf(':') < 0 && r.stage === f.stage)) return false;
       if (f.task && r.task !== f.task) return false;
       if (step !== null && r.step !== step) return false;
       if (correct !== undefined && (r.correct ?? null) !== correct) return false;
@@ -835,7 +869,7 @@
 
   function completionBlock(r) {
     const nodes = [fold(r.completion, COMPLETION_FOLD, 'completion')];
-    if (r.chars > r.completion.length) {
+    if (r.chars > [...r.completion].length) {  // chars counts code points, as SQLite does
       nodes.push(el('p', {class: 'cut-note'},
         `cut at ${data.samples.max_chars} of ${r.chars} chars in this report (warmup runs export has all)`));
     }
@@ -849,7 +883,8 @@
   }
 
   function scoreChips(r) {
-    const parts = Object.entries(r.rewards || {});
+    const parts = r.rewards && typeof r.rewards === 'object' && !Array.isArray(r.rewards) ?
+      Object.entries(r.rewards) : [];
     return [
       correctChip(r.correct ?? null),
       el('span', {class: 'chip'}, `reward ${fmtNum(r.reward)}`),
@@ -1001,11 +1036,14 @@
     root.append(form, status, el('div', {id: 'sample-list', class: 'sample-list'}), pager());
     syncControls();
     renderSampleList();
-    window.addEventListener('hashchange', () => {
-      if (!readHash()) return;
-      syncControls();
-      renderSampleList();
-    });
+    if (!browser.listening) {  // once, though live mode redraws the browser
+      browser.listening = true;
+      window.addEventListener('hashchange', () => {
+        if (!readHash()) return;
+        syncControls();
+        renderSampleList();
+      });
+    }
   }
 
   // ---------------------------------------------------------------- live mode
@@ -1022,6 +1060,15 @@
         const next = await response.json();
         Object.assign(data, {runs: next.runs, series: next.series, table: next.table,
           generated_at: next.generated_at});
+        // New completions in the store: fetch them with the samples and redraw the browser.
+        const have = data.samples ? data.samples.total : 0;
+        if (next.samples_total !== undefined && next.samples_total !== have) {
+          const full = await fetch(data.api.replace('samples=0', 'samples=1'), {cache: 'no-store'});
+          if (!full.ok) throw new Error(`HTTP ${full.status}`);
+          data.samples = (await full.json()).samples;
+          browser.promptsLower = [];
+          renderSamples();
+        }
         renderHeader();
         renderRuns();
         renderTable();
