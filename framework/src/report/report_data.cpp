@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -208,20 +209,24 @@ json eval_table(const json& metrics, const json& stages, bool several_runs) {
     if (!(*mean)["flag"].get<std::string>().empty()) c["flag"] = (*mean)["flag"];
     return c;
   };
-  auto label = [&](int64_t run, const std::string& stage) {
-    return several_runs ? "run " + std::to_string(run) + " " + stage : stage;
+  // One row per stage that has a cell for some column: column -> the metrics prefix of its cell.
+  auto table_rows = [&](const std::vector<std::string>& columns, const std::function<std::string(const std::string&)>& prefix) {
+    json rows = json::array();
+    for (const auto& s : stages) {
+      int64_t run = s["run"].get<int64_t>();
+      std::string stage = s["stage"].get<std::string>();
+      auto it = last.find({run, stage});
+      if (it == last.end()) continue;
+      json cells = json::object();
+      for (const auto& col : columns)
+        if (json c = cell(it->second, prefix(col)); !c.is_null()) cells[col] = std::move(c);
+      if (cells.empty()) continue;
+      std::string label = several_runs ? "run " + std::to_string(run) + " " + stage : stage;
+      rows.push_back({{"run", run}, {"stage", stage}, {"label", label}, {"cells", std::move(cells)}});
+    }
+    return rows;
   };
-  json rows = json::array();
-  for (const auto& s : stages) {
-    int64_t run = s["run"].get<int64_t>();
-    std::string stage = s["stage"].get<std::string>();
-    auto it = last.find({run, stage});
-    if (it == last.end()) continue;
-    json cells = json::object();
-    for (const auto& t : tasks)
-      if (json c = cell(it->second, "eval/" + t); !c.is_null()) cells[t] = std::move(c);
-    if (!cells.empty()) rows.push_back({{"run", run}, {"stage", stage}, {"label", label(run, stage)}, {"cells", cells}});
-  }
+  json rows = table_rows(tasks, [](const std::string& t) { return "eval/" + t; });
   json breakdowns = json::array();
   for (const auto& [task, group] : group_order) {
     std::vector<std::string> values = groups[task][group];
@@ -236,17 +241,7 @@ json eval_table(const json& metrics, const json& stages, bool several_runs) {
                        [&](const std::string& a, const std::string& b) { return number(a) < number(b); });
     else
       std::sort(values.begin(), values.end());
-    json brows = json::array();
-    for (const auto& s : stages) {
-      int64_t run = s["run"].get<int64_t>();
-      std::string stage = s["stage"].get<std::string>();
-      auto it = last.find({run, stage});
-      if (it == last.end()) continue;
-      json cells = json::object();
-      for (const auto& v : values)
-        if (json c = cell(it->second, "eval/" + task + "/" + group + "=" + v); !c.is_null()) cells[v] = std::move(c);
-      if (!cells.empty()) brows.push_back({{"run", run}, {"stage", stage}, {"label", label(run, stage)}, {"cells", cells}});
-    }
+    json brows = table_rows(values, [&, t = task, g = group](const std::string& v) { return "eval/" + t + "/" + g + "=" + v; });
     breakdowns.push_back({{"task", task}, {"group", group}, {"values", values}, {"rows", std::move(brows)}});
   }
   return {{"tasks", tasks}, {"rows", std::move(rows)}, {"breakdowns", std::move(breakdowns)}};
