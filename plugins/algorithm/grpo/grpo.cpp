@@ -71,6 +71,8 @@ class Grpo final : public warmup::Algorithm {
     // DAPO's dynamic sampling (verl's algorithm.filter_groups): groups whose rewards all agree are
     // dropped and more prompts sampled, up to max_num_gen_batches rounds per step (0: no limit).
     dynamic_sampling_ = o.get<bool>("dynamic_sampling", false);
+    // Each micro-batch's sequences packed into rows instead of padded to the longest (TRL's name).
+    padding_free_ = o.get<bool>("padding_free", false);
     max_gen_batches_ = o.get<int64_t>("max_num_gen_batches", 10, warmup::at_least(0).at_most(1 << 20));
     if (overlong_buffer_ > lo_.max_completion_length)
       o.fail("overlong_buffer_length", "must be <= max_completion_length (" + std::to_string(lo_.max_completion_length) + ")");
@@ -259,9 +261,13 @@ class Grpo final : public warmup::Algorithm {
     auto t_train = Clock::now();
     double lr = schedule_.at(step, total);
     schedule_.apply(opt, lr);
-    auto batches = grpo::micro_batches(rolls, micro_, mask_truncated_);
+    auto batches = padding_free_ ? grpo::packed_micro_batches(rolls, micro_, mask_truncated_)
+                                 : grpo::micro_batches(rolls, micro_, mask_truncated_);
     grpo::LossOptions lo = lo_;
     lo.accumulation_steps = int64_t(batches.size());
+    double cells = 0, real = 0;  // token positions the model computes, and those that are not padding
+    for (const auto& b : batches) cells += double(b.attn.numel()), real += b.attn.gt(0).sum().item<double>();
+    padding_frac_ = cells > 0 ? 1.0 - real / cells : 0.0;
     lo.num_items_in_batch = 0;
     for (const auto& b : batches) lo.num_items_in_batch += b.mask.sum().item<double>();
     // Old log-probs (num_iterations > 1) and the reference's (beta != 0), before any update.
@@ -273,7 +279,8 @@ class Grpo final : public warmup::Algorithm {
         auto& mb = batches[b];
         auto zero = torch::zeros(mb.ids.sizes(), torch::kFloat32);
         policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b], &ent[b]);
-        if (ref) refs[b] = ref->token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_);
+        old[b] = grpo::unpack(mb, old[b]), ent[b] = grpo::unpack(mb, ent[b]);
+        if (ref) refs[b] = grpo::unpack(mb, ref->token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_));
         if (iterations_ == 1) old[b] = torch::Tensor();
       }
     }
@@ -290,21 +297,23 @@ class Grpo final : public warmup::Algorithm {
         if (fused) {
           // Ratio 1 and no KL: the loss is linear in the log-probs, so its gradient per token is a
           // constant known before the forward pass; the fused head applies it in one pass.
-          auto probe = torch::zeros(mb.ids.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(policy.device()))
+          auto probe = torch::zeros(mb.mask.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(policy.device()))
                            .requires_grad_(true);
           grpo::loss(probe, {}, {}, a, mask, {}, lo).backward();
           torch::Tensor lp, en, sum;
           {
             warmup::Autocast ac(policy.device(), bf16_);
-            sum = policy.weighted_logprob_sum_at(mb.ids, mb.targets, probe.grad(), mb.attn, temperature_, &lp, &en);
+            sum = policy.weighted_logprob_sum_at(mb.ids, mb.targets, grpo::pack(mb, probe.grad()), mb.attn, temperature_,
+                                                 &lp, &en);
           }
           sum.backward();
+          lp = grpo::unpack(mb, lp), en = grpo::unpack(mb, en);
           loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st).item<double>();
         } else {
           torch::Tensor lp;
           {
             warmup::Autocast ac(policy.device(), bf16_);
-            lp = policy.token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_).to(torch::kFloat32);
+            lp = grpo::unpack(mb, policy.token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_).to(torch::kFloat32));
           }
           auto l = grpo::loss(lp, old[b].defined() ? old[b].to(lp.device()) : torch::Tensor(),
                               refs[b].defined() ? refs[b].to(lp.device()) : torch::Tensor(), a, mask,
@@ -472,6 +481,7 @@ class Grpo final : public warmup::Algorithm {
     }
     m("time/score", score_s);
     m("time/train", train_s);
+    m("padding_frac", padding_frac_);  // share of the training forward's positions that are padding
     int64_t groups = log_groups_ < 0 ? int64_t(items.size()) : std::min<int64_t>(log_groups_, int64_t(items.size()));
     for (size_t r = 0; r < rolls.size(); ++r) {
       if (int64_t(rolls[r].prompt) >= groups) continue;
@@ -496,7 +506,8 @@ class Grpo final : public warmup::Algorithm {
   double epochs_, temperature_, top_p_, min_p_, beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, max_error_rate_;
   bool mask_truncated_, checkpointing_, bf16_ = false;
   int64_t overlong_buffer_ = 0, max_gen_batches_ = 10, cursor_ = 0;
-  bool dynamic_sampling_ = false;
+  bool dynamic_sampling_ = false, padding_free_ = false;
+  double padding_frac_ = 0;
   double overlong_factor_ = 1.0;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;

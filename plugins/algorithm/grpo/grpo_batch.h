@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "warmup/model.h"
@@ -51,7 +53,29 @@ struct MicroBatch {
   torch::Tensor targets;  // (B, T) int64: ids shifted left
   torch::Tensor attn;     // (B, T) int64: 1 on real tokens
   torch::Tensor mask;     // (B, T) float: 1 where targets[b, t] is a (kept) completion token
+  // Packed (padding_free): ids, targets, attn are (R, C) rows holding several sequences each
+  // (attn: segment ids 1, 2, ... as Policy takes packed rows, 0 on padding), while `mask` and what
+  // the loss sees stay in the (B, T) layout above; gather (B, T) int64 holds, for each (b, t), its
+  // flat index into the (R, C) rows (0 where t is past the sequence: mask is 0 there).
+  torch::Tensor gather;
 };
+
+// Per-token values of the model's rows (R, C) in the loss's (B, T) layout: the identity for
+// padded micro-batches, a differentiable gather for packed ones.
+inline torch::Tensor unpack(const MicroBatch& mb, const torch::Tensor& rows) {
+  if (!mb.gather.defined() || !rows.defined()) return rows;
+  auto g = mb.gather.to(rows.device());
+  return rows.reshape({-1}).index_select(0, g.reshape({-1})).view(g.sizes());
+}
+
+// The inverse for per-token weights (B, T) -> (R, C); positions past a sequence must be 0.
+inline torch::Tensor pack(const MicroBatch& mb, const torch::Tensor& per_token) {
+  if (!mb.gather.defined()) return per_token;
+  auto g = mb.gather.to(per_token.device());
+  return torch::zeros({mb.ids.size(0) * mb.ids.size(1)}, per_token.options())
+      .index_add_(0, g.reshape({-1}), per_token.reshape({-1}))
+      .view(mb.ids.sizes());
+}
 
 inline std::vector<MicroBatch> micro_batches(const std::vector<Rollout>& rolls, int64_t size, bool mask_truncated) {
   std::vector<MicroBatch> out;
@@ -83,6 +107,53 @@ inline std::vector<MicroBatch> micro_batches(const std::vector<Rollout>& rolls, 
       }
     }
     out.push_back(std::move(mb));
+  }
+  return out;
+}
+
+// As micro_batches, the same rollouts in each micro-batch (so every loss_type normalises over the
+// same tokens), but each micro-batch's sequences packed into rows of the longest one's length
+// (first-fit decreasing) instead of one padded row each: the forward pass skips the padding
+// (TRL's padding_free; Policy's packed rows, ABI 1.3).
+inline std::vector<MicroBatch> packed_micro_batches(const std::vector<Rollout>& rolls, int64_t size, bool mask_truncated) {
+  std::vector<MicroBatch> out = micro_batches(rolls, size, mask_truncated);
+  size_t first = 0;
+  for (MicroBatch& mb : out) {
+    const int64_t B = mb.ids.size(0), T = mb.ids.size(1);
+    std::vector<int64_t> len(static_cast<size_t>(B)), order(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b)
+      len[size_t(b)] = int64_t(rolls[first + size_t(b)].prompt_ids.size() + rolls[first + size_t(b)].completion.ids.size());
+    first += size_t(B);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return len[size_t(a)] > len[size_t(b)]; });
+    const int64_t C = std::max<int64_t>(1, *std::max_element(len.begin(), len.end()));
+    std::vector<int64_t> used;                  // tokens used per row
+    std::vector<std::pair<int64_t, int64_t>> at(static_cast<size_t>(B));  // sequence -> (row, offset)
+    for (int64_t b : order) {
+      size_t r = 0;
+      while (r < used.size() && used[r] + len[size_t(b)] > C) ++r;
+      if (r == used.size()) used.push_back(0);
+      at[size_t(b)] = {int64_t(r), used[r]};
+      used[r] += len[size_t(b)];
+    }
+    const int64_t R = int64_t(used.size());
+    auto ids = torch::zeros({R, C}, torch::kInt64), tg = torch::zeros({R, C}, torch::kInt64);
+    auto attn = torch::zeros({R, C}, torch::kInt64), gather = torch::zeros({B, T}, torch::kInt64);
+    auto pi = ids.accessor<int64_t, 2>(), pt = tg.accessor<int64_t, 2>(), pa = attn.accessor<int64_t, 2>();
+    auto ui = mb.ids.accessor<int64_t, 2>(), ut = mb.targets.accessor<int64_t, 2>();
+    auto g = gather.accessor<int64_t, 2>();
+    std::vector<int64_t> segments(size_t(R), 0);
+    for (int64_t b = 0; b < B; ++b) {
+      auto [r, off] = at[size_t(b)];
+      int64_t seg = ++segments[size_t(r)];
+      for (int64_t t = 0; t < len[size_t(b)]; ++t) {
+        pi[r][off + t] = ui[b][t];
+        pt[r][off + t] = ut[b][t];
+        pa[r][off + t] = seg;
+        g[b][t] = r * C + off + t;
+      }
+    }
+    mb.ids = ids, mb.targets = tg, mb.attn = attn, mb.gather = gather;
   }
   return out;
 }
