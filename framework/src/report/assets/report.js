@@ -338,6 +338,7 @@
     useCharts: false,
     smoothing: 0,
     xAxis: 'step',          // 'step' | 'wall'
+    logY: false,            // log-scale y where every value is > 0 (a loss over thousands of steps)
     hidden: new Set(),      // series ids ("run:stage") switched off
     filter: '',
     charts: new Map(),      // key -> entry {key, div, grid, note, chart | table, pairs, series}
@@ -554,8 +555,11 @@
     // Chart.js spans a constant series over [v - 1, v + 1], which flattens small values like a learning rate.
     const [lo, hi] = extent(entry.series.map((s) => s.value));
     const pad = lo !== null && lo === hi ? Math.abs(lo) * 0.1 || 1 : undefined;
-    chart.options.scales.y.min = pad && lo - pad;
-    chart.options.scales.y.max = pad && hi + pad;
+    const log = curves.logY && lo !== null && lo > 0 && lo !== hi;
+    chart.options.scales.y.type = log ? 'logarithmic' : 'linear';
+    chart.options.scales.y.min = log ? undefined : pad && lo - pad;
+    chart.options.scales.y.max = log ? undefined : pad && hi + pad;
+    entry.div.classList.toggle('log-y', log);
     chart.update('none');
     let held = 0;
     for (const pair of entry.pairs.values()) held += heldPoints(pair.raw);
@@ -741,7 +745,10 @@
         el('label', null, 'x axis ',
           el('select', {id: 'x-axis', onchange: (e) => { curves.xAxis = e.target.value; redrawCharts(); }},
             el('option', {value: 'step'}, 'step'),
-            el('option', {value: 'wall', title: "minutes since the stage's first point"}, 'wall time (min)'))));
+            el('option', {value: 'wall', title: "minutes since the stage's first point"}, 'wall time (min)'))),
+        el('label', {title: 'log-scale y axis for metrics whose values are all positive'},
+          el('input', {type: 'checkbox', id: 'log-y', onchange: (e) => { curves.logY = e.target.checked; redrawCharts(); }}),
+          ' log y'));
     }
     controls.append(
       el('label', null, 'metric ',
@@ -1029,7 +1036,7 @@
     browser.pagers = [];
     const status = el('div', {class: 'sample-status'},
       el('span', null, el('span', {id: 'sample-count'}, '0'), ' samples in ',
-        el('span', {id: 'group-count'}, '0'), ' groups',
+        el('span', {id: 'group-count'}, '0'), ' group(s)',
         el('span', {class: 'muted'},
           ` (${samples.included} of ${samples.total} in the store are in this report)`)),
       pager());
