@@ -889,6 +889,12 @@
     return el('span', {class: 'chip correct-null'}, 'ungraded');
   }
 
+  function algorithmOf(r) {
+    const run = data.runs.find((x) => x.id === r.run);
+    const stage = run && run.stages.find((x) => x.name === r.stage);
+    return stage ? stage.algorithm : '';
+  }
+
   function scoreChips(r) {
     const parts = r.rewards && typeof r.rewards === 'object' && !Array.isArray(r.rewards) ?
       Object.entries(r.rewards) : [];
@@ -897,7 +903,9 @@
       el('span', {class: 'chip'}, `reward ${fmtNum(r.reward)}`),
       parts.length ? el('span', {class: 'chip parts'},
         parts.map(([name, v]) => `${name} ${fmtNum(v)}`).join(' · ')) : null,
-      el('span', {class: 'chip'}, `adv ${fmtNum(r.advantage)}`),
+      // An advantage only where the stage computes one (evaluate and sft store 0).
+      r.advantage !== null && r.advantage !== undefined && (r.advantage !== 0 || algorithmOf(r) === 'grpo') ?
+        el('span', {class: 'chip'}, `adv ${fmtNum(r.advantage)}`) : null,
       el('span', {class: `chip finish-${r.finish_reason ?? 'none'}`}, `finish ${r.finish_reason ?? 'none'}`),
       el('span', {class: 'chip'}, `${r.completion_tokens ?? '?'} tokens`),
     ];
