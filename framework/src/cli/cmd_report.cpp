@@ -42,12 +42,6 @@ int cmd_report(const Args& args) {
              opts, vm, &pos))
     return 0;
   if (targets.empty()) targets = {"latest"};
-  {  // each run once, in the order given
-    std::vector<std::string> once;
-    for (const auto& t : targets)
-      if (std::find(once.begin(), once.end(), t) == once.end()) once.push_back(t);
-    targets = std::move(once);
-  }
   ReportOptions ro;
   ro.max_samples = vm["max-samples"].as<int64_t>();
   ro.max_chars = vm["max-chars"].as<int64_t>();

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "report/report_data.h"
 #include "store/store.h"
 #include "util/errors.h"
 #include "util/sha256.h"
@@ -96,11 +97,6 @@ int mlflow_status(const std::string& status) {
   return 5;  // interrupted: KILLED
 }
 
-json parsed(const json& v) {
-  if (!v.is_string()) return v;
-  json j = json::parse(v.get<std::string>(), nullptr, false);
-  return j.is_discarded() ? v : j;
-}
 
 }  // namespace
 
@@ -186,7 +182,7 @@ fs::path export_mlflow(Store& store, int64_t run, const fs::path& root_in) {
   write_text(dir / "artifacts" / "config.toml", r["config"].get<std::string>());
   std::string samples;
   for (auto& s : store.sample_rows(run)) {
-    s["rewards"] = parsed(s["rewards"]);
+    s["rewards"] = json_or_text(s["rewards"]);
     samples += s.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
   write_text(dir / "artifacts" / "samples.jsonl", samples);
@@ -202,7 +198,7 @@ void export_jsonl(Store& store, int64_t run, const std::string& what, std::ostre
     os << "{\"type\":\"" << type << "\"" << (fields.size() > 2 ? "," : "") << fields.substr(1) << "\n";
   };
   json r = store.run_row(run);
-  for (const char* k : {"tags", "overrides"}) r[k] = parsed(r[k]);
+  for (const char* k : {"tags", "overrides"}) r[k] = json_or_text(r[k]);
   line("run", r);
   const bool all = what == "all";
   if (all)
@@ -217,7 +213,7 @@ void export_jsonl(Store& store, int64_t run, const std::string& what, std::ostre
     for (const auto& m : store.metric_rows(run)) line("metric", m);
   if (all || what == "samples")
     for (auto& s : store.sample_rows(run)) {
-      s["rewards"] = parsed(s["rewards"]);
+      s["rewards"] = json_or_text(s["rewards"]);
       line("sample", s);
     }
   if (all) {

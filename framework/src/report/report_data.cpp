@@ -29,15 +29,9 @@ std::vector<std::string> split_key(const std::string& key) {
   }
 }
 
-json parse_or_keep(const json& v) {
-  if (!v.is_string()) return v;
-  json j = json::parse(v.get<std::string>(), nullptr, /*allow_exceptions=*/false);
-  return j.is_discarded() ? v : j;
-}
-
 json run_header(Store& store, int64_t run) {
   json r = store.run_row(run);
-  for (const char* k : {"tags", "overrides"}) r[k] = parse_or_keep(r[k]);
+  for (const char* k : {"tags", "overrides"}) r[k] = json_or_text(r[k]);
   r.erase("experiment_id");
   r.erase("config_hash");
   r.erase("pid_start");
@@ -107,7 +101,7 @@ json samples_object(Store& store, const std::vector<int64_t>& runs, const Report
       auto [it, fresh] = prompt_index.emplace(prompt, int64_t(prompts.size()));
       if (fresh) prompts.push_back(std::move(prompt));
       r["prompt"] = it->second;
-      r["rewards"] = parse_or_keep(r["rewards"]);
+      r["rewards"] = json_or_text(r["rewards"]);
       if (r["chars"].get<int64_t>() > opt.max_chars) ++cut;
       rows.push_back(std::move(r));
     }
@@ -126,6 +120,12 @@ json samples_object(Store& store, const std::vector<int64_t>& runs, const Report
 }
 
 }  // namespace
+
+json json_or_text(const json& v) {
+  if (!v.is_string()) return v;
+  json j = json::parse(v.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? v : j;
+}
 
 std::vector<int64_t> select_samples(const std::vector<SampleKey>& index, int64_t max) {
   std::vector<int64_t> out;

@@ -59,6 +59,10 @@ nlohmann::json report_data(Store& store, const std::vector<int64_t>& runs, const
 // `stages`: {run, stage} in display order; `several_runs` prefixes labels with "run N ".
 nlohmann::json eval_table(const nlohmann::json& metrics, const nlohmann::json& stages, bool several_runs);
 
+// A TEXT column that holds JSON (tags, overrides, rewards) parsed; the value as it is when it is
+// not a string or does not parse.
+nlohmann::json json_or_text(const nlohmann::json& v);
+
 // Which samples a report shows when there are more than `max`: per (run, stage) a share
 // proportional to its count, taken from steps spread evenly over the stage (first and last
 // included; a stage with one step, like an evaluation, from its first rows) as whole groups
