@@ -1,6 +1,7 @@
 # Script mode: writes ${OUT}, a C++ source defining `const char NAME[]` for each text file of the
 # '|'-separated list ${FILES} (NAME from ${NAMES}, same order) as a raw string literal, in namespace ${NAMESPACE}.
-# Used for the report's HTML/CSS/JS (framework/src/report/assets), so `warmup report` needs no
+# Used for the report's HTML/CSS/JS (framework/src/report/assets) and TRL's chat templates
+# (third_party/trl_chat_templates), so `warmup report` and assistant_only_loss need no
 # files at run time. Fails when a file contains the literal's closing delimiter.
 string(REPLACE "|" ";" FILES "${FILES}")
 string(REPLACE "|" ";" NAMES "${NAMES}")

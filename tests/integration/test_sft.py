@@ -245,3 +245,138 @@ def test_sft_trains_on_conversational_data_and_names_bad_rows(tmp_path, store):
     write(tmp_path / "chat.jsonl", json.dumps({"prompt": [{"role": "user"}], "completion": []}) + "\n")
     r = warmup("run", exp, "--store", store)
     assert r.returncode == 2 and "chat.jsonl:1: prompt[0]: missing 'content'" in r.stderr, r.stderr
+
+
+# ---- assistant_only_loss (issue 19 item 4) ---------------------------------------------------------
+
+# A template with its own markers, whitespace control around them and the end-of-turn token inside.
+MARKED = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+          "{% if m['role'] == 'assistant' %}  {%- generation -%}  \n{{ m['content'] }}<|im_end|>{%- endgeneration %}"
+          "{% else %}{{ m['content'] }}<|im_end|>{% endif %}\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tokenizer_with(tmp_path, name, template):
+    """The Qwen3 tokenizer files with `template` as their chat template (and a BOS token, which
+    Llama 3's and DeepSeek's templates print)."""
+    d = tmp_path / name
+    d.mkdir()
+    (d / "tokenizer.json").write_bytes((QWEN_TOK / "tokenizer.json").read_bytes())
+    cfg = json.loads((QWEN_TOK / "tokenizer_config.json").read_text())
+    cfg["chat_template"] = template
+    cfg["bos_token"] = "<|endoftext|>"
+    (d / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def trl_assistant_only(rows, tok_dir, tmp_path):
+    """TRL's SFTTrainer(assistant_only_loss=True) train_dataset; raises what TRL raises."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+    from trl import SFTConfig, SFTTrainer
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    args = SFTConfig(output_dir=str(tmp_path / "trl"), report_to=[], max_length=None, save_strategy="no", use_cpu=True,
+                     bf16=False, assistant_only_loss=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    return [dict(r) for r in trainer.train_dataset]
+
+
+def test_assistant_only_loss_tokenises_as_trl_does(tmp_path):
+    """Token ids and labels equal TRL's for each template TRL ships a training variant of that we
+    vendor (TRL swaps it in, and so must we), and for a template with its own {% generation %}
+    markers, whitespace control and a {% set %} inside the block; a template TRL cannot patch is
+    refused by both."""
+    import pytest
+    from trl import chat_template_utils as ctu
+    multi = [{"messages": [{"role": "user", "content": "2 + 2?"}, {"role": "assistant", "content": "4"},
+                           {"role": "user", "content": "Und 3 × 3 — auf Deutsch? 你好 🙂"},
+                           # not NFC ("e" + combining acute): Qwen's tokenizer normalises it
+                           {"role": "assistant", "content": "Neun, Cafe\u0301.\n\nNine. 🙂"}]}]
+    # an empty block at the top level whose {% set %} must not leak out of it (Jinja's for loops
+    # scope their own sets, so this is the case that tells)
+    marked = "{% set tail = '' %}" + MARKED + \
+        "{% if not add_generation_prompt %}{% generation %}{% set tail = 'LEAK' %}{% endgeneration %}{% endif %}{{ tail }}"
+    cases = [(name, getattr(ctu, name + "_chat_template"))
+             for name in ("qwen2_5", "qwen3", "qwen3_instruct_2507", "llama3", "deepseek_r1_distill")]
+    cases.append(("marked", marked))
+    for name, template in cases:
+        tok_dir = tokenizer_with(tmp_path, name, template)
+        for kind, rows in (("messages", MESSAGES + multi), ("prompt_completion", PROMPT_COMPLETION)):
+            trl = trl_assistant_only(rows, tok_dir, tmp_path)
+            data = write(tmp_path / f"{name}-{kind}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            r = warmup("tokenize", "--tokenizer", tok_dir, "--sft", data, "--assistant-only-loss")
+            assert r.returncode == 0, (name, r.stderr)
+            ours = [json.loads(l) for l in r.stdout.splitlines()]
+            assert len(ours) == len(trl) == len(rows)
+            for t, o in zip(trl, ours):
+                assert o["input_ids"] == t["input_ids"], (name, kind)
+                labels = [i if m else -100 for i, m in zip(o["input_ids"], o["completion_mask"])]
+                assert labels == t["labels"], (name, kind)
+                # only assistant turns: fewer trained tokens than without the option, never none
+                assert 0 < sum(o["completion_mask"]) < len(o["input_ids"]), (name, kind)
+            if kind == "messages":  # the multi-turn row trains on both assistant turns, not the user turn between
+                o = ours[-1]
+                runs = sum(1 for a, b in zip([0] + o["completion_mask"], o["completion_mask"]) if b and not a)
+                assert runs == 2, (name, o["completion_mask"])
+    # A template without markers that TRL ships no training variant of (the Qwen3 fixture's older one).
+    tok_dir = tokenizer_with(tmp_path, "unknown", json.loads((QWEN_TOK / "tokenizer_config.json").read_text())["chat_template"])
+    assert not ctu.has_generation_markers(open(tok_dir / "tokenizer_config.json").read())
+    data = write(tmp_path / "q3.jsonl", json.dumps(MESSAGES[0]) + "\n")
+    with pytest.raises(ValueError, match="patching is not supported"):
+        trl_assistant_only(MESSAGES[:1], tok_dir, tmp_path)
+    r = warmup("tokenize", "--tokenizer", tok_dir, "--sft", data, "--assistant-only-loss")
+    assert r.returncode == 2 and "tokenizer_config.json: chat_template: assistant_only_loss needs {% generation %}" \
+        in r.stderr and "not one TRL ships a training version of" in r.stderr, r.stderr
+    # Non-conversational rows are refused, as TRL refuses them.
+    data = write(tmp_path / "text.jsonl", json.dumps({"prompt": "a", "completion": "b"}) + "\n")
+    r = warmup("tokenize", "--tokenizer", tok_dir, "--sft", data, "--assistant-only-loss")
+    assert r.returncode == 2 and "text.jsonl:1: assistant_only_loss applies to conversational rows" in r.stderr, r.stderr
+
+
+def test_sft_trains_with_assistant_only_loss(tmp_path, store):
+    """A run with assistant_only_loss trains only on assistant tokens: its first loss equals the
+    mean NLL of exactly the assistant-masked tokens, which differs from the loss without it."""
+    exp = setup(tmp_path, steps=3)
+    # assistant turns of very different lengths (one byte-level token per character): the step's loss
+    # is the mean over all its trained tokens, not a mean of per-micro-batch means
+    rows = [{"messages": [{"role": "user", "content": f"{i} + {i}?"}, {"role": "assistant", "content": f"{i}" * (1 + 9 * i)},
+                          {"role": "user", "content": "and then?"}, {"role": "assistant", "content": f"{i + 5}"}]}
+            for i in range(4)]
+    write(tmp_path / "chat.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    text = exp.read_text().replace('tasks = ["knights_knaves"]\nteachers = ["kk_solver"]', "") \
+        .replace("  learning_rate = 3e-3", f'  data = "{tmp_path / "chat.jsonl"}"\n  assistant_only_loss = true\n'
+                 "  bf16 = false\n  learning_rate = 3e-3").replace("  eval_examples = 2\n", "")
+    exp.write_text(text)
+    (tmp_path / "tiny" / "chat_template.jinja").write_text(CHATML)  # no markers, not TRL's: refused, nothing trained
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 2 and "chat_template.jinja: assistant_only_loss needs {% generation %}" in r.stderr, r.stderr
+    assert query(store, "SELECT status FROM runs WHERE id = 1") == [("failed",)]
+    assert query(store, "SELECT count(*) FROM metrics WHERE run_id = 1 AND key = 'train/loss'") == [(0,)]
+    (tmp_path / "tiny" / "chat_template.jinja").write_text(MARKED)
+    r = warmup("run", exp, "--store", store, timeout=900)
+    assert r.returncode == 0, r.stderr
+    r = warmup("run", exp, "--store", store, "--set", "stages.warmup.sft.assistant_only_loss=false", timeout=900)
+    assert r.returncode == 0, r.stderr
+    loss = {run: query(store, f"SELECT value FROM metrics WHERE run_id = {run} AND key = 'train/loss' ORDER BY step")
+            for run in (2, 3)}
+    assert len(loss[2]) == len(loss[3]) == 3 and loss[2][0] != loss[3][0]
+    # The first step's loss from the masks `warmup tokenize` prints, with the initial model in transformers.
+    import torch
+    from transformers import AutoModelForCausalLM
+    masks = [json.loads(l) for l in warmup("tokenize", "--tokenizer", tmp_path / "tiny", "--sft", tmp_path / "chat.jsonl",
+                                            "--assistant-only-loss").stdout.splitlines()]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "tiny", dtype=torch.float32)
+    nll, n = 0.0, 0
+    for m in masks:
+        ids = torch.tensor([m["input_ids"]])
+        with torch.no_grad():
+            logp = model(ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None])[:, 0]
+        w = torch.tensor(m["completion_mask"][1:], dtype=torch.float32)
+        nll -= float((logp * w).sum())
+        n += int(w.sum())
+        assert 0 < w.sum() < len(w)
+    # 4 rows, batch 2 x accumulation 2: the first step sees every row, with the initial weights, and
+    # its loss is the pooled mean (transformers' num_items_in_batch)
+    assert abs(loss[2][0][0] - nll / n) < 1e-4 * abs(nll / n), (loss[2][0][0], nll / n)

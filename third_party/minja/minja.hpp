@@ -846,6 +846,17 @@ struct LoopControlTemplateToken : public TemplateToken {
     LoopControlTemplateToken(const Location & loc, SpaceHandling pre, SpaceHandling post, LoopControlType control_type) : TemplateToken(Type::Break, loc, pre, post), control_type(control_type) {}
 };
 
+// warmup patch: where {% generation %} blocks record their spans (see GenerationNode); set by the
+// caller around one render, on its own thread.
+struct GenerationSpans {
+    const std::ostringstream * top = nullptr;  // the top-level output stream (set by the first render)
+    std::vector<std::pair<size_t, size_t>> spans;
+};
+inline GenerationSpans *& generation_spans_sink() {
+    static thread_local GenerationSpans * sink = nullptr;
+    return sink;
+}
+
 class TemplateNode {
     Location location_;
 protected:
@@ -873,8 +884,33 @@ public:
     virtual ~TemplateNode() = default;
     std::string render(const std::shared_ptr<Context> & context) const {
         std::ostringstream out;
+        if (auto * sink = generation_spans_sink(); sink && !sink->top) sink->top = &out;  // warmup patch
         render(out, context);
         return out.str();
+    }
+};
+
+// warmup patch: `{% generation %}...{% endgeneration %}` renders its body in a scope of its own
+// and records the byte range [begin, end) the body renders to in the output, as transformers' AssistantTracker does for
+// apply_chat_template(return_assistant_tokens_mask=True). Without an active sink it renders the
+// body as before. Spans are only recorded in the top-level output: a generation block inside a
+// macro, call or filter (rendered into another stream) throws.
+class GenerationNode : public TemplateNode {
+    std::shared_ptr<TemplateNode> body;
+public:
+    GenerationNode(const Location & loc, std::shared_ptr<TemplateNode> && b) : TemplateNode(loc), body(std::move(b)) {}
+    void do_render(std::ostringstream & out, const std::shared_ptr<Context> & context) const override {
+        // The body has its own scope, as in transformers (a call block): a {% set %} inside does not leak out.
+        auto scope = Context::make(Value::object(), context);
+        auto * sink = generation_spans_sink();
+        if (!sink) {
+            body->render(out, scope);
+            return;
+        }
+        if (sink->top != &out) throw std::runtime_error("{% generation %} inside a macro, call or filter block is not supported");
+        auto begin = static_cast<size_t>(out.tellp());
+        body->render(out, scope);
+        sink->spans.emplace_back(begin, static_cast<size_t>(out.tellp()));
     }
 };
 
@@ -2520,8 +2556,8 @@ private:
               if (it == end || (*(it++))->type != TemplateToken::Type::EndGeneration) {
                   throw unterminated(**start);
               }
-              // Treat as a no-op, as our scope is templates for inference, not training (`{% generation %}` wraps generated tokens for masking).
-              children.emplace_back(std::move(body));
+              // warmup patch: a GenerationNode (upstream treats the block as a no-op).
+              children.emplace_back(std::make_shared<GenerationNode>(token->location, std::move(body)));
           } else if (auto text_token = dynamic_cast<TextTemplateToken*>(token.get())) {
               SpaceHandling pre_space = (it - 1) != begin ? (*(it - 2))->post_space : SpaceHandling::Keep;
               SpaceHandling post_space = it != end ? (*it)->pre_space : SpaceHandling::Keep;

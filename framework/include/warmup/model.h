@@ -91,6 +91,17 @@ class Policy {
   // transformers' apply_chat_template(messages, tokenize=False, add_generation_prompt=...) does.
   // Throws DataError when the model has no chat template or rendering fails (naming the file).
   virtual std::string apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const = 0;
+  // ABI minor 7. TRL's tokenisation for assistant_only_loss (trl/trainer/sft_trainer.py, TRL
+  // 1.16): `messages` rendered with the model's chat template when it has {% generation %}
+  // markers, else with TRL's training variant of it (trl/chat_templates/*_training.jinja, chosen
+  // as TRL's get_training_chat_template chooses), tokenised without special tokens, with
+  // transformers' assistant_masks (1 on tokens inside {% generation %} blocks). Throws DataError
+  // naming the template's file when the model has no template, the template has no markers and
+  // TRL has no training variant of it, or rendering fails.
+  virtual ChatTokens apply_training_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
+    (void)messages, (void)add_generation_prompt;
+    throw ConfigError("this host does not offer Policy::apply_training_chat_template (SDK minor 7)");
+  }
 };
 
 inline Policy& policy(StageContext& ctx) {

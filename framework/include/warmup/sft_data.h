@@ -13,9 +13,17 @@
 //       starts where their token ids diverge (TRL's common_prefix_length); loss on the completion
 //       (TRL's completion_only_loss)
 //
+// With assistant_only_loss (TRL's SFTConfig option; conversational rows only), conversations are
+// rendered with the template's training variant (Policy::apply_training_chat_template: TRL swaps
+// in trl/chat_templates/*_training.jinja when the model's template has no {% generation %}
+// markers), and the loss is further limited to transformers' assistant_masks: TRL's labels keep a
+// token where every applicable mask (completion_mask of prompt-completion rows, assistant_masks)
+// is 1. A row without any assistant token is an error, as in TRL.
+//
 // Tokens are not re-derived from text at training time: SftTokens is what is trained on.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,6 +39,8 @@ namespace warmup {
 struct SftTokens {
   std::vector<int32_t> prompt;      // context: no loss
   std::vector<int32_t> completion;  // trained on (each token predicted from everything before it)
+  // Empty, or completion.size() flags: only tokens flagged 1 are trained on (assistant_only_loss).
+  std::vector<uint8_t> completion_mask;
 };
 
 struct SftTokenizer {
@@ -39,6 +49,10 @@ struct SftTokenizer {
   std::function<std::string(const nlohmann::json&, bool)> chat;
   std::vector<int32_t> eos;  // appended (eos[0]) to standard rows when append_eos
   bool append_eos = true;
+  // assistant_only_loss: conversations through Policy::apply_training_chat_template
+  // (messages, add_generation_prompt); unset unless assistant_only_loss.
+  std::function<ChatTokens(const nlohmann::json&, bool)> training_chat;
+  bool assistant_only_loss = false;
 };
 
 // "prompt-completion", "text", "messages" or "conversational prompt-completion" for a record;
@@ -98,6 +112,17 @@ inline std::string check_sft_row(const nlohmann::json& row, const std::string& w
 inline SftTokens tokenize_sft_row(const nlohmann::json& row, const SftTokenizer& tk, const std::string& where) {
   const std::string format = sft_format(row, where);
   SftTokens out;
+  if (tk.assistant_only_loss && (format == "prompt-completion" || format == "text"))
+    throw DataError(where + ": assistant_only_loss applies to conversational rows ({\"messages\"} or {\"prompt\": [...], "
+                    "\"completion\": [...]}) only, as in TRL; this row is " + format);
+  // assistant_only_loss: the row's assistant masks, checked as TRL checks them.
+  auto assistant = [&](const nlohmann::json& msgs) {
+    ChatTokens t = tk.training_chat(msgs, false);
+    if (std::find(t.assistant_masks.begin(), t.assistant_masks.end(), uint8_t(1)) == t.assistant_masks.end())
+      throw DataError(where + ": assistant_only_loss: the row has no assistant tokens (no {% generation %} block "
+                      "rendered any text)");
+    return t;
+  };
   if (format == "prompt-completion") {
     out.prompt = tk.encode(row["prompt"].get<std::string>());
     out.completion = tk.encode(row["completion"].get<std::string>());
@@ -108,18 +133,36 @@ inline SftTokens tokenize_sft_row(const nlohmann::json& row, const SftTokenizer&
       out.completion.push_back(tk.eos[0]);
   } else if (format == "messages") {
     check_messages(row["messages"], where, "messages");
-    out.completion = tk.encode(tk.chat(row["messages"], false));
+    if (!tk.assistant_only_loss) {
+      out.completion = tk.encode(tk.chat(row["messages"], false));
+    } else {  // the context is everything before the first assistant token
+      ChatTokens t = assistant(row["messages"]);
+      size_t first = size_t(std::find(t.assistant_masks.begin(), t.assistant_masks.end(), uint8_t(1)) -
+                            t.assistant_masks.begin());
+      out.prompt.assign(t.input_ids.begin(), t.input_ids.begin() + std::ptrdiff_t(first));
+      out.completion.assign(t.input_ids.begin() + std::ptrdiff_t(first), t.input_ids.end());
+      out.completion_mask.assign(t.assistant_masks.begin() + std::ptrdiff_t(first), t.assistant_masks.end());
+    }
   } else {
     check_messages(row["prompt"], where, "prompt");
     check_messages(row["completion"], where, "completion");
     nlohmann::json all = row["prompt"];
     for (const auto& m : row["completion"]) all.push_back(m);
-    std::vector<int32_t> prompt = tk.encode(tk.chat(row["prompt"], true));
-    std::vector<int32_t> full = tk.encode(tk.chat(all, false));
+    std::vector<int32_t> prompt, full;
+    std::vector<uint8_t> masks;
+    if (!tk.assistant_only_loss) {
+      prompt = tk.encode(tk.chat(row["prompt"], true));
+      full = tk.encode(tk.chat(all, false));
+    } else {
+      prompt = tk.training_chat(row["prompt"], true).input_ids;
+      ChatTokens t = assistant(all);
+      full = std::move(t.input_ids), masks = std::move(t.assistant_masks);
+    }
     size_t n = 0;  // TRL's common_prefix_length
     while (n < prompt.size() && n < full.size() && prompt[n] == full[n]) ++n;
     out.prompt.assign(full.begin(), full.begin() + std::ptrdiff_t(n));
     out.completion.assign(full.begin() + std::ptrdiff_t(n), full.end());
+    if (!masks.empty()) out.completion_mask.assign(masks.begin() + std::ptrdiff_t(n), masks.end());
   }
   return out;
 }

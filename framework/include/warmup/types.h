@@ -73,6 +73,13 @@ struct SampleRecord {
   double advantage = 0.0;                 // RL algorithms; 0 elsewhere
 };
 
+// A conversation rendered with a chat template and tokenised (ABI minor 7): transformers'
+// apply_chat_template(..., tokenize=True, return_dict=True, return_assistant_tokens_mask=True).
+struct ChatTokens {
+  std::vector<int32_t> input_ids;       // the rendered text, no special tokens added
+  std::vector<uint8_t> assistant_masks;  // input_ids.size(): 1 on tokens inside {% generation %} blocks
+};
+
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 // Thrown by plugins (and the SDK's Options) for invalid configuration. The message starts with

@@ -3,8 +3,10 @@
 // decode) and each output line answers it: the batch mode the parity tests use.
 // With --sft FILE, each JSONL record of an SFT dataset (TRL's formats, warmup/sft_data.h) becomes
 // {"input_ids": [...], "completion_mask": [...]}: exactly the tokens and loss mask the sft
-// algorithm trains on (TRL's column names; completion_mask 1 where the loss applies).
+// algorithm trains on (TRL's column names; completion_mask 1 where the loss applies);
+// --assistant-only-loss tokenises as sft's assistant_only_loss = true does.
 #include <fstream>
+#include <memory>
 #include <iostream>
 #include <optional>
 #include <iterator>
@@ -21,16 +23,28 @@
 namespace warmup::cli {
 namespace {
 
-int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string& file, bool append_eos) {
-  std::optional<ChatTemplate> chat;
+int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string& file, bool append_eos,
+                 bool assistant_only_loss) {
+  std::shared_ptr<const ChatTemplate> chat, training;
   bool chat_loaded = false;
+  auto chat_template = [&]() -> const std::shared_ptr<const ChatTemplate>& {
+    if (!chat_loaded) {
+      if (auto t = ChatTemplate::load(dir)) chat = std::make_shared<const ChatTemplate>(std::move(*t));
+      chat_loaded = true;
+    }
+    if (!chat) throw DataError(dir + ": the tokenizer has no chat template: conversational data needs one");
+    return chat;
+  };
   SftTokenizer tk{[&](const std::string& s) { return tok.encode(s); },
-                  [&](const nlohmann::json& m, bool gen) {
-                    if (!chat_loaded) chat = ChatTemplate::load(dir), chat_loaded = true;
-                    if (!chat) throw DataError(dir + ": the tokenizer has no chat template: conversational data needs one");
-                    return chat->render(m, gen);
-                  },
-                  eos_ids_for(dir, tok), append_eos};
+                  [&](const nlohmann::json& m, bool gen) { return chat_template()->render(m, gen); },
+                  eos_ids_for(dir, tok), append_eos, {}, false};
+  if (assistant_only_loss) {
+    tk.assistant_only_loss = true;
+    tk.training_chat = [&](const nlohmann::json& m, bool gen) {
+      if (!training) training = training_chat_template(chat_template());
+      return chat_template_tokens(*training, tok, m, gen, true);
+    };
+  }
   std::ifstream in(file);
   if (!in) throw UsageError(file + ": cannot read");
   std::string line;
@@ -42,7 +56,7 @@ int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string
     SftTokens t = tokenize_sft_row(row, tk, where);
     std::vector<int32_t> ids = t.prompt, mask(t.prompt.size(), 0);
     ids.insert(ids.end(), t.completion.begin(), t.completion.end());
-    mask.resize(ids.size(), 1);
+    for (size_t i = 0; i < t.completion.size(); ++i) mask.push_back(t.completion_mask.empty() ? 1 : t.completion_mask[i]);
     std::cout << nlohmann::json{{"input_ids", ids}, {"completion_mask", mask}}.dump() << "\n";
   }
   return 0;
@@ -59,14 +73,16 @@ int cmd_tokenize(const Args& args) {
       ("add-special-tokens", "apply the post-processor (e.g. Llama-3's BOS)")
       ("skip-special-tokens", "decode: drop special tokens")
       ("sft", po::value<std::string>(), "tokenise an SFT JSONL file as the sft algorithm does (TRL's formats)")
-      ("no-append-eos", "--sft: as sft's append_eos = false");
+      ("no-append-eos", "--sft: as sft's append_eos = false")
+      ("assistant-only-loss", "--sft: as sft's assistant_only_loss = true (TRL's training chat template)");
   po::variables_map vm;
   if (!parse(args, "usage: warmup tokenize --tokenizer DIR [--decode] [--lines] < input\n"
-                   "       warmup tokenize --tokenizer MODEL_DIR --sft data.jsonl [--no-append-eos]", opts, vm))
+                   "       warmup tokenize --tokenizer MODEL_DIR --sft data.jsonl [--no-append-eos] [--assistant-only-loss]",
+             opts, vm))
     return 0;
   Tokenizer tok = Tokenizer::load(vm["tokenizer"].as<std::string>());
   if (vm.count("sft")) return tokenize_sft(tok, vm["tokenizer"].as<std::string>(), vm["sft"].as<std::string>(),
-                                           !vm.count("no-append-eos"));
+                                           !vm.count("no-append-eos"), vm.count("assistant-only-loss") > 0);
   bool decode = vm.count("decode"), add = vm.count("add-special-tokens"), skip = vm.count("skip-special-tokens");
   auto answer = [&](const nlohmann::json& in) -> nlohmann::json {
     if (decode) return tok.decode(in.get<std::vector<int32_t>>(), skip);

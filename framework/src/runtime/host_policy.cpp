@@ -27,14 +27,24 @@ HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
   eos_ = eos_ids_for(spec.path, *tok_);
 }
 
-std::string HostPolicy::apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
+const ChatTemplate& HostPolicy::chat_template() const {
   std::call_once(chat_once_, [this] {
     if (auto t = ChatTemplate::load(source_)) chat_ = std::make_shared<const ChatTemplate>(std::move(*t));
   });
   if (!chat_)
     throw DataError(source_.string() + ": the model has no chat template (no chat_template.jinja, no chat_template "
                     "in tokenizer_config.json): conversational data needs one");
-  return chat_->render(messages, add_generation_prompt);
+  return *chat_;
+}
+
+std::string HostPolicy::apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
+  return chat_template().render(messages, add_generation_prompt);
+}
+
+ChatTokens HostPolicy::apply_training_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
+  chat_template();
+  std::call_once(training_once_, [this] { training_chat_ = training_chat_template(chat_); });
+  return chat_template_tokens(*training_chat_, *tok_, messages, add_generation_prompt, true);
 }
 
 std::string HostPolicy::decode(const std::vector<int32_t>& ids) const {

@@ -18,6 +18,7 @@ class HostPolicy final : public Policy {
   explicit HostPolicy(const ModelSpec& spec);
   std::vector<int32_t> encode(const std::string& text) const override { return tok_->encode(text); }
   std::string apply_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const override;
+  ChatTokens apply_training_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const override;
   std::string decode(const std::vector<int32_t>& ids) const override;
   std::vector<int32_t> eos_ids() const override { return eos_; }
   int64_t max_position_embeddings() const override { return model_->config.max_position_embeddings; }
@@ -50,6 +51,9 @@ class HostPolicy final : public Policy {
   std::shared_ptr<const Tokenizer> tok_;
   mutable std::once_flag chat_once_;  // the chat template is loaded on first use
   mutable std::shared_ptr<const ChatTemplate> chat_;
+  mutable std::once_flag training_once_;  // TRL's training variant, chosen on first use
+  mutable std::shared_ptr<const ChatTemplate> training_chat_;
+  const ChatTemplate& chat_template() const;
   std::vector<int32_t> eos_;
   std::unique_ptr<Engine> engine_;
   std::vector<std::pair<std::string, double>> last_stats_;

@@ -50,6 +50,9 @@ class Sft final : public warmup::Algorithm {
                                                    "rows of max_length " + std::to_string(max_length_) + " tokens"));
     accum_ = o.get<int64_t>("gradient_accumulation_steps", 2, warmup::at_least(1).at_most(1 << 20));
     append_eos_ = o.get<bool>("append_eos", true);
+    // TRL's SFTConfig.assistant_only_loss: loss on the assistant turns of conversational rows only
+    // (the template's {% generation %} blocks; TRL's training template swapped in when it has none).
+    assistant_only_loss_ = o.get<bool>("assistant_only_loss", false);
     // Several sequences per row of up to max_length tokens (best-fit decreasing, TRL's "bfd"),
     // each attending only to itself; per_device_train_batch_size then counts rows.
     packing_ = o.get<bool>("packing", false);
@@ -112,28 +115,32 @@ class Sft final : public warmup::Algorithm {
       auto ts = std::chrono::steady_clock::now();
       double loss_sum = 0;
       int64_t tokens = 0;
+      // The step's loss is the mean over every target token of all its micro-batches, as the
+      // Trainer's num_items_in_batch makes it (transformers trainer.py, TRL's SFTTrainer).
+      std::vector<std::vector<std::vector<const sft::Sequence*>>> micros;
+      int64_t n_step = 0;
       for (int64_t micro = 0; micro < accum_; ++micro) {
-        auto rows = micro_batch(step * per_step + micro * batch_);
-        int64_t n_tok = 0;
-        for (const auto& r : rows)
-          for (const auto* s : r) n_tok += int64_t(s->completion.size());
-        auto b = sft::make_packed_batch(rows, -1.0 / double(std::max<int64_t>(1, n_tok)) / double(accum_));
+        micros.push_back(micro_batch(step * per_step + micro * batch_));
+        for (const auto& r : micros.back()) n_step += sft::count_completion_targets(r);
+      }
+      for (const auto& rows : micros) {
+        auto b = sft::make_packed_batch(rows, -1.0 / double(std::max<int64_t>(1, n_step)));
         torch::Tensor loss;
         {
           warmup::Autocast ac(policy.device(), bf16_);
           loss = policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr);
         }
         loss.backward();  // the gradient was computed with the forward pass; this applies it
-        loss_sum += loss.item<double>() * double(accum_);
+        loss_sum += loss.item<double>();
         tokens += b.mask.gt(0).sum().item<int64_t>();
       }
       double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
-      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum / double(accum_), gnorm);
+      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm);
       opt.step();
       opt.zero_grad();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       int64_t s1 = step + 1;
-      ctx.metric("train/loss", s1, loss_sum / double(accum_));
+      ctx.metric("train/loss", s1, loss_sum);
       ctx.metric("train/learning_rate", s1, lr);
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
@@ -141,7 +148,7 @@ class Sft final : public warmup::Algorithm {
       {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         char detail[96];
-        std::snprintf(detail, sizeof detail, "loss %.4f | %s", loss_sum / double(accum_),
+        std::snprintf(detail, sizeof detail, "loss %.4f | %s", loss_sum,
                       warmup::eta_text(el, s1 - start_step, total - start_step).c_str());
         ctx.progress("step", s1, total, detail);
       }
@@ -149,7 +156,7 @@ class Sft final : public warmup::Algorithm {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         char line[240];
         std::snprintf(line, sizeof(line), "step %lld/%lld | loss %.4f | lr %.3g | grad %.3f | %.0f tok/s | %.1fs | %s",
-                      (long long)s1, (long long)total, loss_sum / double(accum_), lr, gnorm, double(tokens) / std::max(secs, 1e-9), el,
+                      (long long)s1, (long long)total, loss_sum, lr, gnorm, double(tokens) / std::max(secs, 1e-9), el,
                       warmup::eta_text(el, s1 - start_step, total - start_step).c_str());
         ctx.log(warmup::LogLevel::kInfo, line);
       }
@@ -167,13 +174,18 @@ class Sft final : public warmup::Algorithm {
     std::string who = "stages." + plan.stage_name + ".sft";
     if (data_.empty()) {
       if (plan.tasks.empty() || plan.teachers.empty()) v.error(who + ": sft needs `data` or a task and a teacher");
+      if (assistant_only_loss_)
+        v.error(who + ".assistant_only_loss: needs conversational `data`; a teacher's completions are prompt-completion text");
       for (const auto& t : plan.tasks) v.check_split(t, split_, who);
       return;
     }
     if (data_.find("{run_dir}") != std::string::npos) return;
     try {
       warmup::common::read_jsonl(warmup::common::resolve_path(data_, base_dir_), [&](nlohmann::json& j, const std::string& where, int64_t) {
-        warmup::check_sft_row(j, where);
+        std::string format = warmup::check_sft_row(j, where);
+        if (assistant_only_loss_ && (format == "prompt-completion" || format == "text"))
+          throw warmup::DataError(where + ": assistant_only_loss applies to conversational rows only, as in TRL; "
+                                  "this row is " + format);
         return false;  // the first record is enough
       });
     } catch (const std::exception& e) {
@@ -187,7 +199,11 @@ class Sft final : public warmup::Algorithm {
   std::vector<sft::Sequence> load(warmup::StageContext& ctx, warmup::Policy& policy) {
     warmup::SftTokenizer tk{[&](const std::string& s) { return policy.encode(s); },
                             [&](const nlohmann::json& m, bool gen) { return policy.apply_chat_template(m, gen); },
-                            policy.eos_ids(), append_eos_};
+                            policy.eos_ids(), append_eos_, {}, false};
+    if (assistant_only_loss_) {
+      tk.assistant_only_loss = true;
+      tk.training_chat = [&](const nlohmann::json& m, bool gen) { return policy.apply_training_chat_template(m, gen); };
+    }
     std::vector<warmup::SftTokens> rows;
     if (!data_.empty()) {
       std::string d = data_;  // "{run_dir}" names this run's directory (a previous stage's output)
@@ -210,9 +226,9 @@ class Sft final : public warmup::Algorithm {
       }
     }
     std::vector<sft::Sequence> out;
-    int64_t truncated = 0;
+    int64_t truncated = 0, untrained = 0;
     for (auto& row : rows) {
-      sft::Sequence s{std::move(row.prompt), std::move(row.completion)};
+      sft::Sequence s{std::move(row.prompt), std::move(row.completion), std::move(row.completion_mask)};
       int64_t len = int64_t(s.prompt.size() + s.completion.size());
       if (len > max_length_) {
         ++truncated;
@@ -222,10 +238,16 @@ class Sft final : public warmup::Algorithm {
           continue;
         }
         s.completion.resize(size_t(keep));
+        if (!s.mask.empty()) s.mask.resize(size_t(keep));
+      }
+      if (sft::count_completion_targets({&s}) == 0) {  // nothing left to train on (TRL drops such rows too)
+        ++untrained;
+        continue;
       }
       out.push_back(std::move(s));
     }
     ctx.metric("data/truncated", 0, double(truncated));
+    if (untrained > 0) ctx.metric("data/untrained", 0, double(untrained));
     ctx.metric("data/sequences", 0, double(out.size()));
     return out;
   }
@@ -256,7 +278,7 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_, logging_steps_ = 10;
-  bool append_eos_, checkpointing_, bf16_ = false, packing_;
+  bool append_eos_, assistant_only_loss_ = false, checkpointing_, bf16_ = false, packing_;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   std::vector<std::vector<const sft::Sequence*>> rows_;  // what a step draws from: packed rows or single sequences
   std::optional<warmup::EpochOrder> order_;

@@ -15,13 +15,20 @@ namespace sft {
 struct Sequence {
   std::vector<int32_t> prompt;
   std::vector<int32_t> completion;  // EOS included when appended
+  // Empty (every completion token is trained on) or completion.size() flags (assistant_only_loss:
+  // only tokens flagged 1 are).
+  std::vector<uint8_t> mask;
+  bool trained(size_t i) const { return mask.empty() || mask[i] != 0; }  // completion token i
+  int64_t trained_tokens() const {
+    return mask.empty() ? int64_t(completion.size()) : int64_t(std::count(mask.begin(), mask.end(), uint8_t(1)));
+  }
 };
 
 struct Batch {
   torch::Tensor ids;      // (B, T) int64, right-padded with 0
   torch::Tensor targets;  // (B, T) int64: ids shifted left (position t predicts token t + 1)
   torch::Tensor mask;     // (B, T) int64: 1 on real tokens
-  torch::Tensor weights;  // (B, T) fp32: `scale` where targets[b, t] is a completion token, else 0
+  torch::Tensor weights;  // (B, T) fp32: `scale` where targets[b, t] is a trained completion token, else 0
   int64_t completion_tokens = 0;
 };
 
@@ -57,7 +64,7 @@ inline Batch make_packed_batch(const std::vector<std::vector<const Sequence*>>& 
       }
       for (int64_t t = 0; t + 1 < L; ++t) {
         tg[i][at + t] = ids[i][at + t + 1];
-        if (t + 1 >= P) {  // the token predicted here belongs to the completion
+        if (t + 1 >= P && s.trained(size_t(t + 1 - P))) {  // the token predicted here is trained on
           w[i][at + t] = float(weight_per_token);
           ++b.completion_tokens;
         }
@@ -102,7 +109,7 @@ inline std::vector<std::vector<size_t>> pack_best_fit(const std::vector<Sequence
 
 inline int64_t count_completion_targets(const std::vector<const Sequence*>& seqs) {
   int64_t n = 0;
-  for (const auto* s : seqs) n += int64_t(s->completion.size()) - (s->prompt.empty() ? 1 : 0);
+  for (const auto* s : seqs) n += s->trained_tokens() - (s->prompt.empty() && !s->completion.empty() && s->trained(0) ? 1 : 0);
   return n;
 }
 

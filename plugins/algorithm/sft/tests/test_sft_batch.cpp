@@ -30,6 +30,25 @@ TEST_CASE("packed rows: sequence ids in the mask, no loss across a boundary") {
   CHECK(batch.completion_tokens == 7);
 }
 
+TEST_CASE("assistant masks: only flagged completion tokens carry weight, and only they are counted") {
+  // A conversation: user turn (prompt 10 11), assistant 20 21 (trained), user 30 (not), assistant 40 2 (trained).
+  sft::Sequence a{{10, 11}, {20, 21, 30, 40, 2}, {1, 1, 0, 1, 1}};
+  sft::Sequence b{{}, {50, 51, 52}, {1, 0, 1}};  // no prompt: token 0 is never a target
+  auto batch = sft::make_batch({&a, &b}, -1.0);
+  // a: ids 10 11 20 21 30 40 2; position t predicts ids[t + 1]; 30 is predicted at t = 3: no weight.
+  CHECK(torch::equal(batch.weights[0], torch::tensor({0.f, -1.f, -1.f, 0.f, -1.f, -1.f, 0.f})));
+  CHECK(torch::equal(batch.weights[1], torch::tensor({0.f, -1.f, 0.f, 0.f, 0.f, 0.f, 0.f})));
+  CHECK(batch.completion_tokens == 5);
+  CHECK(sft::count_completion_targets({&a}) == 4);
+  CHECK(sft::count_completion_targets({&b}) == 1);  // 50 is never predicted, 51 is not trained
+  CHECK(a.trained_tokens() == 4);
+  sft::Sequence none{{10}, {20, 21}, {0, 0}};
+  CHECK(sft::count_completion_targets({&none}) == 0);
+  // The same tokens without a mask: every completion token.
+  sft::Sequence plain{{10, 11}, {20, 21, 30, 40, 2}};
+  CHECK(sft::count_completion_targets({&plain}) == 5);
+}
+
 TEST_CASE("best-fit decreasing packing: every sequence once, rows within capacity, tight fit") {
   std::vector<sft::Sequence> seqs;
   for (int len : {6, 5, 4, 3, 2, 2, 1}) seqs.push_back({std::vector<int32_t>(size_t(len), 1), {}});
