@@ -17,8 +17,9 @@ from trl.trainer.utils import nanstd  # noqa: E402
 CASES_BIN = BUILD / "bin" / "test_grpo_loss"
 
 
-def trl_loss(case):
-    """TRL's own GRPOTrainer._compute_loss on fixed per-token log-probs (no model forward)."""
+def trl_loss(case, is_ratio=None):
+    """TRL's own GRPOTrainer._compute_loss on fixed per-token log-probs (no model forward); with
+    `is_ratio`, as with vllm_importance_sampling_correction (the ratio in the inputs)."""
     logps = torch.tensor(case["logps"], dtype=torch.float64, requires_grad=True)
     entropy = torch.tensor(case["entropy"], dtype=torch.float64)
     self = trl_grpo.GRPOTrainer.__new__(trl_grpo.GRPOTrainer)
@@ -29,7 +30,8 @@ def trl_loss(case):
     self.loss_type = case["loss_type"]
     self.epsilon_low, self.epsilon_high = case["epsilon_low"], case["epsilon_high"]
     self.beta = case["beta"]
-    self.use_vllm = False
+    self.use_vllm = is_ratio is not None
+    self.vllm_importance_sampling_correction = is_ratio is not None
     self.max_completion_length = case["max_completion_length"]
     self.current_gradient_accumulation_steps = case["accumulation_steps"]
     self.args = SimpleNamespace(delta=None, use_bias_correction_kl=False, steps_per_generation=case["accumulation_steps"])
@@ -49,6 +51,8 @@ def trl_loss(case):
         inputs["old_per_token_logps"] = torch.tensor(case["old"], dtype=torch.float64)
     if case["ref"] is not None:
         inputs["ref_per_token_logps"] = torch.tensor(case["ref"], dtype=torch.float64)
+    if is_ratio is not None:
+        inputs["importance_sampling_ratio"] = is_ratio
     loss = self._compute_loss(None, inputs)
     loss.backward()
     m = self._metrics["train"]
@@ -96,6 +100,90 @@ def test_loss_matches_trl_for_every_loss_type(tmp_path):
             assert o[k] == pytest.approx(ref[k], abs=1e-6), (what, k)
     # The cases exercise clipping at all (else the clip metrics would compare zeros).
     assert any(o["clip_low"] > 0 for o in ours) and any(o["clip_high"] > 0 for o in ours)
+
+
+def trl_block(method, first_line, end_line):
+    """The lines of a TRL GRPOTrainer method from `first_line` up to `end_line`, dedented: TRL's
+    own code, run below on fixed tensors."""
+    import inspect
+    import textwrap
+    src = inspect.getsource(method)
+    start = src.rindex("\n", 0, src.index(first_line)) + 1  # from the start of its line
+    end = src.rindex("\n", 0, src.index(end_line, start)) + 1
+    return textwrap.dedent(src[start:end])
+
+
+def trl_importance_sampling(old, sampling, mask, mode, clip_min, clip_max):
+    """TRL 1.16's vLLM importance sampling ratio and its sampling/* metrics (the blocks of
+    _generate_and_score_completions, executed as they are)."""
+    import math
+    from trl.trainer.utils import nanmax, nanmin
+    gen = trl_grpo.GRPOTrainer._generate_and_score_completions
+    ratio_code = trl_block(gen, "if self.use_vllm and self.vllm_importance_sampling_correction:\n                mask = ",
+                           "# Compute the per-token log probabilities for the reference model")
+    metric_code = trl_block(gen, "if self.use_vllm and self.vllm_importance_sampling_correction:\n            delta = ",
+                            "output = {")
+    self = SimpleNamespace(use_vllm=True, vllm_importance_sampling_correction=True, vllm_importance_sampling_mode=mode,
+                           vllm_importance_sampling_clip_min=clip_min, vllm_importance_sampling_clip_max=clip_max,
+                           _metrics={"train": defaultdict(list)},
+                           accelerator=SimpleNamespace(gather=lambda t: t))
+    ns = {"self": self, "old_per_token_logps": old, "sampling_per_token_logps": sampling, "completion_mask": mask,
+          "tool_mask": None, "torch": torch, "math": math, "nanmin": nanmin, "nanmax": nanmax, "mode": "train",
+          "device": old.device}
+    exec(ratio_code, ns)
+    exec(metric_code, ns)
+    return ns["vllm_importance_sampling_ratio"], {k: v[0] for k, v in self._metrics["train"].items()}
+
+
+def test_importance_sampling_matches_trl(tmp_path):
+    """Train/inference mismatch correction (issue 21 item 2): for every mode and bound, our weights,
+    loss, gradients and sampling/* metrics equal TRL's own code on the same tensors."""
+    g = torch.Generator().manual_seed(7)
+    B, T = 6, 9
+    cases = []
+    for mode, (cmin, cmax), loss_type, beta in itertools.product(
+            ["token_truncate", "token_mask", "sequence_truncate", "sequence_mask"],
+            [(None, 3.0), (0.8, 1.25), (0.5, None)], ["bnpo", "dapo", "grpo"], [0.0, 0.04]):
+        logps = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3
+        old = logps + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.1
+        sampling = old + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+        sampling[1, 2] = float("nan")  # a token the sampler could not score: ratio 1
+        mask = (torch.rand(B, T, generator=g) > 0.25).double()
+        mask[0] = 0
+        samp = [[None if v != v else v for v in row] for row in sampling.tolist()]
+        cases.append({"logps": logps.tolist(), "old": old.tolist(), "ref": (logps + 0.1).tolist() if beta else None,
+                      "advantages": torch.randn(B, generator=g).tolist(), "mask": mask.tolist(),
+                      "entropy": (torch.rand(B, T, generator=g) * 2).tolist(), "loss_type": loss_type,
+                      "epsilon_low": 0.2, "epsilon_high": 0.28, "beta": beta, "max_completion_length": 16,
+                      "accumulation_steps": 2, "num_items_in_batch": float(mask.sum() * 2),
+                      "is": {"mode": mode, "clip_min": cmin, "clip_max": cmax, "sampling": samp}})
+    ours = run_ours(cases, tmp_path)
+    assert len(ours) == len(cases) == 72
+    changed = defaultdict(int)
+    for case, o in zip(cases, ours):
+        is_ = case["is"]
+        what = f"{is_['mode']} [{is_['clip_min']}, {is_['clip_max']}] {case['loss_type']} beta={case['beta']}"
+        sampling = torch.tensor([[float("nan") if v is None else v for v in row] for row in is_["sampling"]],
+                                dtype=torch.float64)
+        ratio, metrics = trl_importance_sampling(torch.tensor(case["old"], dtype=torch.float64), sampling,
+                                                 torch.tensor(case["mask"], dtype=torch.float64), is_["mode"],
+                                                 is_["clip_min"], is_["clip_max"])
+        assert torch.allclose(torch.tensor(o["is_ratio"], dtype=torch.float64), ratio, atol=1e-12, rtol=1e-12), what
+        ref = trl_loss(case, ratio)
+        assert o["loss"] == pytest.approx(ref["loss"], abs=1e-6), what
+        assert torch.allclose(torch.tensor(o["grad"], dtype=torch.float64), torch.tensor(ref["grad"], dtype=torch.float64),
+                              atol=1e-6), what
+        for ours_key, trl_key in (("is_min", "min"), ("is_mean", "mean"), ("is_max", "max")):
+            assert o[ours_key] == pytest.approx(metrics[f"sampling/importance_sampling_ratio/{trl_key}"], abs=1e-9), what
+        assert o["logp_diff_mean"] == pytest.approx(metrics["sampling/sampling_logp_difference/mean"], abs=1e-9), what
+        assert o["logp_diff_max"] == pytest.approx(metrics["sampling/sampling_logp_difference/max"], abs=1e-9), what
+        unclipped = torch.exp(torch.nan_to_num((torch.tensor(case["old"], dtype=torch.float64) - sampling)
+                                               * torch.tensor(case["mask"], dtype=torch.float64), nan=0.0))
+        if is_["mode"].startswith("sequence"):
+            unclipped = unclipped.prod(-1, keepdim=True)
+        changed[is_["mode"]] += int((~torch.isclose(ratio, unclipped)).sum())
+    # every mode's bounds really bite somewhere (else a wrong clip would pass)
+    assert all(changed[m] > 0 for m in ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")), changed
 
 
 def trl_advantages(rewards, G, scale):
@@ -239,6 +327,35 @@ def test_overlong_shaping_is_added_to_each_reward(tmp_path, store):
     bad.write_text(bad.read_text().replace("  max_steps = 2\n", "  max_steps = 2\n  overlong_buffer_length = 9\n"))
     r = warmup("run", bad, "--store", tmp_path / "bad.sqlite", "--dry-run")
     assert r.returncode == 2 and "overlong_buffer_length" in r.stderr and "max_completion_length (8)" in r.stderr, r.stderr
+
+
+def test_importance_sampling_weights_the_sampler_mismatch(tmp_path, store):
+    """The engine's sampling log-probs against the trainer's, in real runs: with top_p = 1 they
+    agree to float rounding (ratio 1, KL 0); with top_p = 0.5 the sampler draws from the trainer's
+    distribution cut to the nucleus and renormalised, so each token's ratio is the nucleus mass."""
+    for top_p in ("1.0", "0.5"):
+        exp = experiment(tmp_path, steps=2)
+        exp.write_text(exp.read_text().replace(
+            "  top_p = 1.0\n", f"  top_p = {top_p}\n  bf16 = false\n  importance_sampling_correction = true\n"
+            '  importance_sampling_mode = "token_truncate"\n  importance_sampling_clip_max = inf\n'))
+        r = warmup("run", exp, "--store", store, timeout=900)
+        assert r.returncode == 0, r.stderr
+
+    def s(key, run):
+        return [v for _, v in series(store, "train/sampling/" + key, run)]
+    assert len(s("importance_sampling_ratio/mean", 1)) == len(s("importance_sampling_ratio/mean", 2)) == 2
+    assert max(s("sampling_logp_difference/max", 1)) < 1e-3, s("sampling_logp_difference/max", 1)
+    assert max(s("kl_sampler_trainer", 1)) < 1e-6
+    for key in ("min", "mean", "max"):
+        assert all(abs(v - 1) < 1e-3 for v in s(f"importance_sampling_ratio/{key}", 1)), key
+    assert max(s("importance_sampling_ratio/max", 2)) <= 1 + 1e-3  # a kept token gains mass, never loses
+    assert max(s("importance_sampling_ratio/mean", 2)) < 0.9
+    assert min(s("kl_sampler_trainer", 2)) > 1e-3
+    assert s("importance_sampling_ratio/frac_capped", 2) == [0.0, 0.0]  # clip_max = inf, clip_min 0
+    bad = experiment(tmp_path, steps=2)
+    bad.write_text(bad.read_text().replace("  top_p = 1.0\n", '  top_p = 1.0\n  importance_sampling_mode = "token"\n'))
+    r = warmup("run", bad, "--store", tmp_path / "bad.sqlite", "--dry-run")
+    assert r.returncode == 2 and "importance_sampling_mode" in r.stderr and "token_truncate" in r.stderr, r.stderr
 
 
 def test_killed_grpo_resumes_with_the_same_steps(tmp_path, store):

@@ -610,6 +610,7 @@ TEST_CASE("sample_batch: a row's token and log-probs do not depend on the other 
       CHECK(b.token == one.token);
       CHECK(b.logprob == one.logprob);
       CHECK(b.raw_logprob == one.raw_logprob);
+      CHECK(b.sampling_logprob == one.sampling_logprob);
       CHECK(b.top == one.top);
       for (int32_t t : rows[size_t(i)].banned) CHECK(b.token != t);
       differs += b.token != logits[i].argmax().item<int64_t>();
@@ -648,6 +649,11 @@ TEST_CASE("sample_batch: each row of a mixed batch draws from sampling_distribut
       counts[size_t(out[size_t(r)].token)]++;
     }
     auto expect = to_vec(sampling_distribution(base[k], params[size_t(k)], ctx, 3));
+    // the reported sampling log-prob is the drawn token's log-prob under that same distribution
+    for (int64_t r = k; r < B; r += kinds * 97) {
+      const auto& o = out[size_t(r)];
+      CHECK(o.sampling_logprob == doctest::Approx(std::log(expect[size_t(o.token)])).epsilon(1e-5));
+    }
     auto [chi2, bound] = chi_square(expect, counts, copies);
     INFO("kind " << k << " chi2 " << chi2 << " bound " << bound);
     CHECK(chi2 < bound);
@@ -689,6 +695,11 @@ TEST_CASE("sample_batch: raw log-probs and alternatives are log_softmax and topk
     if (unfiltered.greedy()) unfiltered.temperature = 1;
     auto scaled = sampling_distribution(logits[i], unfiltered, ctx, 2);
     CHECK(o.logprob == doctest::Approx(std::log(scaled[o.token].item<double>())).epsilon(1e-5));
+    // The sampling log-prob: the distribution actually drawn from (after the filters, renormalised).
+    auto drawn = sampling_distribution(logits[i], params[size_t(i)], ctx, 2);
+    CHECK(o.sampling_logprob == doctest::Approx(std::log(drawn[o.token].item<double>())).epsilon(1e-5));
+    if (!params[size_t(i)].greedy() && (params[size_t(i)].top_p < 1 || params[size_t(i)].top_k > 0))
+      CHECK(o.sampling_logprob > o.logprob);  // the filters drop mass, so the kept tokens gain
   }
 }
 

@@ -21,7 +21,8 @@
 // 6: Algorithm::validate (appended virtual; the host calls it only on plugins built with minor >= 6
 //    and, for older ones, checks each task's eval split itself where the task offers it),
 //    StagePlan, Validation, StageContext::progress, Policy::apply_chat_template.
-// 7: Policy::apply_training_chat_template and ChatTokens (assistant_only_loss; appended virtual).
+// 7: Policy::apply_training_chat_template and ChatTokens (assistant_only_loss), and
+//    Policy::last_sampling_logprobs (importance sampling against the sampler); appended virtuals.
 #define WARMUP_ABI_MINOR 7
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b

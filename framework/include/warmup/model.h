@@ -102,6 +102,12 @@ class Policy {
     (void)messages, (void)add_generation_prompt;
     throw ConfigError("this host does not offer Policy::apply_training_chat_template (SDK minor 7)");
   }
+  // ABI minor 7. For the completions of the last generate_ids (or generate) call, [prompt][sample]
+  // [token] as TokenCompletion::ids: log p(token) under the distribution the engine drew it from
+  // (the logits at the call's temperature, after top-k/top-p/min-p, renormalised over the kept
+  // tokens: vLLM's logprobs_mode = "processed_logprobs"; 0 for greedy sampling). What importance
+  // sampling against the sampler (TIS) needs. Empty where the policy cannot say.
+  virtual std::vector<std::vector<std::vector<float>>> last_sampling_logprobs() const { return {}; }
 };
 
 inline Policy& policy(StageContext& ctx) {

@@ -684,6 +684,7 @@ void Engine::append(Seq& s, const SampledRow& t, const torch::Tensor& logits_row
     s.result.logprobs.push_back(t.raw_logprob);
     if (p.top_logprobs > 0) s.result.top_logprobs.push_back(t.top);
   }
+  if (p.sampling_logprobs) s.result.sampling_logprobs.push_back(t.sampling_logprob);
   if (opt_.keep_logits) s.result.step_logits.push_back(logits_row.to(torch::kCPU).clone());
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -80,6 +80,7 @@ struct SampleResult {
   std::string text;
   std::vector<float> logprobs;            // when params.logprobs: raw log p(token) (vLLM's raw_logprobs)
   std::vector<TopLogprobs> top_logprobs;  // when params.top_logprobs > 0: per token
+  std::vector<float> sampling_logprobs;   // when params.sampling_logprobs: SampledRow::sampling_logprob per token
   std::string finish_reason;              // "stop" | "length"
   std::vector<torch::Tensor> step_logits; // keep_logits only: (V) raw fp32 logits per token
 };

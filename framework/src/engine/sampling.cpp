@@ -142,10 +142,13 @@ std::vector<T> pick(const std::vector<T>& all, const std::vector<int64_t>& rows)
 
 // Inverse CDF: w (R, K) non-negative weights in draw order, u (R) in [0, 1). The position of the
 // first running sum above u * total (never a zero weight). On CPU the running sum is sequential
-// (accumulated in double), so a position's sum depends only on the weights before it.
-torch::Tensor inverse_cdf(const torch::Tensor& w, const torch::Tensor& u) {
+// (accumulated in double), so a position's sum depends only on the weights before it. `kept`, if
+// given, receives the total (R): the same sequential sum, so trailing zero weights (a wider
+// candidate set) do not change it.
+torch::Tensor inverse_cdf(const torch::Tensor& w, const torch::Tensor& u, torch::Tensor* kept = nullptr) {
   auto c = w.cumsum(1);
   auto total = c.select(1, c.size(1) - 1);
+  if (kept) *kept = total;
   auto x = torch::minimum(u * total, torch::nextafter(total, torch::zeros_like(total)));
   auto pos = torch::searchsorted(c, x.unsqueeze(1).contiguous(), /*out_int32=*/false, /*right=*/true).squeeze(1);
   return pos.clamp_max(c.size(1) - 1);
@@ -199,9 +202,10 @@ struct RowParams {  // per-row filter parameters of one group, on the device
 
 // Top-k, top-p, min-p and the draw over candidates in canonical order (every token the filters
 // keep is among them). qc: the candidates' probabilities under the full row's softmax q:
-// restricting and renormalising them is the softmax of the restricted logits. Returns the ids (R).
-torch::Tensor finish_candidates(const torch::Tensor& vals, const torch::Tensor& ids, const torch::Tensor& qc,
-                                const RowParams& rp) {
+// restricting and renormalising them is the softmax of the restricted logits. Returns the ids (R)
+// and the kept mass (R): the sum of the kept q.
+std::pair<torch::Tensor, torch::Tensor> finish_candidates(const torch::Tensor& vals, const torch::Tensor& ids,
+                                                          const torch::Tensor& qc, const RowParams& rp) {
   auto w = torch::where(vals >= rp.kth.unsqueeze(1), qc, torch::zeros({}, qc.options()));
   if (rp.any_top_p) {
     // Drop tokens whose strictly more likely (kept) mass reaches top_p of the kept mass: the
@@ -213,7 +217,9 @@ torch::Tensor finish_candidates(const torch::Tensor& vals, const torch::Tensor& 
     w = w.masked_fill(drop, 0);
   }
   if (rp.any_min_p) w = w.masked_fill(qc < (rp.min_p * qc.select(1, 0)).unsqueeze(1), 0);
-  return ids.gather(1, inverse_cdf(w, rp.u).unsqueeze(1)).squeeze(1);
+  torch::Tensor kept;
+  auto at = inverse_cdf(w, rp.u, &kept);
+  return {ids.gather(1, at.unsqueeze(1)).squeeze(1), kept};
 }
 
 }  // namespace
@@ -340,6 +346,11 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
   };
 
   torch::Tensor tok = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  torch::Tensor kept = torch::ones({B}, q.options());  // the mass the row's filters keep (greedy rows: 1)
+  auto finish = [&](const torch::Tensor& rows_at, std::pair<torch::Tensor, torch::Tensor> r) {
+    tok.index_copy_(0, rows_at, r.first);
+    kept.index_copy_(0, rows_at, r.second.to(kept.dtype()));
+  };
   if (!greedy.empty()) {  // argmax after penalties and bias (first id among equal maxima)
     auto idx = to_device(greedy, dev);
     tok.index_copy_(0, idx, take(l, greedy, idx).argmax(1));
@@ -364,7 +375,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     }
     rp.kth = kth;
     auto [cv, ci] = canonical(vals, ids);
-    tok.index_copy_(0, idx, finish_candidates(cv, ci, gather_rows(q, idx, ci), rp));
+    finish(idx, finish_candidates(cv, ci, gather_rows(q, idx, ci), rp));
   }
   if (!topp_rows.empty()) {
     // top_p without top_k: the K most likely tokens (K = 64, then 1,024, then 16,384). If the candidates
@@ -387,7 +398,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
       auto rows_at = idx.index_select(0, at);
       if (K == V) {  // stable: ties stay in id order, the candidates' canonical order
         auto [sv, si] = lr.sort(/*stable=*/true, 1, /*descending=*/true);
-        tok.index_copy_(0, rows_at, finish_candidates(sv, si, gather_rows(q, rows_at, si), rp));
+        finish(rows_at, finish_candidates(sv, si, gather_rows(q, rows_at, si), rp));
         break;
       }
       auto [vals, ids] = lr.topk(K, 1);
@@ -406,7 +417,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
         RowParams rf = rp;
         rf.kth = pick_f(rp.kth), rf.has_topk = pick_f(rp.has_topk), rf.top_p = pick_f(rp.top_p), rf.min_p = pick_f(rp.min_p);
         rf.u = pick_f(rp.u);
-        tok.index_copy_(0, pick_f(rows_at), finish_candidates(pick_f(cv), pick_f(ci), pick_f(qc), rf));
+        finish(pick_f(rows_at), finish_candidates(pick_f(cv), pick_f(ci), pick_f(qc), rf));
       }
       if (still.empty()) break;
       pending = std::move(still);
@@ -417,7 +428,9 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     auto w = take(q, full_rows, idx);
     RowParams rp = params(full_rows);
     if (rp.any_min_p) w = w.masked_fill(w < (rp.min_p * w.amax(1)).unsqueeze(1), 0);
-    tok.index_copy_(0, idx, inverse_cdf(w, rp.u));
+    torch::Tensor kept_mass;
+    auto drawn = inverse_cdf(w, rp.u, &kept_mass);
+    finish(idx, {drawn, kept_mass});
   }
 
   // 4. Raw log-probs of the rows that asked, then everything the host needs in one transfer.
@@ -432,7 +445,7 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
   // The model's own row maximum: +inf (overflow) or NaN fails the row; -inf entries are tokens the
   // model rules out, as in transformers.
   std::vector<torch::Tensor> parts = {tok.to(torch::kFloat64), q.gather(1, tok.unsqueeze(1)).squeeze(1).to(torch::kFloat64),
-                                      raw.amax(1).to(torch::kFloat64)};
+                                      raw.amax(1).to(torch::kFloat64), kept.to(torch::kFloat64)};
   if (!raw_rows.empty()) {
     auto idx = to_device(raw_rows, dev);
     auto lp = torch::log_softmax(take(raw, raw_rows, idx), 1);
@@ -446,9 +459,9 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
   const torch::Tensor host = torch::cat(parts).to(torch::kCPU);
   const double* h = host.data_ptr<double>();
   const int64_t R = int64_t(raw_rows.size());
-  // host: token (B), its probability (B), the raw row maximum (B), then R raw log-probs, R x top_k
-  // alternatives' log-probs and R x top_k ids.
-  const double *tok_h = h, *prob_h = h + B, *max_h = h + 2 * B, *raw_h = h + 3 * B;
+  // host: token (B), its probability (B), the raw row maximum (B), the kept mass (B), then R raw
+  // log-probs, R x top_k alternatives' log-probs and R x top_k ids.
+  const double *tok_h = h, *prob_h = h + B, *max_h = h + 2 * B, *kept_h = h + 3 * B, *raw_h = h + 4 * B;
   for (int64_t b = 0; b < B; ++b) {
     SampledRow& o = out[size_t(b)];
     double prob = prob_h[b];
@@ -458,6 +471,8 @@ std::vector<SampledRow> sample_batch(const torch::Tensor& logits, const std::vec
     }
     o.token = int32_t(tok_h[b]);
     o.logprob = float(std::log(prob));
+    // greedy rows drew from a point mass; the others from q restricted to the kept tokens
+    o.sampling_logprob = rows[size_t(b)].params->greedy() ? 0.0f : float(std::log(prob) - std::log(kept_h[b]));
   }
   for (int64_t i = 0; i < R; ++i) {
     SampledRow& o = out[size_t(raw_rows[size_t(i)])];

@@ -37,6 +37,8 @@ struct SamplingParams {
   int top_logprobs = 0;              // and this many most likely alternatives (0..kMaxLogprobs)
   int prompt_logprobs = -1;          // vLLM: >= 0 returns the prompt tokens' raw log-probs with
                                      // this many alternatives each; -1 = off
+  bool sampling_logprobs = false;    // return each generated token's log-prob under the distribution
+                                     // it was drawn from (vLLM's logprobs_mode = "processed_logprobs")
 
   static constexpr int kMaxLogprobs = 20;  // vLLM's default max_logprobs
 
@@ -69,6 +71,9 @@ struct SampleRow {
 struct SampledRow {
   int32_t token = -1;
   float logprob = 0;      // as Sampled::logprob (temperature-scaled, before top-k/top-p/min-p)
+  // log p(token) under the distribution it was drawn from: temperature-scaled, after top-k/top-p/
+  // min-p, renormalised over the kept tokens (vLLM's processed_logprobs; 0 for greedy rows)
+  float sampling_logprob = 0;
   float raw_logprob = 0;  // raw_logprobs: log_softmax of the unprocessed logits at `token`
   TopLogprobs top;        // top_logprobs > 0
   std::string error;      // non-empty: nothing to sample from (non-finite logits); token is -1
@@ -82,7 +87,8 @@ struct SampledRow {
 //
 // Order: banned ids -> -inf, logit_bias, repetition penalty, frequency/presence penalties,
 // temperature (greedy rows: none), clamp to the float range, softmax q of the scaled logits.
-// SampledRow::logprob is log q[token]. Greedy rows: the first argmax. Other rows:
+// SampledRow::logprob is log q[token], SampledRow::sampling_logprob log(q[token] / kept mass) (the
+// kept mass: the q of the tokens the filters keep, the inverse CDF's total). Greedy rows: the first argmax. Other rows:
 //   top_k (0 < k < V): candidates topk(K + 1) for the batch's largest k, widened when a row's
 //     k-th logit ties past them; a row keeps every logit >= its k-th (ties kept, as vLLM).
 //   top_p without top_k: candidates topk(1,024), then topk(16,384); a row finishes on them when

@@ -132,6 +132,7 @@ std::vector<GenerationResult> HostPolicy::run_engine(const std::vector<std::vect
     r.params.n = o.n, r.params.temperature = o.temperature, r.params.top_p = o.top_p, r.params.top_k = o.top_k;
     r.params.min_p = o.min_p, r.params.max_new_tokens = o.max_new_tokens, r.params.stop = o.stop;
     r.params.seed = o.seed + 1000 * uint64_t(i);
+    r.params.sampling_logprobs = true;  // one float per token: last_sampling_logprobs
     reqs.push_back(std::move(r));
   }
   EngineStats before = engine_->stats();
@@ -157,8 +158,13 @@ std::vector<GenerationResult> HostPolicy::run_engine(const std::vector<std::vect
   // The KV cache is given back between rollouts: the training step that follows needs the memory.
   engine_->release_kv_cache();
   model_->train(was_training);
+  last_sampling_.clear();
   for (const auto& r : results)
     if (!r.error.empty()) throw DataError("generation: " + r.error);
+  for (const auto& r : results) {
+    last_sampling_.emplace_back();
+    for (const auto& smp : r.samples) last_sampling_.back().push_back(smp.sampling_logprobs);
+  }
   return results;
 }
 

@@ -42,6 +42,7 @@ class HostPolicy final : public Policy {
                                                          const SampleOptions& options) override;
   std::unique_ptr<Policy> frozen_copy() override;
   std::vector<std::pair<std::string, double>> last_generation_stats() const override { return last_stats_; }
+  std::vector<std::vector<std::vector<float>>> last_sampling_logprobs() const override { return last_sampling_; }
 
  private:
   HostPolicy(const HostPolicy& other, bool frozen);
@@ -57,6 +58,7 @@ class HostPolicy final : public Policy {
   std::vector<int32_t> eos_;
   std::unique_ptr<Engine> engine_;
   std::vector<std::pair<std::string, double>> last_stats_;
+  std::vector<std::vector<std::vector<float>>> last_sampling_;  // of the last run_engine call
   torch::Device device_{torch::kCPU};
 };
 

@@ -73,6 +73,22 @@ class Grpo final : public warmup::Algorithm {
     dynamic_sampling_ = o.get<bool>("dynamic_sampling", false);
     // Each micro-batch's sequences packed into rows instead of padded to the longest (TRL's name).
     padding_free_ = o.get<bool>("padding_free", false);
+    // Importance sampling against the sampler (TRL's vllm_importance_sampling_*, without the
+    // prefix; grpo_loss.h importance_sampling_ratio). importance_sampling_cap: TRL < 0.26's name of
+    // the upper bound.
+    is_correction_ = o.get<bool>("importance_sampling_correction", false);
+    is_.mode = o.get<std::string>("importance_sampling_mode", "sequence_mask");
+    if (o.has("importance_sampling_cap") && o.has("importance_sampling_clip_max"))
+      o.fail("importance_sampling_cap", "is TRL's older name of importance_sampling_clip_max: give one of them");
+    o.allow_nonfinite("importance_sampling_clip_max").allow_nonfinite("importance_sampling_cap");
+    is_.clip_max = o.has("importance_sampling_cap") ? o.get<double>("importance_sampling_cap", 3.0, warmup::above(0))
+                                                    : o.get<double>("importance_sampling_clip_max", 3.0, warmup::above(0));
+    is_.clip_min = o.get<double>("importance_sampling_clip_min", 0.0, warmup::at_least(0));
+    if (is_.mode != "token_truncate" && is_.mode != "token_mask" && is_.mode != "sequence_truncate" &&
+        is_.mode != "sequence_mask")
+      o.fail("importance_sampling_mode", "must be token_truncate, token_mask, sequence_truncate or sequence_mask");
+    if (std::isnan(is_.clip_max) || is_.clip_min > is_.clip_max)
+      o.fail("importance_sampling_clip_min", "must be <= importance_sampling_clip_max");
     max_gen_batches_ = o.get<int64_t>("max_num_gen_batches", 10, warmup::at_least(0).at_most(1 << 20));
     if (overlong_buffer_ > lo_.max_completion_length)
       o.fail("overlong_buffer_length", "must be <= max_completion_length (" + std::to_string(lo_.max_completion_length) + ")");
@@ -270,17 +286,24 @@ class Grpo final : public warmup::Algorithm {
     padding_frac_ = cells > 0 ? 1.0 - real / cells : 0.0;
     lo.num_items_in_batch = 0;
     for (const auto& b : batches) lo.num_items_in_batch += b.mask.sum().item<double>();
-    // Old log-probs (num_iterations > 1) and the reference's (beta != 0), before any update.
-    std::vector<torch::Tensor> old(batches.size()), refs(batches.size()), ent(batches.size());
+    // Old log-probs (num_iterations > 1, or importance sampling against the sampler) and the
+    // reference's (beta != 0), before any update; then the importance sampling weights.
+    std::vector<torch::Tensor> old(batches.size()), refs(batches.size()), ent(batches.size()), is_w(batches.size());
     bool fused = iterations_ == 1 && lo.beta == 0.0;
-    if (!fused) {
+    is_stats_ = grpo::ImportanceStats();
+    if (!fused || is_correction_) {
       torch::NoGradGuard ng;
       for (size_t b = 0; b < batches.size(); ++b) {
         auto& mb = batches[b];
         auto zero = torch::zeros(mb.ids.sizes(), torch::kFloat32);
-        policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b], &ent[b]);
-        old[b] = grpo::unpack(mb, old[b]), ent[b] = grpo::unpack(mb, ent[b]);
+        {
+          warmup::Autocast ac(policy.device(), bf16_);  // the trainer's numerics, as in its loss pass
+          policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b], &ent[b]);
+        }
+        old[b] = grpo::unpack(mb, old[b]).to(torch::kFloat32), ent[b] = grpo::unpack(mb, ent[b]);
         if (ref) refs[b] = grpo::unpack(mb, ref->token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_));
+        if (is_correction_)
+          is_w[b] = grpo::importance_sampling_ratio(old[b].cpu(), mb.sampling, mb.mask, is_, &is_stats_);
         if (iterations_ == 1) old[b] = torch::Tensor();
       }
     }
@@ -299,7 +322,8 @@ class Grpo final : public warmup::Algorithm {
           // constant known before the forward pass; the fused head applies it in one pass.
           auto probe = torch::zeros(mb.mask.sizes(), torch::TensorOptions().dtype(torch::kFloat32).device(policy.device()))
                            .requires_grad_(true);
-          grpo::loss(probe, {}, {}, a, mask, {}, lo).backward();
+          auto w = is_w[b].defined() ? is_w[b].to(policy.device()) : torch::Tensor();
+          grpo::loss(probe, {}, {}, a, mask, {}, lo, nullptr, w).backward();
           torch::Tensor lp, en, sum;
           {
             warmup::Autocast ac(policy.device(), bf16_);
@@ -308,7 +332,7 @@ class Grpo final : public warmup::Algorithm {
           }
           sum.backward();
           lp = grpo::unpack(mb, lp), en = grpo::unpack(mb, en);
-          loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st).item<double>();
+          loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st, w).item<double>();
         } else {
           torch::Tensor lp;
           {
@@ -317,7 +341,8 @@ class Grpo final : public warmup::Algorithm {
           }
           auto l = grpo::loss(lp, old[b].defined() ? old[b].to(lp.device()) : torch::Tensor(),
                               refs[b].defined() ? refs[b].to(lp.device()) : torch::Tensor(), a, mask,
-                              ent[b].defined() ? ent[b].to(lp.device()) : torch::Tensor(), lo, &st);
+                              ent[b].defined() ? ent[b].to(lp.device()) : torch::Tensor(), lo, &st,
+                              is_w[b].defined() ? is_w[b].to(lp.device()) : torch::Tensor());
           l.backward();
           loss_sum += l.item<double>();
         }
@@ -369,11 +394,21 @@ class Grpo final : public warmup::Algorithm {
     auto gens = policy.generate_ids(prompts, so);
     gen_s += since(t_gen);
     gen_stats_ = policy.last_generation_stats();
+    // The sampler's log-probs (importance sampling only: the host returns them after every call).
+    std::vector<std::vector<std::vector<float>>> sampling;
+    if (is_correction_) {
+      sampling = policy.last_sampling_logprobs();
+      if (sampling.size() != gens.size())
+        throw warmup::ConfigError("stage '" + ctx.stage_name() + "': importance_sampling_correction needs the sampler's "
+                                  "log-probs, which this policy does not return");
+    }
 
     // Rewards are thread-safe: scored in parallel by reward_workers threads.
     auto t_score = Clock::now();
     for (size_t i = 0; i < items.size(); ++i)
-      for (auto& g : gens[i]) rolls.push_back({i, prompts[i], std::move(g), {}});
+      for (size_t k = 0; k < gens[i].size(); ++k)
+        rolls.push_back({i, prompts[i], std::move(gens[i][k]), {},
+                         is_correction_ && k < sampling[i].size() ? std::move(sampling[i][k]) : std::vector<float>{}});
     score(ctx, items, rolls);
     if (overlong_buffer_ > 0)
       for (auto& r : rolls) {
@@ -482,6 +517,17 @@ class Grpo final : public warmup::Algorithm {
     m("time/score", score_s);
     m("time/train", train_s);
     m("padding_frac", padding_frac_);  // share of the training forward's positions that are padding
+    if (is_correction_) {  // TRL's sampling/* metrics, plus the share capped and KL(sampler || trainer)
+      const auto& is = is_stats_;
+      double rn = std::max(1.0, is.ratio_count), dn = std::max(1.0, is.diff_count);
+      m("sampling/importance_sampling_ratio/min", is.ratio_count > 0 ? is.ratio_min : 0.0);
+      m("sampling/importance_sampling_ratio/mean", is.ratio_sum / rn);
+      m("sampling/importance_sampling_ratio/max", is.ratio_count > 0 ? is.ratio_max : 0.0);
+      m("sampling/importance_sampling_ratio/frac_capped", is.capped / rn);
+      m("sampling/sampling_logp_difference/mean", is.diff_sum / dn);
+      m("sampling/sampling_logp_difference/max", is.diff_max);
+      m("sampling/kl_sampler_trainer", is.kl_sum / dn);
+    }
     int64_t groups = log_groups_ < 0 ? int64_t(items.size()) : std::min<int64_t>(log_groups_, int64_t(items.size()));
     for (size_t r = 0; r < rolls.size(); ++r) {
       if (int64_t(rolls[r].prompt) >= groups) continue;
@@ -511,6 +557,9 @@ class Grpo final : public warmup::Algorithm {
   double overlong_factor_ = 1.0;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   grpo::LossOptions lo_;
+  bool is_correction_ = false;
+  grpo::ImportanceSampling is_;
+  grpo::ImportanceStats is_stats_;  // of the last step
   std::vector<std::vector<warmup::Example>> examples_;
   std::vector<Item> data_;
   std::optional<warmup::EpochOrder> order_;

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct Rollout {
   std::vector<int32_t> prompt_ids;   // after left truncation
   warmup::TokenCompletion completion;
   warmup::Score score;
+  // The engine's log-prob of each completion token under the distribution it drew it from
+  // (Policy::last_sampling_logprobs); empty when unknown.
+  std::vector<float> sampling_logps;
 };
 
 // DAPO's soft overlong punishment (Yu et al. 2025, "DAPO", Eq. 13; verl's
@@ -53,6 +57,7 @@ struct MicroBatch {
   torch::Tensor targets;  // (B, T) int64: ids shifted left
   torch::Tensor attn;     // (B, T) int64: 1 on real tokens
   torch::Tensor mask;     // (B, T) float: 1 where targets[b, t] is a (kept) completion token
+  torch::Tensor sampling; // (B, T) float: the sampler's log-prob of targets[b, t] (NaN where unknown)
   // Packed (padding_free): ids, targets, attn are (R, C) rows holding several sequences each
   // (attn: segment ids 1, 2, ... as Policy takes packed rows, 0 on padding), while `mask` and what
   // the loss sees stay in the (B, T) layout above; gather (B, T) int64 holds, for each (b, t), its
@@ -90,8 +95,9 @@ inline std::vector<MicroBatch> micro_batches(const std::vector<Rollout>& rolls, 
     mb.targets = torch::zeros({B, T}, torch::kInt64);
     mb.attn = torch::zeros({B, T}, torch::kInt64);
     mb.mask = torch::zeros({B, T}, torch::kFloat32);
+    mb.sampling = torch::full({B, T}, NAN, torch::kFloat32);
     auto ids = mb.ids.accessor<int64_t, 2>(), tg = mb.targets.accessor<int64_t, 2>(), at = mb.attn.accessor<int64_t, 2>();
-    auto m = mb.mask.accessor<float, 2>();
+    auto m = mb.mask.accessor<float, 2>(), sp = mb.sampling.accessor<float, 2>();
     for (int64_t b = 0; b < B; ++b) {
       const Rollout& r = rolls[first + size_t(b)];
       int64_t P = int64_t(r.prompt_ids.size()), L = P + int64_t(r.completion.ids.size());
@@ -104,6 +110,7 @@ inline std::vector<MicroBatch> micro_batches(const std::vector<Rollout>& rolls, 
       for (int64_t t = 0; t + 1 < L; ++t) {
         tg[b][t] = ids[b][t + 1];
         if (t + 1 >= P && keep) m[b][t] = 1.0f;
+        if (t + 1 >= P && size_t(t + 1 - P) < r.sampling_logps.size()) sp[b][t] = r.sampling_logps[size_t(t + 1 - P)];
       }
     }
     out.push_back(std::move(mb));

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -72,19 +74,92 @@ struct LossStats {
   double kl = 0, entropy = 0, low_clipped = 0, high_clipped = 0, region_clipped = 0, tokens = 0;
 };
 
+// Importance sampling against the sampler (truncated/masked IS, "TIS"; Yao et al. 2025, "Your
+// efficient RL framework secretly brings you off-policy RL training"; TRL 1.16's
+// vllm_importance_sampling_* in GRPOTrainer._generate_and_score_completions, verl's
+// rollout_is): the engine samples from a distribution that differs from the trainer's (numerics,
+// and here top-k/top-p truncation), so each token's loss is weighted by
+// trainer p(token) / sampler q(token).
+struct ImportanceSampling {
+  std::string mode = "sequence_mask";  // token_truncate | token_mask | sequence_truncate | sequence_mask
+  double clip_min = 0.0;               // C_min (TRL: None; ratios are >= 0, so 0 is the same)
+  double clip_max = 3.0;               // C_max (inf: none)
+};
+
+// Sums over the step's micro-batches, as TRL's metrics over its generation batch.
+struct ImportanceStats {
+  double ratio_sum = 0, ratio_count = 0, ratio_min = INFINITY, ratio_max = -INFINITY;
+  double capped = 0;                      // ratios that truncate changed or mask zeroed
+  double diff_sum = 0, diff_count = 0, diff_max = 0;  // |old - sampling| over judged tokens
+  double kl_sum = 0;                      // k3 estimate of KL(sampler || trainer) per token, summed
+};
+
+// The IS weight (B, T) for token modes or (B, 1) for sequence modes, detached: exp(old - sampling)
+// over the mask (NaN sampling log-probs: ratio 1), summed over each sequence first for sequence
+// modes, then clipped to [clip_min, clip_max] (truncate) or zeroed outside it (mask). old: the
+// trainer's log-probs (B, T) at sampling time; sampling: the engine's (B, T) (the distribution it
+// drew from: after top-k/top-p, renormalised); mask (B, T) float. Throws std::invalid_argument for
+// an unknown mode. Formulas and metrics: TRL 1.16 grpo_trainer.py.
+inline torch::Tensor importance_sampling_ratio(const torch::Tensor& old, const torch::Tensor& sampling,
+                                               const torch::Tensor& mask_in, const ImportanceSampling& o,
+                                               ImportanceStats* stats = nullptr) {
+  torch::NoGradGuard ng;
+  const bool seq = o.mode == "sequence_mask" || o.mode == "sequence_truncate";
+  const bool truncate = o.mode == "token_truncate" || o.mode == "sequence_truncate";
+  if (!seq && !truncate && o.mode != "token_mask")
+    throw std::invalid_argument("importance_sampling_mode must be token_truncate, token_mask, sequence_truncate or "
+                                "sequence_mask, got '" + o.mode + "'");
+  auto mask = mask_in.to(old.scalar_type());
+  auto diff = torch::nan_to_num((old - sampling) * mask, 0.0);
+  auto raw = torch::exp(seq ? diff.sum(-1, /*keepdim=*/true) : diff);
+  torch::Tensor ratio;
+  if (truncate) {
+    ratio = torch::clamp(raw, o.clip_min, o.clip_max);
+  } else {
+    ratio = raw.masked_fill((raw < o.clip_min).logical_or(raw > o.clip_max), 0.0);
+  }
+  if (stats) {
+    auto flat = seq ? ratio.flatten() : ratio.masked_select(mask.gt(0));
+    auto changed = seq ? (ratio != raw).flatten() : (ratio != raw).masked_select(mask.gt(0));
+    if (flat.numel() > 0) {
+      stats->ratio_sum += flat.sum().item<double>();
+      stats->ratio_count += double(flat.numel());
+      stats->ratio_min = std::min(stats->ratio_min, flat.min().item<double>());
+      stats->ratio_max = std::max(stats->ratio_max, flat.max().item<double>());
+      stats->capped += changed.sum().item<double>();
+    }
+    auto d = (old - sampling).abs();
+    auto ok = mask.gt(0).logical_and(torch::isnan(d).logical_not());
+    auto dv = d.masked_select(ok);
+    if (dv.numel() > 0) {
+      stats->diff_sum += dv.sum().item<double>();
+      stats->diff_count += double(dv.numel());
+      stats->diff_max = std::max(stats->diff_max, dv.max().item<double>());
+      // KL(q || p) over tokens drawn from q (the sampler): k3 = p/q - 1 - log(p/q) (Schulman's
+      // estimator, unbiased and >= 0), with log(p/q) = old - sampling.
+      auto r = (old - sampling).masked_select(ok);
+      stats->kl_sum += (torch::exp(r) - 1 - r).sum().item<double>();
+    }
+  }
+  return ratio;
+}
+
 // The loss of one micro-batch (already divided for gradient accumulation as TRL does).
 // logps: current per-token log-probs (differentiable); old: at sampling time (undefined = logps
 // detached, i.e. num_iterations == 1); ref: reference model's (needed when beta != 0);
-// adv: (B); entropy: (B, T) or undefined (stats only).
+// adv: (B); entropy: (B, T) or undefined (stats only); is_ratio: importance_sampling_ratio's
+// weight, (B, T) or (B, 1), or undefined (none): it multiplies the clipped policy term before the
+// KL term is added, as in TRL's _compute_loss.
 inline torch::Tensor loss(const torch::Tensor& logps, const torch::Tensor& old, const torch::Tensor& ref,
                           const torch::Tensor& adv, const torch::Tensor& mask_in, const torch::Tensor& entropy,
-                          const LossOptions& o, LossStats* stats = nullptr) {
+                          const LossOptions& o, LossStats* stats = nullptr, const torch::Tensor& is_ratio = {}) {
   auto mask = mask_in.to(logps.scalar_type());
   auto a = adv.to(logps.scalar_type()).unsqueeze(1);
   auto old_lp = old.defined() ? old : logps.detach();
   auto coef1 = torch::exp(logps - old_lp);
   auto coef2 = torch::clamp(coef1, 1 - o.epsilon_low, 1 + o.epsilon_high);
   auto per_token = -torch::min(coef1 * a, coef2 * a);
+  if (is_ratio.defined()) per_token = per_token * is_ratio.to(per_token.scalar_type());
   torch::Tensor kl;
   if (o.beta != 0.0) {
     if (!ref.defined()) throw std::invalid_argument("beta != 0 needs the reference log-probs");

@@ -1,6 +1,7 @@
 // Reads GRPO loss/advantage cases as JSON (stdin or argv[1]), runs grpo_loss.h on each and prints
 // the results as JSON on stdout: loss, d loss / d logps, clip fractions, KL, entropy, advantages.
 // tests/integration/test_grpo.py compares them with TRL's GRPOTrainer on the same inputs.
+#include <cmath>
 #include <fstream>
 #include <iostream>
 
@@ -67,8 +68,28 @@ int main(int argc, char** argv) {
     o.num_items_in_batch = c["num_items_in_batch"];
     auto logps = tensor(c["logps"]).requires_grad_(true);
     grpo::LossStats st;
+    // Importance sampling against the sampler: {mode, clip_min, clip_max, sampling} (NaN sampling
+    // log-probs as null), the ratio from the case's old log-probs.
+    torch::Tensor is_ratio;
+    grpo::ImportanceStats is_st;
+    if (c.contains("is")) {
+      const json& is = c["is"];
+      grpo::ImportanceSampling io;
+      io.mode = is["mode"];
+      io.clip_min = is["clip_min"].is_null() ? 0.0 : is["clip_min"].get<double>();
+      io.clip_max = is["clip_max"].is_null() ? INFINITY : is["clip_max"].get<double>();
+      json samp = is["sampling"];
+      for (auto& row : samp)
+        for (auto& v : row)
+          if (v.is_null()) v = NAN;
+      is_ratio = grpo::importance_sampling_ratio(tensor(c["old"]), tensor(samp), tensor(c["mask"]), io, &is_st);
+      r["is_ratio"] = list(is_ratio);
+      r["is_min"] = is_st.ratio_min, r["is_mean"] = is_st.ratio_sum / std::max(1.0, is_st.ratio_count);
+      r["is_max"] = is_st.ratio_max;
+      r["logp_diff_mean"] = is_st.diff_sum / std::max(1.0, is_st.diff_count), r["logp_diff_max"] = is_st.diff_max;
+    }
     auto loss = grpo::loss(logps, tensor(c["old"]), tensor(c["ref"]), tensor(c["advantages"]), tensor(c["mask"]),
-                           tensor(c["entropy"]), o, &st);
+                           tensor(c["entropy"]), o, &st, is_ratio);
     loss.backward();
     double tok = std::max(1.0, st.tokens);
     r["loss"] = loss.item<double>();
