@@ -177,13 +177,42 @@ def test_importance_sampling_matches_trl(tmp_path):
             assert o[ours_key] == pytest.approx(metrics[f"sampling/importance_sampling_ratio/{trl_key}"], abs=1e-9), what
         assert o["logp_diff_mean"] == pytest.approx(metrics["sampling/sampling_logp_difference/mean"], abs=1e-9), what
         assert o["logp_diff_max"] == pytest.approx(metrics["sampling/sampling_logp_difference/max"], abs=1e-9), what
-        unclipped = torch.exp(torch.nan_to_num((torch.tensor(case["old"], dtype=torch.float64) - sampling)
-                                               * torch.tensor(case["mask"], dtype=torch.float64), nan=0.0))
-        if is_["mode"].startswith("sequence"):
-            unclipped = unclipped.prod(-1, keepdim=True)
+        diff = torch.nan_to_num((torch.tensor(case["old"], dtype=torch.float64) - sampling)
+                                * torch.tensor(case["mask"], dtype=torch.float64), nan=0.0)
+        unclipped = torch.exp(diff.sum(-1, keepdim=True) if is_["mode"].startswith("sequence") else diff)
         changed[is_["mode"]] += int((~torch.isclose(ratio, unclipped)).sum())
+        # ours only: the share of ratios the bounds changed, and KL(sampler || trainer) = E_q[log q - log p]
+        m = torch.tensor(case["mask"], dtype=torch.float64).bool()
+        apart = ~torch.isclose(ratio, unclipped, rtol=1e-12, atol=0)
+        moved = apart.flatten() if is_["mode"].startswith("sequence") else apart[m]
+        assert o["is_frac_capped"] == pytest.approx(float(moved.double().mean()), abs=1e-9), what
+        d = (sampling - torch.tensor(case["old"], dtype=torch.float64))[m & ~torch.isnan(sampling)]
+        assert o["is_kl"] == pytest.approx(float(d.mean()), abs=1e-9), what
     # every mode's bounds really bite somewhere (else a wrong clip would pass)
     assert all(changed[m] > 0 for m in ("token_truncate", "token_mask", "sequence_truncate", "sequence_mask")), changed
+
+
+def test_sampler_logprobs_line_up_with_the_tokens_they_scored(tmp_path):
+    """Each completion token's sampler log-prob sits where the loss scores that token (the target
+    of position t is token t + 1), padded and packed (padding_free), with ragged prompts."""
+    rolls = []
+    for r in range(7):
+        prompt = list(range(100 * r, 100 * r + 1 + r % 3))        # prompts of 1-3 tokens
+        ids = [1000 * (r + 1) + i for i in range(2 + (r * 5) % 7)]  # completions of 2-8 tokens
+        rolls.append({"prompt_ids": prompt, "ids": ids, "sampling": [-(t + 0.5) / 1000 for t in ids]})
+    for packed in (False, True):
+        out = run_ours([{"batch": {"rolls": rolls, "size": 3, "packed": packed}}], tmp_path)[0]["batches"]
+        assert len(out) == 3
+        seen = 0
+        for mb in out:
+            for tg, mask, sp in zip(mb["targets"], mb["mask"], mb["sampling"]):
+                for t, m, v in zip(tg, mask, sp):
+                    if m:  # a completion token: its own sampler log-prob
+                        assert v == pytest.approx(-(t + 0.5) / 1000, abs=1e-6), (packed, t, v)
+                        seen += 1
+                    elif v is not None:  # never a value where the loss does not score a completion token
+                        raise AssertionError((packed, t, v))
+        assert seen == sum(len(r["ids"]) for r in rolls), packed
 
 
 def trl_advantages(rewards, G, scale):
@@ -333,11 +362,12 @@ def test_importance_sampling_weights_the_sampler_mismatch(tmp_path, store):
     """The engine's sampling log-probs against the trainer's, in real runs: with top_p = 1 they
     agree to float rounding (ratio 1, KL 0); with top_p = 0.5 the sampler draws from the trainer's
     distribution cut to the nucleus and renormalised, so each token's ratio is the nucleus mass."""
-    for top_p in ("1.0", "0.5"):
+    # temperature 0.7 on both sides; run 1 packed (padding_free), run 3 with a floor that lifts them all
+    for top_p, extra in (("1.0", "  padding_free = true\n"), ("0.5", ""), ("0.5", "  importance_sampling_clip_min = 0.9\n")):
         exp = experiment(tmp_path, steps=2)
-        exp.write_text(exp.read_text().replace(
+        exp.write_text(exp.read_text().replace("  temperature = 1.0\n", "  temperature = 0.7\n").replace(
             "  top_p = 1.0\n", f"  top_p = {top_p}\n  bf16 = false\n  importance_sampling_correction = true\n"
-            '  importance_sampling_mode = "token_truncate"\n  importance_sampling_clip_max = inf\n'))
+            '  importance_sampling_mode = "token_truncate"\n  importance_sampling_clip_max = inf\n' + extra))
         r = warmup("run", exp, "--store", store, timeout=900)
         assert r.returncode == 0, r.stderr
 
@@ -351,7 +381,9 @@ def test_importance_sampling_weights_the_sampler_mismatch(tmp_path, store):
     assert max(s("importance_sampling_ratio/max", 2)) <= 1 + 1e-3  # a kept token gains mass, never loses
     assert max(s("importance_sampling_ratio/mean", 2)) < 0.9
     assert min(s("kl_sampler_trainer", 2)) > 1e-3
-    assert s("importance_sampling_ratio/frac_capped", 2) == [0.0, 0.0]  # clip_max = inf, clip_min 0
+    # a floor of 0.9 over ratios that are the nucleus mass (~0.5): nearly all lifted to it
+    assert all(v > 0.9 for v in s("importance_sampling_ratio/frac_capped", 3)), s("importance_sampling_ratio/frac_capped", 3)
+    assert min(s("importance_sampling_ratio/min", 3)) >= 0.9 - 1e-6
     bad = experiment(tmp_path, steps=2)
     bad.write_text(bad.read_text().replace("  top_p = 1.0\n", '  top_p = 1.0\n  importance_sampling_mode = "token"\n'))
     r = warmup("run", bad, "--store", tmp_path / "bad.sqlite", "--dry-run")

@@ -87,8 +87,14 @@ class Grpo final : public warmup::Algorithm {
     if (is_.mode != "token_truncate" && is_.mode != "token_mask" && is_.mode != "sequence_truncate" &&
         is_.mode != "sequence_mask")
       o.fail("importance_sampling_mode", "must be token_truncate, token_mask, sequence_truncate or sequence_mask");
-    if (std::isnan(is_.clip_max) || is_.clip_min > is_.clip_max)
+    if (is_.clip_min > is_.clip_max)
       o.fail("importance_sampling_clip_min", "must be <= importance_sampling_clip_max");
+    for (const char* trl : {"vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+                            "vllm_importance_sampling_clip_min", "vllm_importance_sampling_clip_max",
+                            "vllm_importance_sampling_cap"})
+      if (o.has(trl))
+        o.fail(trl, std::string("is TRL's name for vLLM; the built-in engine's option is ") + (trl + 5) +
+                        " (importance_sampling_correction and its mode, clip_min, clip_max)");
     max_gen_batches_ = o.get<int64_t>("max_num_gen_batches", 10, warmup::at_least(0).at_most(1 << 20));
     if (overlong_buffer_ > lo_.max_completion_length)
       o.fail("overlong_buffer_length", "must be <= max_completion_length (" + std::to_string(lo_.max_completion_length) + ")");
@@ -146,6 +152,11 @@ class Grpo final : public warmup::Algorithm {
   void run(warmup::StageContext& ctx) override {
     warmup::Policy& policy = warmup::policy(ctx);
     bf16_ = warmup::bf16_enabled(bf16_mode_, policy.device());
+    if (is_correction_ && is_.mode.starts_with("sequence") && (top_p_ < 1.0 || top_k_ > 0 || min_p_ > 0.0))
+      ctx.log(warmup::LogLevel::kWarn,
+              "grpo: importance_sampling_mode = " + is_.mode + " with top_p/top_k/min_p: each token's ratio is about "
+              "the sampler's kept mass (< 1), so a completion's ratio, their product, shrinks with its length "
+              "(0.95^256 ~ 2e-6) and long completions barely train; token_truncate corrects per token");
     if (ctx.tasks().empty() || ctx.rewards().empty())
       throw warmup::ConfigError("stage '" + ctx.stage_name() + "': grpo needs a task and at least one reward");
     load_data(ctx);
@@ -297,10 +308,14 @@ class Grpo final : public warmup::Algorithm {
         auto& mb = batches[b];
         auto zero = torch::zeros(mb.ids.sizes(), torch::kFloat32);
         {
-          warmup::Autocast ac(policy.device(), bf16_);  // the trainer's numerics, as in its loss pass
-          policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b], &ent[b]);
+          // With importance sampling, the trainer's numerics as in its loss pass (TRL autocasts
+          // both); otherwise as before (float32).
+          warmup::Autocast ac(policy.device(), bf16_ && is_correction_);
+          policy.weighted_logprob_sum_at(mb.ids, mb.targets, zero, mb.attn, temperature_, &old[b],
+                                         fused ? nullptr : &ent[b]);  // the fused pass computes its own entropy
         }
-        old[b] = grpo::unpack(mb, old[b]).to(torch::kFloat32), ent[b] = grpo::unpack(mb, ent[b]);
+        old[b] = grpo::unpack(mb, old[b]).to(torch::kFloat32);
+        if (!fused) ent[b] = grpo::unpack(mb, ent[b]);
         if (ref) refs[b] = grpo::unpack(mb, ref->token_logprobs_at(mb.ids, mb.targets, mb.attn, temperature_));
         if (is_correction_)
           is_w[b] = grpo::importance_sampling_ratio(old[b].cpu(), mb.sampling, mb.mask, is_, &is_stats_);
@@ -398,9 +413,14 @@ class Grpo final : public warmup::Algorithm {
     std::vector<std::vector<std::vector<float>>> sampling;
     if (is_correction_) {
       sampling = policy.last_sampling_logprobs();
-      if (sampling.size() != gens.size())
+      bool aligned = sampling.size() == gens.size();
+      for (size_t i = 0; aligned && i < gens.size(); ++i) {
+        aligned = sampling[i].size() == gens[i].size();
+        for (size_t k = 0; aligned && k < gens[i].size(); ++k) aligned = sampling[i][k].size() == gens[i][k].ids.size();
+      }
+      if (!aligned)
         throw warmup::ConfigError("stage '" + ctx.stage_name() + "': importance_sampling_correction needs the sampler's "
-                                  "log-probs, which this policy does not return");
+                                  "log-prob of every generated token, which this policy does not return");
     }
 
     // Rewards are thread-safe: scored in parallel by reward_workers threads.

@@ -91,7 +91,7 @@ struct ImportanceStats {
   double ratio_sum = 0, ratio_count = 0, ratio_min = INFINITY, ratio_max = -INFINITY;
   double capped = 0;                      // ratios that truncate changed or mask zeroed
   double diff_sum = 0, diff_count = 0, diff_max = 0;  // |old - sampling| over judged tokens
-  double kl_sum = 0;                      // k3 estimate of KL(sampler || trainer) per token, summed
+  double kl_sum = 0;                      // KL(sampler || trainer) per token (k1 estimate), summed
 };
 
 // The IS weight (B, T) for token modes or (B, 1) for sequence modes, detached: exp(old - sampling)
@@ -111,7 +111,9 @@ inline torch::Tensor importance_sampling_ratio(const torch::Tensor& old, const t
                                 "sequence_mask, got '" + o.mode + "'");
   auto mask = mask_in.to(old.scalar_type());
   auto diff = torch::nan_to_num((old - sampling) * mask, 0.0);
-  auto raw = torch::exp(seq ? diff.sum(-1, /*keepdim=*/true) : diff);
+  // The log-ratio is held below 80 (exp(80) ~ 5.5e34 fits a float; TRL does not bound it, which
+  // only matters past any sensible clip): an infinite ratio would make 0-advantage rows NaN.
+  auto raw = torch::exp(torch::clamp_max(seq ? diff.sum(-1, /*keepdim=*/true) : diff, 80.0));
   torch::Tensor ratio;
   if (truncate) {
     ratio = torch::clamp(raw, o.clip_min, o.clip_max);
@@ -135,10 +137,10 @@ inline torch::Tensor importance_sampling_ratio(const torch::Tensor& old, const t
       stats->diff_sum += dv.sum().item<double>();
       stats->diff_count += double(dv.numel());
       stats->diff_max = std::max(stats->diff_max, dv.max().item<double>());
-      // KL(q || p) over tokens drawn from q (the sampler): k3 = p/q - 1 - log(p/q) (Schulman's
-      // estimator, unbiased and >= 0), with log(p/q) = old - sampling.
-      auto r = (old - sampling).masked_select(ok);
-      stats->kl_sum += (torch::exp(r) - 1 - r).sum().item<double>();
+      // KL(q || p) over tokens drawn from q (the sampler): k1 = log q - log p = sampling - old.
+      // Unbiased even where q is p cut to a nucleus (k3 = p/q - 1 - log(p/q) is not: there
+      // E_q[p/q] is the kept mass, not 1).
+      stats->kl_sum += (sampling - old).masked_select(ok).sum().item<double>();
     }
   }
   return ratio;

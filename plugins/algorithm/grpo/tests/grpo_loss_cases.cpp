@@ -48,6 +48,30 @@ int main(int argc, char** argv) {
       out.push_back({{"penalties", pen}});
       continue;
     }
+    if (c.contains("batch")) {  // {rolls: [{prompt_ids, ids, sampling}], size, packed} -> per micro-batch
+      const json& bj = c["batch"];  // targets, mask and sampling in the loss's (B, T) layout
+      std::vector<grpo::Rollout> rolls;
+      for (const auto& rj : bj["rolls"]) {
+        grpo::Rollout ro;
+        ro.prompt_ids = rj["prompt_ids"].get<std::vector<int32_t>>();
+        ro.completion.ids = rj["ids"].get<std::vector<int32_t>>();
+        ro.completion.finish_reason = "stop";
+        ro.sampling_logps = rj["sampling"].get<std::vector<float>>();
+        rolls.push_back(std::move(ro));
+      }
+      auto mbs = bj["packed"].get<bool>() ? grpo::packed_micro_batches(rolls, bj["size"].get<int64_t>(), false)
+                                          : grpo::micro_batches(rolls, bj["size"].get<int64_t>(), false);
+      json batches = json::array();
+      for (const auto& mb : mbs) {
+        json sp = list(mb.sampling);
+        for (auto& row : sp)
+          for (auto& v : row)
+            if (std::isnan(v.get<double>())) v = nullptr;
+        batches.push_back({{"targets", list(grpo::unpack(mb, mb.targets))}, {"mask", list(mb.mask)}, {"sampling", sp}});
+      }
+      out.push_back({{"batches", batches}});
+      continue;
+    }
     if (c.contains("rewards")) {
       torch::Tensor zero;
       torch::Tensor valid;  // optional: false for completions the rewards could not judge
@@ -87,6 +111,8 @@ int main(int argc, char** argv) {
       r["is_min"] = is_st.ratio_min, r["is_mean"] = is_st.ratio_sum / std::max(1.0, is_st.ratio_count);
       r["is_max"] = is_st.ratio_max;
       r["logp_diff_mean"] = is_st.diff_sum / std::max(1.0, is_st.diff_count), r["logp_diff_max"] = is_st.diff_max;
+      r["is_frac_capped"] = is_st.capped / std::max(1.0, is_st.ratio_count);
+      r["is_kl"] = is_st.kl_sum / std::max(1.0, is_st.diff_count);
     }
     auto loss = grpo::loss(logps, tensor(c["old"]), tensor(c["ref"]), tensor(c["advantages"]), tensor(c["mask"]),
                            tensor(c["entropy"]), o, &st, is_ratio);
