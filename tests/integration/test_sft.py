@@ -301,13 +301,22 @@ def test_assistant_only_loss_tokenises_as_trl_does(tmp_path):
     cases = [(name, getattr(ctu, name + "_chat_template"))
              for name in ("qwen2_5", "qwen3", "qwen3_instruct_2507", "llama3", "deepseek_r1_distill")]
     cases.append(("marked", marked))
+    # the end-of-turn token outside the block: both TRL and we warn that the model never learns to stop
+    cases.append(("eot_outside", MARKED.replace("<|im_end|>{%- endgeneration %}", "{%- endgeneration %}<|im_end|>")))
+    assert cases[-1][1] != MARKED
+    warned = {}
     for name, template in cases:
         tok_dir = tokenizer_with(tmp_path, name, template)
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        trl_trained = ctu.is_chat_template_stop_token_trained(tok, chat_template=ctu.get_training_chat_template(tok))
         for kind, rows in (("messages", MESSAGES + multi), ("prompt_completion", PROMPT_COMPLETION)):
             trl = trl_assistant_only(rows, tok_dir, tmp_path)
             data = write(tmp_path / f"{name}-{kind}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             r = warmup("tokenize", "--tokenizer", tok_dir, "--sft", data, "--assistant-only-loss")
             assert r.returncode == 0, (name, r.stderr)
+            warned[name] = "end-of-turn token out of its {% generation %} block" in r.stderr
+            assert warned[name] == (not trl_trained), (name, r.stderr)
             ours = [json.loads(l) for l in r.stdout.splitlines()]
             assert len(ours) == len(trl) == len(rows)
             for t, o in zip(trl, ours):
@@ -320,6 +329,7 @@ def test_assistant_only_loss_tokenises_as_trl_does(tmp_path):
                 o = ours[-1]
                 runs = sum(1 for a, b in zip([0] + o["completion_mask"], o["completion_mask"]) if b and not a)
                 assert runs == 2, (name, o["completion_mask"])
+    assert warned["eot_outside"] and not warned["marked"] and not warned["qwen2_5"], warned
     # A template without markers that TRL ships no training variant of (the Qwen3 fixture's older one).
     tok_dir = tokenizer_with(tmp_path, "unknown", json.loads((QWEN_TOK / "tokenizer_config.json").read_text())["chat_template"])
     assert not ctu.has_generation_markers(open(tok_dir / "tokenizer_config.json").read())

@@ -41,7 +41,13 @@ int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string
   if (assistant_only_loss) {
     tk.assistant_only_loss = true;
     tk.training_chat = [&](const nlohmann::json& m, bool gen) {
-      if (!training) training = training_chat_template(chat_template());
+      if (!training) {
+        training = training_chat_template(chat_template());
+        if (!end_of_turn_trained(*training, tok))  // TRL warns too
+          std::cerr << "warning: " << training->origin() << ": the chat template leaves the assistant turn's "
+                    << "end-of-turn token out of its {% generation %} block, so assistant_only_loss never trains the "
+                    << "model to stop; put it inside\n";
+      }
       return chat_template_tokens(*training, tok, m, gen, true);
     };
   }

@@ -7,6 +7,7 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 #include "util/errors.h"
+#include "util/log.h"
 
 namespace warmup {
 namespace fs = std::filesystem;
@@ -43,7 +44,12 @@ std::string HostPolicy::apply_chat_template(const nlohmann::json& messages, bool
 
 ChatTokens HostPolicy::apply_training_chat_template(const nlohmann::json& messages, bool add_generation_prompt) const {
   chat_template();
-  std::call_once(training_once_, [this] { training_chat_ = training_chat_template(chat_); });
+  std::call_once(training_once_, [this] {
+    training_chat_ = training_chat_template(chat_);
+    if (!end_of_turn_trained(*training_chat_, *tok_))  // TRL warns too
+      log_warn(training_chat_->origin() + ": the chat template leaves the assistant turn's end-of-turn token out of "
+               "its {% generation %} block, so assistant_only_loss never trains the model to stop; put it inside");
+  });
   return chat_template_tokens(*training_chat_, *tok_, messages, add_generation_prompt, true);
 }
 

@@ -189,4 +189,22 @@ ChatTokens chat_template_tokens(const ChatTemplate& t, const Tokenizer& tok, con
   return out;
 }
 
+bool end_of_turn_trained(const ChatTemplate& t, const Tokenizer& tok) {
+  json probe = json::array({{{"role", "user"}, {"content", "dummy"}}, {{"role", "assistant"}, {"content", "dummy"}},
+                            {{"role", "user"}, {"content", "dummy"}}});
+  ChatTokens ct;
+  try {
+    ct = chat_template_tokens(t, tok, probe, false, true);
+  } catch (const DataError&) {
+    return false;
+  }
+  for (size_t i = ct.input_ids.size(); i-- > 0;) {
+    if (!ct.assistant_masks[i]) continue;
+    std::string text = tok.decode({ct.input_ids[i]});
+    if (text.find_first_not_of(" \t\r\n\f\v") == std::string::npos) continue;  // whitespace: look further back
+    return tok.is_special(ct.input_ids[i]);
+  }
+  return false;
+}
+
 }  // namespace warmup

@@ -76,4 +76,10 @@ std::shared_ptr<const ChatTemplate> training_chat_template(std::shared_ptr<const
 ChatTokens chat_template_tokens(const ChatTemplate& t, const Tokenizer& tok, const nlohmann::json& messages,
                                 bool add_generation_prompt, bool assistant_masks);
 
+// TRL's is_chat_template_stop_token_trained (trl/chat_template_utils.py, TRL 1.16): renders
+// user, assistant, user and says whether the last non-whitespace token of the assistant mask is a
+// special (added) token, i.e. the turn's end-of-turn token is trained, so the model learns to
+// stop. False when rendering fails. TRL warns when it is not; so do sft and `warmup tokenize`.
+bool end_of_turn_trained(const ChatTemplate& t, const Tokenizer& tok);
+
 }  // namespace warmup
