@@ -43,10 +43,7 @@ int tokenize_sft(const Tokenizer& tok, const std::string& dir, const std::string
     tk.training_chat = [&](const nlohmann::json& m, bool gen) {
       if (!training) {
         training = training_chat_template(chat_template());
-        if (!end_of_turn_trained(*training, tok))  // TRL warns too
-          std::cerr << "warning: " << training->origin() << ": the chat template leaves the assistant turn's "
-                    << "end-of-turn token out of its {% generation %} block, so assistant_only_loss never trains the "
-                    << "model to stop; put it inside\n";
+        if (std::string w = end_of_turn_warning(*training, tok); !w.empty()) std::cerr << "warning: " << w << "\n";
       }
       return chat_template_tokens(*training, tok, m, gen, true);
     };

@@ -46,9 +46,7 @@ ChatTokens HostPolicy::apply_training_chat_template(const nlohmann::json& messag
   chat_template();
   std::call_once(training_once_, [this] {
     training_chat_ = training_chat_template(chat_);
-    if (!end_of_turn_trained(*training_chat_, *tok_))  // TRL warns too
-      log_warn(training_chat_->origin() + ": the chat template leaves the assistant turn's end-of-turn token out of "
-               "its {% generation %} block, so assistant_only_loss never trains the model to stop; put it inside");
+    if (std::string w = end_of_turn_warning(*training_chat_, *tok_); !w.empty()) log_warn(w);  // TRL warns too
   });
   return chat_template_tokens(*training_chat_, *tok_, messages, add_generation_prompt, true);
 }

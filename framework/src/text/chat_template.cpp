@@ -25,7 +25,6 @@ using nlohmann::json;
 
 struct ChatTemplate::Impl {
   std::unique_ptr<minja::chat_template> tmpl;
-  std::string source, bos, eos;
 };
 
 namespace {
@@ -82,7 +81,6 @@ std::optional<ChatTemplate> ChatTemplate::load(const fs::path& path) {
 ChatTemplate::ChatTemplate(const std::string& source, const std::string& bos_token, const std::string& eos_token,
                            std::string origin)
     : impl_(std::make_unique<Impl>()), origin_(std::move(origin)) {
-  impl_->source = source, impl_->bos = bos_token, impl_->eos = eos_token;
   try {
     impl_->tmpl = std::make_unique<minja::chat_template>(source, bos_token, eos_token);
   } catch (const std::exception& e) {
@@ -121,12 +119,12 @@ std::string ChatTemplate::render(const json& messages, bool add_generation_promp
 
 bool ChatTemplate::has_generation_markers() const {
   static const std::regex marker(R"(\{%-?\s*generation\s*-?%\})");  // TRL's has_generation_markers
-  return std::regex_search(impl_->source, marker);
+  return std::regex_search(source(), marker);
 }
 
-const std::string& ChatTemplate::source() const { return impl_->source; }
-const std::string& ChatTemplate::bos_token() const { return impl_->bos; }
-const std::string& ChatTemplate::eos_token() const { return impl_->eos; }
+const std::string& ChatTemplate::source() const { return impl_->tmpl->source(); }
+const std::string& ChatTemplate::bos_token() const { return impl_->tmpl->bos_token(); }
+const std::string& ChatTemplate::eos_token() const { return impl_->tmpl->eos_token(); }
 
 std::shared_ptr<const ChatTemplate> training_chat_template(std::shared_ptr<const ChatTemplate> t) {
   if (t->has_generation_markers()) return t;
@@ -205,6 +203,12 @@ bool end_of_turn_trained(const ChatTemplate& t, const Tokenizer& tok) {
     return tok.is_special(ct.input_ids[i]);
   }
   return false;
+}
+
+std::string end_of_turn_warning(const ChatTemplate& t, const Tokenizer& tok) {
+  if (end_of_turn_trained(t, tok)) return "";
+  return t.origin() + ": the chat template leaves the assistant turn's end-of-turn token out of its {% generation %} "
+         "block, so assistant_only_loss never trains the model to stop; put it inside";
 }
 
 }  // namespace warmup

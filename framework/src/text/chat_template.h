@@ -81,5 +81,7 @@ ChatTokens chat_template_tokens(const ChatTemplate& t, const Tokenizer& tok, con
 // special (added) token, i.e. the turn's end-of-turn token is trained, so the model learns to
 // stop. False when rendering fails. TRL warns when it is not; so do sft and `warmup tokenize`.
 bool end_of_turn_trained(const ChatTemplate& t, const Tokenizer& tok);
+// The warning TRL gives when end_of_turn_trained is false (naming t's file); "" when it is true.
+std::string end_of_turn_warning(const ChatTemplate& t, const Tokenizer& tok);
 
 }  // namespace warmup
