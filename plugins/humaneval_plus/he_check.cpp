@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
+#include <string_view>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -83,6 +85,22 @@ bool flush(Fd& fd, Queue& q) {
   if (q.empty()) q.clear();
   else if (q.off > (size_t(1) << 20) && q.off > q.buf.size() / 2) q.buf.erase(0, q.off), q.off = 0;
   return true;
+}
+
+// Sends "F\n" carrying `fd` (SCM_RIGHTS) on the socket `to`; false if it cannot be sent now.
+bool send_fd(const Fd& to, int fd) {
+  char byte[2] = {'F', '\n'};
+  struct iovec iov = {byte, sizeof byte};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  struct msghdr msg{};
+  msg.msg_iov = &iov, msg.msg_iovlen = 1, msg.msg_control = control, msg.msg_controllen = sizeof control;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  while ((n = sendmsg(to.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {
+  }
+  return n == ssize_t(sizeof byte);
 }
 
 std::string ended(const Spawned& s, const std::string& err) {
@@ -169,43 +187,44 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   if (!slot->checker) {
     SandboxJob cj;
     cj.files = {{"checker.py", kCheckerPy}};
-    cj.args = {"checker.py"};
-    cj.stdin_socket = true, cj.long_lived = true;
+    cj.args = {"checker.py", std::to_string(result_bytes_)};
+    cj.stdin_socket = true, cj.long_lived = true, cj.cpu = cpu_for_slot(slot->index);
     slot->checker = spawn_sandboxed(config_, cj, first_slot_ + 2 * slot->index + 1, error);
     slot->checker_err.clear();
     if (!slot->checker) return v.status = "error", v.reason = "checker: " + error, v;
   }
+  // The candidate's stdin and stdout are one socket; its other end goes to the checker, which
+  // calls the candidate directly (no call crosses the host).
   SandboxJob jj;
   jj.files = {{"candidate.py", kCandidatePy}, {"solution.py", code}};
   jj.args = {"candidate.py", p.entry_point};
-  jj.stdin_socket = true;
+  jj.stdin_socket = true, jj.stdout_socket = true, jj.cpu = cpu_for_slot(slot->index);
   std::unique_ptr<Spawned> cand = spawn_sandboxed(config_, jj, first_slot_ + 2 * slot->index, error);
   if (!cand) return v.status = "error", v.reason = error, v;
   v.isolation = cand->isolation;
   Spawned& chk = *slot->checker;
+  if (!send_fd(chk.in, cand->in.fd)) {
+    slot->checker.reset();
+    return v.status = "error", v.reason = "the checker failed: it does not take the candidate's connection", v;
+  }
+  cand->in.reset();  // the checker holds the only end: the candidate's end closes its connection
 
-  Queue to_chk, to_cand;
+  Queue to_chk;
   to_chk += "J " + job + "\n" + (extra.empty() ? "" : "X " + extra + "\n");
-  std::string chk_buf, cand_buf, cand_err, verdict_line;
-  const size_t result_cap = size_t(result_bytes_), err_cap = size_t(config_.output_bytes);
+  std::string chk_buf, cand_err, verdict_line;
+  const size_t err_cap = size_t(config_.output_bytes);
   const int64_t memory_cap = config_.memory_mb << 20;
   bool cand_done = false, timed_out = false;
   std::string checker_failed;  // why the checker gave no verdict
-  std::string dead;  // why the candidate stopped answering (sent to the checker once)
+  std::string dead;  // why the candidate stopped (sent to the checker once)
   auto wall = after(config_.wall_s);
-  // Calls may be pipelined: the oldest unanswered one must be answered within its limit + 1 s of
-  // the previous answer (or of being sent, when none was pending).
-  Clock::time_point call_deadline = Clock::time_point::max(), grace = Clock::time_point::max();
-  int64_t pending = 0;
-  double call_timeout = 0.0;
+  Clock::time_point grace = Clock::time_point::max();
   auto stop_candidate = [&](const std::string& why) {
     if (cand_done) return;
     cand->kill_all();
     cand_done = true;
     dead = why;
-    to_cand.clear();
     to_chk += "D " + one_line(why, 1000) + "\n";
-    call_deadline = Clock::time_point::max();
   };
   auto last_memory_check = Clock::now();
   while (verdict_line.empty()) {
@@ -214,7 +233,6 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
       timed_out = true;
       stop_candidate("timeout (wall-clock limit, " + std::to_string(int(config_.wall_s + 0.5)) + " s)");
     }
-    if (!cand_done && now >= call_deadline) stop_candidate("time limit per call exceeded");
     if (grace == Clock::time_point::max() && cand_done) grace = after(std::max(10.0, config_.wall_s));
     if (now >= grace) {  // the checker does not conclude: drop it (a new one next time)
       checker_failed = "no verdict within " + std::to_string(int(std::max(10.0, config_.wall_s))) + " s of the candidate's end";
@@ -225,79 +243,47 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
       if (cand->uid >= 0 && resident_bytes_of(uid_t(cand->uid)) > memory_cap)  // a /proc scan: ~1 ms
         stop_candidate("killed: memory limit of the whole sample (" + std::to_string(config_.memory_mb) + " MiB)");
     }
-    struct pollfd fds[8] = {
+    struct pollfd fds[6] = {
         {chk.out.fd, POLLIN, 0},
         {chk.err.fd, POLLIN, 0},
         {chk.pidfd.fd, POLLIN, 0},
         {to_chk.empty() ? -1 : chk.in.fd, POLLOUT, 0},
-        {cand_done ? -1 : cand->out.fd, POLLIN, 0},
         {cand_done ? -1 : cand->err.fd, POLLIN, 0},
         {cand_done ? -1 : cand->pidfd.fd, POLLIN, 0},
-        {cand_done || to_cand.empty() ? -1 : cand->in.fd, POLLOUT, 0},
     };
-    poll(fds, 8, 20);
+    poll(fds, 6, 20);
     if (!flush(chk.in, to_chk) || chk.exited()) {
       drain(chk.err, slot->checker_err, err_cap);
       chk.kill_all();  // reaps: the status says how it ended
       checker_failed = "it ended (" + ended(chk, slot->checker_err) + ")";
       break;
     }
-    // The checker: calls to relay, the expected outputs, the verdict.
+    // The checker: limits the candidate broke, the expected outputs, the verdict.
     drain(chk.err, slot->checker_err, err_cap);
     if (slot->checker_err.size() >= err_cap) slot->checker_err.erase(0, err_cap / 2);
+    size_t scanned = chk_buf.size();
     drain(chk.out, chk_buf, size_t(1) << 34);
-    size_t at = 0;  // lines are consumed by offset and erased once (a read may hold thousands)
-    for (size_t nl; verdict_line.empty() && (nl = chk_buf.find('\n', at)) != std::string::npos;) {
-      std::string line = chk_buf.substr(at, nl - at);
+    size_t at = 0;  // lines are consumed by offset and erased once
+    for (size_t nl; verdict_line.empty() && (nl = chk_buf.find('\n', at == 0 ? scanned : at)) != std::string::npos;) {
+      scanned = 0;
+      std::string_view line(chk_buf.data() + at, nl - at);
       at = nl + 1;
-      if (line.rfind("C ", 0) == 0) {
-        if (cand_done) {
-          to_chk += "D " + one_line(dead, 1000) + "\n";
-          continue;
-        }
-        std::string rest = line.substr(2);
-        size_t sp1 = rest.find(' '), sp2 = sp1 == std::string::npos ? sp1 : rest.find(' ', sp1 + 1);
-        double timeout = sp2 == std::string::npos ? 0.0 : std::strtod(rest.c_str() + sp1 + 1, nullptr);
-        to_cand += rest + "\n";
-        if (pending++ == 0) call_deadline = timeout > 0 ? after(timeout + 1.0) : Clock::time_point::max();
-        call_timeout = timeout;
+      if (line.rfind("K ", 0) == 0) {
+        stop_candidate(std::string(line.substr(2)));
       } else if (line.rfind("E ", 0) == 0) {
-        if (expected_out) *expected_out = line.substr(2);
+        if (expected_out) *expected_out = std::string(line.substr(2));
       } else if (line.rfind("V ", 0) == 0) {
-        verdict_line = line.substr(2);
+        verdict_line = std::string(line.substr(2));
       }
     }
     chk_buf.erase(0, at);
     if (!verdict_line.empty()) break;
     if (cand_done) continue;
-    // The candidate: answers to relay (whole lines, capped), its stderr, its end.
-    flush(cand->in, to_cand);
     drain(cand->err, cand_err, err_cap);
-    bool open = drain(cand->out, cand_buf, result_cap + 1);
-    at = 0;
-    for (size_t nl; (nl = cand_buf.find('\n', at)) != std::string::npos; at = nl + 1) {
-      to_chk.append("R ", 2).append(cand_buf.data() + at, nl + 1 - at);
-      pending = std::max<int64_t>(0, pending - 1);
-      call_deadline = pending > 0 && call_timeout > 0 ? after(call_timeout + 1.0) : Clock::time_point::max();
-    }
-    cand_buf.erase(0, at);
-    if (cand_buf.size() > result_cap)
-      stop_candidate("an answer longer than " + std::to_string(result_cap) + " bytes");
-    else if (!open || cand->exited()) {
-      for (int i = 0; i < 50 && !cand->exited(); ++i)  // its answers closed: it is probably ending
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      if (cand->exited()) {
-        drain(cand->out, cand_buf, result_cap + 1);
-        for (size_t nl; (nl = cand_buf.find('\n')) != std::string::npos;) {
-          to_chk += "R " + cand_buf.substr(0, nl) + "\n";
-          cand_buf.erase(0, nl + 1);
-        }
-        drain(cand->err, cand_err, err_cap);
-        cand->kill_all();  // reaps; status
-        stop_candidate(ended(*cand, cand_err));
-      } else if (!open) {
-        stop_candidate("closed its answer channel");
-      }
+    if (cand->exited()) {
+      drain(cand->err, cand_err, err_cap);
+      cand->kill_all();  // reaps; status
+      stop_candidate(ended(*cand, cand_err));
     }
   }
   cand.reset();  // kills whatever is left of the candidate
@@ -321,11 +307,14 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
 Checker::Expected Checker::expected(const Problem& p) {
   std::promise<Expected> promise;
   std::shared_future<Expected> fut;
+  // By task and inputs: one reward may judge two datasets of a task (EvalPlus's full and mini inputs).
+  const std::string key = p.task_id + "#" + std::to_string(std::hash<std::string>()(p.base_input)) + "-" +
+                          std::to_string(std::hash<std::string>()(p.plus_input));
   {
     std::lock_guard lock(mu_);
-    auto it = expected_.find(p.task_id);
+    auto it = expected_.find(key);
     if (it != expected_.end()) fut = it->second;
-    else expected_[p.task_id] = promise.get_future().share();
+    else expected_[key] = promise.get_future().share();
   }
   if (fut.valid()) return fut.get();
   std::string job = R"({"mode":"record","entry_point":)" + json(p.entry_point).dump() +
@@ -336,7 +325,7 @@ Checker::Expected Checker::expected(const Problem& p) {
     e.encoded.clear();
     e.error = "canonical solution of " + p.task_id + " failed: " + v.status + " " + v.reason;
     std::lock_guard lock(mu_);
-    expected_.erase(p.task_id);  // a later check tries again
+    expected_.erase(key);  // a later check tries again
   }
   promise.set_value(e);
   return e;

@@ -69,7 +69,7 @@ class Checker {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<int> free_;
   int first_slot_;  // reserve_slots: the checker of slot i is first_slot_ + 2i + 1, its candidates + 2i
-  std::map<std::string, std::shared_future<Expected>> expected_;  // by task_id
+  std::map<std::string, std::shared_future<Expected>> expected_;  // by task_id and inputs
 };
 
 }  // namespace he

@@ -115,12 +115,56 @@ int64_t uid_for(const SandboxConfig& c, int slot, int level) {
   return base + slot;
 }
 
-pid_t clone_level(int level) {
-  unsigned long flags = SIGCHLD;
-  if (level == kRootNs) flags |= CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS;
-  if (level == kUserNs) flags |= CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS;
-  return pid_t(syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));  // fork-like
+// Starts `fn(arg)` in a child process the way posix_spawn does: CLONE_VM | CLONE_VFORK on a stack
+// of its own, so the host's (large: libtorch) page tables are not copied for a child that only
+// sets itself up and calls execve or _exit; the calling thread waits until it did. The child must
+// stay async-signal-safe, allocate nothing and use raw syscalls for credentials (child_main,
+// kill_all_of). `extra` adds namespace flags. Returns the pid, or -1 with errno.
+struct VforkStart {
+  int (*fn)(void*);
+  void* arg;
+  sigset_t mask;  // the calling thread's signal mask, restored in the child
+};
+
+int vfork_trampoline(void* p) {
+  auto* s = static_cast<VforkStart*>(p);
+  // The host's handlers must not run in a child that shares its memory: defaults, then the mask.
+  struct sigaction dfl{};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction old{};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)
+      sigaction(sig, &dfl, nullptr);
+  }
+  sigprocmask(SIG_SETMASK, &s->mask, nullptr);
+  return s->fn(s->arg);
 }
+
+pid_t spawn_vfork(int (*fn)(void*), void* arg, unsigned long extra = 0) {
+  constexpr size_t kStack = size_t(256) << 10;
+  thread_local std::unique_ptr<char[]> stack(new char[kStack]);
+  char* top = stack.get() + kStack;
+  top -= reinterpret_cast<uintptr_t>(top) % 64;
+  VforkStart start{fn, arg, {}};
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &start.mask);
+  pid_t pid = clone(vfork_trampoline, top, int(CLONE_VM | CLONE_VFORK | SIGCHLD | extra), &start);
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &start.mask, nullptr);
+  errno = saved;
+  return pid;
+}
+
+unsigned long clone_flags(int level) {
+  if (level == kRootNs) return CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS;
+  if (level == kUserNs) return CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS;
+  return 0;
+}
+
+int child_entry(void* plan) { child_main(*static_cast<const ChildPlan*>(plan)); }
+
+int killer_entry(void* uid) { kill_all_of(*static_cast<const uid_t*>(uid)); }
 
 std::string isolation_name(int level, int64_t uid) {
   std::string s = level == kRootNs ? "pidns+netns+mntns" : level == kUserNs ? "userns+pidns+netns+mntns" : "seccomp";
@@ -293,8 +337,8 @@ void Spawned::kill_all() {
     // one round is alive afterwards and gets the next.
     auto until = Clock::now() + std::chrono::seconds(2);
     while (live_processes_of(uid_t(uid)) > 0 && Clock::now() < until) {
-      pid_t killer = pid_t(syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
-      if (killer == 0) kill_all_of(uid_t(uid));
+      uid_t target = uid_t(uid);
+      pid_t killer = spawn_vfork(killer_entry, &target);
       if (killer > 0) waitpid(killer, nullptr, 0);
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -375,7 +419,8 @@ std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJo
     int64_t uid = uid_for(c, slot, bw ? kNoNs : level);
     if (!bw && uid >= 0 && chown(workdir.c_str(), uid_t(uid), gid_t(uid)) < 0)
       return error = std::string("chown: ") + std::strerror(errno), nullptr;
-    if (!make_pipe(sp->out, out_w) || !make_pipe(sp->err, err_w) || !make_pipe(rep_r, rep_w))
+    const bool out_socket = job.stdin_socket && job.stdout_socket;
+    if ((!out_socket && !make_pipe(sp->out, out_w)) || !make_pipe(sp->err, err_w) || !make_pipe(rep_r, rep_w))
       return error = std::string("pipe: ") + std::strerror(errno), nullptr;
     std::vector<std::string> args = bw ? bwrap_command(c, job, bwrap, path, uid) : std::vector<std::string>{path};
     if (!bw) args.insert(args.end(), job.args.begin(), job.args.end());
@@ -385,7 +430,7 @@ std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJo
     ChildPlan p;
     p.path = bw ? bwrap.c_str() : path.c_str(), p.argv = argv.data(), p.envp = envp.data(), p.workdir = workdir.c_str();
     p.tmpfs_options = tmpfs_opts.c_str();
-    p.stdin_fd = in_child.fd, p.out_fd = out_w.fd, p.err_fd = err_w.fd, p.report_fd = rep_w.fd;
+    p.stdin_fd = in_child.fd, p.out_fd = out_socket ? in_child.fd : out_w.fd, p.err_fd = err_w.fd, p.report_fd = rep_w.fd;
     p.bwrap = bw, p.data_fds = data_fds.data(), p.n_data_fds = int(data_fds.size());
     p.private_tmp = !bw && level != kNoNs, p.seccomp = bw || level == kNoNs, p.uid = uid;
     std::string parent = fs::path(workdir).parent_path().string();
@@ -393,9 +438,8 @@ std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJo
     p.rebind_workdir = p.private_tmp && (under("/tmp") || under("/var/tmp") || under("/dev/shm"));
     p.memory_bytes = rlim_t(c.memory_mb) << 20, p.file_size_bytes = rlim_t(file_mb) << 20;
     p.open_files = rlim_t(c.open_files), p.processes = rlim_t(c.processes);
-    p.cpu_seconds = rlim_t(std::max(1.0, c.cpu_s)), p.long_lived = job.long_lived;
-    pid_t pid = clone_level(bw ? kNoNs : level);
-    if (pid == 0) child_main(p);
+    p.cpu_seconds = rlim_t(std::max(1.0, c.cpu_s)), p.long_lived = job.long_lived, p.cpu = job.cpu;
+    pid_t pid = spawn_vfork(child_entry, &p, clone_flags(bw ? kNoNs : level));
     out_w.reset(), err_w.reset(), rep_w.reset();
     if (pid < 0) {
       if (level < kNoNs) continue;  // namespaces not permitted here: next level
@@ -416,7 +460,8 @@ std::unique_ptr<Spawned> spawn_sandboxed(const SandboxConfig& c, const SandboxJo
   }
   if (!bw && c.namespaces && level != g_level.load()) g_level.store(level);
   data.clear();  // the child holds its own copies
-  fcntl(sp->out.fd, F_SETFL, O_NONBLOCK), fcntl(sp->err.fd, F_SETFL, O_NONBLOCK);
+  if (sp->out.fd >= 0) fcntl(sp->out.fd, F_SETFL, O_NONBLOCK);
+  fcntl(sp->err.fd, F_SETFL, O_NONBLOCK);
   sp->pidfd.reset(int(syscall(SYS_pidfd_open, sp->pid, 0)));
   if (bw) {
     // bwrap writes {"child-pid": N} once the sandbox is set up; without it, bwrap itself failed.
@@ -485,6 +530,16 @@ SandboxResult run_sandboxed(const SandboxConfig& c, const SandboxJob& job, int s
 }
 
 // ---- pool
+
+int cpu_for_slot(int slot) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+  std::vector<int> cpus;
+  for (int i = 0; i < CPU_SETSIZE; ++i)
+    if (CPU_ISSET(i, &set)) cpus.push_back(i);
+  return cpus.empty() ? -1 : cpus[size_t(slot) % cpus.size()];
+}
 
 int reserve_slots(int n) {
   static std::atomic<int> next{0};

@@ -60,10 +60,16 @@ struct SandboxJob {
   std::vector<std::string> collect;
   int64_t file_size_mb = 0;  // overrides SandboxConfig::file_size_mb (and the collect cap) if > 0
   bool stdin_socket = false;  // give the program a socket as stdin (Spawned::in) instead of /dev/null
+  // With stdin_socket: the program's stdout is that same socket (both directions on one
+  // connection, e.g. to hand it to another process); Spawned::out stays closed.
+  bool stdout_socket = false;
   // A long-lived trusted helper (the checker): no RLIMIT_CPU, no PR_SET_PDEATHSIG and no bwrap
   // --die-with-parent (both fire when the spawning *thread* ends); it must end by itself when its
   // stdin closes.
   bool long_lived = false;
+  // Runs the program (and what it starts) on this one CPU (sched_setaffinity), -1: anywhere. A
+  // checker and its candidate on one CPU answer a call in a third of the time (no cross-CPU wake-up).
+  int cpu = -1;
 };
 
 struct SandboxResult {
@@ -96,7 +102,7 @@ struct Fd {
 struct Spawned {
   pid_t pid = -1;
   int64_t uid = -1;
-  Fd in;          // stdin socket (job.stdin_socket), else closed
+  Fd in;          // stdin socket (job.stdin_socket), else closed; also its stdout with job.stdout_socket
   Fd out, err;    // stdout, stderr (non-blocking)
   Fd pidfd;       // readable once the program exited (-1 if pidfd_open is missing)
   Fd bwrap_status;  // bwrap's --json-status-fd, kept open (bwrap writes its exit code there at the end)
@@ -138,6 +144,9 @@ class SandboxPool {
 // The first of `n` slot numbers no other pool or checker of this process uses (so their uids
 // differ: a cleanup by uid never touches another's program). Blocks are reused after 1,024 slots.
 int reserve_slots(int n);
+
+// The CPU a worker slot's processes share: the host's allowed CPUs in turn (-1 if unknown).
+int cpu_for_slot(int slot);
 
 // Absolute path of `name` (as given if it contains '/', else searched in $PATH); "" if none.
 std::string resolve_program(const std::string& name);

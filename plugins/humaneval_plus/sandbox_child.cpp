@@ -4,6 +4,7 @@
 #include "sandbox_child.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -120,6 +121,12 @@ int limit(int resource, rlim_t value) {
       }
       if (mount(".", p.workdir, nullptr, MS_BIND, nullptr) < 0 || chdir(p.workdir) < 0) die(kStepMount);
     }
+  }
+  if (p.cpu >= 0 && p.cpu < CPU_SETSIZE) {  // best effort: a CPU taken away meanwhile leaves it unpinned
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(p.cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
   }
   if (limit(RLIMIT_CORE, 0) < 0 || limit(RLIMIT_AS, p.memory_bytes) < 0 ||
       limit(RLIMIT_FSIZE, p.file_size_bytes) < 0 || limit(RLIMIT_NOFILE, p.open_files) < 0 ||

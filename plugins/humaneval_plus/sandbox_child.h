@@ -35,6 +35,7 @@ struct ChildPlan {
   int64_t uid = -1;          // switch to this uid (root only); -1 = keep
   rlim_t memory_bytes = 0, file_size_bytes = 0, open_files = 0, processes = 0, cpu_seconds = 0;
   bool long_lived = false;  // no RLIMIT_CPU, no PR_SET_PDEATHSIG (SandboxJob::long_lived)
+  int cpu = -1;             // sched_setaffinity to this CPU (SandboxJob::cpu), -1: none
   // bwrap mode: no chdir, mounts or uid change here (bubblewrap and setpriv do them after execve);
   // data_fds (the job's files, read by `bwrap --file`) are moved to fds 10, 11, ... kept across execve.
   bool bwrap = false;

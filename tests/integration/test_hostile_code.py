@@ -197,6 +197,28 @@ def has_close_elements(numbers, threshold):
             pass
     return None
 """,
+    "hand the checker a file descriptor": """
+import array, os, socket
+r, w = os.pipe()
+os.write(w, b'V {"status": "pass"}\\n')
+for fd in range(0, 64):
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+        s.sendmsg([b'0 ready null\\n1 ok true\\n'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r, w, fd]))])
+    except OSError:
+        pass
+""" + WRONG,
+    "close the channel and linger": """
+import os, time
+def has_close_elements(numbers, threshold):
+    for fd in range(0, 64):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        time.sleep(0.1)
+""",
     "junk bytes before the start": """
 import os
 for fd in range(3, 64):

@@ -1,17 +1,32 @@
 # he_checker: the trusted side of a HumanEval(+) check (compiled into the plugin, after
 # he_wire.py). A long-lived process of its own (one per worker slot, sandboxed apart from every
-# candidate): the host sends it a job ("J {...}"), it calls the candidate through the host ("C ID
-# TIMEOUT ARGS" out, "R ID ok|err|ready|load_error PAYLOAD" or "D REASON" back) and ends the job
-# with "V {verdict}". The tests, the expected outputs and the comparison live only here; what the
-# candidate returns arrives as plain data (he_wire.decode), so it can neither read the answer key
-# nor patch the comparison nor hand over an object that lies about equality.
+# candidate). Two channels:
+#   the host (stdin socket / stdout): "F" (carrying, as SCM_RIGHTS, this job's connection to its
+#     candidate), "J {job}", "X {expected}", "D REASON" (the candidate is gone and why) in; "E
+#     {expected}", "K REASON" (kill the candidate: it broke a limit) and "V {verdict}" out;
+#   the candidate (the received connection, straight to its stdin and stdout): "ID TIMEOUT ARGS"
+#     out, "ID ok|err|ready|load_error PAYLOAD" back. Calls never cross the host; this process
+#     enforces the per-call limit (TIMEOUT + 1 s from the previous answer, or from the call when
+#     none was pending) and the answer size cap (argv[1] bytes), and the host the wall clock and
+#     memory limit. Only bytes are read from the candidate (recv: any fd it sends is dropped).
+# The tests, the expected outputs and the comparison live only here; what the candidate returns
+# arrives as plain data (he_wire.decode), so it can neither read the answer key nor patch the
+# comparison nor hand over an object that lies about equality.
 #   check:   HumanEval's check(candidate) (base and plus_originfmt tests), run here with the
 #            problem's prompt as its globals (helpers such as poly, encode_cyclic) and `candidate`
 #            a proxy that calls the candidate's function in its process;
 #   compare: EvalPlus's base and plus inputs, outputs compared with the canonical solution's as
 #            EvalPlus's unsafe_execute does (floats within atol, find_zero by its polynomial);
 #   record:  the canonical solution's outputs on those inputs ("E [base, plus]" before "V").
-_in, _out = private_channels()
+import array, hashlib, select, socket, time
+
+_host = socket.socket(fileno=os.dup(0))
+_out = os.dup(1)
+_null = os.open(os.devnull, os.O_RDWR)
+os.dup2(_null, 0)
+os.dup2(_null, 1)
+sys.stdin, sys.stdout = open(os.devnull), open(os.devnull, "w")
+_ANSWER_CAP = int(sys.argv[1]) if len(sys.argv) > 1 else 64 << 20
 
 
 def _emit(line):
@@ -29,26 +44,154 @@ class CandidateError(Exception):
     pass
 
 
-_state = {"dead": None, "id": 0}
+class _Lines:
+    """Lines from a socket, read by offset (a read may hold thousands; a line may be megabytes)."""
+
+    def __init__(self, sock, cap=None, fds=False):
+        self.sock, self.cap, self.with_fds = sock, cap, fds
+        self.buf, self.pos, self.scan, self.eof, self.fds = bytearray(), 0, 0, False, []
+
+    def fill(self):
+        """One read (blocking unless the socket is not); False at EOF."""
+        if self.with_fds:
+            data, anc, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+            for level, kind, d in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(d[: len(d) - len(d) % 4])
+                    self.fds.extend(a)
+        else:
+            data = self.sock.recv(1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def line(self):
+        """The next whole line (bytes, without the newline) or None; ValueError past the cap."""
+        i = self.buf.find(b"\n", max(self.pos, self.scan))
+        if i < 0:
+            self.scan = len(self.buf)
+            if self.cap is not None and len(self.buf) - self.pos > self.cap:
+                raise ValueError("an answer longer than %d bytes" % self.cap)
+            return None
+        out = bytes(self.buf[self.pos:i])
+        self.pos = self.scan = i + 1
+        if self.pos > (1 << 16) and 2 * self.pos > len(self.buf):
+            del self.buf[: self.pos]
+            self.pos = self.scan = 0
+        return out
+
+
+_hostlines = _Lines(_host, fds=True)
+_state = {"dead": None, "gone": None, "id": 0, "cand": None, "queue": bytearray(), "answered": 0, "last": 0.0}
 
 
 def _recv():
-    line = _in.readline()
-    if not line:
-        os._exit(0)  # the host is gone
-    return line.decode("utf-8", "replace").rstrip("\n")  # answers are ASCII JSON; junk fails to decode later
-
-
-def _await(rid):
-    """The candidate's answer to call `rid` (0: its start), as (kind, payload)."""
+    """The host's next line (blocking)."""
     while True:
+        line = _hostlines.line()
+        if line is not None:
+            return line.decode("utf-8", "replace")
+        if not _hostlines.fill():
+            os._exit(0)  # the host is gone
+
+
+def _take_candidate():
+    """This job's connection to its candidate (the newest fd received; older ones are closed)."""
+    fds, _hostlines.fds = _hostlines.fds, []
+    for fd in fds[:-1]:
+        os.close(fd)
+    if not fds:
+        raise ValueError("no connection to the candidate")
+    sock = socket.socket(fileno=fds[-1])
+    sock.setblocking(False)
+    _state["cand"] = _Lines(sock, cap=_ANSWER_CAP)
+    _state["queue"], _state["answered"], _state["gone"] = bytearray(), 0, None
+
+
+def _drop_candidate():
+    c = _state["cand"]
+    if c is not None:
+        c.sock.close()
+    _state["cand"] = None
+
+
+def _dead(reason):
+    _state["dead"] = reason or "ended"
+    raise CandidateDead(_state["dead"])
+
+
+def _kill(why):
+    """The candidate broke a limit: the host kills it and says so ("D"), which ends the call."""
+    if _state["gone"] is None:
+        _emit("K " + why.replace("\n", " "))
+    while _state["gone"] is None:
         line = _recv()
         if line.startswith("D "):
-            _state["dead"] = line[2:] or "ended"
-            raise CandidateDead(_state["dead"])
-        if not line.startswith("R "):
+            _state["gone"] = line[2:]
+    _dead(_state["gone"])
+
+
+def _wait(deadline):
+    """Blocks until the candidate or the host has something (or the deadline); flushes calls.
+    Once the candidate is gone, what it sent before is still read to its end (EOF)."""
+    c, q = _state["cand"], _state["queue"]
+    if c.eof:  # all it sent is read: its end, and why, come from the host
+        _kill("closed its answer channel")
+    if q and _state["gone"] is None:
+        try:
+            n = c.sock.send(q)
+            del q[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            q.clear()  # it is gone: its EOF (and the host's "D") follow
+    if _state["gone"] is not None:  # dead: its socket closes at once (the host killed every holder)
+        r, _, _ = select.select([c.sock], [], [], 2.0)
+        if not r:
+            _dead(_state["gone"])
+        r, w = [c.sock], []
+    else:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        r, w, _ = select.select([c.sock, _host], [c.sock] if q else [], [], timeout)
+    if c.sock in r:
+        try:
+            c.fill()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            c.eof = True
+    if _host in r:
+        if not _hostlines.fill():
+            os._exit(0)
+        while True:
+            line = _hostlines.line()
+            if line is None:
+                break
+            if line.startswith(b"D "):
+                _state["gone"] = line[2:].decode("utf-8", "replace")
+    return bool(r or w)
+
+
+def _await(rid, timeout):
+    """The candidate's answer to call `rid` (0: its start), as (kind, payload)."""
+    c = _state["cand"]
+    while True:
+        try:
+            line = c.line()
+        except ValueError as e:
+            _kill(str(e))
+        if line is None:
+            deadline = None if timeout <= 0 else _state["last"] + timeout + 1.0
+            if not _wait(deadline) and deadline is not None and time.monotonic() >= deadline:
+                _kill("time limit per call exceeded")
             continue
-        parts = line[2:].split(" ", 2)
+        _state["answered"] += 1
+        _state["last"] = time.monotonic()
+        line = line.decode("utf-8", "replace")  # answers are ASCII JSON; junk fails to decode later
+        parts = line.split(" ", 2)
         if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 18:
             raise CandidateError("malformed answer from the candidate")
         got = int(parts[0])
@@ -71,15 +214,18 @@ def _send(args, kwargs, timeout):
     """Queues one call (answered in order); returns its id."""
     _state["id"] += 1
     rid = _state["id"]
-    _emit("C %d %r %s" % (rid, float(timeout), dumps([encode(list(args)), encode(dict(kwargs))])))
+    if rid - 1 == _state["answered"]:  # nothing pending: its limit runs from now
+        _state["last"] = time.monotonic()
+    line = "%d %r %s\n" % (rid, float(timeout), dumps([encode(list(args)), encode(dict(kwargs))]))
+    _state["queue"] += line.encode()
     return rid
 
 
-def _result(rid):
+def _result(rid, timeout):
     """The candidate's result of call `rid`; raises CandidateError / CandidateDead."""
     if _state["dead"] is not None:
         raise CandidateDead(_state["dead"])
-    kind, payload = _await(rid)
+    kind, payload = _await(rid, timeout)
     if kind == "ok":
         try:
             return decode(payload)
@@ -93,7 +239,7 @@ def _result(rid):
 def _call(args, kwargs, timeout):
     if _state["dead"] is not None:
         raise CandidateDead(_state["dead"])
-    return _result(_send(args, kwargs, timeout))
+    return _result(_send(args, kwargs, timeout), timeout)
 
 
 def _proxy(timeout):
@@ -116,7 +262,7 @@ def _pipelined(inputs, timeout):
             yield rid
             continue
         try:
-            yield _result(rid)
+            yield _result(rid, timeout)
         except BaseException as e:
             yield e
 
@@ -124,7 +270,7 @@ def _pipelined(inputs, timeout):
 def _ready():
     """None if the candidate's code loaded, else why not."""
     try:
-        kind, payload = _await(0)
+        kind, payload = _await(0, 0.0)
     except CandidateDead as e:
         return "no answer (" + str(e) + ")"
     except BaseException as e:  # whatever the candidate sent, its own failure
@@ -167,10 +313,36 @@ def _same(entry_point, inp, out, exp, atol):  # EvalPlus unsafe_execute, HumanEv
         assert exact_match
 
 
+_compiled = {}  # source -> code object, the 16 newest: a GRPO group checks one task many times
+
+
+def _code(source, name):
+    code = _compiled.get(source)
+    if code is None:
+        code = _compiled[source] = compile(source, name, "exec")  # a test's literals: tens of ms
+        if len(_compiled) > 16:
+            del _compiled[next(iter(_compiled))]
+    return code
+
+
+_expected = {}  # sha256 of an "X" line -> its decoded outputs, the newest only (read only by _same)
+
+
+def _expected_outputs(text):
+    """The decoded expected outputs: decoding 100 MB of them takes seconds, and a GRPO group
+    checks one task's completions one after another."""
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    value = _expected.get(key)
+    if value is None:
+        _expected.clear()  # first: two sets of 100 MB of outputs would not fit in the checker's memory limit
+        value = _expected[key] = decode(text)
+    return value
+
+
 def _check(job):
     g = {}
     try:
-        exec(compile(job.get("prompt", ""), "prompt.py", "exec"), g)
+        exec(_code(job.get("prompt", ""), "prompt.py"), g)
     except BaseException as e:
         return {"status": "error", "reason": "the problem's prompt does not run: " + _why(e)}
     why = _ready()
@@ -179,7 +351,7 @@ def _check(job):
     candidate = _proxy(0.0)
     g[job["entry_point"]] = candidate
     try:
-        exec(compile(job["test"], "test.py", "exec"), g)
+        exec(_code(job["test"], "test.py"), g)
         g["check"](candidate)
     except CandidateDead as e:
         return {"status": "fail", "reason": "candidate: " + str(e)}
@@ -241,17 +413,19 @@ def _main():
         job = json.loads(line[2:])
         _state["dead"], _state["id"] = None, 0
         try:
+            _take_candidate()
             if job["mode"] == "check":
                 verdict = _check(job)
             elif job["mode"] == "compare":
                 x = _recv()
                 if not x.startswith("X "):
                     raise ValueError("expected outputs missing")
-                verdict = _compare(job, decode(x[2:]))
+                verdict = _compare(job, _expected_outputs(x[2:]))
             else:
                 verdict = _record(job)
         except BaseException as e:
             verdict = {"status": "error", "reason": "checker: " + _why(e)}
+        _drop_candidate()
         _emit("V " + json.dumps(verdict))
 
 

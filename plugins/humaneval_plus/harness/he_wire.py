@@ -17,10 +17,32 @@ class WireError(Exception):
     pass
 
 
+_BIG = 1 << 1024
+
+
+_NUMBERS = {int, float}
+
+
+def _plain(x):
+    """True if the list x is its own encoding (C-level passes, no Python call per element): only
+    str, only bool, or ints under 1,024 bits and finite floats."""
+    kinds = set(map(type, x))
+    if len(kinds) == 1 and (str in kinds or bool in kinds):
+        return True
+    if not kinds or not kinds <= _NUMBERS:
+        return not kinds
+    try:
+        return -_BIG < min(x) and max(x) < _BIG and (float not in kinds or all(map(math.isfinite, x)))
+    except (OverflowError, TypeError):
+        return False
+
+
 def encode(x, depth=0):
     if depth > _MAX_DEPTH:
         raise WireError("value nested too deeply")
     t = type(x)
+    if t is list and _plain(x):
+        return x
     if t is int and x.bit_length() > 1024:  # hex: linear time both ways (decimal is quadratic)
         return {"$int": hex(x)}
     if x is None or t is bool or t is int or t is str:

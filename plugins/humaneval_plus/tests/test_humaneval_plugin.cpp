@@ -179,6 +179,11 @@ TEST_CASE("rewards: format gate, hostile and cheating code") {
   CHECK(loop.error.find("timeout") != std::string::npos);
   auto exit0 = reward->score(e, answer("import sys\nsys.exit(0)\n"));  // exits "successfully" before the tests
   CHECK(exit0.value == -1.0);
+  // A load error that the candidate sends just before it exits still reaches the verdict (its
+  // answers are read to the end of its connection before the host's word that it ended).
+  auto syntax = reward->score(e, answer("def f(:\n"));
+  CHECK(syntax.value == -1.0);
+  CHECK_MESSAGE(syntax.error.find("load: SyntaxError") != std::string::npos, syntax.error);
   auto osexit = reward->score(e, answer("import os\nos._exit(0)\n"));
   CHECK(osexit.value == -1.0);
   CHECK_MESSAGE(osexit.error.find("load: no answer (exit 0)") != std::string::npos, osexit.error);
@@ -196,8 +201,13 @@ TEST_CASE("bench: canonical solutions per second (bench/humaneval_sandbox.py set
   if (!getenv("HE_BENCH")) return;
   size_t n = std::stoul(getenv("HE_BENCH"));
   auto reward = registry().create<Reward>("humaneval_paper", init("reward", reward_config()), "test");
+  // HE_BENCH_PLUS_FILE: the plus variant's data (e.g. EvalPlus's humaneval_plus_mini.jsonl.gz).
+  const char* plus_file = getenv("HE_BENCH_PLUS_FILE");
+  auto data = [&](const char* variant) {
+    return load(variant, plus_file && std::string(variant) == "plus" ? "plus_file = '" + std::string(plus_file) + "'\n" : "");
+  };
   auto timed = [&](const char* variant) {
-    auto ex = load(variant);
+    auto ex = data(variant);
     ex.resize(std::min(n, ex.size()));
     std::vector<std::string> comp;
     for (auto& e : ex) comp.push_back(answer(canonical(e)));
@@ -208,8 +218,28 @@ TEST_CASE("bench: canonical solutions per second (bench/humaneval_sandbox.py set
     for (auto& x : r) passed += x.value == 2.0;
     return std::pair{s, passed};
   };
-  auto [plus_s, plus_ok] = timed("plus");  // includes computing the expected outputs (cold cache)
+  if (const char* per = getenv("HE_BENCH_PER_TASK")) {  // seconds per task, one at a time, to a JSON file
+    std::ofstream out(per);
+    out << "{";
+    for (const char* variant : {"plus", "plus_originfmt"}) {
+      auto ex = data(variant);
+      ex.resize(std::min(n, ex.size()));
+      out << (variant[4] ? ", " : "") << "\"" << variant << "\": {";
+      for (size_t i = 0; i < ex.size(); ++i) {
+        if (variant[4] == 0) reward->score(ex[i], answer(canonical(ex[i])));  // plus: time it warm
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = reward->score(ex[i], answer(canonical(ex[i])));
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out << (i ? ", " : "") << "\"" << ex[i].id << "\": [" << s << ", " << r.value << "]";
+      }
+      out << "}";
+    }
+    out << "}\n";
+    return;
+  }
+  auto [cold_s, cold_ok] = timed("plus");  // includes recording the expected outputs
+  auto [plus_s, plus_ok] = timed("plus");  // warm: EvalPlus's ground truth is cached too
   auto [orig_s, orig_ok] = timed("plus_originfmt");
-  MESSAGE("HE_BENCH_JSON{\"plus_seconds\": " << plus_s << ", \"plus_passed\": " << plus_ok
-          << ", \"originfmt_seconds\": " << orig_s << ", \"originfmt_passed\": " << orig_ok << "}");
+  MESSAGE("HE_BENCH_JSON{\"plus_cold_seconds\": " << cold_s << ", \"plus_seconds\": " << plus_s << ", \"plus_passed\": "
+          << plus_ok << ", \"originfmt_seconds\": " << orig_s << ", \"originfmt_passed\": " << orig_ok << "}");
 }
