@@ -103,13 +103,50 @@ bool send_fd(const Fd& to, int fd) {
   return n == ssize_t(sizeof byte);
 }
 
-std::string ended(const Spawned& s, const std::string& err) {
-  std::string why = WIFSIGNALED(s.status) ? "killed by signal " + std::to_string(WTERMSIG(s.status))
-                    : WIFEXITED(s.status) ? "exit " + std::to_string(WEXITSTATUS(s.status))
-                                          : "ended";
-  if (WIFSIGNALED(s.status) && WTERMSIG(s.status) == SIGXCPU) why = "CPU time limit (SIGXCPU)";
+std::string ended(int status, const std::string& err) {
+  std::string why = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                    : WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                        : "ended";
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) why = "CPU time limit (SIGXCPU)";
   std::string tail = one_line(err);
   return tail.empty() ? why : why + ": " + tail;
+}
+
+std::string ended(const Spawned& s, const std::string& err) { return ended(s.status, err); }
+
+// The zygote's "E exit N" / "E signal N" as a wait status; -1 if malformed.
+int zygote_status(const std::string& line) {
+  int n = 0;
+  if (std::sscanf(line.c_str(), "E exit %d", &n) == 1) return (n & 0xff) << 8;
+  if (std::sscanf(line.c_str(), "E signal %d", &n) == 1) return n & 0x7f;
+  return -1;
+}
+
+// Sends all of `text` on `to` (blocking up to `seconds`), the first part carrying `fd` (SCM_RIGHTS).
+bool send_with_fd(const Fd& to, const std::string& text, int fd, double seconds) {
+  auto until = after(seconds);
+  size_t done = 0;
+  while (done < text.size()) {
+    struct pollfd p = {to.fd, POLLOUT, 0};
+    if (Clock::now() >= until) return false;
+    poll(&p, 1, 50);
+    ssize_t n;
+    if (done == 0) {
+      struct iovec iov = {const_cast<char*>(text.data()), text.size()};
+      alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      struct msghdr msg{};
+      msg.msg_iov = &iov, msg.msg_iovlen = 1, msg.msg_control = control, msg.msg_controllen = sizeof control;
+      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+      n = sendmsg(to.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      n = send(to.fd, text.data() + done, text.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    if (n > 0) done += size_t(n);
+    else if (n < 0 && errno != EAGAIN && errno != EINTR) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -118,6 +155,8 @@ struct Checker::Slot {
   int index = 0;
   std::unique_ptr<Spawned> checker;
   std::string checker_err;
+  std::unique_ptr<Spawned> zygote;  // the warm pool's process of this slot (he_zygote.py)
+  pid_t zygote_pid = -1;            // its host pid (not counted in a sample's memory)
 };
 
 Problem parse_reference(const std::string& reference) {
@@ -146,9 +185,10 @@ double Verdict::fraction() const {
   return double(base_passed + plus_passed) / double(total);
 }
 
-Checker::Checker(SandboxConfig config, int workers, double input_timeout_s, int64_t result_bytes)
+Checker::Checker(SandboxConfig config, int workers, double input_timeout_s, int64_t result_bytes, bool warm_pool)
     : config_(std::move(config)),
       input_timeout_s_(input_timeout_s),
+      warm_pool_(warm_pool && config_.mode == "bwrap"),
       result_bytes_(result_bytes),
       first_slot_(reserve_slots(2 * std::max(1, workers))) {
   for (int i = 0; i < std::max(1, workers); ++i) {
@@ -159,6 +199,50 @@ Checker::Checker(SandboxConfig config, int workers, double input_timeout_s, int6
 }
 
 Checker::~Checker() = default;
+
+Spawned* Checker::zygote(Slot& slot) {
+  {
+    std::lock_guard lock(mu_);
+    if (!warm_pool_ || !pool_why_.empty()) return nullptr;
+  }
+  if (slot.zygote && !slot.zygote->exited()) return slot.zygote.get();
+  slot.zygote.reset();
+  SandboxConfig zc = config_;
+  zc.processes += 2;  // the zygote and its program's PID 1 count against the slot uid's RLIMIT_NPROC
+  SandboxJob zj;
+  zj.files = {{"zygote.py", kZygotePy}};
+  zj.args = {"zygote.py", std::to_string(config_.tmpfs_mb)};
+  zj.stdin_socket = true, zj.long_lived = true, zj.allow_userns = true, zj.cpu = cpu_for_slot(slot.index);
+  std::string error;
+  auto z = spawn_sandboxed(zc, zj, first_slot_ + 2 * slot.index, error);
+  if (!z) return nullptr;  // the cold start that follows reports the sandbox's error
+  std::string buf, err;
+  for (auto until = after(10.0); buf.find('\n') == std::string::npos && Clock::now() < until && !z->exited();) {
+    struct pollfd pf = {z->out.fd, POLLIN, 0};
+    poll(&pf, 1, 50);
+    drain(z->out, buf, 4096);
+  }
+  std::string line = buf.substr(0, buf.find('\n'));
+  if (line != "Z ok") {
+    drain(z->err, err, 4096);
+    std::lock_guard lock(mu_);
+    if (pool_why_.empty()) {
+      pool_why_ = line.rfind("Z no ", 0) == 0 ? line.substr(5) : "its process did not start: " + one_line(err);
+      fprintf(stderr, "humaneval sandbox: the warm pool is refused (%s); every program starts cold\n", pool_why_.c_str());
+    }
+    return nullptr;
+  }
+  auto pids = z->uid >= 0 ? pids_of(uid_t(z->uid)) : std::vector<pid_t>{};
+  slot.zygote_pid = pids.size() == 1 ? pids[0] : -1;
+  slot.zygote = std::move(z);
+  return slot.zygote.get();
+}
+
+std::string Checker::pool() const {
+  std::lock_guard lock(mu_);
+  if (!warm_pool_) return "off";
+  return pool_why_.empty() ? "on" : "refused: " + pool_why_;
+}
 
 Verdict Checker::relay(const Problem& p, const std::string& code, const std::string& job, const std::string& extra,
                        std::string* expected_out) {
@@ -183,6 +267,7 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
 
   Verdict v;
   std::string error;
+  const size_t err_cap = size_t(config_.output_bytes);
   if (slot->checker && slot->checker->exited()) slot->checker.reset();
   if (!slot->checker) {
     SandboxJob cj;
@@ -194,34 +279,105 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     if (!slot->checker) return v.status = "error", v.reason = "checker: " + error, v;
   }
   // The candidate's stdin and stdout are one socket; its other end goes to the checker, which
-  // calls the candidate directly (no call crosses the host).
-  SandboxJob jj;
-  jj.files = {{"candidate.py", kCandidatePy}, {"solution.py", code}};
-  jj.args = {"candidate.py", p.entry_point};
-  jj.stdin_socket = true, jj.stdout_socket = true, jj.cpu = cpu_for_slot(slot->index);
-  std::unique_ptr<Spawned> cand = spawn_sandboxed(config_, jj, first_slot_ + 2 * slot->index, error);
-  if (!cand) return v.status = "error", v.reason = error, v;
-  v.isolation = cand->isolation;
+  // calls the candidate directly (no call crosses the host). Warm: the slot's zygote forks the
+  // program into fresh namespaces; cold: a new bubblewrap sandbox runs candidate.py.
+  Spawned* zyg = zygote(*slot);
+  std::unique_ptr<Spawned> cand;
+  Fd chk_end;
+  std::string cand_err;
+  if (zyg) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+      return v.status = "error", v.reason = std::string("socketpair: ") + std::strerror(errno), v;
+    Fd cand_end;
+    cand_end.reset(sv[0]), chk_end.reset(sv[1]);
+    json pj = {{"entry_point", p.entry_point}, {"code", code}, {"cpu_s", config_.cpu_s}, {"tmpfs_mb", config_.tmpfs_mb}};
+    drain(zyg->err, cand_err, err_cap);  // an earlier program's last words
+    cand_err.clear();
+    if (!send_with_fd(zyg->in, "P " + pj.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", cand_end.fd, 5.0)) {
+      slot->zygote.reset();  // it does not take programs: a new one next time, this one cold
+      zyg = nullptr;
+      chk_end.reset();
+    } else {
+      v.isolation = zyg->isolation + "+warm+userns+pidns+mntns+ipcns+netns+utsns";
+    }
+  }
+  if (!zyg) {
+    SandboxJob jj;
+    jj.files = {{"candidate.py", kCandidatePy}, {"solution.py", code}};
+    jj.args = {"candidate.py", p.entry_point};
+    jj.stdin_socket = true, jj.stdout_socket = true, jj.cpu = cpu_for_slot(slot->index);
+    cand = spawn_sandboxed(config_, jj, first_slot_ + 2 * slot->index, error);
+    if (!cand) return v.status = "error", v.reason = error, v;
+    v.isolation = cand->isolation;
+    chk_end.reset(cand->in.fd);
+    cand->in.fd = -1;
+  }
   Spawned& chk = *slot->checker;
-  if (!send_fd(chk.in, cand->in.fd)) {
+  if (!send_fd(chk.in, chk_end.fd)) {
     slot->checker.reset();
+    if (zyg) slot->zygote.reset();  // kills the program it started
     return v.status = "error", v.reason = "the checker failed: it does not take the candidate's connection", v;
   }
-  cand->in.reset();  // the checker holds the only end: the candidate's end closes its connection
+  chk_end.reset();  // the checker holds the only end: the candidate's end closes its connection
+  const int64_t sample_uid = zyg ? zyg->uid : cand->uid;
+  const pid_t not_counted = zyg ? slot->zygote_pid : -1;
+  std::string zyg_buf;
+  int zyg_status = -1;  // the program's wait status once the zygote reported its end
+  // Reads the zygote's report ("E ..."); false once the zygote itself is gone.
+  auto zygote_report = [&]() {
+    drain(zyg->out, zyg_buf, 1 << 16);
+    size_t nl = zyg_buf.find('\n');
+    if (nl != std::string::npos) {
+      zyg_status = zygote_status(zyg_buf.substr(0, nl));
+      if (zyg_status < 0) zyg_status = 0x7f & SIGKILL;
+      zyg_buf.erase(0, nl + 1);
+    }
+    return !zyg->exited();
+  };
+  // Kills the program and waits until nothing of it is left (warm: through the zygote, which
+  // answers once its namespace is gone; a zygote that does not is killed with its sandbox).
+  // Kills the program and waits until nothing of it is left (warm: through the zygote, which
+  // answers once its namespace is gone; a zygote that does not is killed with its sandbox).
+  // Returns its wait status (a SIGKILL if it was still running).
+  auto kill_program = [&]() -> int {
+    if (!zyg) {
+      if (!cand) return 0x7f & SIGKILL;
+      cand->kill_all();
+      return cand->status;
+    }
+    if (zyg_status >= 0) return zyg_status;
+    Queue k;
+    k += "K\n";
+    flush(zyg->in, k);
+    for (auto until = after(5.0); zyg_status < 0 && Clock::now() < until;) {
+      struct pollfd pf = {zyg->out.fd, POLLIN, 0};
+      poll(&pf, 1, 20);
+      if (!zygote_report()) break;
+    }
+    if (zyg_status < 0) {
+      zyg_status = 0x7f & SIGKILL;
+      slot->zygote.reset();  // SIGKILL to its sandbox: the PID namespace and every program in it
+      zyg = nullptr;
+    }
+    return zyg_status;
+  };
+
 
   Queue to_chk;
   to_chk += "J " + job + "\n" + (extra.empty() ? "" : "X " + extra + "\n");
-  std::string chk_buf, cand_err, verdict_line;
-  const size_t err_cap = size_t(config_.output_bytes);
+  std::string chk_buf, verdict_line;
   const int64_t memory_cap = config_.memory_mb << 20;
   bool cand_done = false, timed_out = false;
   std::string checker_failed;  // why the checker gave no verdict
   std::string dead;  // why the candidate stopped (sent to the checker once)
   auto wall = after(config_.wall_s);
   Clock::time_point grace = Clock::time_point::max();
-  auto stop_candidate = [&](const std::string& why) {
+  auto stop_candidate = [&](std::string why) {
     if (cand_done) return;
-    cand->kill_all();
+    int st = kill_program();
+    // It had ended by itself (the checker saw its connection close first): say how.
+    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) why = ended(st, cand_err);
     cand_done = true;
     dead = why;
     to_chk += "D " + one_line(why, 1000) + "\n";
@@ -240,18 +396,20 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     }
     if (!cand_done && now - last_memory_check >= std::chrono::milliseconds(20)) {
       last_memory_check = now;
-      if (cand->uid >= 0 && resident_bytes_of(uid_t(cand->uid)) > memory_cap)  // a /proc scan: ~1 ms
+      if (sample_uid >= 0 && resident_bytes_of(uid_t(sample_uid), not_counted) > memory_cap)  // a /proc scan: ~1 ms
         stop_candidate("killed: memory limit of the whole sample (" + std::to_string(config_.memory_mb) + " MiB)");
     }
-    struct pollfd fds[6] = {
+    Spawned* running = cand_done ? nullptr : zyg ? zyg : cand.get();  // whose stderr and end to watch
+    struct pollfd fds[7] = {
         {chk.out.fd, POLLIN, 0},
         {chk.err.fd, POLLIN, 0},
         {chk.pidfd.fd, POLLIN, 0},
         {to_chk.empty() ? -1 : chk.in.fd, POLLOUT, 0},
-        {cand_done ? -1 : cand->err.fd, POLLIN, 0},
-        {cand_done ? -1 : cand->pidfd.fd, POLLIN, 0},
+        {running ? running->err.fd : -1, POLLIN, 0},
+        {running ? running->pidfd.fd : -1, POLLIN, 0},
+        {running && zyg ? zyg->out.fd : -1, POLLIN, 0},
     };
-    poll(fds, 6, 20);
+    poll(fds, 7, 20);
     if (!flush(chk.in, to_chk) || chk.exited()) {
       drain(chk.err, slot->checker_err, err_cap);
       chk.kill_all();  // reaps: the status says how it ended
@@ -279,14 +437,25 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     chk_buf.erase(0, at);
     if (!verdict_line.empty()) break;
     if (cand_done) continue;
-    drain(cand->err, cand_err, err_cap);
-    if (cand->exited()) {
+    if (zyg) {
+      drain(zyg->err, cand_err, err_cap);
+      if (!zygote_report() && zyg_status < 0) {  // the pool's process died (and the program with it)
+        zyg_status = 0x7f & SIGKILL;
+        slot->zygote.reset();
+        zyg = nullptr;
+      }
+      if (zyg_status >= 0) stop_candidate(ended(zyg_status, cand_err));
+    } else {
       drain(cand->err, cand_err, err_cap);
-      cand->kill_all();  // reaps; status
-      stop_candidate(ended(*cand, cand_err));
+      if (cand->exited()) {
+        drain(cand->err, cand_err, err_cap);
+        cand->kill_all();  // reaps; status
+        stop_candidate(ended(*cand, cand_err));
+      }
     }
   }
-  cand.reset();  // kills whatever is left of the candidate
+  if (!cand_done) kill_program();  // the verdict came first: the program is still serving
+  cand.reset();  // kills whatever is left of the candidate (cold)
   if (!checker_failed.empty() || verdict_line.empty()) {
     slot->checker.reset();
     if (timed_out) return v.status = "timeout", v.reason = dead, v;

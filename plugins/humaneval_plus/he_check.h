@@ -46,10 +46,15 @@ struct Verdict {
 class Checker {
  public:
   // `config` sandboxes both processes; `result_bytes` caps one answer line of the candidate.
-  Checker(SandboxConfig config, int workers, double input_timeout_s, int64_t result_bytes = int64_t(64) << 20);
+  // `warm_pool`: candidates start from a per-slot zygote (harness/he_zygote.py) in fresh
+  // namespaces instead of a new bubblewrap sandbox each (cold start where namespaces are refused).
+  Checker(SandboxConfig config, int workers, double input_timeout_s, int64_t result_bytes = int64_t(64) << 20,
+          bool warm_pool = true);
   ~Checker();
   // `fast`: stop at the first failing input (plus variant). Never throws on bad code.
   Verdict check(const Problem& p, const std::string& code, bool fast);
+  // "on", "off" or "refused: WHY" (the warm pool; refused once, then every program starts cold).
+  std::string pool() const;
 
  private:
   struct Slot;
@@ -61,10 +66,15 @@ class Checker {
   Verdict relay(const Problem& p, const std::string& code, const std::string& job, const std::string& extra,
                 std::string* expected_out);
 
+  // The slot's zygote, started if needed; null when the pool is off or refused (then `pool_why_`).
+  Spawned* zygote(Slot& slot);
+
   SandboxConfig config_;
   double input_timeout_s_;
+  bool warm_pool_;
+  std::string pool_why_;  // why the warm pool is not used (set once, under mu_)
   int64_t result_bytes_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<int> free_;

@@ -26,6 +26,7 @@ CodeReward::CodeReward(warmup::Options& o, bool gate_default) {
   int64_t workers = o.get<int64_t>("workers", 2);      // concurrent sandboxes
   double input_timeout = o.get<double>("input_timeout_s", 4.0);  // plus variant: per input, s
   int64_t result_mb = o.get<int64_t>("result_mb", 64);  // largest answer of one call, MiB
+  bool warm_pool = o.get<bool>("warm_pool", true);  // bwrap: programs forked from a warm zygote in fresh namespaces
   format_gate_ = o.get<bool>("format_gate", gate_default);       // apply the paper's format gate
   std::string block = o.get<std::string>("code_block", "first");  // first (paper RL) | last (paper eval)
   if (c.mode != "bwrap" && c.mode != "unsafe-local") o.fail("sandbox", "must be bwrap or unsafe-local");
@@ -88,7 +89,7 @@ CodeReward::CodeReward(warmup::Options& o, bool gate_default) {
     o.fail(c.mode == "bwrap" ? "sandbox" : "interpreter",
            "a trivial program does not run in the sandbox (" + r.describe() + "): " + r.err.substr(0, 300));
   first_block_ = block == "first";
-  checker_ = std::make_unique<Checker>(c, int(workers), input_timeout, result_mb << 20);
+  checker_ = std::make_unique<Checker>(c, int(workers), input_timeout, result_mb << 20, warm_pool);
 }
 
 Verdict CodeReward::judge(const warmup::Example& ex, const std::string& completion, bool fast,

@@ -185,7 +185,8 @@ std::vector<std::string> bwrap_command(const SandboxConfig& c, const SandboxJob&
   // bwrap's parent-death signal fires when the *thread* that started it ends: a long-lived helper
   // (the checker, started by whichever worker thread needed it first) ends with its stdin instead.
   if (!job.long_lived) a.push_back("--die-with-parent");
-  if (geteuid() != 0) a.insert(a.end(), {"--unshare-user", "--disable-userns"});
+  if (geteuid() != 0) a.insert(a.end(), {"--unshare-user"});
+  if (geteuid() != 0 && !job.allow_userns) a.push_back("--disable-userns");
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
   for (const char* d : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
     struct stat st;
@@ -292,10 +293,18 @@ std::vector<std::string> interpreter_paths(const std::string& interpreter) {
   return minimal;
 }
 
-int64_t resident_bytes_of(uid_t uid) {
+std::vector<pid_t> pids_of(uid_t uid) {
+  std::vector<pid_t> out;
+  for_each_process_of(uid, [&](const fs::path& dir) { out.push_back(pid_t(std::stol(dir.filename().string()))); });
+  return out;
+}
+
+int64_t resident_bytes_of(uid_t uid, pid_t except) {
   static const int64_t page = sysconf(_SC_PAGESIZE);
   int64_t total = 0;
+  const std::string skip = std::to_string(except);
   for_each_process_of(uid, [&](const fs::path& dir) {
+    if (dir.filename().string() == skip) return;
     std::ifstream in(dir / "statm");
     int64_t size = 0, resident = 0;
     if (in >> size >> resident) total += resident * page;

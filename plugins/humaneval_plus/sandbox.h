@@ -70,6 +70,9 @@ struct SandboxJob {
   // Runs the program (and what it starts) on this one CPU (sched_setaffinity), -1: anywhere. A
   // checker and its candidate on one CPU answer a call in a third of the time (no cross-CPU wake-up).
   int cpu = -1;
+  // Not root: let the program create user namespaces of its own (bwrap without --disable-userns;
+  // the warm pool's zygote starts each program in new ones). As root they always can.
+  bool allow_userns = false;
 };
 
 struct SandboxResult {
@@ -156,7 +159,10 @@ std::string resolve_program(const std::string& name);
 // configured, trusted interpreter). Throws std::runtime_error if it does not run.
 std::vector<std::string> interpreter_paths(const std::string& interpreter);
 
-// Resident memory (bytes) of every live process of `uid`.
-int64_t resident_bytes_of(uid_t uid);
+// Resident memory (bytes) of every live process of `uid` but `except` (a warm pool's zygote).
+int64_t resident_bytes_of(uid_t uid, pid_t except = -1);
+
+// The host pids of the live processes of `uid`.
+std::vector<pid_t> pids_of(uid_t uid);
 
 }  // namespace he

@@ -530,9 +530,11 @@ def alive(pids):
     return live
 
 
-def test_killed_host_leaves_nothing_behind(tmp_path):
+@pytest.mark.parametrize("warm", [True, False])
+def test_killed_host_leaves_nothing_behind(tmp_path, warm):
     """SIGKILL to `warmup score` in the middle of sandboxed programs: every sandbox dies with it
-    and nothing of theirs stays on the disk."""
+    and nothing of theirs stays on the disk. Warm: the programs are forks of the zygotes (one per
+    slot); cold: each runs candidate.py in a sandbox of its own."""
     import signal
     import time
     before = set(os.listdir("/tmp"))
@@ -546,10 +548,12 @@ def test_killed_host_leaves_nothing_behind(tmp_path):
     from conftest import WARMUP
     p = subprocess.Popen([WARMUP, "score", "--task", "humaneval_plus", "--data", str(DATA), "--python", sys.executable,
                           "--task-option", "variant=plus_originfmt", "--reward-option", "timeout_s=120",
+                          "--reward-option", f"warm_pool={str(warm).lower()}",
                           "--in", str(src), "--out", str(tmp_path / "out.jsonl")], env=env, cwd=tmp_path,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while sum(any(a.endswith(b"candidate.py") for a in c) for c in descendants(p.pid).values()) < 2:
+    program, running = (b"zygote.py", 6) if warm else (b"candidate.py", 2)  # warm: 2 x (zygote, PID 1, program)
+    while sum(any(a.endswith(program) for a in c) for c in descendants(p.pid).values()) < running:
         assert time.time() < deadline and p.poll() is None, "the sandboxes never started"
         time.sleep(0.1)
     time.sleep(1.0)  # their children fork

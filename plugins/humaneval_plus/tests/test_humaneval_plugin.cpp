@@ -197,6 +197,72 @@ TEST_CASE("rewards: format gate, hostile and cheating code") {
   CHECK(reward->score(foreign, answer(code)).error.find("bad reference") != std::string::npos);
 }
 
+TEST_CASE("warm pool: what a program does to its interpreter and its world never reaches the next one" *
+          doctest::timeout(120)) {
+  // One worker: every program comes from the same zygote, one after another.
+  std::string one = "interpreter = '" HE_PYTHON "'\nworkers = 1\ntimeout_s = 10\n";
+  auto reward = registry().create<Reward>("humaneval_paper", init("reward", one), "test");
+  auto e = load("plus_originfmt")[0];  // has_close_elements
+  std::string code = canonical(e);
+  // Leaves behind all it can: patched builtins and modules, a running thread, another cwd, files
+  // in every writable place, a System V segment, a daemon that keeps writing, and an answer key.
+  const std::string spoil = R"(
+import builtins, ctypes, json, os, sys, threading, time
+builtins.abs = lambda x: 0
+builtins.sorted = lambda *a, **k: [42]
+json.loads = lambda *a, **k: True
+sys.modules["he_spoiled"] = True
+threading.Thread(target=lambda: time.sleep(3600), daemon=False).start()
+os.chdir("/")
+for d in ("/tmp", "/var/tmp", "/dev/shm"):
+    open(d + "/spoiled", "w").write("answer key")
+libc = ctypes.CDLL(None)
+libc.shmget(0x5eed, 4096, 0o1000 | 0o666)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        while True:
+            for d in ("/tmp", "/var/tmp", "/dev/shm"):
+                try:
+                    open(d + "/daemon", "w").write("still here")
+                except OSError:
+                    pass
+            time.sleep(0.01)
+    os._exit(0)
+time.sleep(0.3)
+def has_close_elements(numbers, threshold):
+    return True
+)";
+  auto spoiled = reward->score(e, answer(spoil));
+  CHECK(spoiled.value == -1.0);
+  // The next program passes only in a clean world: it raises on anything the last one left.
+  const std::string probe = R"(
+import builtins, ctypes, json, os, sys, threading, time
+time.sleep(0.1)
+assert builtins.abs(-1) == 1 and builtins.sorted([2, 1]) == [1, 2], "builtins"
+assert json.loads("[1]") == [1] and "he_spoiled" not in sys.modules, "modules"
+assert threading.active_count() == 1, "threads"
+assert os.getcwd() == "/tmp", os.getcwd()
+for d in ("/tmp", "/var/tmp", "/dev/shm"):
+    assert not [n for n in os.listdir(d) if n in ("spoiled", "daemon")], d
+assert ctypes.CDLL(None).shmget(0x5eed, 0, 0) == -1, "System V segment"
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+assert all(open("/proc/%s/cmdline" % p, "rb").read().find(b"still") < 0 for p in others), others
+)" + code;
+  for (int i = 0; i < 2; ++i) {
+    auto clean = reward->score(e, answer(probe));
+    CHECK_MESSAGE(clean.value == 2.0, clean.error);
+    reward->score(e, answer(spoil));
+  }
+  // The probe does see a spoiled world (the same two in one program).
+  auto both = reward->score(e, answer(spoil.substr(0, spoil.find("def has_close")) + probe));
+  CHECK(both.value == -1.0);
+  CHECK_MESSAGE(both.error.find("builtins") != std::string::npos, both.error);
+  // It was the warm pool that ran them: a failing program names it in its isolation.
+  auto wrong = reward->score(e, answer("def has_close_elements(numbers, threshold):\n    return True\n"));
+  CHECK_MESSAGE(wrong.error.find("+warm+userns+pidns+mntns+ipcns+netns+utsns") != std::string::npos, wrong.error);
+}
+
 TEST_CASE("bench: canonical solutions per second (bench/humaneval_sandbox.py sets HE_BENCH)") {
   if (!getenv("HE_BENCH")) return;
   size_t n = std::stoul(getenv("HE_BENCH"));
