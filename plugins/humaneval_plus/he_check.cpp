@@ -87,22 +87,6 @@ bool flush(Fd& fd, Queue& q) {
   return true;
 }
 
-// Sends "F\n" carrying `fd` (SCM_RIGHTS) on the socket `to`; false if it cannot be sent now.
-bool send_fd(const Fd& to, int fd) {
-  char byte[2] = {'F', '\n'};
-  struct iovec iov = {byte, sizeof byte};
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg{};
-  msg.msg_iov = &iov, msg.msg_iovlen = 1, msg.msg_control = control, msg.msg_controllen = sizeof control;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ssize_t n;
-  while ((n = sendmsg(to.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {
-  }
-  return n == ssize_t(sizeof byte);
-}
-
 std::string ended(int status, const std::string& err) {
   std::string why = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
                     : WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
@@ -148,6 +132,9 @@ bool send_with_fd(const Fd& to, const std::string& text, int fd, double seconds)
   }
   return true;
 }
+
+// Sends "F\n" carrying `fd` on the socket `to` (the checker's: the candidate's connection).
+bool send_fd(const Fd& to, int fd) { return send_with_fd(to, "F\n", fd, 5.0); }
 
 }  // namespace
 

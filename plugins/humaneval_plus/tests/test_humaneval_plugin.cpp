@@ -266,7 +266,9 @@ assert all(open("/proc/%s/cmdline" % p, "rb").read().find(b"still") < 0 for p in
 TEST_CASE("bench: canonical solutions per second (bench/humaneval_sandbox.py sets HE_BENCH)") {
   if (!getenv("HE_BENCH")) return;
   size_t n = std::stoul(getenv("HE_BENCH"));
-  auto reward = registry().create<Reward>("humaneval_paper", init("reward", reward_config()), "test");
+  // HE_BENCH_COLD: every program in a new sandbox (warm_pool = false).
+  std::string config = reward_config() + (getenv("HE_BENCH_COLD") ? "warm_pool = false\n" : "");
+  auto reward = registry().create<Reward>("humaneval_paper", init("reward", config), "test");
   // HE_BENCH_PLUS_FILE: the plus variant's data (e.g. EvalPlus's humaneval_plus_mini.jsonl.gz).
   const char* plus_file = getenv("HE_BENCH_PLUS_FILE");
   auto data = [&](const char* variant) {
