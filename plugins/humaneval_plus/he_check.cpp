@@ -4,7 +4,9 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,8 +108,8 @@ int zygote_status(const std::string& line) {
   return -1;
 }
 
-// Sends all of `text` on `to` (blocking up to `seconds`), the first part carrying `fd` (SCM_RIGHTS).
-bool send_with_fd(const Fd& to, const std::string& text, int fd, double seconds) {
+// Sends all of `text` on `to` (blocking up to `seconds`), the first part carrying `fds` (SCM_RIGHTS).
+bool send_with_fds(const Fd& to, const std::string& text, std::initializer_list<int> fds, double seconds) {
   auto until = after(seconds);
   size_t done = 0;
   while (done < text.size()) {
@@ -117,12 +119,13 @@ bool send_with_fd(const Fd& to, const std::string& text, int fd, double seconds)
     ssize_t n;
     if (done == 0) {
       struct iovec iov = {const_cast<char*>(text.data()), text.size()};
-      alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      alignas(struct cmsghdr) char control[CMSG_SPACE(4 * sizeof(int))] = {};
       struct msghdr msg{};
-      msg.msg_iov = &iov, msg.msg_iovlen = 1, msg.msg_control = control, msg.msg_controllen = sizeof control;
+      msg.msg_iov = &iov, msg.msg_iovlen = 1, msg.msg_control = control;
+      msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
       struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+      c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+      std::memcpy(CMSG_DATA(c), fds.begin(), fds.size() * sizeof(int));
       n = sendmsg(to.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
       n = send(to.fd, text.data() + done, text.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -134,7 +137,7 @@ bool send_with_fd(const Fd& to, const std::string& text, int fd, double seconds)
 }
 
 // Sends "F\n" carrying `fd` on the socket `to` (the checker's: the candidate's connection).
-bool send_fd(const Fd& to, int fd) { return send_with_fd(to, "F\n", fd, 5.0); }
+bool send_fd(const Fd& to, int fd) { return send_with_fds(to, "F\n", {fd}, 5.0); }
 
 }  // namespace
 
@@ -278,10 +281,22 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
       return v.status = "error", v.reason = std::string("socketpair: ") + std::strerror(errno), v;
     Fd cand_end;
     cand_end.reset(sv[0]), chk_end.reset(sv[1]);
-    json pj = {{"entry_point", p.entry_point}, {"code", code}, {"cpu_s", config_.cpu_s}, {"tmpfs_mb", config_.tmpfs_mb}};
+    // The code goes in a memfd read by the program alone: it never enters the zygote's memory,
+    // which every later program inherits.
+    Fd code_fd;
+    code_fd.reset(int(syscall(SYS_memfd_create, "warmup-solution", MFD_CLOEXEC)));
+    for (size_t done = 0; code_fd.fd >= 0 && done < code.size();) {
+      ssize_t n = write(code_fd.fd, code.data() + done, code.size() - done);
+      if (n <= 0) code_fd.reset();
+      else done += size_t(n);
+    }
+    if (code_fd.fd < 0 || lseek(code_fd.fd, 0, SEEK_SET) != 0)
+      return v.status = "error", v.reason = std::string("memfd: ") + std::strerror(errno), v;
+    json pj = {{"entry_point", p.entry_point}, {"cpu_s", config_.cpu_s}, {"tmpfs_mb", config_.tmpfs_mb}};
     drain(zyg->err, cand_err, err_cap);  // an earlier program's last words
     cand_err.clear();
-    if (!send_with_fd(zyg->in, "P " + pj.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", cand_end.fd, 5.0)) {
+    if (!send_with_fds(zyg->in, "P " + pj.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                       {cand_end.fd, code_fd.fd}, 5.0)) {
       slot->zygote.reset();  // it does not take programs: a new one next time, this one cold
       zyg = nullptr;
       chk_end.reset();
@@ -309,14 +324,16 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   chk_end.reset();  // the checker holds the only end: the candidate's end closes its connection
   const int64_t sample_uid = zyg ? zyg->uid : cand->uid;
   const pid_t not_counted = zyg ? slot->zygote_pid : -1;
-  std::string zyg_buf;
+  std::string zyg_buf, zyg_harness;  // zyg_harness: the pool failed to set the program up (not its fault)
   int zyg_status = -1;  // the program's wait status once the zygote reported its end
   // Reads the zygote's report ("E ..."); false once the zygote itself is gone.
   auto zygote_report = [&]() {
     drain(zyg->out, zyg_buf, 1 << 16);
     size_t nl = zyg_buf.find('\n');
     if (nl != std::string::npos) {
-      zyg_status = zygote_status(zyg_buf.substr(0, nl));
+      std::string report = zyg_buf.substr(0, nl);
+      zyg_status = zygote_status(report);
+      if (report.rfind("E harness ", 0) == 0) zyg_harness = one_line(report.substr(10));
       if (zyg_status < 0) zyg_status = 0x7f & SIGKILL;
       zyg_buf.erase(0, nl + 1);
     }
@@ -379,6 +396,8 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     if (grace == Clock::time_point::max() && cand_done) grace = after(std::max(10.0, config_.wall_s));
     if (now >= grace) {  // the checker does not conclude: drop it (a new one next time)
       checker_failed = "no verdict within " + std::to_string(int(std::max(10.0, config_.wall_s))) + " s of the candidate's end";
+      timed_out = true;  // it is still judging what the candidate sent (answers built to be slow to decode)
+      dead = dead.empty() ? checker_failed : dead + "; then " + checker_failed;
       break;
     }
     if (!cand_done && now - last_memory_check >= std::chrono::milliseconds(20)) {
@@ -443,6 +462,10 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   }
   if (!cand_done) kill_program();  // the verdict came first: the program is still serving
   cand.reset();  // kills whatever is left of the candidate (cold)
+  if (!zyg_harness.empty()) {
+    slot->zygote.reset();  // a fresh one next time
+    return v.status = "error", v.reason = "the warm pool could not start the program: " + zyg_harness, v;
+  }
   if (!checker_failed.empty() || verdict_line.empty()) {
     slot->checker.reset();
     if (timed_out) return v.status = "timeout", v.reason = dead, v;

@@ -31,6 +31,8 @@ def _serve(entry, code=None):
         if code is None:
             with open("solution.py") as f:
                 code = f.read()
+        elif type(code) is bytes:
+            code = code.decode("utf-8")  # as open() reads solution.py: bad UTF-8 is a load error
         g = {}
         exec(compile(code, "solution.py", "exec"), g)
         fn = g[entry]

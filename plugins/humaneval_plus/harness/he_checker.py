@@ -179,26 +179,27 @@ def _await(rid, timeout):
     """The candidate's answer to call `rid` (0: its start), as (kind, payload)."""
     c = _state["cand"]
     while True:
+        deadline = None if timeout <= 0 or rid == 0 else _state["last"] + timeout + 1.0
+        if deadline is not None and time.monotonic() >= deadline:  # also while it floods us with junk
+            _kill("time limit per call exceeded")
         try:
             line = c.line()
         except ValueError as e:
             _kill(str(e))
         if line is None:
-            deadline = None if timeout <= 0 else _state["last"] + timeout + 1.0
-            if not _wait(deadline) and deadline is not None and time.monotonic() >= deadline:
-                _kill("time limit per call exceeded")
+            _wait(deadline)
             continue
-        _state["answered"] += 1
-        _state["last"] = time.monotonic()
         line = line.decode("utf-8", "replace")  # answers are ASCII JSON; junk fails to decode later
         parts = line.split(" ", 2)
         if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 18:
             raise CandidateError("malformed answer from the candidate")
         got = int(parts[0])
         if got < rid:
-            continue  # a late answer to an earlier call
+            continue  # a late or repeated answer to an earlier call: it neither counts nor resets the clock
         if got != rid:
             raise CandidateError("answer out of order")
+        if rid > 0:  # the start ("0 ready") is no call
+            _state["answered"], _state["last"] = rid, time.monotonic()
         return parts[1], parts[2]
 
 

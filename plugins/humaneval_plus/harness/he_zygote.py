@@ -11,14 +11,20 @@
 # kills the program (SIGKILL to its PID 1 from outside: the whole namespace dies); "E exit N" or
 # "E signal N" reports its end, after everything of it is gone. At start "Z ok", or "Z no WHY"
 # when the namespaces are refused (the host then starts each program cold).
-import array, ctypes, platform, resource, select, socket, struct
+import array, ctypes, fcntl, platform, resource, select, socket, struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NEWNS, _NEWUTS, _NEWIPC, _NEWUSER, _NEWPID, _NEWNET = 0x20000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000
 _FLAGS = _NEWUSER | _NEWNS | _NEWPID | _NEWIPC | _NEWNET | _NEWUTS
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP = 1, 4, 24, 38, 22
+_ARCH = {"x86_64": (0xC000003E, {"mount": 165, "umount2": 166, "unshare": 272, "setns": 308, "pivot_root": 155,
+                                  "clone": 56, "capset": 126}),
+         "aarch64": (0xC00000B7, {"mount": 40, "umount2": 39, "unshare": 97, "setns": 268, "pivot_root": 41,
+                                   "clone": 220, "capset": 91})}.get(platform.machine())
+_MOUNT_API = (428, 429, 430, 431, 432, 433, 442)  # open_tree, move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr
+_CLONE3 = 435
 
 
 def _check(ret, what):
@@ -67,20 +73,73 @@ def _enter(uid, gid, tmpfs_mb):
     os.chdir("/tmp")
 
 
-def _init(job, status_w):
+def _lockdown():
+    """The program keeps no capability in its user namespace (it could unmount its fresh /tmp
+    and reach the zygote's, or grow a tmpfs outside any memory count) and cannot mount, make or
+    join namespaces (seccomp: EPERM; clone3 ENOSYS, so libc falls back to clone, which is checked)."""
+    if _ARCH is None:
+        raise OSError("seccomp: unsupported architecture")
+    arch, nr = _ARCH
+    for cap in range(64):
+        _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _check(_libc.syscall(nr["capset"], header, data), "capset")
+    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
+    allow, kill, eperm, enosys = 0x7FFF0000, 0x80000000, 0x00050000 | 1, 0x00050000 | 38
+    ns = _FLAGS | 0x02000000  # and CLONE_NEWCGROUP
+    code = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    for n in [nr["mount"], nr["umount2"], nr["unshare"], nr["setns"], nr["pivot_root"], *_MOUNT_API]:
+        code += [(jeq, 0, 1, n), (ret, 0, 0, eperm)]
+    code += [(jeq, 0, 1, _CLONE3), (ret, 0, 0, enosys)]
+    code += [(jeq, 1, 0, nr["clone"]), (ret, 0, 0, allow)]
+    code += [(ld, 0, 0, 16), (jset, 0, 1, ns), (ret, 0, 0, eperm), (ret, 0, 0, allow)]  # clone's flags (args[0])
+    raw = b"".join(struct.pack("HBBI", *i) for i in code)
+    buf = ctypes.create_string_buffer(raw)
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = _Prog(len(code), ctypes.addressof(buf))
+    _check(_libc.prctl(_PR_SET_SECCOMP, 2, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def _init(job, code_fd, status_w):
     """PID 1 of the program's namespace: starts it, reaps, reports its wait status, ends (and with
     it every process left in the namespace)."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)  # PID 1 with default actions: signals from its namespace are ignored
     pid = os.fork()
     if pid == 0:
-        os.close(status_w)
-        os.setsid()
-        cpu = max(1, int(job["cpu_s"]))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
         try:
-            _serve(job["entry_point"], job["code"])
+            os.setsid()
+            cpu = max(1, int(job["cpu_s"]))
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+            code = _read_all(code_fd)  # the code reaches this process only: never the zygote's memory
+            os.close(code_fd)
+            _lockdown()
+            os.close(status_w)
+        except BaseException as e:  # the harness's failure, not the program's: "H" says so
+            os.write(2, ("zygote: %s\n" % why(e)).encode())
+            os.write(status_w, b"H")
+            os._exit(125)
+        try:
+            _serve(job["entry_point"], code)
         finally:
             os._exit(0)
+    _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)  # the program cannot open this process's fds (its status pipe)
+    os.close(code_fd)
     os.close(0)  # the connection is the program's alone: when it closes its end, the checker sees it
     os.close(1)
     status = 0
@@ -98,7 +157,7 @@ def _init(job, status_w):
     os._exit(0)
 
 
-def _start(job, conn):
+def _start(job, conn, code_fd):
     """The program's PID 1 (its pid here), connected on its fds 0 and 1; its wait status arrives
     on the returned pipe."""
     r, w = os.pipe()
@@ -108,10 +167,13 @@ def _start(job, conn):
         try:
             os.dup2(conn, 0)
             os.dup2(conn, 1)
-            os.closerange(3, w)
-            os.closerange(w + 1, 1 << 16)
+            code_fd, w = fcntl.fcntl(code_fd, fcntl.F_DUPFD, 3), fcntl.fcntl(w, fcntl.F_DUPFD, 3)
+            lo, hi = sorted((code_fd, w))
+            os.closerange(3, lo)  # everything else: the zygote's channel, other programs' fds
+            os.closerange(lo + 1, hi)
+            os.closerange(hi + 1, 1 << 16)
             _enter(uid, gid, int(job["tmpfs_mb"]))
-            _init(job, w)
+            _init(job, code_fd, w)
         except BaseException as e:
             try:
                 os.write(2, ("zygote: %s\n" % why(e)).encode())
@@ -190,20 +252,26 @@ def _zygote():
         if not text.startswith(b"P "):
             continue  # a "K" for a program already gone
         job = json.loads(text[2:])
-        if not fds:
-            send_line(out, "E exit 125")
+        if len(fds) < 2:
+            for fd in fds:
+                os.close(fd)
+            del fds[:]
+            send_line(out, "E harness no connection and code with the job")
             continue
-        conn = fds.pop()
-        for fd in fds:
+        conn, code_fd = fds[-2], fds[-1]
+        for fd in fds[:-2]:
             os.close(fd)
         del fds[:]
         try:
-            pid, status_r = _start(job, conn)
+            pid, status_r = _start(job, conn, code_fd)
         except OSError as e:
             os.close(conn)
-            send_line(out, "E exit 126")
+            os.close(code_fd)
+            send_line(out, "E harness " + why(e))
             continue
         os.close(conn)
+        os.close(code_fd)
+        killed = False
         pidfd = os.pidfd_open(pid)
         while True:
             ready, _, _ = select.select([host, pidfd], [], [])
@@ -213,13 +281,19 @@ def _zygote():
             while b"\n" in buf:
                 if line().startswith(b"K"):
                     os.kill(pid, signal.SIGKILL)
+                    killed = True
         os.close(pidfd)
         _, st = os.waitpid(pid, 0)
-        data = os.read(status_r, 4)
+        data = os.read(status_r, 64)
         os.close(status_r)
-        if len(data) == 4:
-            st = struct.unpack("i", data)[0]
-        send_line(out, "E " + _describe(st))
+        if data.startswith(b"H"):
+            send_line(out, "E harness the program could not be set up (see its stderr)")
+        elif len(data) == 4:
+            send_line(out, "E " + _describe(struct.unpack("i", data)[0]))
+        elif killed:
+            send_line(out, "E signal %d" % signal.SIGKILL)
+        else:  # its PID 1 ended without a word: it could not set the program up
+            send_line(out, "E harness the program's namespace did not start (%s)" % _describe(st))
 
 
 _zygote()

@@ -248,12 +248,38 @@ for d in ("/tmp", "/var/tmp", "/dev/shm"):
 assert ctypes.CDLL(None).shmget(0x5eed, 0, 0) == -1, "System V segment"
 others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
 assert all(open("/proc/%s/cmdline" % p, "rb").read().find(b"still") < 0 for p in others), others
+# No capability in its namespace: it cannot unmount its /tmp (to reach the zygote's), mount, or nest.
+assert [l for l in open("/proc/self/status") if l.startswith("CapEff")][0].split()[1] == "0" * 16, "capabilities"
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.umount2(b"/tmp", 2) == -1 and libc.mount(b"t", b"/tmp", b"tmpfs", 0, None) == -1, "mounts"
+assert libc.unshare(0x10000000) == -1 and libc.unshare(0x20000) == -1, "namespaces"
+# No code of an earlier program in this one's memory (the pattern does not match its own text).
+import re
+leak = re.compile(rb"QQ7f3a[9]c1b")
+for region in open("/proc/self/maps"):
+    addr, perms = region.split()[:2]
+    if perms[0] != "r" or "[vvar]" in region or "[vsyscall]" in region:
+        continue
+    lo, hi = (int(x, 16) for x in addr.split("-"))
+    try:
+        with open("/proc/self/mem", "rb") as m:
+            m.seek(lo)
+            chunk = m.read(hi - lo)
+    except OSError:
+        continue
+    assert not leak.search(chunk), "an earlier program's code is in memory"
 )" + code;
+  // A passing program whose code carries a token the probe looks for in its own memory.
+  const std::string marked = "# QQ7f3a9c1b\n" + code;
   for (int i = 0; i < 2; ++i) {
     auto clean = reward->score(e, answer(probe));
     CHECK_MESSAGE(clean.value == 2.0, clean.error);
     reward->score(e, answer(spoil));
+    CHECK(reward->score(e, answer(marked)).value == 2.0);
   }
+  // The memory scan does find a token that is there.
+  auto seen = reward->score(e, answer("t = 'QQ7f3a' + '9c1b'\n" + probe));
+  CHECK_MESSAGE(seen.error.find("an earlier program's code is in memory") != std::string::npos, seen.error);
   // The probe does see a spoiled world (the same two in one program).
   auto both = reward->score(e, answer(spoil.substr(0, spoil.find("def has_close")) + probe));
   CHECK(both.value == -1.0);
