@@ -228,12 +228,6 @@ Spawned* Checker::zygote(Slot& slot) {
   return slot.zygote.get();
 }
 
-std::string Checker::pool() const {
-  std::lock_guard lock(mu_);
-  if (!warm_pool_) return "off";
-  return pool_why_.empty() ? "on" : "refused: " + pool_why_;
-}
-
 Verdict Checker::relay(const Problem& p, const std::string& code, const std::string& job, const std::string& extra,
                        std::string* expected_out) {
   Slot* slot;

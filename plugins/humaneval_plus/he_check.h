@@ -53,8 +53,6 @@ class Checker {
   ~Checker();
   // `fast`: stop at the first failing input (plus variant). Never throws on bad code.
   Verdict check(const Problem& p, const std::string& code, bool fast);
-  // "on", "off" or "refused: WHY" (the warm pool; refused once, then every program starts cold).
-  std::string pool() const;
 
  private:
   struct Slot;
@@ -74,7 +72,7 @@ class Checker {
   bool warm_pool_;
   std::string pool_why_;  // why the warm pool is not used (set once, under mu_)
   int64_t result_bytes_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::vector<int> free_;
