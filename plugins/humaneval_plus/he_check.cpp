@@ -197,6 +197,18 @@ Spawned* Checker::zygote(Slot& slot) {
   }
   if (slot.zygote && !slot.zygote->exited()) return slot.zygote.get();
   slot.zygote.reset();
+  // A program's fresh tmpfs on /tmp, /var/tmp and /dev/shm would hide an interpreter that lives
+  // there (a virtualenv under /tmp): such a machine starts every program cold.
+  for (const auto& d : config_.ro_paths)
+    for (const char* t : {"/tmp", "/var/tmp", "/dev/shm"})
+      if (d == t || d.rfind(std::string(t) + "/", 0) == 0) {
+        std::lock_guard lock(mu_);
+        if (pool_why_.empty()) {
+          pool_why_ = "the interpreter's files are under " + std::string(t) + " (" + d + ")";
+          fprintf(stderr, "humaneval sandbox: the warm pool is refused (%s); every program starts cold\n", pool_why_.c_str());
+        }
+        return nullptr;
+      }
   SandboxConfig zc = config_;
   zc.processes += 2;  // the zygote and its program's PID 1 count against the slot uid's RLIMIT_NPROC
   SandboxJob zj;

@@ -139,7 +139,11 @@ def _wait(deadline):
     Once the candidate is gone, what it sent before is still read to its end (EOF)."""
     c, q = _state["cand"], _state["queue"]
     if c.eof:  # all it sent is read: its end, and why, come from the host
-        _kill("closed its answer channel")
+        until = time.monotonic() + 1.0  # it probably exited: the host says how within milliseconds
+        while _state["gone"] is None and time.monotonic() < until:
+            if select.select([_host], [], [], max(0.0, until - time.monotonic()))[0]:
+                _read_host()
+        _kill("closed its answer channel")  # still running without its channel: the host kills it
     if q and _state["gone"] is None:
         try:
             n = c.sock.send(q)
@@ -164,15 +168,20 @@ def _wait(deadline):
         except OSError:
             c.eof = True
     if _host in r:
-        if not _hostlines.fill():
-            os._exit(0)
-        while True:
-            line = _hostlines.line()
-            if line is None:
-                break
-            if line.startswith(b"D "):
-                _state["gone"] = line[2:].decode("utf-8", "replace")
+        _read_host()
     return bool(r or w)
+
+
+def _read_host():
+    """Reads what the host sent; during a job only "D" (the candidate is gone, and why) matters."""
+    if not _hostlines.fill():
+        os._exit(0)  # the host is gone
+    while True:
+        line = _hostlines.line()
+        if line is None:
+            return
+        if line.startswith(b"D "):
+            _state["gone"] = line[2:].decode("utf-8", "replace")
 
 
 def _await(rid, timeout):
