@@ -190,6 +190,15 @@ Checker::Checker(SandboxConfig config, int workers, double input_timeout_s, int6
 
 Checker::~Checker() = default;
 
+Spawned* Checker::refuse_pool(const std::string& why) {
+  std::lock_guard lock(mu_);
+  if (pool_why_.empty()) {
+    pool_why_ = why;
+    fprintf(stderr, "humaneval sandbox: the warm pool is refused (%s); every program starts cold\n", why.c_str());
+  }
+  return nullptr;
+}
+
 Spawned* Checker::zygote(Slot& slot) {
   {
     std::lock_guard lock(mu_);
@@ -201,14 +210,8 @@ Spawned* Checker::zygote(Slot& slot) {
   // there (a virtualenv under /tmp): such a machine starts every program cold.
   for (const auto& d : config_.ro_paths)
     for (const char* t : {"/tmp", "/var/tmp", "/dev/shm"})
-      if (d == t || d.rfind(std::string(t) + "/", 0) == 0) {
-        std::lock_guard lock(mu_);
-        if (pool_why_.empty()) {
-          pool_why_ = "the interpreter's files are under " + std::string(t) + " (" + d + ")";
-          fprintf(stderr, "humaneval sandbox: the warm pool is refused (%s); every program starts cold\n", pool_why_.c_str());
-        }
-        return nullptr;
-      }
+      if (d == t || d.rfind(std::string(t) + "/", 0) == 0)
+        return refuse_pool("the interpreter's files are under " + std::string(t) + " (" + d + ")");
   SandboxConfig zc = config_;
   zc.processes += 2;  // the zygote and its program's PID 1 count against the slot uid's RLIMIT_NPROC
   SandboxJob zj;
@@ -227,12 +230,7 @@ Spawned* Checker::zygote(Slot& slot) {
   std::string line = buf.substr(0, buf.find('\n'));
   if (line != "Z ok") {
     drain(z->err, err, 4096);
-    std::lock_guard lock(mu_);
-    if (pool_why_.empty()) {
-      pool_why_ = line.rfind("Z no ", 0) == 0 ? line.substr(5) : "its process did not start: " + one_line(err);
-      fprintf(stderr, "humaneval sandbox: the warm pool is refused (%s); every program starts cold\n", pool_why_.c_str());
-    }
-    return nullptr;
+    return refuse_pool(line.rfind("Z no ", 0) == 0 ? line.substr(5) : "its process did not start: " + one_line(err));
   }
   auto pids = z->uid >= 0 ? pids_of(uid_t(z->uid)) : std::vector<pid_t>{};
   slot.zygote_pid = pids.size() == 1 ? pids[0] : -1;

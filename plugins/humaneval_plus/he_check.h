@@ -66,6 +66,8 @@ class Checker {
 
   // The slot's zygote, started if needed; null when the pool is off or refused (then `pool_why_`).
   Spawned* zygote(Slot& slot);
+  // Turns the pool off for good (the first reason is kept and printed once); returns null.
+  Spawned* refuse_pool(const std::string& why);
 
   SandboxConfig config_;
   double input_timeout_s_;

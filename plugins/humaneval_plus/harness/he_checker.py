@@ -18,7 +18,7 @@
 #   compare: EvalPlus's base and plus inputs, outputs compared with the canonical solution's as
 #            EvalPlus's unsafe_execute does (floats within atol, find_zero by its polynomial);
 #   record:  the canonical solution's outputs on those inputs ("E [base, plus]" before "V").
-import array, hashlib, select, socket, time
+import hashlib, select, socket, time
 
 _host = socket.socket(fileno=os.dup(0))
 _out = os.dup(1)
@@ -44,47 +44,7 @@ class CandidateError(Exception):
     pass
 
 
-class _Lines:
-    """Lines from a socket, read by offset (a read may hold thousands; a line may be megabytes)."""
-
-    def __init__(self, sock, cap=None, fds=False):
-        self.sock, self.cap, self.with_fds = sock, cap, fds
-        self.buf, self.pos, self.scan, self.eof, self.fds = bytearray(), 0, 0, False, []
-
-    def fill(self):
-        """One read (blocking unless the socket is not); False at EOF."""
-        if self.with_fds:
-            data, anc, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
-            for level, kind, d in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    a = array.array("i")
-                    a.frombytes(d[: len(d) - len(d) % 4])
-                    self.fds.extend(a)
-        else:
-            data = self.sock.recv(1 << 16)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def line(self):
-        """The next whole line (bytes, without the newline) or None; ValueError past the cap."""
-        i = self.buf.find(b"\n", max(self.pos, self.scan))
-        if i < 0:
-            self.scan = len(self.buf)
-            if self.cap is not None and len(self.buf) - self.pos > self.cap:
-                raise ValueError("an answer longer than %d bytes" % self.cap)
-            return None
-        out = bytes(self.buf[self.pos:i])
-        self.pos = self.scan = i + 1
-        if self.pos > (1 << 16) and 2 * self.pos > len(self.buf):
-            del self.buf[: self.pos]
-            self.pos = self.scan = 0
-        return out
-
-
-_hostlines = _Lines(_host, fds=True)
+_hostlines = Lines(_host, fds=True)
 _state = {"dead": None, "gone": None, "id": 0, "cand": None, "queue": bytearray(), "answered": 0, "last": 0.0}
 
 
@@ -107,7 +67,7 @@ def _take_candidate():
         raise ValueError("no connection to the candidate")
     sock = socket.socket(fileno=fds[-1])
     sock.setblocking(False)
-    _state["cand"] = _Lines(sock, cap=_ANSWER_CAP)
+    _state["cand"] = Lines(sock, cap=_ANSWER_CAP)
     _state["queue"], _state["answered"], _state["gone"] = bytearray(), 0, None
 
 

@@ -4,7 +4,7 @@
 # ({"$tuple": [...]}, {"$f": "nan"}, ...); anything else (a subclass, an object whose __eq__ lies,
 # a generator) cannot be encoded, and the decoder builds nothing but those types, so no value of
 # the candidate's own making reaches the checker.
-import json, math, os, re, sys
+import array, json, math, os, re, socket, sys
 
 if hasattr(sys, "set_int_max_str_digits"):
     sys.set_int_max_str_digits(0)
@@ -141,3 +141,43 @@ def why(e):
     except BaseException:
         text = type(e).__name__
     return text[:300]
+
+
+class Lines:
+    """Lines from a socket, read by offset (a read may hold thousands; a line may be megabytes)."""
+
+    def __init__(self, sock, cap=None, fds=False):
+        self.sock, self.cap, self.with_fds = sock, cap, fds
+        self.buf, self.pos, self.scan, self.eof, self.fds = bytearray(), 0, 0, False, []
+
+    def fill(self):
+        """One read (blocking unless the socket is not); False at EOF."""
+        if self.with_fds:
+            data, anc, _, _ = self.sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+            for level, kind, d in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    a = array.array("i")
+                    a.frombytes(d[: len(d) - len(d) % 4])
+                    self.fds.extend(a)
+        else:
+            data = self.sock.recv(1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def line(self):
+        """The next whole line (bytes, without the newline) or None; ValueError past the cap."""
+        i = self.buf.find(b"\n", max(self.pos, self.scan))
+        if i < 0:
+            self.scan = len(self.buf)
+            if self.cap is not None and len(self.buf) - self.pos > self.cap:
+                raise ValueError("an answer longer than %d bytes" % self.cap)
+            return None
+        out = bytes(self.buf[self.pos:i])
+        self.pos = self.scan = i + 1
+        if self.pos > (1 << 16) and 2 * self.pos > len(self.buf):
+            del self.buf[: self.pos]
+            self.pos = self.scan = 0
+        return out

@@ -11,7 +11,7 @@
 # kills the program (SIGKILL to its PID 1 from outside: the whole namespace dies); "E exit N" or
 # "E signal N" reports its end, after everything of it is gone. At start "Z ok", or "Z no WHY"
 # when the namespaces are refused (the host then starts each program cold).
-import array, ctypes, fcntl, platform, resource, select, socket, struct
+import ctypes, fcntl, platform, resource, select, socket, struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _NEWNS, _NEWUTS, _NEWIPC, _NEWUSER, _NEWPID, _NEWNET = 0x20000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000
@@ -225,25 +225,17 @@ def _zygote():
     send_line(out, "Z ok" if no is None else "Z no " + no.replace("\n", " "))
     if no is not None:
         return
-    buf, fds = bytearray(), []
+    lines = Lines(host, fds=True)
+    fds = lines.fds
 
     def fill():
-        data, anc, _, _ = host.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
-        for level, kind, d in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(d[: len(d) - len(d) % 4])
-                fds.extend(a)
-        if not data:
+        if not lines.fill():
             os._exit(0)  # the host is gone
-        buf.extend(data)
 
     def line():
         while True:
-            i = buf.find(b"\n")
-            if i >= 0:
-                text = bytes(buf[:i])
-                del buf[: i + 1]
+            text = lines.line()
+            if text is not None:
                 return text
             fill()
 
@@ -278,8 +270,8 @@ def _zygote():
             if pidfd in ready:
                 break
             fill()
-            while b"\n" in buf:
-                if line().startswith(b"K"):
+            while (text := lines.line()) is not None:
+                if text.startswith(b"K"):
                     os.kill(pid, signal.SIGKILL)
                     killed = True
         os.close(pidfd)
