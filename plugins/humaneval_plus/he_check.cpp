@@ -238,7 +238,7 @@ Spawned* Checker::zygote(Slot& slot) {
   return slot.zygote.get();
 }
 
-Verdict Checker::relay(const Problem& p, const std::string& code, const std::string& job, const std::string& extra,
+Verdict Checker::relay(const Problem& p, const std::string& code, double wall_s, const std::string& job, const std::string& extra,
                        std::string* expected_out) {
   Slot* slot;
   {
@@ -379,7 +379,11 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
   bool cand_done = false, timed_out = false;
   std::string checker_failed;  // why the checker gave no verdict
   std::string dead;  // why the candidate stopped (sent to the checker once)
-  auto wall = after(config_.wall_s);
+  // The candidate's wall clock (timeout_s) is the checker's: the time it waited for the program.
+  // Here, a bound on the whole check, the checker's own work included (a test's reference
+  // function may take as long as the candidate): a program stopped, not a hang.
+  const double bound_s = 3 * wall_s + 10;
+  auto wall = after(bound_s);
   Clock::time_point grace = Clock::time_point::max();
   auto stop_candidate = [&](std::string why) {
     if (cand_done) return;
@@ -395,7 +399,7 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
     auto now = Clock::now();
     if (!cand_done && now >= wall) {
       timed_out = true;
-      stop_candidate("timeout (wall-clock limit, " + std::to_string(int(config_.wall_s + 0.5)) + " s)");
+      stop_candidate("timeout (the whole check's limit, 3 x timeout_s + 10 = " + std::to_string(int(bound_s + 0.5)) + " s)");
     }
     if (grace == Clock::time_point::max() && cand_done) grace = after(std::max(10.0, config_.wall_s));
     if (now >= grace) {  // the checker does not conclude: drop it (a new one next time)
@@ -437,6 +441,7 @@ Verdict Checker::relay(const Problem& p, const std::string& code, const std::str
       std::string_view line(chk_buf.data() + at, nl - at);
       at = nl + 1;
       if (line.rfind("K ", 0) == 0) {
+        if (line.rfind("K timeout", 0) == 0) timed_out = true;  // its wall clock, kept by the checker
         stop_candidate(std::string(line.substr(2)));
       } else if (line.rfind("E ", 0) == 0) {
         if (expected_out) *expected_out = std::string(line.substr(2));
@@ -500,10 +505,12 @@ Checker::Expected Checker::expected(const Problem& p) {
     else expected_[key] = promise.get_future().share();
   }
   if (fut.valid()) return fut.get();
-  std::string job = R"({"mode":"record","entry_point":)" + json(p.entry_point).dump() +
+  // The canonical solution (trusted) gets at least 5 minutes: its outputs are every later check's key.
+  const double record_wall_s = std::max(config_.wall_s, 300.0);
+  std::string job = R"({"mode":"record","entry_point":)" + json(p.entry_point).dump() + R"(,"wall_s":)" + json(record_wall_s).dump() +
                     R"(,"input_timeout_s":60.0,"base":)" + p.base_input + R"(,"plus":)" + p.plus_input + "}";
   Expected e;
-  Verdict v = relay(p, p.canonical, job, "", &e.encoded);
+  Verdict v = relay(p, p.canonical, record_wall_s, job, "", &e.encoded);
   if (v.status != "ok" || e.encoded.empty()) {
     e.encoded.clear();
     e.error = "canonical solution of " + p.task_id + " failed: " + v.status + " " + v.reason;
@@ -516,15 +523,16 @@ Checker::Expected Checker::expected(const Problem& p) {
 
 Verdict Checker::check(const Problem& p, const std::string& code, bool fast) {
   if (p.variant != "plus") {
-    json job = {{"mode", "check"}, {"entry_point", p.entry_point}, {"test", p.test}, {"prompt", p.prompt}};
-    return relay(p, code, job.dump(-1, ' ', false, json::error_handler_t::replace), "", nullptr);
+    json job = {{"mode", "check"}, {"entry_point", p.entry_point}, {"test", p.test}, {"prompt", p.prompt},
+                {"wall_s", config_.wall_s}};
+    return relay(p, code, config_.wall_s, job.dump(-1, ' ', false, json::error_handler_t::replace), "", nullptr);
   }
   Expected e = expected(p);
   if (!e.error.empty()) return Verdict{"error", 0, p.n_base, 0, p.n_plus, e.error, ""};
-  std::string job = R"({"mode":"compare","entry_point":)" + json(p.entry_point).dump() + R"(,"atol":)" +
+  std::string job = R"({"mode":"compare","entry_point":)" + json(p.entry_point).dump() + R"(,"wall_s":)" + json(config_.wall_s).dump() + R"(,"atol":)" +
                     json(p.atol).dump() + R"(,"fast":)" + (fast ? "true" : "false") + R"(,"input_timeout_s":)" +
                     json(input_timeout_s_).dump() + R"(,"base":)" + p.base_input + R"(,"plus":)" + p.plus_input + "}";
-  Verdict v = relay(p, code, job, e.encoded, nullptr);
+  Verdict v = relay(p, code, config_.wall_s, job, e.encoded, nullptr);
   v.base_total = p.n_base, v.plus_total = p.n_plus;
   return v;
 }

@@ -61,7 +61,8 @@ class Checker {
   };
   Expected expected(const Problem& p);
   // One job: a candidate running `code`, the slot's checker running `job` (+ `extra` line).
-  Verdict relay(const Problem& p, const std::string& code, const std::string& job, const std::string& extra,
+  // wall_s: the candidate's wall clock (kept by the checker; the job carries it too).
+  Verdict relay(const Problem& p, const std::string& code, double wall_s, const std::string& job, const std::string& extra,
                 std::string* expected_out);
 
   // The slot's zygote, started if needed; null when the pool is off or refused (then `pool_why_`).

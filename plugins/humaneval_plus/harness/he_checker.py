@@ -7,8 +7,10 @@
 #   the candidate (the received connection, straight to its stdin and stdout): "ID TIMEOUT ARGS"
 #     out, "ID ok|err|ready|load_error PAYLOAD" back. Calls never cross the host; this process
 #     enforces the per-call limit (TIMEOUT + 1 s from the previous answer, or from the call when
-#     none was pending) and the answer size cap (argv[1] bytes), and the host the wall clock and
-#     memory limit. Only bytes are read from the candidate (recv: any fd it sends is dropped).
+#     none was pending), the candidate's wall clock (the job's wall_s: the time spent waiting for
+#     it, its start and its calls; this process's own work, such as a test's reference function,
+#     is not the candidate's) and the answer size cap (argv[1] bytes); the host the memory limit
+#     and a bound on the whole check. Only bytes are read from the candidate (recv: any fd it sends is dropped).
 # The tests, the expected outputs and the comparison live only here; what the candidate returns
 # arrives as plain data (he_wire.decode), so it can neither read the answer key nor patch the
 # comparison nor hand over an object that lies about equality.
@@ -45,7 +47,8 @@ class CandidateError(Exception):
 
 
 _hostlines = Lines(_host, fds=True)
-_state = {"dead": None, "gone": None, "id": 0, "cand": None, "queue": bytearray(), "answered": 0, "last": 0.0}
+_state = {"dead": None, "gone": None, "id": 0, "cand": None, "queue": bytearray(), "answered": 0, "last": 0.0,
+          "waited": 0.0, "wall_s": float("inf")}
 
 
 def _recv():
@@ -145,18 +148,24 @@ def _read_host():
 
 
 def _await(rid, timeout):
-    """The candidate's answer to call `rid` (0: its start), as (kind, payload)."""
+    """The candidate's answer to call `rid` (0: its start), as (kind, payload). The time spent
+    here, waiting for the candidate, is its time: over the job's wall_s in all, it is killed."""
     c = _state["cand"]
     while True:
+        now = time.monotonic()
+        if _state["waited"] >= _state["wall_s"]:
+            _kill("timeout (wall-clock limit, %d s)" % int(_state["wall_s"] + 0.5))
         deadline = None if timeout <= 0 or rid == 0 else _state["last"] + timeout + 1.0
-        if deadline is not None and time.monotonic() >= deadline:  # also while it floods us with junk
+        if deadline is not None and now >= deadline:  # also while it floods us with junk
             _kill("time limit per call exceeded")
         try:
             line = c.line()
         except ValueError as e:
             _kill(str(e))
         if line is None:
-            _wait(deadline)
+            left = now + _state["wall_s"] - _state["waited"]
+            _wait(left if deadline is None else min(deadline, left))
+            _state["waited"] += time.monotonic() - now
             continue
         line = line.decode("utf-8", "replace")  # answers are ASCII JSON; junk fails to decode later
         parts = line.split(" ", 2)
@@ -381,7 +390,8 @@ def _main():
         if not line.startswith("J "):
             continue  # a leftover of an earlier job
         job = json.loads(line[2:])
-        _state["dead"], _state["id"] = None, 0
+        _state["dead"], _state["id"], _state["waited"] = None, 0, 0.0
+        _state["wall_s"] = float(job.get("wall_s", float("inf")))
         try:
             _take_candidate()
             if job["mode"] == "check":

@@ -197,6 +197,32 @@ TEST_CASE("rewards: format gate, hostile and cheating code") {
   CHECK(reward->score(foreign, answer(code)).error.find("bad reference") != std::string::npos);
 }
 
+TEST_CASE("timeout_s is the program's time: the checker's own work does not count, the program's calls add up" *
+          doctest::timeout(120)) {
+  for (const char* pool : {"true", "false"}) {
+    CAPTURE(pool);
+    auto reward = registry().create<Reward>(
+        "humaneval_paper", init("reward", reward_config(2.0) + "warm_pool = " + pool + "\n"), "test");
+    // A test whose reference function spends 3 s in the checker between the calls (as
+    // HumanEval/139's ref_func does): over timeout_s, yet the program is never waited on that long.
+    Example e = load("plus_originfmt")[0];
+    auto ref = nlohmann::json::parse(e.reference);
+    ref["test"] = "import time\ndef ref(x):\n    t = time.monotonic()\n    while time.monotonic() - t < 1.0:\n        pass\n"
+                  "    return 2 * x\ndef check(candidate):\n    for x in (1, 2, 3):\n        assert candidate(x) == ref(x)\n";
+    e.reference = ref.dump();
+    std::string fn = "def " + ref["entry_point"].get<std::string>() + "(x):\n";
+    auto fast = reward->score(e, answer(fn + "    return 2 * x\n"));
+    CHECK_MESSAGE(fast.value == 2.0, fast.error);
+    // Each call takes 0.8 s: 2.4 s of the program's time in all, over the 2 s limit.
+    auto slow = reward->score(e, answer("import time\n" + fn + "    time.sleep(0.8)\n    return 2 * x\n"));
+    CHECK(slow.value == -1.0);
+    CHECK_MESSAGE(slow.error.find("timeout: timeout (wall-clock limit, 2 s)") != std::string::npos, slow.error);
+    // Its start counts too.
+    auto load_slow = reward->score(e, answer("import time\ntime.sleep(3)\n" + fn + "    return 2 * x\n"));
+    CHECK_MESSAGE(load_slow.error.find("timeout: timeout (wall-clock limit, 2 s)") != std::string::npos, load_slow.error);
+  }
+}
+
 TEST_CASE("warm pool: what a program does to its interpreter and its world never reaches the next one" *
           doctest::timeout(120)) {
   // One worker: every program comes from the same zygote, one after another.
