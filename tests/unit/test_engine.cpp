@@ -15,6 +15,7 @@
 
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "model/lora.h"
 
 using namespace warmup;
 
@@ -804,4 +805,70 @@ TEST_CASE("bench: sample_batch" * doctest::skip()) {
                    << loop / batched << "x)");
   }
   at::set_num_threads(threads);
+}
+
+TEST_CASE("LoRA: adapters applied unmerged (training forward, engine) equal the merged weights") {
+  CausalLM model = init_model(tiny_config(), 21), merged = init_model(tiny_config(), 21);  // one base
+  LoraOptions o;
+  o.r = 4, o.alpha = 8, o.dropout = 0.2, o.target_modules = {"all-linear"};
+  CHECK(add_lora(*model, o, 5) == 14);
+  CHECK(add_lora(*merged, o, 5) == 14);
+  CHECK_THROWS_AS(add_lora(*model, o, 5), ConfigError);  // already on
+  {
+    torch::NoGradGuard ng;  // B starts at zero (the model unchanged): give it what training would
+    auto a = lora_sites(*model), b = lora_sites(*merged);
+    for (size_t i = 0; i < a.size(); ++i) {
+      a[i].adapter->B->weight.normal_(0, 0.05);
+      b[i].adapter->B->weight.copy_(a[i].adapter->B->weight);
+      CHECK(torch::equal(a[i].adapter->A->weight, b[i].adapter->A->weight));  // seeded
+    }
+  }
+  auto names = model->named_parameters();
+  CHECK(names.contains("model.layers.1.mlp.down_proj.lora_B.weight"));
+  CHECK(lora_tensors(*model).front().first == "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  merge_lora(*merged);
+  CHECK_FALSE(has_lora(*merged));
+  CHECK(merged->named_parameters().size() == init_model(tiny_config(), 21)->named_parameters().size());
+  auto ids = torch::tensor(std::vector<int64_t>{3, 1, 4, 1, 5, 9, 2, 6}).unsqueeze(0);
+  model->eval(), merged->eval();
+  {
+    torch::NoGradGuard ng;
+    auto base = init_model(tiny_config(), 21)->forward(ids);
+    auto lora = model->forward(ids), m = merged->forward(ids);
+    CHECK((lora - m).abs().max().item<double>() < 1e-5);
+    CHECK((lora - base).abs().max().item<double>() > 1e-3);  // the adapters matter: the check can fail
+    CHECK(torch::equal(model->forward(ids), lora));         // no dropout in eval
+  }
+  // The engine's paged forward applies them too: cached decoding equals the full forward, and
+  // greedy tokens equal the merged model's.
+  EngineOptions eo;
+  eo.keep_logits = true;
+  Engine with_lora(model, byte_tokenizer(), {}, eo), with_merged(merged, byte_tokenizer(), {}, eo);
+  SamplingParams g;
+  g.temperature = 0, g.max_new_tokens = 12, g.ignore_eos = true;
+  auto reqs = requests(g);
+  auto a = with_lora.generate(reqs), b = with_merged.generate(reqs);
+  CHECK(max_cache_error(model, reqs, a) <= 1e-4);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].samples[0].token_ids == b[i].samples[0].token_ids);
+  // Training: dropout on the adapters' input; gradients reach the adapters only.
+  model->train();
+  auto y1 = model->forward(ids), y2 = model->forward(ids);
+  CHECK_FALSE(torch::equal(y1, y2));
+  y1.square().mean().backward();
+  for (const auto& p : model->named_parameters()) {
+    bool adapter = p.key().find(".lora_") != std::string::npos;
+    CAPTURE(p.key());
+    CHECK(p.value().requires_grad() == adapter);
+    CHECK(p.value().grad().defined() == adapter);
+  }
+  LoraOptions none = o;
+  none.target_modules = {"nope_proj"};
+  CHECK_THROWS_WITH_AS(add_lora(*init_model(tiny_config(), 1), none, 0), doctest::Contains("matches no linear layer"), ConfigError);
+  LoraOptions suffix = o;
+  suffix.target_modules = {"self_attn.o_proj"};
+  CHECK(add_lora(*init_model(tiny_config(), 1), suffix, 0) == 2);
+  LoraOptions re = o;
+  re.target_modules.clear(), re.target_regex = "model\\.layers\\.1\\.mlp\\..*_proj";
+  CHECK(add_lora(*init_model(tiny_config(), 1), re, 0) == 3);
+  CHECK(add_lora(*init_model(tiny_config(), 1), LoraOptions{}, 0) == 4);  // PEFT's default: q_proj, v_proj
 }

@@ -23,7 +23,8 @@
 //    StagePlan, Validation, StageContext::progress, Policy::apply_chat_template.
 // 7: Policy::apply_training_chat_template and ChatTokens (assistant_only_loss), and
 //    Policy::last_sampling_logprobs (importance sampling against the sampler); appended virtuals.
-#define WARMUP_ABI_MINOR 7
+// 8: Policy::enable_lora and LoraOptions (LoRA adapters, PEFT's format); appended virtual.
+#define WARMUP_ABI_MINOR 8
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

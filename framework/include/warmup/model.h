@@ -25,6 +25,24 @@ struct SampleOptions {
   uint64_t seed = 0;              // prompt i uses seed + 1000 * i, sample j adds j
 };
 
+// LoRA (Hu et al. 2021, arXiv:2106.09685) as PEFT implements it (peft/tuners/lora/layer.py,
+// PEFT 0.21): each targeted linear layer y = W x + b gains y += scale * B(A(dropout(x))), A (r, in)
+// kaiming-uniform, B (out, r) zero, scale = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora);
+// the adapters are float32 (PEFT's autocast_adapter_dtype) and the base weights are frozen.
+// Option names are TRL's ModelConfig's.
+struct LoraOptions {
+  int64_t r = 16;          // lora_r
+  double alpha = 32;       // lora_alpha
+  double dropout = 0.05;   // lora_dropout (training forward only)
+  // lora_target_modules: names matched as PEFT matches a list (the module's name, or its last
+  // components: "q_proj", "self_attn.o_proj"); one entry "all-linear" (every linear layer but the
+  // output head); or, as `target_regex`, a regular expression fully matching the module's name
+  // (PEFT's string form). Empty: PEFT's default for the architecture (q_proj and v_proj).
+  std::vector<std::string> target_modules;
+  std::string target_regex;
+  bool use_rslora = false;
+};
+
 // A sampled completion with its token ids (what RL algorithms train on; never re-tokenised).
 struct TokenCompletion {
   std::vector<int32_t> ids;     // completion tokens as sampled (EOS included when it ended the sample)
@@ -108,6 +126,18 @@ class Policy {
   // tokens: vLLM's logprobs_mode = "processed_logprobs"; 0 for greedy sampling). What importance
   // sampling against the sampler (TIS) needs. Empty where the policy cannot say.
   virtual std::vector<std::vector<std::vector<float>>> last_sampling_logprobs() const { return {}; }
+  // ABI minor 8. Adds LoRA adapters to the linear layers `options` targets and freezes every other
+  // weight: module().parameters() then lists the base weights (requires_grad false) and the
+  // adapters (warmup::trainable_parameters gives the latter). From then on save() writes the
+  // adapters in PEFT's format (adapter_config.json, adapter_model.safetensors with PEFT's names,
+  // base_model_name_or_path = this model's directory, and its tokenizer files) and load_weights()
+  // reads them back; the engine applies the adapters unmerged (exact: no rounding of the base
+  // weights). `seed` draws A. Returns the number of adapted layers. Throws ConfigError when no
+  // layer matches or adapters are already on.
+  virtual int64_t enable_lora(const LoraOptions& options, uint64_t seed) {
+    (void)options, (void)seed;
+    throw ConfigError("this host does not offer LoRA (Policy::enable_lora, SDK minor 8)");
+  }
 };
 
 inline Policy& policy(StageContext& ctx) {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <random>
 #include <string>
@@ -50,6 +51,57 @@ inline void refuse_trl_only_options(Options& o) {
   if (o.has("report_to"))
     o.fail("report_to", "every metric, sample and parameter goes to the run store (SQLite): read them with "
                         "`warmup runs show|table|export`; remove report_to");
+}
+
+// TRL's ModelConfig LoRA options (trl/trainer/model_config.py; PEFT's LoraConfig): `use_peft`
+// (default false: full-parameter training), `lora_r` 16, `lora_alpha` 32, `lora_dropout` 0.05,
+// `lora_target_modules` (a list of module names, "all-linear", or one string: a regular expression
+// fully matching the module's name, as PEFT reads a string; default q_proj and v_proj, PEFT's for
+// Qwen2/Llama/Qwen3), `use_rslora` false. nullopt when use_peft is false (the other keys are then
+// refused: they would do nothing).
+inline std::optional<LoraOptions> lora_options(Options& o) {
+  bool on = o.get<bool>("use_peft", false);
+  const char* keys[] = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora"};
+  if (!on) {
+    for (const char* k : keys)
+      if (o.has(k)) o.fail(k, "needs use_peft = true (LoRA is off: training is full-parameter)");
+    return std::nullopt;
+  }
+  LoraOptions l;
+  l.r = o.get<int64_t>("lora_r", 16, at_least(1).at_most(1 << 16));
+  l.alpha = o.get<double>("lora_alpha", 32.0, above(0).at_most(1e6));
+  l.dropout = o.get<double>("lora_dropout", 0.05, at_least(0).below(1));
+  l.use_rslora = o.get<bool>("use_rslora", false);
+  if (o.has("lora_target_modules")) {
+    std::vector<std::string> names;
+    try {
+      names = o.get<std::vector<std::string>>("lora_target_modules", {});
+    } catch (const ConfigError&) {
+      names = {o.get<std::string>("lora_target_modules", "")};
+      // One string: PEFT's regular expression (re.fullmatch on the module's name), unless it is
+      // PEFT's all-linear shorthand; ["all-linear"] means the same.
+      if (names[0] != "all-linear") l.target_regex = names[0], names.clear();
+    }
+    if (names.empty() && l.target_regex.empty()) o.fail("lora_target_modules", "must name at least one module");
+    for (const auto& n : names)
+      if (n.empty()) o.fail("lora_target_modules", "has an empty name");
+    l.target_modules = names;
+  }
+  return l;
+}
+
+// The parameters an optimizer should step: those that require gradients (with LoRA, the adapters).
+inline std::vector<torch::Tensor> trainable_parameters(Policy& policy) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : policy.module().parameters())
+    if (p.requires_grad()) out.push_back(p);
+  return out;
+}
+
+// Seeds torch's default generators (what dropout, e.g. lora_dropout, draws from) from the stage's
+// seed and the 0-based step: a resumed run draws the same masks at step s as an uninterrupted one.
+inline void seed_step(int64_t seed, int64_t step) {
+  torch::manual_seed(uint64_t(seed) * 0x9E3779B97F4A7C15ULL + uint64_t(step) * 1000003ULL + 1);
 }
 
 // "ETA 3m10s" from the time so far and the share done; "" before the first step.

@@ -5,6 +5,7 @@
 
 #include "cli/options_util.h"
 #include "model/checkpoint.h"
+#include "model/lora.h"
 #include "model/safetensors.h"
 #include "text/tokenizer.h"
 #include "util/errors.h"
@@ -20,7 +21,8 @@ const char* kUsage =
     "usage: warmup model init --config CONFIG.json --out DIR [--seed N] [--dtype D] [--tokenizer DIR]\n"
     "       warmup model info DIR [--json]\n"
     "       warmup model convert DIR --out DIR [--dtype bf16|fp16|fp32] [--shard-size 5GB]\n"
-    "       warmup model logits DIR (--text TEXT | --batch FILE.json) [--top-k N] [--out FILE.safetensors]";
+    "       warmup model logits DIR (--text TEXT | --batch FILE.json) [--top-k N] [--out FILE.safetensors]\n"
+    "       warmup model merge ADAPTER_DIR --out DIR [--dtype D] [--shard-size 5GB]";
 
 int init(const po::variables_map& vm) {
   if (!vm.count("config") || !vm.count("out")) throw UsageError("warmup model init: --config and --out are required");
@@ -131,10 +133,10 @@ int logits(const fs::path& dir, const po::variables_map& vm) {
 int cmd_model(const Args& args) {
   po::options_description opts("options");
   opts.add_options()
-      ("action", po::value<std::string>(), "init | info | convert | logits")
+      ("action", po::value<std::string>(), "init | info | convert | logits | merge")
       ("dir", po::value<std::string>(), "model directory")
       ("config", po::value<std::string>(), "init: config.json of the model to create")
-      ("out,o", po::value<std::string>(), "init/convert: output directory; logits: safetensors file")
+      ("out,o", po::value<std::string>(), "init/convert/merge: output directory; logits: safetensors file")
       ("seed", po::value<uint64_t>()->default_value(0), "init: random seed")
       ("dtype", po::value<std::string>()->default_value("auto"), "float32 | bfloat16 | float16 | auto")
       ("tokenizer", po::value<std::string>(), "init: copy tokenizer files from DIR (default: byte-level)")
@@ -165,7 +167,23 @@ int cmd_model(const Args& args) {
     std::cout << "wrote " << vm["out"].as<std::string>() << "\n";
     return 0;
   }
-  throw UsageError("warmup model: unknown action '" + action + "' (init, info, convert, logits)");
+  if (action == "merge") {
+    // PEFT's merge_and_unload + save_pretrained: the base model with W += scale * B @ A.
+    if (!vm.count("out")) throw UsageError("warmup model merge: --out is required");
+    if (!is_adapter_dir(dir))
+      throw UsageError("warmup model merge: " + dir.string() + " is not a PEFT adapter directory (no adapter_config.json, or it also has a config.json)");
+    fs::path base;
+    LoraOptions lo_opts = read_adapter_config(dir, &base);
+    LoadOptions lo;
+    lo.dtype = vm["dtype"].as<std::string>();
+    CausalLM model = load_model(dir, lo);
+    fs::path files = fs::exists(dir / "tokenizer.json") ? dir : base;
+    save_model(model, vm["out"].as<std::string>(), parse_size(vm["shard-size"].as<std::string>()), files);
+    std::cout << "merged the LoRA adapter " << dir.string() << " (r " << lo_opts.r << ", alpha " << format_number(lo_opts.alpha)
+              << ") into " << base.string() << "; wrote " << vm["out"].as<std::string>() << "\n";
+    return 0;
+  }
+  throw UsageError("warmup model: unknown action '" + action + "' (init, info, convert, logits, merge)");
 }
 
 }  // namespace warmup::cli

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/lora.h"
 #include "model/safetensors.h"
 #include "warmup/durable_io.h"
 #include "text/tokenizer.h"
@@ -57,6 +58,26 @@ torch::Device parse_device(const std::string& name) {
 }
 
 CausalLM load_model(const fs::path& dir, const LoadOptions& opt) {
+  if (is_adapter_dir(dir)) {  // a PEFT LoRA adapter: its base model with the adapter merged
+    static thread_local int depth = 0;
+    if (depth > 16) throw DataError(dir.string() + ": adapters stacked more than 16 deep (a cycle of base_model_name_or_path?)");
+    fs::path base;
+    LoraOptions lo = read_adapter_config(dir, &base);
+    ++depth;
+    CausalLM model{nullptr};
+    try {
+      model = load_model(base, opt);
+    } catch (...) {
+      --depth;
+      throw;
+    }
+    --depth;
+    add_lora(*model, lo, 0);
+    load_adapter_weights(*model, dir);
+    merge_lora(*model);
+    model->eval();
+    return model;
+  }
   ModelConfig config = ModelConfig::load(dir);
   torch::ScalarType dtype = parse_dtype(opt.dtype, config);
   torch::Device device = parse_device(opt.device);

@@ -100,9 +100,10 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& mask) {
   int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, heads, head_dim});     // (B, T, Hq, D)
-  auto k = k_proj(x).view({B, T, kv_heads, head_dim});  // (B, T, Hkv, D)
-  auto v = v_proj(x).view({B, T, kv_heads, head_dim});
+  const bool tr = is_training();
+  auto q = lora[0](q_proj(x), x, tr).view({B, T, heads, head_dim});     // (B, T, Hq, D)
+  auto k = lora[1](k_proj(x), x, tr).view({B, T, kv_heads, head_dim});  // (B, T, Hkv, D)
+  auto v = lora[2](v_proj(x), x, tr).view({B, T, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
   q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   q = q.transpose(1, 2), k = k.transpose(1, 2), v = v.transpose(1, 2);  // (B, H, T, D)
@@ -111,22 +112,23 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto out = at::scaled_dot_product_attention(q, k, v, m, 0.0, /*is_causal=*/!mask.defined(),
                                               1.0 / std::sqrt(double(head_dim)), /*enable_gqa=*/kv_heads != heads);
   out = out.transpose(1, 2).reshape({B, T, heads * head_dim});  // (B, T, Hq*D)
-  return o_proj(out);
+  return lora[3](o_proj(out), out, tr);
 }
 
 torch::Tensor AttentionImpl::forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                            PagedKV& kv, int64_t layer) {
   int64_t N = x.size(1);
-  auto q = paged_linear(q_proj, x).view({1, N, heads, head_dim});
-  auto k = paged_linear(k_proj, x).view({1, N, kv_heads, head_dim});
-  auto v = paged_linear(v_proj, x).view({1, N, kv_heads, head_dim});
+  auto q = lora[0](paged_linear(q_proj, x), x, false).view({1, N, heads, head_dim});
+  auto k = lora[1](paged_linear(k_proj, x), x, false).view({1, N, kv_heads, head_dim});
+  auto v = lora[2](paged_linear(v_proj, x), x, false).view({1, N, kv_heads, head_dim});
   if (q_norm) q = q_norm(q), k = k_norm(k);
   q = apply_rope(q, cos, sin), k = apply_rope(k, cos, sin);
   torch::Tensor& kc = (*kv.k_cache)[size_t(layer)];
   torch::Tensor& vc = (*kv.v_cache)[size_t(layer)];
   write_kv(kc, vc, k.view({N, kv_heads, head_dim}), v.view({N, kv_heads, head_dim}), kv.meta.slot_mapping);
   auto out = paged_attention(q.view({N, heads, head_dim}), kc, vc, kv.meta, 1.0 / std::sqrt(double(head_dim)));
-  return paged_linear(o_proj, out.view({1, N, heads * head_dim}));
+  auto o = out.view({1, N, heads * head_dim});
+  return lora[3](paged_linear(o_proj, o), o, false);
 }
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
@@ -137,11 +139,14 @@ MLPImpl::MLPImpl(const ModelConfig& c) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  const bool tr = is_training();
+  auto h = torch::silu(lora[0](gate_proj(x), x, tr)) * lora[1](up_proj(x), x, tr);
+  return lora[2](down_proj(h), h, tr);
 }
 
 torch::Tensor MLPImpl::forward_paged(const torch::Tensor& x) {
-  return paged_linear(down_proj, torch::silu(paged_linear(gate_proj, x)) * paged_linear(up_proj, x));
+  auto h = torch::silu(lora[0](paged_linear(gate_proj, x), x, false)) * lora[1](paged_linear(up_proj, x), x, false);
+  return lora[2](paged_linear(down_proj, h), h, false);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {

@@ -8,6 +8,8 @@
 
 #include <torch/torch.h>
 
+#include <array>
+
 #include "model/config.h"
 #include "paged_attention.h"
 
@@ -36,6 +38,23 @@ struct PagedKV {
   PagedAttentionMeta meta;
 };
 
+// One LoRA adapter of a linear layer (added by model/lora.h; empty by default). A (r, in) and B
+// (out, r) are registered inside the layer as lora_A and lora_B, so the parameters are named as
+// PEFT names them ("...q_proj.lora_A.weight").
+struct LoraAdapter {
+  torch::nn::Linear A{nullptr}, B{nullptr};
+  double scale = 0, dropout = 0;
+  bool on() const { return !A.is_empty(); }
+  // y, the layer's output for x (..., in), plus scale * B(A(dropout(x))), computed in the
+  // adapters' dtype and returned in y's (PEFT's LoraLayer.forward); dropout only when training.
+  torch::Tensor operator()(const torch::Tensor& y, const torch::Tensor& x, bool training) const {
+    if (!on()) return y;
+    auto h = x.to(A->weight.scalar_type());
+    if (training && dropout > 0) h = torch::dropout(h, dropout, true);
+    return y + (torch::nn::functional::linear(torch::nn::functional::linear(h, A->weight), B->weight) * scale).to(y.scalar_type());
+  }
+};
+
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c);
   // x (B, T, H); cos/sin (B, T, D); mask: additive (B, 1, T, T) or undefined for plain causal.
@@ -46,6 +65,7 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward_paged(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                               PagedKV& kv, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  std::array<LoraAdapter, 4> lora;  // of q_proj, k_proj, v_proj, o_proj
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // Qwen3 only
   int64_t heads, kv_heads, head_dim;
 };
@@ -56,6 +76,7 @@ struct MLPImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);        // down(silu(gate(x)) * up(x))
   torch::Tensor forward_paged(const torch::Tensor& x);  // the same for the engine's flat batch x (1, N, H)
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  std::array<LoraAdapter, 3> lora;  // of gate_proj, up_proj, down_proj
 };
 TORCH_MODULE(MLP);
 

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "model/checkpoint.h"
+#include "model/lora.h"
 #include "model/safetensors.h"
 #include "util/errors.h"
 #include "util/log.h"
@@ -24,13 +25,26 @@ HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
     for (auto& p : model_->parameters()) p.set_data(p.clone());
   }
   device_ = model_->output_weight().device();
-  tok_ = std::make_shared<const Tokenizer>(Tokenizer::load(spec.path));
-  eos_ = eos_ids_for(spec.path, *tok_);
+  // A PEFT adapter directory without tokenizer files (PEFT saves none unless told): its base's.
+  files_ = spec.path;
+  for (int depth = 0; depth < 16 && is_adapter_dir(files_) && !fs::exists(files_ / "tokenizer.json"); ++depth) {
+    fs::path base;
+    read_adapter_config(files_, &base);
+    files_ = base;
+  }
+  tok_ = std::make_shared<const Tokenizer>(Tokenizer::load(files_));
+  eos_ = eos_ids_for(files_, *tok_);
+}
+
+int64_t HostPolicy::enable_lora(const LoraOptions& options, uint64_t seed) {
+  int64_t n = add_lora(*model_, options, seed);
+  lora_ = options;
+  return n;
 }
 
 const ChatTemplate& HostPolicy::chat_template() const {
   std::call_once(chat_once_, [this] {
-    if (auto t = ChatTemplate::load(source_)) chat_ = std::make_shared<const ChatTemplate>(std::move(*t));
+    if (auto t = ChatTemplate::load(files_)) chat_ = std::make_shared<const ChatTemplate>(std::move(*t));
   });
   if (!chat_)
     throw DataError(source_.string() + ": the model has no chat template (no chat_template.jinja, no chat_template "
@@ -72,9 +86,16 @@ torch::Tensor HostPolicy::token_logprobs(const torch::Tensor& ids, const torch::
                                 attention_mask.defined() ? attention_mask.to(device()) : attention_mask);
 }
 
-void HostPolicy::save(const fs::path& dir) { save_model(model_, dir, 5'000'000'000ULL, source_); }
+void HostPolicy::save(const fs::path& dir) {
+  if (lora_) save_adapter(*model_, *lora_, dir, source_, files_);  // PEFT's format: the adapters only
+  else save_model(model_, dir, 5'000'000'000ULL, files_);
+}
 
 void HostPolicy::load_weights(const fs::path& dir) {
+  if (lora_) {
+    load_adapter_weights(*model_, dir);
+    return;
+  }
   SafetensorsCheckpoint ckpt(dir);
   torch::NoGradGuard ng;
   for (auto& item : model_->named_parameters()) {
@@ -87,7 +108,7 @@ void HostPolicy::load_weights(const fs::path& dir) {
 
 // Copy: a new module with the same config, dtype and device holding a copy of the weights.
 HostPolicy::HostPolicy(const HostPolicy& other, bool frozen)
-    : source_(other.source_), model_(CausalLM(other.model_->config)), tok_(other.tok_), eos_(other.eos_),
+    : source_(other.source_), files_(other.files_), model_(CausalLM(other.model_->config)), tok_(other.tok_), eos_(other.eos_),
       device_(other.device_) {
   auto dtype = const_cast<CausalLM&>(other.model_)->output_weight().scalar_type();
   model_->to(device_, dtype);

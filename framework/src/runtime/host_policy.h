@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "engine/engine.h"
 #include "text/chat_template.h"
@@ -43,11 +44,14 @@ class HostPolicy final : public Policy {
   std::unique_ptr<Policy> frozen_copy() override;
   std::vector<std::pair<std::string, double>> last_generation_stats() const override { return last_stats_; }
   std::vector<std::vector<std::vector<float>>> last_sampling_logprobs() const override { return last_sampling_; }
+  int64_t enable_lora(const LoraOptions& options, uint64_t seed) override;
 
  private:
   HostPolicy(const HostPolicy& other, bool frozen);
   std::vector<GenerationResult> run_engine(const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& o);
   std::filesystem::path source_;
+  std::filesystem::path files_;  // where the tokenizer and chat template are: source_, or an adapter's base
+  std::optional<LoraOptions> lora_;  // enable_lora's
   CausalLM model_{nullptr};
   std::shared_ptr<const Tokenizer> tok_;
   mutable std::once_flag chat_once_;  // the chat template is loaded on first use

@@ -116,6 +116,7 @@ class Grpo final : public warmup::Algorithm {
     reward_workers_ = o.get<int64_t>("reward_workers", 4, warmup::at_least(1).at_most(1024));
     logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
     warmup::refuse_trl_only_options(o);
+    lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
     if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
       o.fail("loss_type", "must be grpo, bnpo, dr_grpo or dapo");
@@ -170,7 +171,12 @@ class Grpo final : public warmup::Algorithm {
     auto& module = policy.module();
     module.train();
     policy.set_activation_checkpointing(checkpointing_);
-    std::vector<torch::Tensor> params = module.parameters();
+    if (lora_) {
+      int64_t n = policy.enable_lora(*lora_, uint64_t(seed_));
+      ctx.log(warmup::LogLevel::kInfo, std::string("grpo") + ": LoRA r=" + std::to_string(lora_->r) + " on " + std::to_string(n) +
+                                           " linear layers; the base weights are frozen, the output is a PEFT adapter");
+    }
+    std::vector<torch::Tensor> params = warmup::trainable_parameters(policy);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
     int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
     first_step_ = start, t_start_ = Clock::now();
@@ -215,6 +221,7 @@ class Grpo final : public warmup::Algorithm {
   void train_step(warmup::StageContext& ctx, warmup::Policy& policy, warmup::Policy* ref, torch::optim::AdamW& opt,
                   std::vector<torch::Tensor>& params, int64_t step, int64_t total, int64_t per_epoch) {
     int64_t s1 = step + 1;
+    warmup::seed_step(seed_, step);  // lora_dropout's masks: the same on resume
     // 1-2. generate and score prompts_per_step prompts; with dynamic_sampling, more rounds of
     // prompts until prompts_per_step groups have reward variance (or max_num_gen_batches rounds:
     // then the step is filled up with uninformative groups, which give no gradient).
@@ -566,6 +573,7 @@ class Grpo final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   std::vector<std::string> stop_;
   int64_t num_examples_, data_seed_, seed_, max_steps_, prompts_per_step_, G_, micro_, iterations_, top_k_, max_prompt_;
+  std::optional<warmup::LoraOptions> lora_;
   int64_t save_steps_, log_groups_, reward_workers_, logging_steps_ = 10;
   int64_t first_step_ = 0;  // the step this process started at (after a resume), for the ETA
   Clock::time_point t_start_ = Clock::now();

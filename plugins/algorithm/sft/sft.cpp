@@ -64,6 +64,7 @@ class Sft final : public warmup::Algorithm {
     logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
     warmup::refuse_trl_only_options(o);
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));
+    lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
     o.finish();
@@ -102,7 +103,12 @@ class Sft final : public warmup::Algorithm {
     auto& module = policy.module();
     module.train();
     policy.set_activation_checkpointing(checkpointing_);
-    std::vector<torch::Tensor> params = module.parameters();
+    if (lora_) {
+      int64_t n = policy.enable_lora(*lora_, uint64_t(seed_));
+      ctx.log(warmup::LogLevel::kInfo, std::string("sft") + ": LoRA r=" + std::to_string(lora_->r) + " on " + std::to_string(n) +
+                                           " linear layers; the base weights are frozen, the output is a PEFT adapter");
+    }
+    std::vector<torch::Tensor> params = warmup::trainable_parameters(policy);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
     int64_t start = 0;
     if (ctx.resuming()) start = warmup::restore_checkpoint(ctx, policy, opt);
@@ -110,6 +116,7 @@ class Sft final : public warmup::Algorithm {
     auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = start;
     for (int64_t step = start; step < total; ++step) {
+      warmup::seed_step(seed_, step);  // lora_dropout's masks: the same on resume
       double lr = schedule_.at(step, total);
       schedule_.apply(opt, lr);
       auto ts = std::chrono::steady_clock::now();
@@ -278,6 +285,7 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_, logging_steps_ = 10;
+  std::optional<warmup::LoraOptions> lora_;
   bool append_eos_, assistant_only_loss_ = false, checkpointing_, bf16_ = false, packing_;
   warmup::Bf16 bf16_mode_ = warmup::Bf16::off;
   std::vector<std::vector<const sft::Sequence*>> rows_;  // what a step draws from: packed rows or single sequences
