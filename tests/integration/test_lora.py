@@ -1,15 +1,12 @@
 """LoRA (TRL's use_peft / lora_* options) end to end: SFT trains adapters on a tiny model and
 saves them in PEFT's format; PEFT (from PyPI, the oracle) loads them on the base model and gives
 our logits; `warmup model merge` writes a model transformers loads with the same logits; a stopped
-LoRA run resumes exactly; GRPO with LoRA raises the mean reward as the full-parameter run does."""
+LoRA run resumes exactly; GRPO with LoRA raises the mean reward of a warmed-up tiny model."""
 import json
-import signal
 
-import pytest
-
-from conftest import REPO, query, spawn, wait_for, warmup, write
+from conftest import REPO, query, warmup, write
 from test_grpo import experiment as grpo_experiment, series
-from test_sft import losses, setup as sft_setup
+from test_sft import losses, setup as sft_setup, stop_resume_and_compare
 
 LORA = """  use_peft = true
   lora_r = 8
@@ -82,6 +79,28 @@ def test_lora_sft_saves_a_peft_adapter_that_peft_loads_with_our_logits(tmp_path,
                                     adapter).merge_and_unload().state_dict()
     mine = merged.state_dict()
     assert max(float((mine[k] - v).abs().max()) for k, v in ref.items()) < 1e-6
+    # Wherever a model directory is taken, the adapter directory is its base with it merged.
+    prompts = write(tmp_path / "prompts.jsonl", '{"prompt": "Is Liam a knight"}\n{"prompt": "A very"}\n')
+    outs = []
+    for model in (adapter, tmp_path / "merged"):
+        r = warmup("generate", "--model", model, "--prompts", prompts, "--out", tmp_path / "g.jsonl",
+                   "--temperature", "0", "--max-new-tokens", "6")
+        assert r.returncode == 0, r.stderr
+        outs.append([json.loads(x)["completions"][0]["token_ids"] for x in (tmp_path / "g.jsonl").read_text().splitlines()])
+    assert outs[0] == outs[1]
+    exp = write(tmp_path / "eval.toml", (tmp_path / "sft.toml").read_text().split("[[stages]]")[0].replace(
+        f'path = "{tmp_path / "tiny"}"', f'path = "{adapter}"') + """[[stages]]
+name = "sample"
+algorithm = "evaluate"
+tasks = ["knights_knaves"]
+rewards = { kk_paper = 1.0 }
+eval = { split = "test", limit = 2 }
+  [stages.evaluate]
+  completions = "model"
+  max_new_tokens = 4
+""")
+    r = warmup("run", exp, "--store", tmp_path / "e.sqlite", timeout=600)
+    assert r.returncode == 0, r.stderr
     bad = warmup("model", "merge", tmp_path / "tiny", "--out", tmp_path / "m2")
     assert bad.returncode != 0 and "not a PEFT adapter directory" in bad.stderr, bad.stderr
 
@@ -110,21 +129,9 @@ def test_lora_options_are_checked_and_recorded(tmp_path, store):
 
 
 def test_stopped_and_resumed_lora_sft_matches_an_uninterrupted_run(tmp_path, store):
-    exp = lora_sft(tmp_path, steps=40)
-    ref_store = tmp_path / "ref.sqlite"
-    assert warmup("run", exp, "--store", ref_store, timeout=900).returncode == 0
-    ref = losses(ref_store)
-    p = spawn("run", exp, "--store", store)
-    assert wait_for(lambda: len(losses(store)) >= 12, timeout=300)
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=120)
-    assert p.returncode == 143
-    assert 12 <= len(losses(store)) < 40
-    r = warmup("run", "--resume", "1", "--store", store, timeout=900)
-    assert r.returncode == 0, r.stderr
-    got = losses(store)
-    assert len(got) == 40
-    assert max(abs(a - b) for a, b in zip(got, ref)) < 1e-5, (got, ref)
+    """The adapters and their optimizer state are the checkpoint; lora_dropout's masks are drawn
+    from a generator seeded per step, so the resumed run draws the same ones."""
+    stop_resume_and_compare(lora_sft(tmp_path, steps=40), store, tmp_path, 40)
 
 
 def test_grpo_with_lora_raises_the_mean_reward(tmp_path, store):
@@ -132,11 +139,10 @@ def test_grpo_with_lora_raises_the_mean_reward(tmp_path, store):
     the "knight" reward of integration.grpo). From scratch, LoRA cannot raise it: the model's
     random hidden states give the adapters no direction that favours one token, and the frozen
     (tied) embeddings are what the full-parameter run moves."""
-    import json as _json
     exp = grpo_experiment(tmp_path, steps=40)
-    cfg = _json.loads((tmp_path / "tiny.json").read_text())
+    cfg = json.loads((tmp_path / "tiny.json").read_text())
     cfg["max_position_embeddings"] = 2048  # the K&K traces
-    (tmp_path / "tiny.json").write_text(_json.dumps(cfg))
+    (tmp_path / "tiny.json").write_text(json.dumps(cfg))
     warm = f"""[tasks.knights_knaves]
 data_dir = "{REPO / 'plugins/knights_knaves/tests/data'}"
 people = [3]

@@ -861,6 +861,23 @@ TEST_CASE("LoRA: adapters applied unmerged (training forward, engine) equal the 
     CHECK(p.value().requires_grad() == adapter);
     CHECK(p.value().grad().defined() == adapter);
   }
+  // Activation checkpointing with frozen embeddings and dropout: the same gradients (the recompute
+  // draws the same masks).
+  auto grads = [&](bool checkpointing) {
+    model->zero_grad();
+    model->activation_checkpointing = checkpointing;
+    torch::manual_seed(7);
+    model->forward(ids).square().mean().backward();
+    std::vector<torch::Tensor> g;
+    for (auto& p : model->parameters())
+      if (p.grad().defined()) g.push_back(p.grad().clone());
+    return g;
+  };
+  auto plain = grads(false), ckpt = grads(true);
+  model->activation_checkpointing = false;
+  REQUIRE(plain.size() == 28);
+  REQUIRE(ckpt.size() == plain.size());
+  for (size_t i = 0; i < plain.size(); ++i) CHECK(torch::allclose(plain[i], ckpt[i], 1e-5, 1e-7));
   LoraOptions none = o;
   none.target_modules = {"nope_proj"};
   CHECK_THROWS_WITH_AS(add_lora(*init_model(tiny_config(), 1), none, 0), doctest::Contains("matches no linear layer"), ConfigError);

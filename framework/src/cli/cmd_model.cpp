@@ -177,7 +177,7 @@ int cmd_model(const Args& args) {
     LoadOptions lo;
     lo.dtype = vm["dtype"].as<std::string>();
     CausalLM model = load_model(dir, lo);
-    fs::path files = fs::exists(dir / "tokenizer.json") ? dir : base;
+    fs::path files = model_files_dir(dir);
     save_model(model, vm["out"].as<std::string>(), parse_size(vm["shard-size"].as<std::string>()), files);
     std::cout << "merged the LoRA adapter " << dir.string() << " (r " << lo_opts.r << ", alpha " << format_number(lo_opts.alpha)
               << ") into " << base.string() << "; wrote " << vm["out"].as<std::string>() << "\n";

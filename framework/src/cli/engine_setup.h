@@ -11,6 +11,7 @@
 #include "cli/options_util.h"
 #include "engine/engine.h"
 #include "model/checkpoint.h"
+#include "model/lora.h"
 #include "util/errors.h"
 
 namespace warmup::cli {
@@ -37,8 +38,9 @@ inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
   LoadOptions lo;
   lo.dtype = vm["dtype"].as<std::string>();
   lo.device = vm["device"].as<std::string>();
-  CausalLM model = load_model(dir, lo);
-  auto tok = std::make_shared<const Tokenizer>(Tokenizer::load(dir));
+  CausalLM model = load_model(dir, lo);  // a PEFT adapter directory: its base with it merged
+  const std::filesystem::path files = model_files_dir(dir);  // tokenizer, generation_config
+  auto tok = std::make_shared<const Tokenizer>(Tokenizer::load(files));
   EngineOptions eo;
   eo.max_model_len = vm["max-model-len"].as<int64_t>();
   if (eo.max_model_len < 0) throw UsageError("--max-model-len must be >= 0 (0: the model's positions)");
@@ -59,7 +61,7 @@ inline std::unique_ptr<Engine> make_engine(const po::variables_map& vm) {
     throw UsageError("--gpu-memory-utilization must be in (0, 1] (0: use --kv-cache-mb)");
   if (eo.block_size < 1 || eo.block_size > 1024) throw UsageError("--block-size must be in [1, 1024]");
   eo.block_size = vm["block-size"].as<int64_t>();
-  auto eos = eos_ids_for(dir, *tok);
+  auto eos = eos_ids_for(files, *tok);
   return std::make_unique<Engine>(std::move(model), tok, eos, eo);
 }
 

@@ -72,6 +72,7 @@ CausalLM load_model(const fs::path& dir, const LoadOptions& opt) {
       throw;
     }
     --depth;
+    check_adapter_file(*model, lo, dir);  // from the header, before anything is allocated
     add_lora(*model, lo, 0);
     load_adapter_weights(*model, dir);
     merge_lora(*model);

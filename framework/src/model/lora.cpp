@@ -185,9 +185,12 @@ LoraOptions read_adapter_config(const fs::path& dir, fs::path* base_model) {
   auto bad = [&](const std::string& key, const std::string& why) -> DataError {
     return DataError(file.string() + ": " + key + ": " + why);
   };
-  if (j.value("peft_type", "") != "LORA") throw bad("peft_type", "only LORA adapters are supported");
   LoraOptions o;
+  std::string peft_type, bias, base_name;
   try {
+    peft_type = j.value("peft_type", "");
+    bias = j.value("bias", "none");
+    base_name = j.value("base_model_name_or_path", "");
     o.r = j.at("r").get<int64_t>();
     o.alpha = j.value("lora_alpha", 8.0);
     o.dropout = j.value("lora_dropout", 0.0);
@@ -195,11 +198,14 @@ LoraOptions read_adapter_config(const fs::path& dir, fs::path* base_model) {
   } catch (const json::exception& e) {
     throw DataError(file.string() + ": " + e.what());
   }
-  if (o.r < 1) throw bad("r", "must be >= 1");
+  if (peft_type != "LORA") throw bad("peft_type", "only LORA adapters are supported");
+  if (o.r < 1 || o.r > 65536) throw bad("r", "must be in [1, 65536]");
+  if (!(o.alpha > 0) || !std::isfinite(o.alpha)) throw bad("lora_alpha", "must be a finite number > 0");
   const json& t = j.contains("target_modules") ? j["target_modules"] : json();
   if (t.is_string()) {
     if (t.get<std::string>() == "all-linear") o.target_modules = {"all-linear"};
     else o.target_regex = t.get<std::string>();
+    if (o.target_regex.size() > 1000) throw bad("target_modules", "a regular expression of more than 1000 characters");
   } else if (t.is_array() && !t.empty()) {
     for (const auto& n : t) {
       if (!n.is_string()) throw bad("target_modules", "expected names");
@@ -215,9 +221,9 @@ LoraOptions read_adapter_config(const fs::path& dir, fs::path* base_model) {
   for (const char* key : {"use_dora", "fan_in_fan_out", "modules_to_save", "layers_to_transform", "rank_pattern",
                           "alpha_pattern", "layer_replication"})
     if (!absent(key)) throw bad(key, "is not supported here (plain LoRA only): merge the adapter with PEFT first");
-  if (j.value("bias", "none") != "none") throw bad("bias", "only \"none\" is supported");
+  if (bias != "none") throw bad("bias", "only \"none\" is supported");
   if (base_model) {
-    std::string b = j.value("base_model_name_or_path", "");
+    const std::string& b = base_name;
     if (b.empty()) throw bad("base_model_name_or_path", "is missing: the base model's directory is needed");
     fs::path p(b);
     if (p.is_relative()) p = dir / p;
@@ -227,6 +233,51 @@ LoraOptions read_adapter_config(const fs::path& dir, fs::path* base_model) {
     *base_model = p;
   }
   return o;
+}
+
+fs::path adapter_root_model(const fs::path& dir) {
+  fs::path p = dir;
+  for (int depth = 0; is_adapter_dir(p); ++depth) {
+    if (depth >= 16) throw DataError(dir.string() + ": adapters stacked more than 16 deep (a cycle of base_model_name_or_path?)");
+    fs::path base;
+    read_adapter_config(p, &base);
+    p = base;
+  }
+  return p;
+}
+
+fs::path model_files_dir(const fs::path& dir) {
+  fs::path p = dir;
+  for (int depth = 0; is_adapter_dir(p) && !(fs::exists(p / "tokenizer.json") && fs::exists(p / "generation_config.json"));
+       ++depth) {
+    if (depth >= 16) throw DataError(dir.string() + ": adapters stacked more than 16 deep (a cycle of base_model_name_or_path?)");
+    fs::path base;
+    read_adapter_config(p, &base);
+    p = base;
+  }
+  return p;
+}
+
+void check_adapter_file(CausalLMImpl& m, const LoraOptions& o, const fs::path& dir) {
+  fs::path file = dir / "adapter_model.safetensors";
+  if (!fs::exists(file)) throw DataError(file.string() + ": missing (adapter_model.bin is not read: convert it to safetensors)");
+  SafetensorsFile f(file);
+  for (auto& s : lora_targets(m, o)) {
+    auto& w = (*s.linear)->weight;
+    for (auto [part, shape] : {std::pair{"lora_A", std::vector<int64_t>{o.r, w.size(1)}},
+                               std::pair{"lora_B", std::vector<int64_t>{w.size(0), o.r}}}) {
+      std::string key = kPrefix + s.name + "." + part + ".weight";
+      auto it = f.tensors().find(key);
+      if (it == f.tensors().end()) it = f.tensors().find(kPrefix + s.name + "." + part + ".default.weight");
+      if (it == f.tensors().end()) throw DataError(file.string() + ": no tensor '" + key + "' (r " + std::to_string(o.r) + ")");
+      if (it->second.shape != shape) {
+        std::ostringstream os;
+        os << file.string() << ": tensor '" << it->first << "' has shape " << c10::IntArrayRef(it->second.shape)
+           << ", adapter_config.json (r " << o.r << ") and the model need " << c10::IntArrayRef(shape);
+        throw DataError(os.str());
+      }
+    }
+  }
 }
 
 void load_adapter_weights(CausalLMImpl& m, const fs::path& dir) {

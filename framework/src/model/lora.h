@@ -47,6 +47,18 @@ bool is_adapter_dir(const std::filesystem::path& dir);
 // DataError naming the file and key for what is not a plain LoRA (DoRA, bias, rank patterns,
 // modules_to_save, fan_in_fan_out...).
 LoraOptions read_adapter_config(const std::filesystem::path& dir, std::filesystem::path* base_model = nullptr);
+// The plain model directory at the bottom of a chain of adapters (`dir` itself when it is not
+// one); DataError past 16 adapters (a cycle).
+std::filesystem::path adapter_root_model(const std::filesystem::path& dir);
+// Where a model directory's tokenizer, generation_config.json and chat template are: `dir`, or,
+// for an adapter directory lacking tokenizer.json or generation_config.json (PEFT saves neither
+// unless told), the nearest directory down its chain that has both (else the plain base model).
+std::filesystem::path model_files_dir(const std::filesystem::path& dir);
+// Throws DataError (naming the file and tensor) unless `dir`'s adapter_model.safetensors holds,
+// for every layer `o` targets in `model`, lora_A (r, in) and lora_B (out, r): checked from the
+// file's header before any adapter is allocated.
+void check_adapter_file(CausalLMImpl& model, const LoraOptions& o, const std::filesystem::path& dir);
+
 // Copies the adapter tensors of `dir` into the model's adapters (which must match: DataError).
 void load_adapter_weights(CausalLMImpl& model, const std::filesystem::path& dir);
 

@@ -187,10 +187,18 @@ torch::Tensor real_mask(const torch::Tensor& m) { return m.numel() == 0 ? torch:
 
 // Runs one decoder layer without keeping its activations; backward reruns it with grad enabled.
 struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  // The generator's state before the forward: the recompute draws the same dropout masks
+  // (lora_dropout), as torch.utils.checkpoint's preserve_rng_state.
+  static at::Generator generator(const torch::Tensor& x) { return at::globalContext().defaultGenerator(x.device()); }
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor cos, torch::Tensor sin,
                                torch::Tensor mask, DecoderLayerImpl* layer) {
     ctx->save_for_backward({x, cos, sin, mask});
     ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    {
+      at::Generator g = generator(x);
+      std::lock_guard<std::mutex> lock(g.mutex());
+      ctx->saved_data["rng"] = g.get_state();
+    }
     torch::NoGradGuard no_grad;
     return layer->forward(x, cos, sin, real_mask(mask));
   }
@@ -200,8 +208,17 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
     torch::Tensor x = saved[0].detach().requires_grad_(true);
     torch::Tensor out;
     {
+      at::Generator g = generator(x);
+      torch::Tensor now;
+      {
+        std::lock_guard<std::mutex> lock(g.mutex());
+        now = g.get_state();
+        g.set_state(ctx->saved_data["rng"].toTensor());
+      }
       torch::AutoGradMode enable(true);
       out = layer->forward(x, saved[1], saved[2], real_mask(saved[3]));
+      std::lock_guard<std::mutex> lock(g.mutex());
+      g.set_state(now);
     }
     torch::autograd::backward({out}, {grad[0]});  // accumulates parameter grads
     return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
@@ -303,6 +320,10 @@ torch::Tensor CausalLMImpl::hidden_states(const torch::Tensor& ids, const torch:
   torch::Tensor mask;
   if (packed) mask = packed_causal_mask(attention_mask, x.scalar_type());
   else if (!right_padded) mask = causal_padding_mask(attention_mask, x.scalar_type());
+  // Frozen embeddings (LoRA): the checkpointed layers' input must require grad, or they get no
+  // backward at all (transformers' enable_input_require_grads).
+  if (activation_checkpointing && is_training() && torch::GradMode::is_enabled() && !x.requires_grad())
+    x = x.detach().requires_grad_(true);
   for (const auto& m : *model->layers) {
     auto* layer = m->as<DecoderLayerImpl>();
     if (activation_checkpointing && is_training() && torch::GradMode::is_enabled())

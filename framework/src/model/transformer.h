@@ -51,7 +51,8 @@ struct LoraAdapter {
     if (!on()) return y;
     auto h = x.to(A->weight.scalar_type());
     if (training && dropout > 0) h = torch::dropout(h, dropout, true);
-    return y + (torch::nn::functional::linear(torch::nn::functional::linear(h, A->weight), B->weight) * scale).to(y.scalar_type());
+    auto delta = torch::nn::functional::linear(torch::nn::functional::linear(h, A->weight), B->weight) * scale;
+    return (y + delta).to(y.scalar_type());  // added in the wider dtype, rounded once (PEFT)
   }
 };
 

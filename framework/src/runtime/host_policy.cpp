@@ -26,12 +26,7 @@ HostPolicy::HostPolicy(const ModelSpec& spec) : source_(spec.path) {
   }
   device_ = model_->output_weight().device();
   // A PEFT adapter directory without tokenizer files (PEFT saves none unless told): its base's.
-  files_ = spec.path;
-  for (int depth = 0; depth < 16 && is_adapter_dir(files_) && !fs::exists(files_ / "tokenizer.json"); ++depth) {
-    fs::path base;
-    read_adapter_config(files_, &base);
-    files_ = base;
-  }
+  files_ = model_files_dir(spec.path);
   tok_ = std::make_shared<const Tokenizer>(Tokenizer::load(files_));
   eos_ = eos_ids_for(files_, *tok_);
 }

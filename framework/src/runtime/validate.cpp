@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "model/checkpoint.h"
+#include "model/lora.h"
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "text/tokenizer.h"
@@ -51,9 +52,12 @@ std::vector<std::string> validate_experiment(const ExperimentConfig& cfg, const 
     if (!fs::is_directory(dir, ec)) {
       v.error(model_at + ": path " + dir.string() + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"));
     } else {
-      check(v, model_at + ": path", [&] { ModelConfig::load(dir); });
-      check(v, model_at + ": path", [&] { SafetensorsCheckpoint ckpt(dir); });
-      check(v, model_at + ": tokenizer", [&] { Tokenizer::load(dir); });
+      // A PEFT adapter directory: its chain of adapters, then the plain base model under it.
+      fs::path root = dir, files = dir;
+      check(v, model_at + ": path", [&] { root = adapter_root_model(dir), files = model_files_dir(dir); });
+      check(v, model_at + ": path", [&] { ModelConfig::load(root); });
+      check(v, model_at + ": path", [&] { SafetensorsCheckpoint ckpt(root); });
+      check(v, model_at + ": tokenizer", [&] { Tokenizer::load(files); });
     }
   }
   check_store(v, store);

@@ -48,7 +48,7 @@ class CandidateError(Exception):
 
 _hostlines = Lines(_host, fds=True)
 _state = {"dead": None, "gone": None, "id": 0, "cand": None, "queue": bytearray(), "answered": 0, "last": 0.0,
-          "waited": 0.0, "wall_s": float("inf")}
+          "waited": 0.0, "stale": 0, "wall_s": float("inf")}
 
 
 def _recv():
@@ -151,34 +151,40 @@ def _await(rid, timeout):
     """The candidate's answer to call `rid` (0: its start), as (kind, payload). The time spent
     here, waiting for the candidate, is its time: over the job's wall_s in all, it is killed."""
     c = _state["cand"]
-    while True:
-        now = time.monotonic()
-        if _state["waited"] >= _state["wall_s"]:
-            _kill("timeout (wall-clock limit, %d s)" % int(_state["wall_s"] + 0.5))
-        deadline = None if timeout <= 0 or rid == 0 else _state["last"] + timeout + 1.0
-        if deadline is not None and now >= deadline:  # also while it floods us with junk
-            _kill("time limit per call exceeded")
-        try:
-            line = c.line()
-        except ValueError as e:
-            _kill(str(e))
-        if line is None:
-            left = now + _state["wall_s"] - _state["waited"]
-            _wait(left if deadline is None else min(deadline, left))
-            _state["waited"] += time.monotonic() - now
-            continue
-        line = line.decode("utf-8", "replace")  # answers are ASCII JSON; junk fails to decode later
-        parts = line.split(" ", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 18:
-            raise CandidateError("malformed answer from the candidate")
-        got = int(parts[0])
-        if got < rid:
-            continue  # a late or repeated answer to an earlier call: it neither counts nor resets the clock
-        if got != rid:
-            raise CandidateError("answer out of order")
-        if rid > 0:  # the start ("0 ready") is no call
-            _state["answered"], _state["last"] = rid, time.monotonic()
-        return parts[1], parts[2]
+    start = time.monotonic()  # everything from here to the answer is the candidate's time
+    try:
+        while True:
+            now = time.monotonic()
+            if _state["waited"] + (now - start) >= _state["wall_s"]:
+                _kill("timeout (wall-clock limit, %d s)" % int(_state["wall_s"] + 0.5))
+            deadline = None if timeout <= 0 or rid == 0 else _state["last"] + timeout + 1.0
+            if deadline is not None and now >= deadline:  # also while it floods us with junk
+                _kill("time limit per call exceeded")
+            try:
+                line = c.line()
+            except ValueError as e:
+                _kill(str(e))
+            if line is None:
+                left = start + _state["wall_s"] - _state["waited"]
+                _wait(left if deadline is None else min(deadline, left))
+                continue
+            line = line.decode("utf-8", "replace")  # answers are ASCII JSON; junk fails to decode later
+            parts = line.split(" ", 2)
+            if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 18:
+                raise CandidateError("malformed answer from the candidate")
+            got = int(parts[0])
+            if got < rid:  # a late or repeated answer to an earlier call: it neither counts nor resets the clock
+                _state["stale"] += 1
+                if _state["stale"] > 1000:
+                    raise CandidateError("malformed answers from the candidate (more than 1000 stale ones)")
+                continue
+            if got != rid:
+                raise CandidateError("answer out of order")
+            if rid > 0:  # the start ("0 ready") is no call
+                _state["answered"], _state["last"] = rid, time.monotonic()
+            return parts[1], parts[2]
+    finally:
+        _state["waited"] += time.monotonic() - start
 
 
 def _message(payload):
@@ -390,7 +396,7 @@ def _main():
         if not line.startswith("J "):
             continue  # a leftover of an earlier job
         job = json.loads(line[2:])
-        _state["dead"], _state["id"], _state["waited"] = None, 0, 0.0
+        _state["dead"], _state["id"], _state["waited"], _state["stale"] = None, 0, 0.0, 0
         _state["wall_s"] = float(job.get("wall_s", float("inf")))
         try:
             _take_candidate()

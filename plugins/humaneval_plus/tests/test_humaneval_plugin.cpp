@@ -217,6 +217,21 @@ TEST_CASE("timeout_s is the program's time: the checker's own work does not coun
     auto slow = reward->score(e, answer("import time\n" + fn + "    time.sleep(0.8)\n    return 2 * x\n"));
     CHECK(slow.value == -1.0);
     CHECK_MESSAGE(slow.error.find("timeout: timeout (wall-clock limit, 2 s)") != std::string::npos, slow.error);
+    // Flooding the channel with stale answers (which the checker skips) neither stops its clock
+    // nor goes on for long.
+    const std::string flood =
+        "import os, stat, threading, time\n"
+        "def _flood():\n"
+        "    fds = [fd for fd in range(3, 64) if os.path.exists('/proc/self/fd/%d' % fd) and stat.S_ISSOCK(os.fstat(fd).st_mode)]\n"
+        "    while True:\n"
+        "        for fd in fds:\n"
+        "            try:\n"
+        "                os.write(fd, b'0 ok 0\\n')\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "threading.Thread(target=_flood, daemon=True).start()\n";
+    auto flooded = reward->score(e, answer(flood + fn + "    time.sleep(0.8)\n    return 2 * x\n"));
+    CHECK_MESSAGE(flooded.value == -1.0, flooded.error);
     // Its start counts too.
     auto load_slow = reward->score(e, answer("import time\ntime.sleep(3)\n" + fn + "    return 2 * x\n"));
     CHECK_MESSAGE(load_slow.error.find("timeout: timeout (wall-clock limit, 2 s)") != std::string::npos, load_slow.error);
