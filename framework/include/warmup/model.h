@@ -97,6 +97,8 @@ class Policy {
   virtual std::vector<std::vector<TokenCompletion>> generate_ids(const std::vector<std::vector<int32_t>>& prompts,
                                                                  const SampleOptions& options) = 0;
   // A frozen copy of the current weights (same device and dtype; e.g. a KL reference model).
+  // With LoRA on (enable_lora), the copy is the base model without the adapters: the reference
+  // TRL uses with PEFT (adapters disabled).
   virtual std::unique_ptr<Policy> frozen_copy() = 0;
   // ABI minor 5. The generation engine's statistics of the last generate/generate_ids call, as
   // (name, value): "forward_s", "sample_s", "host_s" (seconds in the model's forward, in sampling,
