@@ -235,9 +235,13 @@ LoraOptions read_adapter_config(const fs::path& dir, fs::path* base_model) {
   return o;
 }
 
-fs::path adapter_root_model(const fs::path& dir) {
+namespace {
+
+// Follows base_model_name_or_path from `dir` while `more(p)` holds (at most 16 adapters deep).
+template <class More>
+fs::path walk_adapters(const fs::path& dir, More more) {
   fs::path p = dir;
-  for (int depth = 0; is_adapter_dir(p); ++depth) {
+  for (int depth = 0; is_adapter_dir(p) && more(p); ++depth) {
     if (depth >= 16) throw DataError(dir.string() + ": adapters stacked more than 16 deep (a cycle of base_model_name_or_path?)");
     fs::path base;
     read_adapter_config(p, &base);
@@ -246,16 +250,16 @@ fs::path adapter_root_model(const fs::path& dir) {
   return p;
 }
 
+}  // namespace
+
+fs::path adapter_root_model(const fs::path& dir) {
+  return walk_adapters(dir, [](const fs::path&) { return true; });
+}
+
 fs::path model_files_dir(const fs::path& dir) {
-  fs::path p = dir;
-  for (int depth = 0; is_adapter_dir(p) && !(fs::exists(p / "tokenizer.json") && fs::exists(p / "generation_config.json"));
-       ++depth) {
-    if (depth >= 16) throw DataError(dir.string() + ": adapters stacked more than 16 deep (a cycle of base_model_name_or_path?)");
-    fs::path base;
-    read_adapter_config(p, &base);
-    p = base;
-  }
-  return p;
+  return walk_adapters(dir, [](const fs::path& p) {
+    return !(fs::exists(p / "tokenizer.json") && fs::exists(p / "generation_config.json"));
+  });
 }
 
 void check_adapter_file(CausalLMImpl& m, const LoraOptions& o, const fs::path& dir) {
