@@ -122,7 +122,7 @@ TEST_CASE("every canonical solution passes; wrong solutions fail (base, plus_ori
   }
 }
 
-TEST_CASE("plus variant: EvalPlus inputs and canonical outputs agree with EvalPlus's own check" * doctest::timeout(240)) {
+TEST_CASE("plus variant: EvalPlus inputs and canonical outputs agree with EvalPlus's own check" * doctest::timeout(400)) {
   std::string cfg = reward_config(30.0);
   auto paper = registry().create<Reward>("humaneval_paper", init("reward", cfg), "test");
   auto frac = registry().create<Reward>("humaneval_pass_fraction", init("reward", cfg), "test");
@@ -142,16 +142,30 @@ TEST_CASE("plus variant: EvalPlus inputs and canonical outputs agree with EvalPl
   for (auto& e : base) originals.push_back(answer(canonical(e)));
   auto on_plus = score_all(*paper, plus, originals);
   auto on_origin = score_all(*paper, origin, originals);
-  int failing = 0;
+  int failing = 0, slow_count = 0;
   for (size_t i = 0; i < plus.size(); ++i) {
-    // EvalPlus's evaluator limits each input (like our input_timeout_s); its self-checking test
-    // does not, so a slow original solution may pass there and time out here.
-    bool slow = on_plus[i].error.find("per-input time limit") != std::string::npos;
-    if (!slow) CHECK_MESSAGE(on_plus[i].value == on_origin[i].value, (plus[i].id + ": plus " + on_plus[i].error + " | originfmt " + on_origin[i].error));
+    // A time verdict depends on the machine and its load, not on the answers, so it is left out
+    // of the comparison: EvalPlus's evaluator limits each input (like our input_timeout_s) and
+    // its self-checking test does not; and the original HumanEval/96 (trial division) spends
+    // ~20 s of program time on the plus inputs on an unloaded 2-core VM, so under ctest -j2 it
+    // crosses the 30 s whole-program limit on one variant and not the other. The clocks
+    // themselves are tested in "timeout_s is the program's time".
+    bool slow = on_plus[i].error.find("per-input time limit") != std::string::npos ||
+                on_plus[i].error.find("timeout (wall-clock limit") != std::string::npos ||
+                on_origin[i].error.find("timeout (wall-clock limit") != std::string::npos;
+    if (slow) {
+      ++slow_count;
+      MESSAGE(plus[i].id << ": a time verdict, not compared: plus " << on_plus[i].error << " | originfmt " << on_origin[i].error);
+    } else {
+      CHECK_MESSAGE(on_plus[i].value == on_origin[i].value, (plus[i].id + ": plus " + on_plus[i].error + " | originfmt " + on_origin[i].error));
+    }
     failing += on_plus[i].value < 0;
   }
   MESSAGE("original HumanEval solutions failing HumanEval+: " << failing);
   CHECK(failing > 0);
+  // Every 6th task holds one slow original (HumanEval/96) and two more under 2 s: more time
+  // verdicts than that is not load but a broken clock.
+  CHECK(slow_count <= (getenv("HE_FULL") ? 12 : 3));
   // EvalPlus's own canonical solutions pass; pass fraction 1.
   std::vector<std::string> own;
   for (auto& e : plus) own.push_back(answer(canonical(e)));
