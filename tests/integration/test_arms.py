@@ -130,9 +130,19 @@ def test_the_committed_quickstart_runs_end_to_end_when_shrunk(tmp_path):
     rl = []
     for arm in ("base", "warmup"):
         rl += ["--set", f"stages.rl-{arm}.grpo.max_steps=1", "--set", f"stages.rl-{arm}.grpo.max_completion_length=16",
-               "--set", f"stages.eval-{arm}-rl.evaluate.max_new_tokens=16"]
+               "--set", f"stages.eval-{arm}-rl.evaluate.max_new_tokens=16", "--set", f"stages.eval-{arm}-sampled.evaluate.max_new_tokens=16"]
     r = warmup("run", REPO / "experiments/quickstart_rlvr.toml", "--store", store, *shrink, *rl, timeout=600)
     assert r.returncode == 0, r.stderr
     (run_dir,), = query(store, "SELECT run_dir FROM runs WHERE id = 2")
     loads = dict(re.findall(r"\[([\w-]+)\] loading model (\S+)", r.stderr))
-    assert loads["rl-base"] == f"{run_dir}/sft-base/model" and loads["rl-warmup"] == f"{run_dir}/sft-warmup/model", loads
+    # Each arm is evaluated before RL (its SFT model) and after (its RL model) with the paper's
+    # protocol; the RL stage starts from the SFT model, which the evaluation before it loaded (a
+    # stage reuses the policy of the stage before it while the model path holds).
+    for arm in ("base", "warmup"):
+        assert loads[f"eval-{arm}-sampled"] == f"{run_dir}/sft-{arm}/model", loads
+        assert f"rl-{arm}" not in loads and f"[eval-{arm}-sampled] loading model" in r.stderr
+        assert query(store, "SELECT idx FROM stages WHERE run_id = 2 AND name = ?", f"rl-{arm}") == \
+            [(query(store, "SELECT idx FROM stages WHERE run_id = 2 AND name = ?", f"eval-{arm}-sampled")[0][0] + 1,)]
+        assert loads[f"eval-{arm}-rl"] == f"{run_dir}/rl-{arm}/model", loads
+        for stage in (f"eval-{arm}-sampled", f"eval-{arm}-rl"):
+            assert query(store, "SELECT count(*) FROM samples WHERE run_id = 2 AND stage = ?", stage) == [(16,)]  # 4 puzzles x 4

@@ -37,13 +37,14 @@ def shrink(rl=True):
             s += ["--set", f"stages.rl-{arm}.grpo.max_steps=3", "--set", f"stages.rl-{arm}.grpo.max_completion_length=16",
                   "--set", f"stages.rl-{arm}.grpo.prompts_per_step=2", "--set", f"stages.rl-{arm}.grpo.num_generations=4",
                   "--set", f"stages.rl-{arm}.grpo.per_device_train_batch_size=8",
-                  "--set", f"stages.eval-{arm}-rl.evaluate.max_new_tokens=16"]
+                  "--set", f"stages.eval-{arm}-rl.evaluate.max_new_tokens=16",
+                  "--set", f"stages.eval-{arm}-sampled.evaluate.max_new_tokens=16"]
     return s
 
 
 @pytest.fixture(scope="module")
 def qs(tmp_path_factory):
-    """Run 1: quickstart_rlvr (both SFT arms, GRPO on each, four evaluations); run 2: quickstart."""
+    """Run 1: quickstart_rlvr (both SFT arms, GRPO on each, six evaluations); run 2: quickstart."""
     d = tmp_path_factory.mktemp("report")
     store = d / "qs.sqlite"
     r = warmup("run", REPO / "experiments/quickstart_rlvr.toml", "--store", store, *shrink(), timeout=900)
@@ -162,7 +163,9 @@ def test_report_of_the_quickstart_in_a_browser(qs, tmp_path):
     table_text = {e[1]["data-row"]: e[2].strip() for e in d.find("td", inside=d.by_id("paper-table"), data_task="kk")}
     expect = query(qs, "SELECT run_id, stage, value FROM metrics WHERE key = 'eval/kk/accuracy_mean'")
     std = dict(((r, s), v) for r, s, v in query(qs, "SELECT run_id, stage, value FROM metrics WHERE key = 'eval/kk/accuracy_std'"))
-    assert len(expect) == 6  # four evaluations in run 1, two in run 2
+    assert len(expect) == 8  # six evaluations in run 1 (two greedy, four with 4 samples), two in run 2
+    assert sum(1 for run, stage, _ in expect if query(qs, "SELECT value FROM params WHERE run_id = ? AND key = ?",
+                                                        run, f"stages.{stage}.eval.num_samples") == [(4,)]) == 4
     for run, stage, mean in expect:
         cell = table[f"run {run} {stage}"]
         assert math.isclose(float(cell["data-mean"]), mean, abs_tol=1e-12)
