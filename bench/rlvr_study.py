@@ -19,11 +19,13 @@ The held-out set is the quickstart's generated stream after its 7,200 training p
 import argparse
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,15 +56,15 @@ def toml_value(v):
     return repr(v)
 
 
-def experiment(model, test_size, grpo, eval_samples):
+def experiment(model, task, test_size, grpo, eval_samples):
+    """The study's experiment file: the SFT run's K&K task (its resolved config, so the generated
+    train and test puzzles are the quickstart's) with generate_test = test_size."""
+    task = dict(task, generate_test=test_size)
     lines = [
         '[experiment]', 'name = "rlvr-study"', 'seed = 7', '',
         '[model]', f'path = {json.dumps(model)}', 'device = "cpu"', 'dtype = "float32"', '',
-        '[tasks.kk]', 'plugin = "knights_knaves"', 'people = [3]', 'generate_train = 7200',
-        f'generate_test = {test_size}', 'generate_seed = 7',
-        'generate_names = ["Emma", "Liam", "Olivia"]', 'generate_shuffle_names = false',
-        'generate_templates = ["{name} said that {content}."]', 'prompt = "plain"', '',
-        '[rewards.kk_paper]', '']
+        '[tasks.kk]'] + [f'{k} = {toml_value(v)}' for k, v in task.items()] + [
+        '', '[rewards.kk_paper]', '']
     if grpo is not None:
         lines += ['[[stages]]', 'name = "rl"', 'algorithm = "grpo"', 'tasks = ["kk"]',
                   'rewards = { kk_paper = 1.0 }', '  [stages.grpo]']
@@ -105,7 +107,7 @@ def series(m, stage, name):
 
 def run_one(args, store, model, grpo):
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False, dir=args.work) as f:
-        f.write(experiment(model, args.test_size, grpo, args.eval_samples))
+        f.write(experiment(model, args.task, args.test_size, grpo, args.eval_samples))
         path = f.name
     t0 = time.time()
     p = subprocess.run([args.warmup, "run", path, "--store", store, "-q"], cwd=args.work,
@@ -114,7 +116,7 @@ def run_one(args, store, model, grpo):
     if p.returncode != 0:
         sys.exit(f"warmup run {path} failed ({p.returncode}):\n{p.stderr[-3000:]}")
     db = sqlite3.connect(store)
-    run_id = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+    (run_id,), = db.execute("SELECT id FROM runs WHERE config_file = ?", (os.path.abspath(path),)).fetchall()
     db.close()
     m, times = metrics(store, run_id)
     r = {"run_id": run_id, "wall_s": round(wall, 1),
@@ -134,6 +136,38 @@ def run_one(args, store, model, grpo):
     return r
 
 
+def answers(store, run_id, stage):
+    """{example_id: [(correct, answer span)]} of one evaluation stage."""
+    db = sqlite3.connect(store)
+    out = {}
+    for ex, correct, text in db.execute("SELECT example_id, correct, completion FROM samples "
+                                        "WHERE run_id = ? AND stage = ? ORDER BY id", (run_id, stage)):
+        m = re.search(r"<answer>(.*?)</answer>", text, re.S)
+        out.setdefault(ex, []).append((correct, m.group(1).strip() if m else None))
+    db.close()
+    return out
+
+
+def agreement(store, run_id):
+    """Share of sampled answers equal to the model's own greedy answer (sharpening shows here)."""
+    greedy, sampled = answers(store, run_id, "eval"), answers(store, run_id, "eval-sampled")
+    pairs = [(a, greedy[ex][0][1]) for ex, v in sampled.items() for _, a in v]
+    return sum(a == g for a, g in pairs) / len(pairs)
+
+
+def paired(store, before, after):
+    """Sampled accuracy after - before, paired per puzzle, with its standard error; greedy
+    verdicts changed and their net; agreement of sampled with greedy answers after."""
+    sb, sa = answers(store, before, "eval-sampled"), answers(store, after, "eval-sampled")
+    gb, ga = answers(store, before, "eval"), answers(store, after, "eval")
+    d = [mean([c for c, _ in sa[ex]]) - mean([c for c, _ in sb[ex]]) for ex in sb]
+    m = mean(d)
+    se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+    changed = [ga[ex][0][0] - gb[ex][0][0] for ex in gb if ga[ex][0][0] != gb[ex][0][0]]
+    return {"paired_delta_sampled": m, "paired_delta_sampled_se": se, "greedy_changed": len(changed),
+            "greedy_net": sum(changed), "sampled_agrees_with_greedy": agreement(store, after)}
+
+
 def mean(xs):
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else None
@@ -148,16 +182,29 @@ def main():
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--test-size", type=int, default=1000)
     ap.add_argument("--eval-samples", type=int, default=0, help="also the paper's N samples at T 0.7")
-    ap.add_argument("--set", action="append", default=[], help="SETTING.key=value (TOML literal)")
+    ap.add_argument("--set", action="append", default=[],
+                    help="SETTING.key=value: a TOML literal, else a string (paper.learning_rate=1e-5)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=None, help="also write the JSON here (updated after every run)")
     args = ap.parse_args()
     args.work = args.work or tempfile.mkdtemp(prefix="rlvr-study-")
     store = os.path.join(args.work, "study.sqlite")
     for s in args.set:
-        key, val = s.split("=", 1)
-        name, opt = key.split(".", 1)
-        SETTINGS.setdefault(name, {})[opt] = json.loads(val) if val[:1] in "[{\"tf0123456789-." else val
+        key, eq, val = s.partition("=")
+        name, dot, opt = key.partition(".")
+        if not eq or not dot or not opt:
+            ap.error(f"--set {s!r}: expected SETTING.key=value")
+        if name not in SETTINGS:
+            ap.error(f"--set {s!r}: no setting {name!r} (known: {', '.join(SETTINGS)})")
+        try:
+            SETTINGS[name][opt] = tomllib.loads(f"v = {val}")["v"]
+        except tomllib.TOMLDecodeError:
+            SETTINGS[name][opt] = val  # not a TOML literal: a bare string (token_truncate)
+    for item in args.settings.split(","):
+        if item.partition("@")[0] not in SETTINGS:
+            ap.error(f"--settings: no setting {item!r} (known: {', '.join(SETTINGS)})")
+    with open(os.path.join(args.sft_run, "config.toml"), "rb") as f:
+        args.task = tomllib.load(f)["tasks"]["kk"]
     result = {"test_size": args.test_size, "common": COMMON, "settings": {}, "arms": {}}
     def dump():
         text = json.dumps(result, indent=1)
@@ -168,6 +215,8 @@ def main():
     for arm in args.arms.split(","):
         model = os.path.join(os.path.abspath(args.sft_run), f"sft-{arm}", "model")
         before = run_one(args, store, model, None)
+        if args.eval_samples:
+            before["sampled_agrees_with_greedy"] = agreement(store, before["run_id"])
         result["arms"][arm] = {"before": before, "after": {}}
         print(f"{arm}: before {before['accuracy']}", file=sys.stderr, flush=True)
         dump()
@@ -185,14 +234,19 @@ def main():
                 runs.append(r)
                 print(f"{name} {arm} seed {seed}: accuracy {r['accuracy']} grpo {r['grpo_s']} s "
                       f"zero_std {mean(r['frac_reward_zero_std'])}", file=sys.stderr, flush=True)
-                before = result["arms"][arm]["before"]["accuracy"]
+                b = result["arms"][arm]["before"]
+                if args.eval_samples:
+                    r.update(paired(store, b["run_id"], r["run_id"]))
                 accs = [x["accuracy"] for x in runs]
-                result["arms"][arm]["after"][name] = {
-                    "runs": runs, "accuracy_mean": mean(accs),
-                    "accuracy_min": min(accs), "accuracy_max": max(accs),
-                    "delta_mean": mean(accs) - before,
-                    "frac_reward_zero_std_mean": mean([mean(x["frac_reward_zero_std"]) for x in runs]),
-                    "grpo_s_mean": mean([x["grpo_s"] for x in runs])}
+                agg = {"runs": runs, "accuracy_mean": mean(accs),
+                       "accuracy_min": min(accs), "accuracy_max": max(accs),
+                       "delta_mean": mean(accs) - b["accuracy"],
+                       "frac_reward_zero_std_mean": mean([mean(x["frac_reward_zero_std"]) for x in runs]),
+                       "grpo_s_mean": mean([x["grpo_s"] for x in runs])}
+                if args.eval_samples:
+                    sampled = [x["accuracy_sampled_mean"] for x in runs]
+                    agg.update(accuracy_sampled_mean=mean(sampled), delta_sampled_mean=mean(sampled) - b["accuracy_sampled_mean"])
+                result["arms"][arm]["after"][name] = agg
                 dump()
     print(dump())
 
