@@ -148,9 +148,9 @@ def answers(store, run_id, stage):
     return out
 
 
-def agreement(store, run_id):
-    """Share of sampled answers equal to the model's own greedy answer (sharpening shows here)."""
-    greedy, sampled = answers(store, run_id, "eval"), answers(store, run_id, "eval-sampled")
+def agreement(greedy, sampled):
+    """Share of sampled answers equal to the model's own greedy answer (sharpening shows here);
+    both as answers() returns them for one run."""
     pairs = [(a, greedy[ex][0][1]) for ex, v in sampled.items() for _, a in v]
     return sum(a == g for a, g in pairs) / len(pairs)
 
@@ -165,7 +165,7 @@ def paired(store, before, after):
     se = (sum((x - m) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
     changed = [ga[ex][0][0] - gb[ex][0][0] for ex in gb if ga[ex][0][0] != gb[ex][0][0]]
     return {"paired_delta_sampled": m, "paired_delta_sampled_se": se, "greedy_changed": len(changed),
-            "greedy_net": sum(changed), "sampled_agrees_with_greedy": agreement(store, after)}
+            "greedy_net": sum(changed), "sampled_agrees_with_greedy": agreement(ga, sa)}
 
 
 def mean(xs):
@@ -177,11 +177,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sft-run", required=True, help="finished quickstart run dir (sft-base/, sft-warmup/)")
     ap.add_argument("--warmup", default=os.path.join(REPO, "build/bin/warmup"))
-    ap.add_argument("--settings", default="paper,paper_ds")
+    ap.add_argument("--settings", default="paper,paper_ds@1")
     ap.add_argument("--arms", default="base,warmup")
     ap.add_argument("--seeds", default="1,2,3")
-    ap.add_argument("--test-size", type=int, default=1000)
-    ap.add_argument("--eval-samples", type=int, default=0, help="also the paper's N samples at T 0.7")
+    ap.add_argument("--test-size", type=int, default=300)
+    ap.add_argument("--eval-samples", type=int, default=4, help="also the paper's N samples at T 0.7 (0: greedy only)")
     ap.add_argument("--set", action="append", default=[],
                     help="SETTING.key=value: a TOML literal, else a string (paper.learning_rate=1e-5)")
     ap.add_argument("--work", default=None)
@@ -216,7 +216,8 @@ def main():
         model = os.path.join(os.path.abspath(args.sft_run), f"sft-{arm}", "model")
         before = run_one(args, store, model, None)
         if args.eval_samples:
-            before["sampled_agrees_with_greedy"] = agreement(store, before["run_id"])
+            before["sampled_agrees_with_greedy"] = agreement(answers(store, before["run_id"], "eval"),
+                                                             answers(store, before["run_id"], "eval-sampled"))
         result["arms"][arm] = {"before": before, "after": {}}
         print(f"{arm}: before {before['accuracy']}", file=sys.stderr, flush=True)
         dump()
