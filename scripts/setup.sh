@@ -14,8 +14,9 @@ reqs="$here/requirements.txt"
 packages=(build-essential cmake ninja-build pkg-config git ca-certificates sqlite3 libsqlite3-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev libtomlplusplus-dev
   libspdlog-dev libfmt-dev doctest-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libcpp-httplib-dev libssl-dev bubblewrap util-linux
+  libcpp-httplib-dev libssl-dev bubblewrap util-linux libgloo-dev
   python3 python3-venv python3-pip python3-numpy libjs-chart.js)
+# libgloo-dev: headers only (ProcessGroupGloo.hpp includes them); Gloo itself is inside libtorch_cpu.
 # libjs-chart.js: `warmup report` inlines Chart.js from it (without it, curves are tables).
 # The tests also load reports in a real browser (headless Chromium, with fonts for screenshots).
 [[ "${1:-}" == "--test" ]] && packages+=(chromium fonts-dejavu-core)

@@ -24,7 +24,9 @@
 // 7: Policy::apply_training_chat_template and ChatTokens (assistant_only_loss), and
 //    Policy::last_sampling_logprobs (importance sampling against the sampler); appended virtuals.
 // 8: Policy::enable_lora and LoraOptions (LoRA adapters, PEFT's format); appended virtual.
-#define WARMUP_ABI_MINOR 8
+// 9: the "distributed" service (warmup/distributed.h: ranks and collectives of a multi-process
+//    run). Algorithms built before it are refused in runs of more than one process.
+#define WARMUP_ABI_MINOR 9
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

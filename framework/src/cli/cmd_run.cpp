@@ -1,7 +1,11 @@
 // `warmup run`: see runtime/runner.h.
 #include "cli/options_util.h"
+#include "dist/launcher.h"
 #include "runtime/runner.h"
 #include "util/errors.h"
+
+#include <filesystem>
+#include <set>
 
 namespace warmup::cli {
 
@@ -20,7 +24,15 @@ int cmd_run(const Args& args) {
                                          "moved paths, device, logging and worker counts, eval sizes of stages not started)")
       ("name", po::value<std::string>()->default_value(""), "run name (default: experiment name)")
       ("grace", po::value<double>()->default_value(30.0),
-       "seconds a stage may take to stop after SIGINT/SIGTERM before the run is closed anyway");
+       "seconds a stage may take to stop after SIGINT/SIGTERM before the run is closed anyway")
+      ("nproc-per-node", po::value<int>(), "start N ranks of this run on this machine (data-parallel over c10d; "
+                                           "as torchrun --nproc-per-node N); timeouts: $WARMUP_DIST_TIMEOUT seconds")
+      ("nnodes", po::value<int>()->default_value(1), "with --nproc-per-node: machines in the run")
+      ("node-rank", po::value<int>()->default_value(0), "with --nproc-per-node: this machine's index (0 hosts the store)")
+      ("master-addr", po::value<std::string>()->default_value("127.0.0.1"),
+       "with --nproc-per-node: address of node 0 (it hosts the ranks' store)")
+      ("master-port", po::value<int>()->default_value(0), "with --nproc-per-node: port of node 0's store (0: any free "
+                                                          "port, one machine only)");
   po::positional_options_description pos;
   pos.add("experiment", 1);
   po::variables_map vm;
@@ -28,6 +40,32 @@ int cmd_run(const Args& args) {
                    "[--plugin-dir DIR]...\n       warmup run --resume RUN [--set path=value]... [--dry-run] [--store DB]",
              opts, vm, &pos))
     return 0;
+  if (vm.count("nproc-per-node")) {
+    if (std::getenv("RANK") || std::getenv("WORLD_SIZE"))
+      throw UsageError("warmup run --nproc-per-node: RANK/WORLD_SIZE are already set (this is a rank of a launched "
+                       "run); do not nest launchers");
+    if (vm.count("dry-run")) throw UsageError("warmup run --nproc-per-node: --dry-run runs nothing; drop one of them");
+    LaunchOptions lo;
+    lo.nproc_per_node = vm["nproc-per-node"].as<int>();
+    lo.nnodes = vm["nnodes"].as<int>();
+    lo.node_rank = vm["node-rank"].as<int>();
+    lo.master_addr = vm["master-addr"].as<std::string>();
+    lo.master_port = vm["master-port"].as<int>();
+    lo.command = {std::filesystem::read_symlink("/proc/self/exe").string(), "run"};
+    // Every rank gets this command line without the launcher's options.
+    static const std::set<std::string> kLauncher = {"--nproc-per-node", "--nnodes", "--node-rank", "--master-addr",
+                                                    "--master-port"};
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      std::string name = a.substr(0, a.find('='));
+      if (kLauncher.count(name)) {
+        if (a.find('=') == std::string::npos) ++i;  // its value is the next word
+        continue;
+      }
+      lo.command.push_back(a);
+    }
+    return launch_ranks(lo);
+  }
   RunOptions ro;
   if (vm.count("resume")) ro.resume = vm["resume"].as<int64_t>();
   else if (!vm.count("experiment")) throw UsageError("warmup run: missing EXPERIMENT.toml (see --help)");

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -58,6 +59,9 @@ namespace {
 // The exit code and the one "error: " line for the exception being handled: 2 for bad input
 // (config, usage, data, plugin, command line), 1 for everything else.
 int report_error(const std::string& command) {
+  // A rank other than 0 of a multi-process run: its error line says which rank it is.
+  if (const char* r = std::getenv("RANK"); r && *r && std::string(r) != "0" && std::getenv("WORLD_SIZE"))
+    std::cerr << "[rank " << r << "] ";
   try {
     throw;
   } catch (const warmup::ConfigError& e) {

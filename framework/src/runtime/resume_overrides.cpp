@@ -38,6 +38,11 @@ bool exists_at(const std::string& path, const fs::path& base_dir) {
 std::string refusal(const std::string& key, const FlatValue* before, const FlatValue& after,
                     const fs::path& base_dir, const std::set<std::string>& started) {
   if (key == "model.device" || kNeutralLeaves.count(leaf(key))) return "";
+  // sft's batch split, for resuming with another number of ranks: sft refuses a checkpoint whose
+  // rows per step (ranks x batch x accumulation) differ, so the computation cannot change.
+  if (key.rfind("stages.", 0) == 0 && (key.ends_with(".sft.per_device_train_batch_size") ||
+                                       key.ends_with(".sft.gradient_accumulation_steps")))
+    return "";
   if (key.rfind("stages.", 0) == 0) {
     std::string rest = key.substr(7);
     for (std::string_view tail : {".eval.limit", ".eval.num_samples"}) {
@@ -76,7 +81,8 @@ std::vector<FlatValue> check_resume_overrides(const toml::table& stored, const s
     if (!why.empty())
       throw UsageError("--set " + f.key + ": a resumed run (" + who + ") takes only keys that do not change what it "
                        "computes (" + why + "). Allowed: a path that no longer exists replaced by one that does, "
-                       "model.device, logging_steps, log_completions_groups, reward_workers, score_workers, and "
+                       "model.device, logging_steps, log_completions_groups, reward_workers, score_workers, sft's "
+                       "per_device_train_batch_size and gradient_accumulation_steps (the rows per step must stay), and "
                        "eval.limit / eval.num_samples of stages not started; start a new run for anything else");
     out.push_back(std::move(f));
   }

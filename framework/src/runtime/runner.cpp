@@ -17,6 +17,7 @@
 
 #include "config/experiment.h"
 #include "config/toml_tree.h"
+#include "dist/process_group.h"
 #include "model/checkpoint.h"
 #include "plugins/registry.h"
 #include "runtime/host_policy.h"
@@ -256,9 +257,31 @@ struct ResumeState {
   std::vector<FlatValue> amended;
 };
 
+// A multi-process run: rank 0 tells the other ranks what to run once its run exists (the resolved
+// config, the run's id and folder, the stages already finished), or why it will not run.
+struct Handoff {
+  ProcessGroupHost* pg = nullptr;  // null: one process
+  bool sent = false;
+  void send(const nlohmann::json& j) {
+    if (!pg || sent) return;
+    sent = true;
+    pg->broadcast_bytes(j.dump(), 0);
+  }
+};
+
 RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
                       std::optional<Store>& store, const ResumeState& resumed, SignalWatcher& signals,
-                      std::atomic<int64_t>& current_run);
+                      std::atomic<int64_t>& current_run, Handoff& handoff);
+RunResult run_follower(const RunOptions& opt, ProcessGroupHost& pg, SignalWatcher& signals);
+
+// The class of a failure, so a follower rank exits as rank 0 does (2 for bad input, else 1).
+std::string error_kind(const std::exception& e) {
+  if (dynamic_cast<const ConfigError*>(&e)) return "config";
+  if (dynamic_cast<const DataError*>(&e)) return "data";
+  if (dynamic_cast<const UsageError*>(&e)) return "usage";
+  if (dynamic_cast<const PluginError*>(&e)) return "plugin";
+  return "other";
+}
 
 // The stages still to run, each validated with what it will be given (see validate.h).
 std::vector<std::string> validate_stages(const PluginRegistry& reg, const ExperimentConfig& cfg, const Instances& in,
@@ -300,6 +323,26 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     }
   });
 
+  // torchrun's environment (or `warmup run --nproc-per-node`): join the ranks. Rank 0 runs the
+  // run as one process would and records it; the others follow its handoff (run_follower).
+  std::unique_ptr<ProcessGroupHost> pg;
+  if (auto env = DistEnv::from_environment(); env && !opt.dry_run) {
+    set_log_rank(env->rank, env->world_size);
+    pg = std::make_unique<ProcessGroupHost>(*env, dist_timeout_from_environment());
+    log_line(LogLevel::kDebug, "", "rank " + std::to_string(env->rank) + " of " + std::to_string(env->world_size) +
+                                       " joined the process group at " + env->master_addr + ":" +
+                                       std::to_string(env->master_port));
+    if (env->rank != 0) {
+      try {
+        return run_follower(opt, *pg, signals);
+      } catch (const std::exception& e) {
+        pg->report_failure(e.what());
+        throw;
+      }
+    }
+  }
+  Handoff handoff{pg.get()};
+
   fs::path experiment_file = opt.experiment;
   std::vector<std::string> overrides = opt.overrides;
   std::optional<Store> store;
@@ -307,6 +350,7 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
   bool claimed = false;  // a resumed run is ours: failures from here on close it as failed
   fs::path base_dir;  // a resumed run's relative paths are relative to its experiment file's folder
   std::vector<FlatValue> amended;  // values --set changes in a resumed run's config
+  try {
   if (opt.resume) {
     store.emplace(opt.store);
     store->reap_dead_runs();
@@ -342,13 +386,25 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     }
     finished_stages = store->finished_stages(id);
   }
+  } catch (const std::exception& e) {
+    if (pg) {
+      handoff.send({{"error", e.what()}, {"kind", error_kind(e)}});
+      pg->report_failure(e.what());
+    }
+    throw;
+  }
   try {
     ExperimentConfig cfg = given        ? std::move(*given)
                            : opt.resume ? experiment_from_tree(load_toml_with_bases(experiment_file), experiment_file,
                                                                 base_dir, overrides)
                                         : load_experiment(experiment_file, overrides);
-    return run_claimed(opt, std::move(cfg), experiment_file, store, {finished_stages, amended}, signals, current_run);
+    return run_claimed(opt, std::move(cfg), experiment_file, store, {finished_stages, amended}, signals, current_run,
+                       handoff);
   } catch (const std::exception& e) {
+    if (pg) {
+      handoff.send({{"error", e.what()}, {"kind", error_kind(e)}});
+      pg->report_failure(e.what());
+    }
     // A run of ours that failed anywhere (a resumed run's set-up, a store write between stages) is
     // not left 'running'.
     int64_t ours = claimed ? *opt.resume : current_run.load();
@@ -367,7 +423,7 @@ struct StageOutcome {
 };
 
 // Runs one stage's algorithm in its context; an exception becomes the outcome's error.
-StageOutcome run_stage(Store& store, Algorithm& algorithm, StageSetup setup) {
+StageOutcome run_stage(Store* store, Algorithm& algorithm, StageSetup setup) {
   StageOutcome out;
   HostStageContext ctx(store, std::move(setup));
   try {
@@ -459,9 +515,103 @@ void amend_resumed_run(Store& store, int64_t run, const fs::path& run_dir, const
   log_info("run " + std::to_string(run) + ": config amended on resume: " + keys);
 }
 
+// What the stage loop needs: the run as rank 0 (or a one-process run) made it, or as a follower
+// rank was told (store null: nothing is recorded there).
+struct StageLoop {
+  const RunOptions& opt;
+  const ExperimentConfig& cfg;
+  Instances& in;
+  Store* store;
+  int64_t run;
+  fs::path run_dir;
+  const std::map<std::string, std::string>& finished_stages;
+  SignalWatcher& signals;
+  Distributed* dist;
+};
+
+// Runs the stages not yet finished, in order; `model` is the experiment's model (its path made by
+// [model] init already).
+RunResult run_stages(StageLoop& L, ModelSpec model, RunResult& result) {
+  auto& finals = result.final_metrics;
+  Store* store = L.store;
+  const auto& cfg = L.cfg;
+  const auto& opt = L.opt;
+  const auto& finished_stages = L.finished_stages;
+  auto& signals = L.signals;
+  const int64_t run = L.run;
+  auto interrupted = [&] {
+    result.status = "interrupted";
+    result.exit_code = 128 + signals.signal_number();
+    return result;
+  };
+  const std::string experiment_model = model.path;
+  std::map<std::string, std::string> stage_models;  // stage -> the model it ended with
+  std::shared_ptr<Policy> policy;  // loaded by the first stage that asks; kept while the path holds
+  auto use_model = [&](const std::string& path) {
+    if (path == model.path) return;
+    model.path = path;  // later stages load this model
+    policy.reset();
+  };
+  for (size_t i = 0; i < cfg.stages.size(); ++i) {
+    const StageSpec& st = cfg.stages[i];
+    if (!st.model_from.empty())
+      use_model(st.model_from == "experiment" ? experiment_model : stage_models.at(st.model_from));
+    if (auto f = finished_stages.find(st.name); f != finished_stages.end()) {
+      if (!f->second.empty()) use_model(f->second);
+      stage_models[st.name] = model.path;
+      continue;
+    }
+    StageSetup setup;
+    setup.run_id = run;
+    setup.stage_name = st.name;
+    setup.seed = cfg.seed;
+    for (const auto& t : st.tasks) setup.tasks.push_back({t, L.in.tasks.at(t).get()});
+    for (const auto& [r, w] : st.rewards) setup.rewards.push_back({r, w, L.in.rewards.at(r).get()});
+    for (const auto& t : st.teachers) setup.teachers.push_back({t, L.in.teachers.at(t).get()});
+    setup.eval = st.eval;
+    setup.model = model;
+    setup.run_dir = L.run_dir;
+    setup.resuming = opt.resume.has_value();
+    setup.stop_requested = [&signals] { return signals.stop_requested(); };
+    setup.policy = &policy;
+    setup.distributed = L.dist;
+    int64_t stage_id = store ? store->begin_stage(run, int(i), st.name, st.algorithm) : 0;
+    log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
+             st.name + "' (" + st.algorithm + ")");
+    auto [error, kind, output_model, last] = run_stage(store, *L.in.algorithms[i], std::move(setup));
+    if (!error.empty()) {
+      std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
+      if (store) {
+        close_run_failed(store, opt.store, run, stage_id, error, msg);
+        msg += " [run " + std::to_string(run) + " marked failed]";
+      }
+      if (kind == FailureKind::config) throw ConfigError(msg);
+      if (kind == FailureKind::data) throw DataError(msg);
+      throw std::runtime_error(msg);
+    }
+    if (signals.stop_requested()) {
+      int sig = signals.signal_number();
+      std::string why = std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM");
+      if (!store) return interrupted();
+      store->end_stage(stage_id, "interrupted", why);
+      store->end_run(run, "interrupted", why + " during stage '" + st.name + "'");
+      log_warn("run " + std::to_string(run) + " interrupted; resume with: warmup run --resume " +
+               std::to_string(run) + " --store " + opt.store.string());
+      return interrupted();
+    }
+    if (store) store->end_stage(stage_id, "finished", "", output_model);
+    if (!output_model.empty()) use_model(output_model);
+    stage_models[st.name] = model.path;
+    finals.emplace_back(st.name, std::move(last));
+  }
+  if (store) store->end_run(run, "finished", "");
+  result.status = "finished";
+  return result;
+}
+
 RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::path& experiment_file,
                       std::optional<Store>& store, const ResumeState& resumed, SignalWatcher& signals,
-                      std::atomic<int64_t>& current_run) {
+                      std::atomic<int64_t>& current_run, Handoff& handoff) {
   const auto& finished_stages = resumed.finished_stages;
   PluginRegistry reg;
   reg.scan(plugin_search_path(opt.plugin_dirs, cfg.plugin_paths));
@@ -475,6 +625,14 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
   RunResult result;
   result.resolved_toml = config_text;
   result.problems = validate_stages(reg, cfg, in, finished_stages, opt.store);
+  if (handoff.pg && handoff.pg->world_size() > 1)
+    for (const auto& st : cfg.stages)
+      if (!finished_stages.count(st.name) && reg.find("algorithm", st.algorithm)->abi_minor < 9)
+        result.problems.push_back("stages." + st.name + ": algorithm '" + st.algorithm + "' (" +
+                                  reg.find("algorithm", st.algorithm)->library.string() +
+                                  ") was built with plugin ABI 1." +
+                                  std::to_string(reg.find("algorithm", st.algorithm)->abi_minor) +
+                                  ", before multi-process runs (1.9): rebuild it, or run with one process");
   if (opt.dry_run) {
     result.status = "dry_run";
     result.exit_code = result.problems.empty() ? 0 : 2;
@@ -517,71 +675,57 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
   };
   if (signals.stop_requested()) {
     store->end_run(run, "interrupted", "stopped by a signal before the first stage");
+    handoff.send({{"stopped", true}});
     return interrupted();
   }
 
-  auto& finals = result.final_metrics;
   ModelSpec model = cfg.model;
   if (cfg.model_init) model.path = init_model(*cfg.model_init, run_dir, cfg.model.dtype);
-  const std::string experiment_model = model.path;
-  std::map<std::string, std::string> stage_models;  // stage -> the model it ended with
-  std::shared_ptr<Policy> policy;  // loaded by the first stage that asks; kept while the path holds
-  auto use_model = [&](const std::string& path) {
-    if (path == model.path) return;
-    model.path = path;  // later stages load this model
-    policy.reset();
-  };
-  for (size_t i = 0; i < cfg.stages.size(); ++i) {
-    const StageSpec& st = cfg.stages[i];
-    if (!st.model_from.empty())
-      use_model(st.model_from == "experiment" ? experiment_model : stage_models.at(st.model_from));
-    if (auto f = finished_stages.find(st.name); f != finished_stages.end()) {
-      if (!f->second.empty()) use_model(f->second);
-      stage_models[st.name] = model.path;
-      continue;
-    }
-    StageSetup setup;
-    setup.run_id = run;
-    setup.stage_name = st.name;
-    setup.seed = cfg.seed;
-    for (const auto& t : st.tasks) setup.tasks.push_back({t, in.tasks.at(t).get()});
-    for (const auto& [r, w] : st.rewards) setup.rewards.push_back({r, w, in.rewards.at(r).get()});
-    for (const auto& t : st.teachers) setup.teachers.push_back({t, in.teachers.at(t).get()});
-    setup.eval = st.eval;
-    setup.model = model;
-    setup.run_dir = run_dir;
-    setup.resuming = opt.resume.has_value();
-    setup.stop_requested = [&signals] { return signals.stop_requested(); };
-    setup.policy = &policy;
-    int64_t stage_id = store->begin_stage(run, int(i), st.name, st.algorithm);
-    log_info("stage " + std::to_string(i + 1) + "/" + std::to_string(cfg.stages.size()) + " '" +
-             st.name + "' (" + st.algorithm + ")");
-    auto [error, kind, output_model, last] = run_stage(*store, *in.algorithms[i], std::move(setup));
-    if (!error.empty()) {
-      std::string msg = "stage '" + st.name + "' (" + st.algorithm + ") failed: " + error;
-      close_run_failed(&*store, opt.store, run, stage_id, error, msg);
-      msg += " [run " + std::to_string(run) + " marked failed]";
-      if (kind == FailureKind::config) throw ConfigError(msg);
-      if (kind == FailureKind::data) throw DataError(msg);
-      throw std::runtime_error(msg);
-    }
-    if (signals.stop_requested()) {
-      int sig = signals.signal_number();
-      std::string why = std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM");
-      store->end_stage(stage_id, "interrupted", why);
-      store->end_run(run, "interrupted", why + " during stage '" + st.name + "'");
-      log_warn("run " + std::to_string(run) + " interrupted; resume with: warmup run --resume " +
-               std::to_string(run) + " --store " + opt.store.string());
-      return interrupted();
-    }
-    store->end_stage(stage_id, "finished", "", output_model);
-    if (!output_model.empty()) use_model(output_model);
-    stage_models[st.name] = model.path;
-    finals.emplace_back(st.name, std::move(last));
+  if (handoff.pg) {
+    handoff.pg->set("run", fs::absolute(opt.store).string() + "\n" + std::to_string(run));
+    handoff.send({{"config", config_text}, {"base_dir", cfg.base_dir.string()}, {"run", run},
+                  {"run_dir", run_dir.string()}, {"model", model.path}, {"finished", finished_stages},
+                  {"resuming", opt.resume.has_value()}});
   }
-  store->end_run(run, "finished", "");
-  result.status = "finished";
-  return result;
+  StageLoop loop{opt, cfg, in, &*store, run, run_dir, finished_stages, signals, handoff.pg};
+  return run_stages(loop, model, result);
+}
+
+
+// A rank other than 0: waits for rank 0's handoff, then runs the same stages on the same config
+// without a store (rank 0 records the run).
+RunResult run_follower(const RunOptions& opt, ProcessGroupHost& pg, SignalWatcher& signals) {
+  nlohmann::json h = nlohmann::json::parse(pg.broadcast_bytes("", 0));
+  RunResult result;
+  if (h.contains("error")) {
+    std::string msg = "rank 0 did not start the run: " + h["error"].get<std::string>(), kind = h.value("kind", "");
+    if (kind == "config") throw ConfigError(msg);
+    if (kind == "data") throw DataError(msg);
+    if (kind == "usage") throw UsageError(msg);
+    if (kind == "plugin") throw PluginError(msg);
+    throw std::runtime_error(msg);
+  }
+  if (h.value("stopped", false)) {
+    result.status = "interrupted";
+    result.exit_code = 128 + (signals.signal_number() ? signals.signal_number() : SIGTERM);
+    return result;
+  }
+  fs::path run_dir = h.at("run_dir").get<std::string>();
+  ExperimentConfig cfg = parse_experiment(h.at("config").get<std::string>(), (run_dir / "config.toml").string(),
+                                          h.at("base_dir").get<std::string>(), {});
+  std::map<std::string, std::string> finished = h.at("finished").get<std::map<std::string, std::string>>();
+  RunOptions o = opt;
+  if (h.at("resuming").get<bool>() && !o.resume) o.resume = h.at("run").get<int64_t>();
+  PluginRegistry reg;
+  reg.scan(plugin_search_path(o.plugin_dirs, cfg.plugin_paths));
+  HostImpl host;
+  Instances in = create_all(reg, host, cfg);
+  result.run_id = h.at("run").get<int64_t>();
+  result.run_dir = run_dir;
+  ModelSpec model = cfg.model;
+  model.path = h.at("model").get<std::string>();
+  StageLoop loop{o, cfg, in, nullptr, result.run_id, run_dir, finished, signals, &pg};
+  return run_stages(loop, model, result);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@ std::string examples_digest(const std::vector<Example>& examples) {
   return h.hex();
 }
 
-HostStageContext::HostStageContext(Store& store, StageSetup setup)
+HostStageContext::HostStageContext(Store* store, StageSetup setup)
     : store_(store), s_(std::move(setup)), last_flush_(std::chrono::steady_clock::now()) {}
 
 HostStageContext::~HostStageContext() {
@@ -48,12 +48,14 @@ void HostStageContext::progress(std::string_view label, int64_t done, int64_t to
 }
 
 void HostStageContext::metric(std::string_view key, int64_t step, double value) {
+  if (!store_) return;
   metrics_.push_back({s_.stage_name, std::string(key), step, value, unix_now()});
   last_[std::string(key)] = value;
   maybe_flush();
 }
 
 void HostStageContext::sample(const SampleRecord& sample) {
+  if (!store_) return;
   samples_.push_back(sample);
   maybe_flush();
 }
@@ -64,19 +66,22 @@ void HostStageContext::maybe_flush() {
 }
 
 void HostStageContext::flush() {
-  store_.write_metrics(s_.run_id, metrics_);
-  store_.write_samples(s_.run_id, s_.stage_name, samples_);
+  if (!store_) return;
+  store_->write_metrics(s_.run_id, metrics_);
+  store_->write_samples(s_.run_id, s_.stage_name, samples_);
   metrics_.clear();
   samples_.clear();
   last_flush_ = std::chrono::steady_clock::now();
 }
 
 void HostStageContext::discard_after(int64_t step) {
+  if (!store_) return;
   flush();
-  store_.discard_after(s_.run_id, s_.stage_name, step);
+  store_->discard_after(s_.run_id, s_.stage_name, step);
 }
 
 void HostStageContext::artifact(const fs::path& path, std::string_view name) {
+  if (!store_) return;
   fs::path abs = fs::absolute(path);
   int64_t bytes = 0;
   if (fs::is_directory(abs)) {
@@ -85,10 +90,11 @@ void HostStageContext::artifact(const fs::path& path, std::string_view name) {
   } else {
     bytes = int64_t(fs::file_size(abs));
   }
-  store_.add_artifact(s_.run_id, s_.stage_name, std::string(name), abs.string(), bytes, sha256_path(abs));
+  store_->add_artifact(s_.run_id, s_.stage_name, std::string(name), abs.string(), bytes, sha256_path(abs));
 }
 
 void* HostStageContext::service(std::string_view name) {
+  if (name == Distributed::kServiceName) return s_.distributed;
   if (name != "policy" || !s_.policy) return nullptr;
   if (!*s_.policy) {
     if (s_.model.path.empty()) return nullptr;
@@ -101,7 +107,8 @@ void* HostStageContext::service(std::string_view name) {
 std::string HostStageContext::dataset(std::string_view task, std::string_view split,
                                       const std::vector<Example>& examples) {
   std::string digest = examples_digest(examples);
-  store_.add_dataset(s_.run_id, s_.stage_name, std::string(task), std::string(split),
+  if (!store_) return digest;
+  store_->add_dataset(s_.run_id, s_.stage_name, std::string(task), std::string(split),
                      int64_t(examples.size()), digest);
   return digest;
 }

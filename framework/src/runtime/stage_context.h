@@ -7,6 +7,7 @@
 
 #include "store/store.h"
 #include "warmup/algorithm.h"
+#include "warmup/distributed.h"
 #include "warmup/model.h"
 
 namespace warmup {
@@ -26,11 +27,15 @@ struct StageSetup {
   // The run's model, shared by its stages (loaded on first use; a stage that set an output model
   // makes the next stage load that one).
   std::shared_ptr<Policy>* policy = nullptr;
+  // The ranks of a multi-process run (the "distributed" service); null in a one-process run.
+  Distributed* distributed = nullptr;
 };
 
+// `store` null: a rank other than 0 of a multi-process run, whose metrics, samples, artifacts and
+// datasets are dropped (rank 0 records the run; algorithms reduce what they report).
 class HostStageContext final : public StageContext {
  public:
-  HostStageContext(Store& store, StageSetup setup);
+  HostStageContext(Store* store, StageSetup setup);
   ~HostStageContext() override;
 
   int64_t run_id() const override { return s_.run_id; }
@@ -64,7 +69,7 @@ class HostStageContext final : public StageContext {
 
  private:
   void maybe_flush();
-  Store& store_;
+  Store* store_;
   StageSetup s_;
   std::vector<MetricRow> metrics_;
   std::vector<SampleRecord> samples_;

@@ -92,7 +92,20 @@ void init_logging(bool verbose, bool quiet) {
   g_bar_enabled = !quiet && isatty(STDERR_FILENO) && !std::getenv("CI") && !(term && std::strcmp(term, "dumb") == 0);
 }
 
+namespace {
+int g_rank = -1;  // set_log_rank: -1 = one process
+}
+
+void set_log_rank(int rank, int world_size) {
+  g_rank = world_size > 1 ? rank : -1;
+  if (g_rank < 0) return;
+  std::string pattern = "%H:%M:%S %^%-5l%$ [rank " + std::to_string(rank) + "] %v";
+  spdlog::default_logger()->set_pattern(pattern);
+  if (rank > 0) g_bar_enabled = false;  // one progress bar: rank 0's
+}
+
 void log_line(LogLevel level, std::string_view who, std::string_view message) {
+  if (g_rank > 0 && level == LogLevel::kInfo && !who.empty()) level = LogLevel::kDebug;  // the stages' lines: rank 0's
   auto lvl = level == LogLevel::kDebug  ? spdlog::level::debug
              : level == LogLevel::kInfo ? spdlog::level::info
              : level == LogLevel::kWarn ? spdlog::level::warn

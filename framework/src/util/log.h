@@ -10,6 +10,9 @@
 namespace warmup {
 
 void init_logging(bool verbose, bool quiet);
+// In a multi-process run: every line carries "[rank N]"; other ranks' stage lines at info level
+// become debug (shown with -v), so the log reads as one process's; their warnings and errors stay.
+void set_log_rank(int rank, int world_size);
 void log_line(LogLevel level, std::string_view who, std::string_view message);
 inline void log_info(std::string_view msg) { log_line(LogLevel::kInfo, "", msg); }
 inline void log_warn(std::string_view msg) { log_line(LogLevel::kWarn, "", msg); }
