@@ -17,6 +17,7 @@
 #include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 
+#include "distributed.h"
 #include "durable_io.h"
 #include "model.h"
 #include "options.h"
@@ -260,8 +261,14 @@ inline std::string verify_checkpoint(const std::filesystem::path& dir, int64_t* 
 
 }  // namespace detail
 
+//
+// In a multi-process run only rank 0 writes (the others return at once): the weights are the same
+// on every rank, and with ZeRO-1 the caller gathers the optimizer state to rank 0 first
+// (Zero1::gather_state). `state` adds keys to state.json (e.g. the rows per step, checked on resume).
 template <class Optimizer>
-void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t step) {
+void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t step,
+                     const nlohmann::json& state = nlohmann::json::object()) {
+  if (distributed(ctx).rank() != 0) return;
   std::filesystem::path root = ctx.checkpoint_dir();
   std::filesystem::path dir = root / ("step-" + std::to_string(step));
   std::filesystem::create_directories(dir);
@@ -272,7 +279,9 @@ void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t 
     torch::save(opt, os);
     durable::write_file_durable(dir / "optimizer.pt", os.str());
   }
-  durable::write_file_durable(dir / "state.json", nlohmann::json{{"step", step}}.dump() + "\n");
+  nlohmann::json st = state.is_object() ? state : nlohmann::json::object();
+  st["step"] = step;
+  durable::write_file_durable(dir / "state.json", st.dump() + "\n");
   nlohmann::json files = nlohmann::json::object();
   for (const std::string& rel : detail::checkpoint_files(dir)) {
     uint64_t size = 0;
@@ -287,6 +296,109 @@ void save_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t 
   durable::write_file_durable(root / "latest", dir.filename().string() + "\n");
   ctx.log(LogLevel::kInfo, "checkpoint " + dir.string());
 }
+
+// ZeRO stage 1 (Rajbhandari et al. 2020, arXiv:1910.02054; DeepSpeed's zero_optimization.stage 1)
+// over data-parallel ranks: each rank keeps AdamW state for a 1/N share of the parameters and
+// steps only those; the updated parameters are then broadcast from their owner. The gradients are
+// all-reduced in full before (every rank clips with the same global norm). With one AdamW over all
+// parameters: the other ranks' gradients are dropped before opt.step(), so AdamW neither creates
+// nor updates their state (torch's AdamW skips parameters without a gradient). Parameters are
+// shared out largest first to the least-loaded rank (ties by index), so the shares are balanced.
+// Disabled (or one rank): every method but state_bytes is a no-op.
+class Zero1 {
+ public:
+  Zero1(Distributed& dist, std::vector<torch::Tensor> params, bool enabled)
+      : dist_(dist), params_(std::move(params)), on_(enabled && dist.world_size() > 1), owner_(params_.size(), 0) {
+    if (!on_) return;
+    std::vector<size_t> order(params_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return params_[a].numel() > params_[b].numel(); });
+    std::vector<int64_t> load(size_t(dist.world_size()), 0);
+    for (size_t i : order) {
+      int r = int(std::min_element(load.begin(), load.end()) - load.begin());
+      owner_[i] = r;
+      load[size_t(r)] += params_[i].numel();
+    }
+  }
+  bool enabled() const { return on_; }
+  bool mine(size_t i) const { return owner_[i] == dist_.rank(); }
+
+  // Before opt.step(): drops the gradients of the parameters another rank owns.
+  void drop_foreign_grads() {
+    if (!on_) return;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (!mine(i)) params_[i].mutable_grad() = torch::Tensor();
+  }
+  // After opt.step(): every parameter from its owner, one flattened broadcast per rank.
+  void broadcast_params() {
+    if (!on_) return;
+    torch::NoGradGuard ng;
+    for (int r = 0; r < dist_.world_size(); ++r) {
+      std::vector<torch::Tensor> mine_r;
+      for (size_t i = 0; i < params_.size(); ++i)
+        if (owner_[i] == r) mine_r.push_back(params_[i]);
+      if (mine_r.empty()) continue;
+      std::vector<torch::Tensor> flat;
+      for (auto& p : mine_r) flat.push_back(p.detach().reshape({-1}));
+      torch::Tensor buf = torch::cat(flat);
+      dist_.broadcast(buf, r);
+      int64_t at = 0;
+      for (auto& p : mine_r) {
+        p.detach().copy_(buf.narrow(0, at, p.numel()).view_as(p));
+        at += p.numel();
+      }
+    }
+  }
+  // Before save_checkpoint: rank 0 receives every other rank's AdamW state (exp_avg, exp_avg_sq,
+  // step), so it saves the whole optimizer; drop_foreign_state(opt) after the save frees it again.
+  void gather_state(torch::optim::AdamW& opt) {
+    if (!on_) return;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (owner_[i] == 0) continue;
+      void* key = params_[i].unsafeGetTensorImpl();
+      torch::Tensor avg, sq, step = torch::zeros({1}, torch::kFloat64);
+      if (mine(i)) {
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*opt.state().at(key));
+        avg = s.exp_avg().contiguous(), sq = s.exp_avg_sq().contiguous();
+        step.fill_(double(s.step()));
+      } else {
+        avg = torch::zeros_like(params_[i]), sq = torch::zeros_like(params_[i]);
+      }
+      dist_.broadcast(avg, owner_[i]);
+      dist_.broadcast(sq, owner_[i]);
+      dist_.broadcast(step, owner_[i]);
+      if (dist_.rank() == 0) {
+        auto s = std::make_unique<torch::optim::AdamWParamState>();
+        s->exp_avg(avg);
+        s->exp_avg_sq(sq);
+        s->step(int64_t(step.item<double>()));
+        opt.state()[key] = std::move(s);
+      }
+    }
+  }
+  // After a save on rank 0, or after loading a whole optimizer: keeps only this rank's state.
+  void drop_foreign_state(torch::optim::AdamW& opt) {
+    if (!on_) return;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (!mine(i)) opt.state().erase(params_[i].unsafeGetTensorImpl());
+  }
+  // Bytes of optimizer state this rank holds.
+  static int64_t state_bytes(torch::optim::AdamW& opt) {
+    int64_t n = 0;
+    for (auto& [key, st] : opt.state()) {
+      auto& s = static_cast<torch::optim::AdamWParamState&>(*st);
+      for (const torch::Tensor& t : {s.exp_avg(), s.exp_avg_sq(), s.max_exp_avg_sq()})
+        if (t.defined()) n += t.numel() * int64_t(t.element_size());
+    }
+    return n;
+  }
+
+ private:
+  Distributed& dist_;
+  std::vector<torch::Tensor> params_;
+  bool on_;
+  std::vector<int> owner_;
+};
 
 // A training step whose loss or gradient norm is NaN or infinite stops training: its gradients are
 // dropped before the optimizer sees them, the weights and optimizer after `done` good steps are
@@ -313,11 +425,16 @@ template <class Optimizer>
 
 // The stage's trained weights as its output: <run_dir>/<stage>/model (a Hugging Face directory),
 // handed to the next stage and registered as the artifact "model".
+// In a multi-process run rank 0 writes it and every rank waits for it (the next stage loads it).
 inline void save_output_model(StageContext& ctx, Policy& policy) {
   std::filesystem::path out = ctx.run_dir() / ctx.stage_name() / "model";
-  policy.save(out);
+  Distributed& dist = distributed(ctx);
+  if (dist.rank() == 0) {
+    policy.save(out);
+    ctx.artifact(out, "model");
+  }
   ctx.set_output_model(out);
-  ctx.artifact(out, "model");
+  dist.barrier();
 }
 
 // Loads the newest checkpoint that verifies (weights, optimizer) and returns its step, or 0
@@ -326,8 +443,11 @@ inline void save_output_model(StageContext& ctx, Policy& policy) {
 // checkpoint whose manifest does not verify, the step-N folders are tried newest first and the
 // first whose manifest verifies is taken (logged with why `latest` was not). A folder without a
 // manifest (written before manifests existed) is trusted only when `latest` names it.
+// `state` (optional) receives the checkpoint's state.json ({} when starting at step 0). Every rank
+// of a multi-process run loads the same checkpoint (the run folder is shared).
 template <class Optimizer>
-int64_t restore_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt) {
+int64_t restore_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt, nlohmann::json* state = nullptr) {
+  if (state) *state = nlohmann::json::object();
   std::filesystem::path root = ctx.checkpoint_dir();
   std::string name, why;
   {
@@ -382,7 +502,9 @@ int64_t restore_checkpoint(StageContext& ctx, Policy& policy, Optimizer& opt) {
   policy.load_weights(dir / "model");
   torch::load(opt, (dir / "optimizer.pt").string());
   std::ifstream st(dir / "state.json");
-  step = nlohmann::json::parse(st).at("step").get<int64_t>();
+  nlohmann::json sj = nlohmann::json::parse(st);
+  step = sj.at("step").get<int64_t>();
+  if (state) *state = sj;
   ctx.log(LogLevel::kInfo, "resuming from " + dir.string() + " at step " + std::to_string(step));
   ctx.discard_after(step);
   return step;

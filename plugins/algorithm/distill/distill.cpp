@@ -6,6 +6,7 @@
 //
 // Metrics: distill/<task>/{completions,kept,kept_fraction,reward_mean,accuracy}.
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -41,6 +42,10 @@ class Distill final : public warmup::Algorithm {
   }
 
   void run(warmup::StageContext& ctx) override {
+    // (no LibTorch here, so not warmup/distributed.h: torchrun's WORLD_SIZE says as much)
+    if (int w = std::getenv("WORLD_SIZE") ? std::atoi(std::getenv("WORLD_SIZE")) : 1; w > 1)
+      throw warmup::ConfigError("stage '" + ctx.stage_name() + "' (distill): the run has " + std::to_string(w) +
+                                " ranks; distill is bound by its teacher, not by this machine: run it with one process (a run of its own), then SFT on its output with several");
     if (ctx.teachers().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a teacher");
     if (ctx.tasks().empty()) throw warmup::ConfigError("stage '" + ctx.stage_name() + "': distill needs a task");
     const auto& teacher = ctx.teachers().front();

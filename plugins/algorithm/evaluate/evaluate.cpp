@@ -17,10 +17,12 @@
 #include <cmath>
 #include <cstdio>
 #include <set>
+#include <optional>
 #include <thread>
 
 #include "eval_metrics.h"
 #include "eval_progress.h"
+#include "warmup/distributed.h"
 #include "warmup/training.h"
 #include "warmup/model.h"
 #include "warmup/sdk.h"
@@ -132,13 +134,21 @@ class Evaluate final : public warmup::Algorithm {
     const size_t chunk = save_every_ > 0 && completions_ != "reference" ? size_t(save_every_) : std::max<size_t>(N, 1);
     const nlohmann::json header = {{"task", task}, {"split", ev.split}, {"digest", digest}, {"num_samples", runs},
                                    {"save_every", chunk}, {"completions", completions_}, {"seed", sample_.seed}};
-    evalp::Progress progress(ctx.checkpoint_dir() / ("progress-" + task + ".jsonl"), ids, header, chunk, ctx.resuming());
+    warmup::Distributed& dist = warmup::distributed(ctx);
+    const bool leader = dist.rank() == 0;
+    // Ranks that share the sampling agree on stopping (a signal reaches them at different times).
+    const bool sharded = dist.world_size() > 1 && completions_ == "model";
+    auto agreed_stop = [&](bool mine) { return sharded ? warmup::all_reduce_sum(dist, {mine ? 1.0 : 0.0})[0] > 0 : mine; };
+    std::optional<evalp::Progress> progress;
+    if (leader) progress.emplace(ctx.checkpoint_dir() / ("progress-" + task + ".jsonl"), ids, header, chunk, ctx.resuming());
     std::vector<std::vector<warmup::Completion>> outs(N);
     std::vector<std::vector<warmup::Score>> scores(N);
-    size_t first = progress.done().size();
-    for (size_t i = 0; i < first; ++i) outs[i] = progress.done()[i].completions, scores[i] = progress.done()[i].scores;
+    size_t first = leader ? progress->done().size() : 0;
+    if (dist.world_size() > 1) first = size_t(std::stoull(dist.broadcast_bytes(std::to_string(first), 0)));
+    for (size_t i = 0; leader && i < first; ++i)
+      outs[i] = progress->done()[i].completions, scores[i] = progress->done()[i].scores;
     int64_t stored = 0;
-    record_samples(ctx, task, examples, outs, scores, 0, first, stored);
+    if (leader) record_samples(ctx, task, examples, outs, scores, 0, first, stored);
     ctx.log(warmup::LogLevel::kInfo, "scoring " + std::to_string(N) + " x " + std::to_string(runs) + " of " + task + "/" +
                                          ev.split + " (digest " + digest.substr(0, 12) + ")" +
                                          (first ? "; " + std::to_string(first) + " done by the stopped attempt" : ""));
@@ -148,9 +158,14 @@ class Evaluate final : public warmup::Algorithm {
       const size_t hi = std::min(N, lo + chunk);
       std::vector<warmup::Example> part(examples.begin() + lo, examples.begin() + hi);
       std::vector<std::vector<warmup::Completion>> got = complete(ctx, part, int(runs), lo);
+      if (!leader) {  // rank 0 scores
+        if (agreed_stop(ctx.stop_requested())) return false;
+        continue;
+      }
       std::vector<warmup::Score> flat;
-      if (!score_chunk(ctx, task, part, got, flat)) return false;
-      progress.append(lo, ids, got, flat);
+      bool scored = score_chunk(ctx, task, part, got, flat);
+      if (agreed_stop(!scored)) return false;
+      progress->append(lo, ids, got, flat);
       for (size_t i = lo, k = 0; i < hi; ++i) {
         outs[i] = std::move(got[i - lo]);
         for (size_t j = 0; j < outs[i].size(); ++j) scores[i].push_back(std::move(flat[k++]));
@@ -165,10 +180,12 @@ class Evaluate final : public warmup::Algorithm {
                     warmup::eta_text(secs, int64_t(hi - first), int64_t(N - first)).c_str());
       ctx.progress(task, int64_t(hi), int64_t(N), warmup::eta_text(secs, int64_t(hi - first), int64_t(N - first)));
       ctx.log(warmup::LogLevel::kInfo, line);
-      if (ctx.stop_requested()) return false;
+      if (!sharded && ctx.stop_requested()) return false;
     }
+    bool stop = agreed_stop(ctx.stop_requested());
+    if (!leader) return !stop;
     summarize(ctx, task, examples, outs, scores, runs);
-    return !ctx.stop_requested();
+    return !stop;
   }
 
   void check_task_rewards(warmup::StageContext& ctx) const {
@@ -250,7 +267,7 @@ class Evaluate final : public warmup::Algorithm {
     so.n = n;
     so.seed = seed;
     so.max_new_tokens = largest;
-    std::vector<std::vector<warmup::TokenCompletion>> res = pol.generate_ids(prompts, so);
+    std::vector<std::vector<warmup::TokenCompletion>> res = generate_sharded(ctx, pol, prompts, so);
     for (size_t r = 0; r < runnable.size(); ++r) {
       size_t i = runnable[r];
       out[i].clear();
@@ -267,6 +284,38 @@ class Evaluate final : public warmup::Algorithm {
   }
 
   // Scores one chunk on `workers_` threads into `flat` (example-major). False when stopped.
+  // The prompts' completions, each rank sampling a contiguous block of them: prompt k keeps the
+  // seed it has in one process (seed + 1000 k), so the samples do not depend on the ranks.
+  std::vector<std::vector<warmup::TokenCompletion>> generate_sharded(warmup::StageContext& ctx, warmup::Policy& pol,
+                                                                     const std::vector<std::vector<int32_t>>& prompts,
+                                                                     const warmup::SampleOptions& so) {
+    warmup::Distributed& dist = warmup::distributed(ctx);
+    const size_t W = size_t(dist.world_size()), R = size_t(dist.rank()), P = prompts.size();
+    if (W == 1) return pol.generate_ids(prompts, so);
+    const size_t lo = P * R / W, hi = P * (R + 1) / W;
+    std::vector<std::vector<warmup::TokenCompletion>> mine;
+    if (hi > lo) {
+      warmup::SampleOptions o = so;
+      o.seed = so.seed + 1000 * uint64_t(lo);
+      mine = pol.generate_ids(std::vector<std::vector<int32_t>>(prompts.begin() + long(lo), prompts.begin() + long(hi)), o);
+    }
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& per : mine) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& c : per) a.push_back({{"ids", c.ids}, {"text", c.text}, {"finish_reason", c.finish_reason}});
+      j.push_back(std::move(a));
+    }
+    std::vector<std::vector<warmup::TokenCompletion>> out;
+    for (const std::string& part : dist.all_gather_bytes(j.dump()))
+      for (const auto& a : nlohmann::json::parse(part)) {
+        out.emplace_back();
+        for (const auto& c : a)
+          out.back().push_back({c.at("ids").get<std::vector<int32_t>>(), c.at("text").get<std::string>(),
+                                c.at("finish_reason").get<std::string>()});
+      }
+    return out;
+  }
+
   bool score_chunk(warmup::StageContext& ctx, const std::string& task, const std::vector<warmup::Example>& examples,
                    const std::vector<std::vector<warmup::Completion>>& outs, std::vector<warmup::Score>& flat) {
     const std::vector<warmup::WeightedReward> rewards = rewards_for(ctx, task);

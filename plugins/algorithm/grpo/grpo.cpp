@@ -14,6 +14,7 @@
 #include "grpo_loss.h"
 #include "warmup/model.h"
 #include "warmup/precision.h"
+#include "warmup/distributed.h"
 #include "warmup/sdk.h"
 #include "warmup/training.h"
 
@@ -116,6 +117,7 @@ class Grpo final : public warmup::Algorithm {
     reward_workers_ = o.get<int64_t>("reward_workers", 4, warmup::at_least(1).at_most(1024));
     logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
     warmup::refuse_trl_only_options(o);
+    zero_stage_ = o.get<int64_t>("zero_stage", 0, warmup::at_least(0).at_most(1));  // DeepSpeed's: 1 = ZeRO-1 over the ranks
     lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
     if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
@@ -151,6 +153,7 @@ class Grpo final : public warmup::Algorithm {
   }
 
   void run(warmup::StageContext& ctx) override {
+    dist_ = &warmup::distributed(ctx);
     warmup::Policy& policy = warmup::policy(ctx);
     bf16_ = warmup::bf16_enabled(bf16_mode_, policy.device());
     if (is_correction_ && is_.mode.starts_with("sequence") && (top_p_ < 1.0 || top_k_ > 0 || min_p_ > 0.0))
@@ -178,15 +181,23 @@ class Grpo final : public warmup::Algorithm {
     }
     std::vector<torch::Tensor> params = warmup::trainable_parameters(policy);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
+    warmup::Zero1 zero(*dist_, params, zero_stage_ == 1);
+    zero_ = &zero;
     int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
+    zero.drop_foreign_state(opt);
     first_step_ = start, t_start_ = Clock::now();
     cursor_ = cursor_after(ctx, start);
     for (int64_t step = start; step < total; ++step) {
       train_step(ctx, policy, ref.get(), opt, params, step, total, per_epoch);
       int64_t s1 = step + 1;
-      save_cursor(ctx, s1);
-      bool stop = ctx.stop_requested();
-      if ((save_steps_ > 0 && s1 % save_steps_ == 0 && s1 < total) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
+      if (dist_->rank() == 0) save_cursor(ctx, s1);
+      // every rank stops together (a signal reaches them at different times)
+      bool stop = warmup::all_reduce_sum(*dist_, {ctx.stop_requested() ? 1.0 : 0.0})[0] > 0;
+      if ((save_steps_ > 0 && s1 % save_steps_ == 0 && s1 < total) || stop) {
+        zero.gather_state(opt);
+        warmup::save_checkpoint(ctx, policy, opt, s1);
+        zero.drop_foreign_state(opt);
+      }
       if (stop) return;
     }
     warmup::save_output_model(ctx, policy);
@@ -309,9 +320,16 @@ class Grpo final : public warmup::Algorithm {
     std::vector<torch::Tensor> old(batches.size()), refs(batches.size()), ent(batches.size()), is_w(batches.size());
     bool fused = iterations_ == 1 && lo.beta == 0.0;
     is_stats_ = grpo::ImportanceStats();
+    // Several ranks: every rank holds the whole step's rollouts (sample_round gathers them) and
+    // trains on every world_size-th micro-batch; each micro-batch's loss is normalised over the
+    // whole step (num_items_in_batch, accumulation_steps), so the summed gradients are one
+    // process's.
+    const size_t W = size_t(dist_->world_size()), R = size_t(dist_->rank());
+    auto mine = [&](size_t b) { return b % W == R; };
     if (!fused || is_correction_) {
       torch::NoGradGuard ng;
       for (size_t b = 0; b < batches.size(); ++b) {
+        if (!mine(b)) continue;
         auto& mb = batches[b];
         auto zero = torch::zeros(mb.ids.sizes(), torch::kFloat32);
         {
@@ -329,12 +347,21 @@ class Grpo final : public warmup::Algorithm {
         if (iterations_ == 1) old[b] = torch::Tensor();
       }
     }
+    if (W > 1 && is_correction_) {
+      auto& is = is_stats_;
+      auto v = warmup::all_reduce_sum(*dist_, {is.ratio_sum, is.ratio_count, is.capped, is.diff_sum, is.diff_count, is.kl_sum});
+      is.ratio_sum = v[0], is.ratio_count = v[1], is.capped = v[2], is.diff_sum = v[3], is.diff_count = v[4], is.kl_sum = v[5];
+      torch::Tensor mm = torch::tensor({-is.ratio_min, is.ratio_max, is.diff_max}, torch::kFloat64);
+      dist_->all_reduce(mm, warmup::ReduceOp::kMax);
+      is.ratio_min = -mm[0].item<double>(), is.ratio_max = mm[1].item<double>(), is.diff_max = mm[2].item<double>();
+    }
     grpo::LossStats stats;
     double loss_sum = 0, gnorm = 0;
     for (int64_t it = 0; it < iterations_; ++it) {
       grpo::LossStats st;
       loss_sum = 0;
       for (size_t b = 0; b < batches.size(); ++b) {
+        if (!mine(b)) continue;
         auto& mb = batches[b];
         auto a = adv.index_select(0, mb.rows);
         auto mask = mb.mask.to(policy.device());
@@ -369,10 +396,22 @@ class Grpo final : public warmup::Algorithm {
           loss_sum += l.item<double>();
         }
       }
+      if (W > 1) {
+        warmup::all_reduce_gradients(*dist_, params);
+        auto v = warmup::all_reduce_sum(*dist_, {loss_sum, st.kl, st.entropy, st.low_clipped, st.high_clipped,
+                                                 st.region_clipped, st.tokens});
+        loss_sum = v[0], st.kl = v[1], st.entropy = v[2], st.low_clipped = v[3], st.high_clipped = v[4];
+        st.region_clipped = v[5], st.tokens = v[6];
+      }
       gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
       // Iteration 0 has touched nothing yet: the state is that after `step` whole steps.
-      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm, it == 0);
+      if (!warmup::finite_step(loss_sum, gnorm)) {
+        if (it == 0) zero_->gather_state(opt);
+        warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm, it == 0);
+      }
+      zero_->drop_foreign_grads();
       opt.step();
+      zero_->broadcast_params();
       opt.zero_grad();
       stats = st;
     }
@@ -413,12 +452,23 @@ class Grpo final : public warmup::Algorithm {
     so.n = int(G_), so.temperature = temperature_, so.top_p = top_p_, so.top_k = top_k_, so.min_p = min_p_;
     so.max_new_tokens = lo_.max_completion_length, so.stop = stop_;
     so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL + uint64_t(round) * 0x9E3779B97F4A7C15ULL;
-    auto gens = policy.generate_ids(prompts, so);
+    // Several ranks: rank r samples and scores a contiguous block of the prompts, each prompt with
+    // the seed it has in one process (seed + 1000 i), and every rank then holds all the groups.
+    const size_t W = size_t(dist_->world_size()), R = size_t(dist_->rank()), P = prompts.size();
+    const size_t lo = P * R / W, hi = P * (R + 1) / W;
+    std::vector<std::vector<warmup::TokenCompletion>> gens;
+    if (hi > lo) {
+      warmup::SampleOptions mine = so;
+      mine.seed = so.seed + 1000 * uint64_t(lo);
+      gens = W == 1 ? policy.generate_ids(prompts, so)
+                    : policy.generate_ids(std::vector<std::vector<int32_t>>(prompts.begin() + long(lo),
+                                                                            prompts.begin() + long(hi)), mine);
+    }
     gen_s += since(t_gen);
     gen_stats_ = policy.last_generation_stats();
     // The sampler's log-probs (importance sampling only: the host returns them after every call).
     std::vector<std::vector<std::vector<float>>> sampling;
-    if (is_correction_) {
+    if (is_correction_ && !gens.empty()) {
       sampling = policy.last_sampling_logprobs();
       bool aligned = sampling.size() == gens.size();
       for (size_t i = 0; aligned && i < gens.size(); ++i) {
@@ -432,10 +482,10 @@ class Grpo final : public warmup::Algorithm {
 
     // Rewards are thread-safe: scored in parallel by reward_workers threads.
     auto t_score = Clock::now();
-    for (size_t i = 0; i < items.size(); ++i)
-      for (size_t k = 0; k < gens[i].size(); ++k)
-        rolls.push_back({i, prompts[i], std::move(gens[i][k]), {},
-                         is_correction_ && k < sampling[i].size() ? std::move(sampling[i][k]) : std::vector<float>{}});
+    for (size_t i = lo; i < hi; ++i)
+      for (size_t k = 0; k < gens[i - lo].size(); ++k)
+        rolls.push_back({i, prompts[i], std::move(gens[i - lo][k]), {},
+                         is_correction_ && k < sampling[i - lo].size() ? std::move(sampling[i - lo][k]) : std::vector<float>{}});
     score(ctx, items, rolls);
     if (overlong_buffer_ > 0)
       for (auto& r : rolls) {
@@ -445,7 +495,41 @@ class Grpo final : public warmup::Algorithm {
         r.score.total += p;
         r.score.parts["overlong_penalty"] = p;
       }
+    if (W > 1) rolls = gather_rollouts(rolls, prompts);
     score_s += since(t_score);
+  }
+
+  // Every rank's scored rollouts, in rank order (= prompt order: the blocks are contiguous).
+  std::vector<grpo::Rollout> gather_rollouts(const std::vector<grpo::Rollout>& mine,
+                                             const std::vector<std::vector<int32_t>>& prompts) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : mine) {
+      nlohmann::json sc = {{"total", r.score.total}, {"parts", r.score.parts}, {"error", r.score.error},
+                           {"errored", r.score.errored}};
+      if (r.score.correct) sc["correct"] = *r.score.correct;
+      if (r.score.extracted_answer) sc["extracted_answer"] = *r.score.extracted_answer;
+      j.push_back({{"prompt", r.prompt}, {"ids", r.completion.ids}, {"text", r.completion.text},
+                   {"finish_reason", r.completion.finish_reason}, {"score", sc}, {"sampling", r.sampling_logps}});
+    }
+    std::vector<grpo::Rollout> out;
+    for (const std::string& part : dist_->all_gather_bytes(j.dump()))
+      for (const auto& x : nlohmann::json::parse(part)) {
+        grpo::Rollout r;
+        r.prompt = x.at("prompt").get<size_t>();
+        r.prompt_ids = prompts.at(r.prompt);
+        r.completion = {x.at("ids").get<std::vector<int32_t>>(), x.at("text").get<std::string>(),
+                        x.at("finish_reason").get<std::string>()};
+        const auto& sc = x.at("score");
+        r.score.total = sc.at("total").get<double>();
+        r.score.parts = sc.at("parts").get<std::map<std::string, double>>();
+        r.score.error = sc.at("error").get<std::string>();
+        r.score.errored = sc.at("errored").get<bool>();
+        if (sc.contains("correct")) r.score.correct = sc["correct"].get<bool>();
+        if (sc.contains("extracted_answer")) r.score.extracted_answer = sc["extracted_answer"].get<std::string>();
+        r.sampling_logps = x.at("sampling").get<std::vector<float>>();
+        out.push_back(std::move(r));
+      }
+    return out;
   }
 
   // The data cursor (prompts drawn so far) after `steps` steps: steps x prompts_per_step, or with
@@ -592,7 +676,10 @@ class Grpo final : public warmup::Algorithm {
   std::vector<Item> data_;
   std::optional<warmup::EpochOrder> order_;
   double mean_len_ = 0, mean_reward_ = 0;  // of the last step (judged completions)
-  std::vector<std::pair<std::string, double>> gen_stats_;  // the last rollout's engine statistics
+  std::vector<std::pair<std::string, double>> gen_stats_;  // the last rollout's engine statistics (rank 0's)
+  warmup::Distributed* dist_ = nullptr;  // the run's ranks (one in a one-process run)
+  warmup::Zero1* zero_ = nullptr;        // of the running stage
+  int64_t zero_stage_ = 0;
 };
 
 }  // namespace

@@ -64,6 +64,11 @@ class Sft final : public warmup::Algorithm {
     logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
     warmup::refuse_trl_only_options(o);
     seed_ = o.get<int64_t>("seed", int64_t(init.seed));
+    // DeepSpeed's zero_optimization.stage: 0 (every rank keeps all AdamW state) or 1 (ZeRO-1: each
+    // rank keeps and steps 1/N of it). Only matters with more than one rank.
+    zero_stage_ = o.get<int64_t>("zero_stage", 0, warmup::at_least(0).at_most(2));
+    if (zero_stage_ == 2)
+      o.fail("zero_stage", "ZeRO-2 (reduce-scattered gradients) is not implemented; use 0 or 1");
     lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
@@ -72,6 +77,8 @@ class Sft final : public warmup::Algorithm {
 
   void run(warmup::StageContext& ctx) override {
     warmup::Policy& policy = warmup::policy(ctx);
+    warmup::Distributed& dist = warmup::distributed(ctx);
+    const int64_t world = dist.world_size(), rank = dist.rank();
     bf16_ = warmup::bf16_enabled(bf16_mode_, policy.device());
     std::vector<sft::Sequence> all = load(ctx, policy);
     std::mt19937_64 split_rng{static_cast<uint64_t>(seed_)};
@@ -89,7 +96,9 @@ class Sft final : public warmup::Algorithm {
     } else {
       for (const auto& s : train) rows_.push_back({&s});
     }
-    int64_t per_step = batch_ * accum_;
+    // A step takes per_device_train_batch_size x gradient_accumulation_steps rows on each rank (the
+    // Trainer's global batch); rank r takes the r-th block of them.
+    const int64_t per_rank = batch_ * accum_, per_step = per_rank * world;
     int64_t steps_per_epoch = (int64_t(rows_.size()) + per_step - 1) / per_step;
     int64_t total = warmup::total_steps("sft", epochs_, steps_per_epoch, max_steps_);
     if ((long double)total * (long double)per_step > 4e18L)  // the index of a row over all epochs is an int64
@@ -98,7 +107,9 @@ class Sft final : public warmup::Algorithm {
     ctx.log(warmup::LogLevel::kInfo, "sft: " + std::to_string(train.size()) + " train / " + std::to_string(eval.size()) +
                                          " eval sequences, " + std::to_string(total) + " steps of " +
                                          std::to_string(per_step) + (packing_ ? " packed rows (" + std::to_string(rows_.size()) +
-                                         " rows of <= " + std::to_string(max_length_) + " tokens)" : " sequences"));
+                                         " rows of <= " + std::to_string(max_length_) + " tokens)" : " sequences") +
+                                         (world > 1 ? " over " + std::to_string(world) + " ranks" +
+                                                          (zero_stage_ == 1 ? " (ZeRO-1)" : "") : ""));
 
     auto& module = policy.module();
     module.train();
@@ -110,8 +121,30 @@ class Sft final : public warmup::Algorithm {
     }
     std::vector<torch::Tensor> params = warmup::trainable_parameters(policy);
     torch::optim::AdamW opt(params, torch::optim::AdamWOptions(schedule_.lr).betas({beta1_, beta2_}).eps(eps_).weight_decay(weight_decay_));
+    warmup::Zero1 zero(dist, params, zero_stage_ == 1);
     int64_t start = 0;
-    if (ctx.resuming()) start = warmup::restore_checkpoint(ctx, policy, opt);
+    if (ctx.resuming()) {
+      nlohmann::json state;
+      start = warmup::restore_checkpoint(ctx, policy, opt, &state);
+      // The data order is derived from the step and the rows per step: resuming with another world
+      // size must keep the global batch (per_device_train_batch_size x accumulation x ranks).
+      if (start > 0 && state.contains("rows_per_step") && state["rows_per_step"].get<int64_t>() != per_step)
+        throw warmup::ConfigError(
+            "sft: the checkpoint at step " + std::to_string(start) + " was written with " +
+            std::to_string(state["rows_per_step"].get<int64_t>()) + " rows per step (" +
+            std::to_string(state.value("world_size", int64_t(1))) + " ranks); now " + std::to_string(world) + " x " +
+            std::to_string(batch_) + " x " + std::to_string(accum_) + " = " + std::to_string(per_step) +
+            ": resume with --set stages." + ctx.stage_name() + ".sft.per_device_train_batch_size or "
+            ".gradient_accumulation_steps so that ranks x batch x accumulation is " +
+            std::to_string(state["rows_per_step"].get<int64_t>()));
+      zero.drop_foreign_state(opt);
+    }
+    const nlohmann::json ckpt_state = {{"rows_per_step", per_step}, {"world_size", world}};
+    auto checkpoint = [&](int64_t at) {
+      zero.gather_state(opt);
+      warmup::save_checkpoint(ctx, policy, opt, at, ckpt_state);
+      zero.drop_foreign_state(opt);
+    };
 
     auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = start;
@@ -127,9 +160,10 @@ class Sft final : public warmup::Algorithm {
       std::vector<std::vector<std::vector<const sft::Sequence*>>> micros;
       int64_t n_step = 0;
       for (int64_t micro = 0; micro < accum_; ++micro) {
-        micros.push_back(micro_batch(step * per_step + micro * batch_));
+        micros.push_back(micro_batch(step * per_step + rank * per_rank + micro * batch_));
         for (const auto& r : micros.back()) n_step += sft::count_completion_targets(r);
       }
+      if (world > 1) n_step = int64_t(warmup::all_reduce_sum(dist, {double(n_step)})[0]);  // over the global batch
       for (const auto& rows : micros) {
         auto b = sft::make_packed_batch(rows, -1.0 / double(std::max<int64_t>(1, n_step)));
         torch::Tensor loss;
@@ -141,9 +175,25 @@ class Sft final : public warmup::Algorithm {
         loss_sum += loss.item<double>();
         tokens += b.mask.gt(0).sum().item<int64_t>();
       }
+      // Every rank's gradients summed (each was already divided by the global token count), the
+      // loss and token counts with them, and whether any rank was asked to stop (all stop together).
+      bool stop = ctx.stop_requested();
+      double reduce_s = 0;
+      if (world > 1) {
+        auto tr = std::chrono::steady_clock::now();
+        warmup::all_reduce_gradients(dist, params);
+        auto v = warmup::all_reduce_sum(dist, {loss_sum, double(tokens), stop ? 1.0 : 0.0});
+        loss_sum = v[0], tokens = int64_t(v[1]), stop = v[2] > 0;
+        reduce_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tr).count();
+      }
       double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
-      if (!warmup::finite_step(loss_sum, gnorm)) warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm);
+      if (!warmup::finite_step(loss_sum, gnorm)) {
+        zero.gather_state(opt);
+        warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm);
+      }
+      zero.drop_foreign_grads();
       opt.step();
+      zero.broadcast_params();
       opt.zero_grad();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       int64_t s1 = step + 1;
@@ -152,6 +202,17 @@ class Sft final : public warmup::Algorithm {
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
       ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));
+      if (world > 1) {  // rank 0's time in the gradient all-reduce, and its whole step's
+        ctx.metric("train/allreduce_s", s1, reduce_s);
+        ctx.metric("train/step_s", s1, secs);
+      }
+      if (s1 == start_step + 1) {  // AdamW's state exists after the first step: bytes on rank 0, and the most on a rank
+        auto bytes = dist.all_gather(torch::tensor({double(warmup::Zero1::state_bytes(opt))}, torch::kFloat64));
+        double most = 0;
+        for (auto& b : bytes) most = std::max(most, b.item<double>());
+        ctx.metric("memory/optimizer_state_bytes", s1, bytes[0].item<double>());
+        if (world > 1) ctx.metric("memory/optimizer_state_bytes_max_rank", s1, most);
+      }
       {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         char detail[96];
@@ -168,8 +229,7 @@ class Sft final : public warmup::Algorithm {
         ctx.log(warmup::LogLevel::kInfo, line);
       }
       if (!eval.empty() && eval_steps_ > 0 && (s1 % eval_steps_ == 0 || s1 == total)) ctx.metric("eval/loss", s1, eval_loss(policy, eval));
-      bool stop = ctx.stop_requested();
-      if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) warmup::save_checkpoint(ctx, policy, opt, s1);
+      if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) checkpoint(s1);
       if (stop) return;
     }
     warmup::save_output_model(ctx, policy);
@@ -284,6 +344,7 @@ class Sft final : public warmup::Algorithm {
   std::string base_dir_, data_, split_;
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
+  int64_t zero_stage_ = 0;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_, logging_steps_ = 10;
   std::optional<warmup::LoraOptions> lora_;
   bool append_eos_, assistant_only_loss_ = false, checkpointing_, bf16_ = false, packing_;
