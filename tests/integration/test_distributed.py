@@ -211,6 +211,27 @@ def test_resuming_with_another_global_batch_is_refused(root):
     assert r.returncode == 2
     assert "4 rows per step" in r.stderr and "1 x 3 x 1 = 3" in r.stderr, r.stderr
     assert query(store, "SELECT status FROM runs") == [("failed",)]
+    # two ranks of 2 keep the 4 rows: the resume runs on them and finishes, each step once
+    r = warmup("run", "--resume", "1", "--store", store, "--set", "stages.sft.sft.per_device_train_batch_size=2",
+               "--nproc-per-node", "2", env=TIMEOUT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert query(store, "SELECT status FROM runs") == [("finished",)]
+    assert [s for (s,) in query(store, "SELECT step FROM metrics WHERE key = 'train/loss' ORDER BY step")] == \
+        list(range(1, STEPS + 1))
+
+
+def test_a_rank_that_raises_stops_every_rank(root):
+    """Rank 0 fails writing its step-5 checkpoint (WARMUP_FAULT_WRITE, a full disk): it marks the run
+    failed; rank 1, waiting in its next collective, exits too, naming rank 0."""
+    exp = experiment(root / "raise", 4, save_steps=5)
+    store = root / "raise" / "s.sqlite"
+    t0 = time.time()
+    r = warmup("run", exp, "--store", store, "--nproc-per-node", "2",
+               env={"WARMUP_FAULT_WRITE": "step-5/state.json", "WARMUP_DIST_TIMEOUT": "30"}, timeout=300)
+    assert r.returncode != 0 and time.time() - t0 < 200
+    status, error = query(store, "SELECT status, error FROM runs")[0]
+    assert status == "failed" and "state.json" in error, error
+    assert "[rank 1]" in r.stderr and "rank 0" in r.stderr, r.stderr[-3000:]
 
 
 def test_two_nodes_on_loopback(root, one_process):
@@ -317,3 +338,51 @@ def test_grpo_on_two_ranks_matches_one(root, case):
     for key in ("train/loss", "train/reward", "train/grad_norm", "train/entropy"):
         np.testing.assert_allclose(metric(stores[2], key), metric(stores[1], key), rtol=1e-5, atol=1e-5, err_msg=key)
     assert len(metric(stores[2], "train/loss")) == 5
+
+
+def netns_pair():
+    """Two network namespaces joined by a veth pair (10.77.x.1 and .2), or None where creating them
+    is not allowed (not root, or a container without CAP_SYS_ADMIN)."""
+    tag = str(os.getpid() % 10000)
+    ns, veth = [f"wu{tag}n0", f"wu{tag}n1"], [f"wu{tag}v0", f"wu{tag}v1"]
+    net = f"10.77.{int(tag) % 250}"
+    cmds = [["ip", "netns", "add", ns[0]], ["ip", "netns", "add", ns[1]],
+            ["ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1]],
+            ["ip", "link", "set", veth[0], "netns", ns[0]], ["ip", "link", "set", veth[1], "netns", ns[1]]]
+    for i in (0, 1):
+        cmds += [["ip", "-n", ns[i], "addr", "add", f"{net}.{i + 1}/24", "dev", veth[i]],
+                 ["ip", "-n", ns[i], "link", "set", veth[i], "up"], ["ip", "-n", ns[i], "link", "set", "lo", "up"]]
+    for c in cmds:
+        if shutil.which("ip") is None or subprocess.run(c, capture_output=True).returncode != 0:
+            for n in ns:
+                subprocess.run(["ip", "netns", "del", n], capture_output=True)
+            return None
+    return ns, veth, net
+
+
+def test_two_nodes_in_network_namespaces(root, one_process):
+    """Two "machines": two network namespaces on a veth link, a launcher in each, node 1 reaching
+    node 0's store and Gloo over the link (GLOO_SOCKET_IFNAME names each side's interface)."""
+    pair = netns_pair()
+    if pair is None:
+        pytest.skip("network namespaces cannot be created here (test_two_nodes_on_loopback covers two launchers)")
+    ns, veth, net = pair
+    try:
+        exp = experiment(root / "netns", 4)
+        store = root / "netns" / "s.sqlite"
+        procs = []
+        for i in (0, 1):
+            env = dict(os.environ, GLOO_SOCKET_IFNAME=veth[i], **TIMEOUT)
+            env.pop("WARMUP_PLUGIN_PATH", None)
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns[i], WARMUP, "run", str(exp), "--store",
+                 str(store if i == 0 else root / "netns" / "other.sqlite"), "--nproc-per-node", "1", "--nnodes", "2",
+                 "--node-rank", str(i), "--master-addr", f"{net}.1", "--master-port", "29533"],
+                env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO))
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errs[0][-2000:] + errs[1][-2000:]
+        assert f"{net}.1:29533" in errs[0]
+        np.testing.assert_allclose(metric(store, "train/loss"), metric(one_process, "train/loss"), rtol=1e-5, atol=1e-5)
+    finally:
+        for n in ns:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)

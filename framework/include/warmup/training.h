@@ -356,18 +356,18 @@ class Zero1 {
     for (size_t i = 0; i < params_.size(); ++i) {
       if (owner_[i] == 0) continue;
       void* key = params_[i].unsafeGetTensorImpl();
-      torch::Tensor avg, sq, step = torch::zeros({1}, torch::kFloat64);
-      if (mine(i)) {
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*opt.state().at(key));
-        avg = s.exp_avg().contiguous(), sq = s.exp_avg_sq().contiguous();
+      // Zeros and step 0 where the owner has no state yet (no step taken): rank 0 then adds none.
+      torch::Tensor avg = torch::zeros_like(params_[i]), sq = torch::zeros_like(params_[i]);
+      torch::Tensor step = torch::zeros({1}, torch::kFloat64);
+      if (auto it = opt.state().find(key); mine(i) && it != opt.state().end()) {
+        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+        avg.copy_(s.exp_avg()), sq.copy_(s.exp_avg_sq());
         step.fill_(double(s.step()));
-      } else {
-        avg = torch::zeros_like(params_[i]), sq = torch::zeros_like(params_[i]);
       }
       dist_.broadcast(avg, owner_[i]);
       dist_.broadcast(sq, owner_[i]);
       dist_.broadcast(step, owner_[i]);
-      if (dist_.rank() == 0) {
+      if (dist_.rank() == 0 && step.item<double>() > 0) {
         auto s = std::make_unique<torch::optim::AdamWParamState>();
         s->exp_avg(avg);
         s->exp_avg_sq(sq);
@@ -408,13 +408,14 @@ inline bool finite_step(double loss, double grad_norm) { return std::isfinite(lo
 
 template <class Optimizer>
 [[noreturn]] void stop_on_nonfinite(StageContext& ctx, Policy& policy, Optimizer& opt, int64_t done, double loss,
-                                    double grad_norm, bool save = true) {
+                                    double grad_norm, bool save = true,
+                                    const nlohmann::json& state = nlohmann::json::object()) {
   opt.zero_grad();
   std::string msg = "step " + std::to_string(done + 1) + ": the loss is " + detail::format_double(loss) +
                     " and the gradient norm " + detail::format_double(grad_norm) +
                     " (not finite): training stopped before the optimizer step; ";
   if (save) {
-    save_checkpoint(ctx, policy, opt, done);
+    save_checkpoint(ctx, policy, opt, done, state);
     msg += "the weights and optimizer after step " + std::to_string(done) + " are saved in " +
            (ctx.checkpoint_dir() / ("step-" + std::to_string(done))).string();
   } else {

@@ -52,13 +52,26 @@ int cmd_run(const Args& args) {
     lo.master_addr = vm["master-addr"].as<std::string>();
     lo.master_port = vm["master-port"].as<int>();
     lo.command = {std::filesystem::read_symlink("/proc/self/exe").string(), "run"};
-    // Every rank gets this command line without the launcher's options.
-    static const std::set<std::string> kLauncher = {"--nproc-per-node", "--nnodes", "--node-rank", "--master-addr",
-                                                    "--master-port"};
+    // Every rank gets this command line without the launcher's options, however the user spelled
+    // them (Boost takes an unambiguous prefix: --nproc).
+    static const std::set<std::string> kLauncher = {"nproc-per-node", "nnodes", "node-rank", "master-addr",
+                                                    "master-port"};
+    auto launcher_option = [&](const std::string& a) {
+      if (a.rfind("--", 0) != 0 || a.size() == 2) return false;
+      std::string name = a.substr(2, a.find('=') == std::string::npos ? std::string::npos : a.find('=') - 2);
+      if (kLauncher.count(name)) return true;
+      bool any = false;
+      for (const auto& o : opts.options()) {
+        const std::string& full = o->long_name();
+        if (full.rfind(name, 0) != 0) continue;
+        if (!kLauncher.count(full)) return false;  // (Boost would have refused an ambiguous prefix)
+        any = true;
+      }
+      return any;
+    };
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
-      std::string name = a.substr(0, a.find('='));
-      if (kLauncher.count(name)) {
+      if (launcher_option(a)) {
         if (a.find('=') == std::string::npos) ++i;  // its value is the next word
         continue;
       }
@@ -76,6 +89,7 @@ int cmd_run(const Args& args) {
   for (const auto& d : dirs) ro.plugin_dirs.emplace_back(d);
   ro.name = vm["name"].as<std::string>();
   ro.grace_seconds = vm["grace"].as<double>();
+  ro.distributed = true;
   RunResult r = run_experiment(ro);
   if (r.status == "dry_run") {
     std::cout << r.resolved_toml;

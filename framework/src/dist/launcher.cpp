@@ -36,6 +36,24 @@ std::string describe_status(int status) {
 
 int exit_code_of(int status) { return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status); }
 
+// The run rank 0 recorded in the store ("run": store path and id), marked failed if still running.
+void mark_run_failed(LauncherStore& store, const std::string& why) {
+  auto run = store.get("run");
+  if (!run) return;
+  size_t nl = run->find('\n');
+  try {
+    Store s(run->substr(0, nl));
+    int64_t id = std::stoll(run->substr(nl + 1));
+    auto rec = s.run_record(id);
+    if (rec && rec->status == "running") {
+      s.end_run(id, "failed", why);
+      log_line(LogLevel::kError, "", "run " + std::to_string(id) + " marked failed");
+    }
+  } catch (const std::exception& e) {
+    log_warn(std::string("could not mark the run failed: ") + e.what());
+  }
+}
+
 }  // namespace
 
 int launch_ranks(const LaunchOptions& o) {
@@ -108,12 +126,14 @@ int launch_ranks(const LaunchOptions& o) {
     ranks[pid] = rank;
   }
 
-  int result = 0;
+  int result = 0, forwarded = 0;
   bool failed = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   int stage = 0;  // after a failure: 0 wait, 1 SIGTERM sent, 2 SIGKILL sent
+  const auto grace = std::chrono::seconds(45);  // a rank's own --grace (30 s) to stop and close its run, and some
   while (!ranks.empty()) {
     if (int sig = g_forward_signal.exchange(0)) {
+      forwarded = sig;
       for (const auto& [pid, r] : ranks) ::kill(pid, sig);
     }
     int status = 0;
@@ -122,35 +142,30 @@ int launch_ranks(const LaunchOptions& o) {
       int rank = ranks[pid];
       ranks.erase(pid);
       bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (!ok) {
-        std::string why = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe_status(status);
-        if (store) store->report_failure(rank, why);
-        if (!failed) {
-          failed = true;
-          result = exit_code_of(status);
-          log_line(LogLevel::kError, "", why + (ranks.empty() ? "" : "; the other ranks stop at their next collective"));
-          deadline = std::chrono::steady_clock::now() + timeout + std::chrono::seconds(30);
-          // Rank 0 keeps the run's store: killed, it could not close its run.
-          if (rank == 0 && WIFSIGNALED(status) && store) {
-            if (auto run = store->get("run")) {
-              size_t nl = run->find('\n');
-              try {
-                Store s(run->substr(0, nl));
-                int64_t id = std::stoll(run->substr(nl + 1));
-                auto rec = s.run_record(id);
-                if (rec && rec->status == "running") {
-                  s.end_run(id, "failed", why);
-                  log_line(LogLevel::kError, "", "run " + std::to_string(id) + " marked failed");
-                }
-              } catch (const std::exception& e) {
-                log_warn(std::string("could not mark the run failed: ") + e.what());
-              }
-            }
-          }
-        } else {
-          log_line(LogLevel::kWarn, "", why);
-        }
+      // A rank that stopped because of a signal we forwarded was interrupted, not failed.
+      bool stopped = forwarded && ((WIFEXITED(status) && WEXITSTATUS(status) == 128 + forwarded) ||
+                                   (WIFSIGNALED(status) && WTERMSIG(status) == forwarded));
+      if (stopped) {
+        if (!result) result = exit_code_of(status);
+        continue;
       }
+      if (ok) continue;
+      std::string why = "rank " + std::to_string(rank) + " (pid " + std::to_string(pid) + ") " + describe_status(status);
+      if (store) store->report_failure(rank, why);
+      if (!failed) {
+        failed = true;
+        result = exit_code_of(status);
+        log_line(LogLevel::kError, "", why + (ranks.empty() ? "" : "; the other ranks stop at their next collective"));
+        // They see a dead peer at once (a closed connection); a rank busy elsewhere (a checkpoint, an
+        // evaluation, a CUDA collective that does not notice) is stopped after a minute, or the
+        // collective timeout when that is shorter.
+        deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(timeout + std::chrono::seconds(5),
+                                                                                          std::chrono::seconds(60));
+      } else {
+        log_line(LogLevel::kWarn, "", why);
+      }
+      // Rank 0 keeps the run's store: killed, it could not close its run.
+      if (rank == 0 && WIFSIGNALED(status) && store) mark_run_failed(*store, why);
       continue;
     }
     if (failed && std::chrono::steady_clock::now() > deadline && stage < 2) {
@@ -161,7 +176,7 @@ int launch_ranks(const LaunchOptions& o) {
         ::kill(p, sig);
       }
       ++stage;
-      deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      deadline = std::chrono::steady_clock::now() + grace;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

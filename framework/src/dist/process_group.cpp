@@ -10,9 +10,12 @@
 #include <mutex>
 #include <sstream>
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_GLOO  // Gloo's own headers (Debian's libgloo-dev) were found at configure time
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #if WARMUP_WITH_CUDA && defined(USE_C10D_NCCL)
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -82,6 +85,10 @@ std::optional<DistEnv> DistEnv::from_environment() {
   e.master_port = env_int("MASTER_PORT", 29500, 1, 65535, e.world_size > 1);
   const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
   e.agent_store = agent && std::string(agent) == "True";
+  // A world of one outside a launcher (a scheduler exporting RANK=0 WORLD_SIZE=1) is a plain run.
+  if (e.world_size == 1 && !e.agent_store) return std::nullopt;
+  if (const char* n = std::getenv("TORCHELASTIC_RESTART_COUNT"); n && *n)
+    e.restart = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 20, false);
   return e;
 }
 
@@ -93,7 +100,7 @@ struct ProcessGroupHost::Impl {
   DistEnv env;
   std::chrono::milliseconds timeout;
   c10::intrusive_ptr<c10d::Store> store;  // prefixed "warmup/"
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+  c10::intrusive_ptr<c10d::Backend> gloo;  // a ProcessGroupGloo
 #if WARMUP_WITH_CUDA && defined(USE_C10D_NCCL)
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
@@ -105,6 +112,7 @@ struct ProcessGroupHost::Impl {
 #if WARMUP_WITH_CUDA && defined(USE_C10D_NCCL)
     if (t.is_cuda()) {
       if (!nccl) {
+        c10::cuda::set_device(c10::DeviceIndex(t.device().index() >= 0 ? t.device().index() : env.local_rank));
         auto o = c10d::ProcessGroupNCCL::Options::create();
         o->timeout = timeout;
         nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
@@ -135,8 +143,15 @@ ProcessGroupHost::ProcessGroupHost(const DistEnv& env, std::chrono::milliseconds
     so.waitWorkers = !env.agent_store;
     so.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-    impl_->store = c10::make_intrusive<c10d::PrefixStore>("warmup", tcp);
+    // torchrun's agent store outlives a restarted worker group: each attempt its own keys, as
+    // torch's env:// rendezvous does (/worker/attempt_N).
+    impl_->store = c10::make_intrusive<c10d::PrefixStore>(
+        env.restart > 0 ? "warmup/attempt_" + std::to_string(env.restart) : std::string("warmup"), tcp);
     impl_->store->set("rank/" + std::to_string(env.rank), bytes_of(impl_->host + " " + std::to_string(::getpid())));
+#ifndef USE_C10D_GLOO
+    throw std::runtime_error("this build has no Gloo backend (Gloo's headers, Debian's libgloo-dev, were not found "
+                             "when it was configured): install libgloo-dev and rebuild");
+#else
     auto go = c10d::ProcessGroupGloo::Options::create(timeout);
     if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
       go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
@@ -146,6 +161,7 @@ ProcessGroupHost::ProcessGroupHost(const DistEnv& env, std::chrono::milliseconds
       go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     impl_->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", impl_->store),
                                                                env.rank, env.world_size, go);
+#endif
 #if WARMUP_WITH_CUDA && defined(USE_C10D_NCCL)
     (void)0;  // NCCL is created on the first CUDA collective (the device is set by then)
 #endif

@@ -24,7 +24,9 @@ struct DistEnv {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   bool agent_store = false;  // TORCHELASTIC_USE_AGENT_STORE=True: the launcher hosts the store
-  // From torchrun's variables; nullopt when WORLD_SIZE and RANK are both unset (a plain run).
+  int restart = 0;           // TORCHELASTIC_RESTART_COUNT: this worker group's attempt under torchrun
+  // From torchrun's variables; nullopt for a plain run: WORLD_SIZE and RANK both unset, or a world
+  // of one that no launcher started (TORCHELASTIC_USE_AGENT_STORE unset).
   // Throws UsageError naming the variable when one is missing or out of range.
   static std::optional<DistEnv> from_environment();
 };

@@ -17,6 +17,7 @@
 
 #include "config/experiment.h"
 #include "config/toml_tree.h"
+#include <torch/cuda.h>
 #include "dist/process_group.h"
 #include "model/checkpoint.h"
 #include "plugins/registry.h"
@@ -283,6 +284,16 @@ std::string error_kind(const std::exception& e) {
   return "other";
 }
 
+// Rank 0 failed: the other ranks learn why (the handoff, if they still wait for it; the store's
+// failure record otherwise). Never throws: the failure being reported is what the user must see.
+void tell_followers(Handoff& handoff, ProcessGroupHost& pg, const std::exception& e) noexcept {
+  pg.report_failure(e.what());
+  try {
+    handoff.send({{"error", e.what()}, {"kind", error_kind(e)}});
+  } catch (...) {
+  }
+}
+
 // The stages still to run, each validated with what it will be given (see validate.h).
 std::vector<std::string> validate_stages(const PluginRegistry& reg, const ExperimentConfig& cfg, const Instances& in,
                                          const std::map<std::string, std::string>& finished_stages,
@@ -326,7 +337,7 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
   // torchrun's environment (or `warmup run --nproc-per-node`): join the ranks. Rank 0 runs the
   // run as one process would and records it; the others follow its handoff (run_follower).
   std::unique_ptr<ProcessGroupHost> pg;
-  if (auto env = DistEnv::from_environment(); env && !opt.dry_run) {
+  if (auto env = opt.distributed && !opt.dry_run ? DistEnv::from_environment() : std::nullopt; env) {
     set_log_rank(env->rank, env->world_size);
     pg = std::make_unique<ProcessGroupHost>(*env, dist_timeout_from_environment());
     log_line(LogLevel::kDebug, "", "rank " + std::to_string(env->rank) + " of " + std::to_string(env->world_size) +
@@ -387,10 +398,7 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     finished_stages = store->finished_stages(id);
   }
   } catch (const std::exception& e) {
-    if (pg) {
-      handoff.send({{"error", e.what()}, {"kind", error_kind(e)}});
-      pg->report_failure(e.what());
-    }
+    if (pg) tell_followers(handoff, *pg, e);
     throw;
   }
   try {
@@ -401,10 +409,7 @@ RunResult run_impl(const RunOptions& opt, std::optional<ExperimentConfig> given)
     return run_claimed(opt, std::move(cfg), experiment_file, store, {finished_stages, amended}, signals, current_run,
                        handoff);
   } catch (const std::exception& e) {
-    if (pg) {
-      handoff.send({{"error", e.what()}, {"kind", error_kind(e)}});
-      pg->report_failure(e.what());
-    }
+    if (pg) tell_followers(handoff, *pg, e);
     // A run of ours that failed anywhere (a resumed run's set-up, a store write between stages) is
     // not left 'running'.
     int64_t ours = claimed ? *opt.resume : current_run.load();
@@ -541,9 +546,13 @@ RunResult run_stages(StageLoop& L, ModelSpec model, RunResult& result) {
   const int64_t run = L.run;
   auto interrupted = [&] {
     result.status = "interrupted";
-    result.exit_code = 128 + signals.signal_number();
+    result.exit_code = 128 + (signals.signal_number() ? signals.signal_number() : SIGTERM);
     return result;
   };
+  // One GPU per local rank (torchrun's convention): "cuda" and "auto" (on a machine with CUDA)
+  // become cuda:LOCAL_RANK.
+  if (L.dist && (model.device == "cuda" || (model.device == "auto" && torch::cuda::is_available())))
+    model.device = "cuda:" + std::to_string(L.dist->local_rank());
   const std::string experiment_model = model.path;
   std::map<std::string, std::string> stage_models;  // stage -> the model it ended with
   std::shared_ptr<Policy> policy;  // loaded by the first stage that asks; kept while the path holds
@@ -589,9 +598,14 @@ RunResult run_stages(StageLoop& L, ModelSpec model, RunResult& result) {
       if (kind == FailureKind::data) throw DataError(msg);
       throw std::runtime_error(msg);
     }
-    if (signals.stop_requested()) {
+    // Several ranks: the stage's algorithm stopped on every rank when any was signalled (it agrees on
+    // that), so every rank closes the stage the same way, signalled here or not.
+    bool stop = signals.stop_requested();
+    if (L.dist && L.dist->world_size() > 1) stop = all_reduce_sum(*L.dist, {stop ? 1.0 : 0.0})[0] > 0;
+    if (stop) {
       int sig = signals.signal_number();
-      std::string why = std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM");
+      std::string why = sig ? std::string("stopped by ") + (sig == SIGINT ? "SIGINT" : "SIGTERM")
+                            : std::string("stopped: another rank was signalled");
       if (!store) return interrupted();
       store->end_stage(stage_id, "interrupted", why);
       store->end_run(run, "interrupted", why + " during stage '" + st.name + "'");

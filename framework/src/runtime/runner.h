@@ -21,6 +21,8 @@ struct RunOptions {
   std::optional<int64_t> resume;          // --resume RUN
   std::string name;                       // --name: run name (default: experiment name)
   double grace_seconds = 30;              // after a signal, how long a stage may take to stop
+  // Join the ranks torchrun's environment describes (`warmup run` only; DistEnv::from_environment).
+  bool distributed = false;
   // Called once a new run's folder exists, before its first stage (whatever happens after).
   std::function<void(int64_t run_id, const std::filesystem::path& run_dir)> on_run_folder;
 };

@@ -465,7 +465,8 @@ class Grpo final : public warmup::Algorithm {
                                                                             prompts.begin() + long(hi)), mine);
     }
     gen_s += since(t_gen);
-    gen_stats_ = policy.last_generation_stats();
+    gen_stats_.clear();  // a rank whose block is empty sampled nothing this round
+    if (!gens.empty()) gen_stats_ = policy.last_generation_stats();
     // The sampler's log-probs (importance sampling only: the host returns them after every call).
     std::vector<std::vector<std::vector<float>>> sampling;
     if (is_correction_ && !gens.empty()) {

@@ -176,20 +176,21 @@ class Sft final : public warmup::Algorithm {
         tokens += b.mask.gt(0).sum().item<int64_t>();
       }
       // Every rank's gradients summed (each was already divided by the global token count), the
-      // loss and token counts with them, and whether any rank was asked to stop (all stop together).
-      bool stop = ctx.stop_requested();
+      // loss and token counts with them, and whether any rank was asked to stop (all stop together;
+      // one process looks again at the end of the step, as it always did).
+      bool stop = false;
       double reduce_s = 0;
       if (world > 1) {
         auto tr = std::chrono::steady_clock::now();
         warmup::all_reduce_gradients(dist, params);
-        auto v = warmup::all_reduce_sum(dist, {loss_sum, double(tokens), stop ? 1.0 : 0.0});
+        auto v = warmup::all_reduce_sum(dist, {loss_sum, double(tokens), ctx.stop_requested() ? 1.0 : 0.0});
         loss_sum = v[0], tokens = int64_t(v[1]), stop = v[2] > 0;
         reduce_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tr).count();
       }
       double gnorm = torch::nn::utils::clip_grad_norm_(params, max_grad_norm_);
       if (!warmup::finite_step(loss_sum, gnorm)) {
         zero.gather_state(opt);
-        warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm);
+        warmup::stop_on_nonfinite(ctx, policy, opt, step, loss_sum, gnorm, true, ckpt_state);
       }
       zero.drop_foreign_grads();
       opt.step();
@@ -229,6 +230,7 @@ class Sft final : public warmup::Algorithm {
         ctx.log(warmup::LogLevel::kInfo, line);
       }
       if (!eval.empty() && eval_steps_ > 0 && (s1 % eval_steps_ == 0 || s1 == total)) ctx.metric("eval/loss", s1, eval_loss(policy, eval));
+      if (world == 1) stop = ctx.stop_requested();
       if ((save_steps_ > 0 && s1 % save_steps_ == 0) || stop) checkpoint(s1);
       if (stop) return;
     }
@@ -286,9 +288,17 @@ class Sft final : public warmup::Algorithm {
       for (const auto& t : ctx.tasks()) {
         auto ex = t.task->examples(split_);
         ctx.dataset(t.name, split_, ex);
-        auto outs = ctx.teachers().front().teacher->complete(ex, 1);
+        // The teacher answers once, on rank 0 (an API teacher samples, bills and caches): the other
+        // ranks get its completions, so every rank trains on the same rows.
+        warmup::Distributed& dist = warmup::distributed(ctx);
+        std::vector<std::string> texts;
+        if (dist.rank() == 0)
+          for (const auto& c : ctx.teachers().front().teacher->complete(ex, 1)) texts.push_back(c.at(0).text);
+        if (dist.world_size() > 1)
+          texts = nlohmann::json::parse(dist.broadcast_bytes(dist.rank() == 0 ? nlohmann::json(texts).dump() : "", 0))
+                      .get<std::vector<std::string>>();
         for (size_t i = 0; i < ex.size(); ++i)
-          rows.push_back(warmup::tokenize_sft_row({{"prompt", ex[i].prompt}, {"completion", outs[i].at(0).text}}, tk,
+          rows.push_back(warmup::tokenize_sft_row({{"prompt", ex[i].prompt}, {"completion", texts.at(i)}}, tk,
                                                   t.name + "/" + ex[i].id));
       }
     }
