@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--zero-stage", type=int, default=0)
     ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--device", default="cpu", help="model.device: cuda measures ProcessGroupNCCL (one GPU: --nproc 1)")
     ap.add_argument("--warmup-bin", default="build/bin/warmup")
     a = ap.parse_args()
     assert a.global_batch % a.nproc == 0 and a.threads % a.nproc == 0
@@ -59,6 +60,7 @@ eval = {{ split = "train" }}
 name = "bench-dist-sft"
 [model]
 path = "{tmp}/m"
+device = "{a.device}"
 [[stages]]
 name = "sft"
 algorithm = "sft"
@@ -76,12 +78,11 @@ algorithm = "sft"
 """)
             return path
 
-        arms = {
-            f"1x{a.threads}": ([], a.global_batch, a.threads),
-            f"{a.nproc}x{a.threads // a.nproc}": (["--nproc-per-node", str(a.nproc)], a.global_batch // a.nproc,
-                                                  a.threads // a.nproc),
-            f"1x{a.threads} in a group of 1": (["--nproc-per-node", "1"], a.global_batch, a.threads),
-        }
+        arms = {f"1x{a.threads}": ([], a.global_batch, a.threads)}
+        if a.nproc > 1:
+            arms[f"{a.nproc}x{a.threads // a.nproc}"] = (["--nproc-per-node", str(a.nproc)], a.global_batch // a.nproc,
+                                                         a.threads // a.nproc)
+        arms[f"1x{a.threads} in a group of 1"] = (["--nproc-per-node", "1"], a.global_batch, a.threads)
         got = {k: {"tokens_per_s": [], "allreduce_share": [], "losses": None} for k in arms}
         n = 0
         for rnd in range(a.rounds):
@@ -102,15 +103,15 @@ algorithm = "sft"
                 got[name]["losses"] = [loss[s] for s in sorted(loss)]
                 con.close()
         median = lambda v: sorted(v)[len(v) // 2] if v else None
-        out = {"bench": "distributed_sft_cpu", "config": a.config, "threads": a.threads, "nproc": a.nproc,
+        out = {"bench": "distributed_sft", "device": a.device, "config": a.config, "threads": a.threads, "nproc": a.nproc,
                "global_batch": a.global_batch, "max_length": a.max_length, "bf16": a.bf16, "zero_stage": a.zero_stage,
                "rounds": a.rounds, "arms": {}}
         for name, g in got.items():
             out["arms"][name] = {"tokens_per_s": median(g["tokens_per_s"]), "steps": len(g["tokens_per_s"]),
                                  "allreduce_share_of_step": median(g["allreduce_share"])}
         base = out["arms"][f"1x{a.threads}"]["tokens_per_s"]
-        dp = out["arms"][f"{a.nproc}x{a.threads // a.nproc}"]
-        out["scaling"] = dp["tokens_per_s"] / base
+        if a.nproc > 1:
+            out["scaling"] = out["arms"][f"{a.nproc}x{a.threads // a.nproc}"]["tokens_per_s"] / base
         out["group_of_1_over_none"] = out["arms"][f"1x{a.threads} in a group of 1"]["tokens_per_s"] / base
         ref = got[f"1x{a.threads}"]["losses"]
         out["max_loss_difference"] = max(abs(x - y) for g in got.values() for x, y in zip(g["losses"], ref))

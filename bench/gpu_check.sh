@@ -42,6 +42,10 @@ log "generation throughput vs transformers generate (cuda, bf16, Qwen2.5-0.5B sh
 python3 bench/generate.py --warmup-bin "$W" --config bench/qwen2.5_0.5b.json --device cuda --dtype bfloat16 \
   --threads 8 --batches 1,32 --prompt-len 128 --new-tokens 256 2>&1 | tee "$OUT/generate.json"
 
+log "process groups on one GPU: SFT with ProcessGroupNCCL of world size 1 against none (goal: < 3% slower)"
+python3 bench/distributed_sft.py --warmup-bin "$W" --device cuda --nproc 1 --threads 8 --global-batch 8 \
+  --max-length 1024 --steps 10 --rounds 2 2>&1 | tee "$OUT/distributed_sft.json"
+
 log "quickstart on cuda (4 arms)"
 time $W run experiments/quickstart.toml --set 'model.device="cuda"' --store "$OUT/quickstart.sqlite" 2>&1 | tail -60 | tee "$OUT/quickstart.txt"
 $W runs table latest --store "$OUT/quickstart.sqlite" --metrics 'eval/kk/accuracy,eval/kk/kk_paper/format_mean,eval/kk/reward_mean' 2>&1 | tee -a "$OUT/quickstart.txt"
