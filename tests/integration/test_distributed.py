@@ -67,6 +67,14 @@ eval = { split = "test", limit = 7, num_samples = 2 }
   completions = "model"
   max_new_tokens = 24
   save_every = 3
+[[stages]]
+name = "eval-reference"
+algorithm = "evaluate"
+tasks = ["knights_knaves"]
+rewards = ["kk"]
+eval = { split = "test", limit = 5 }
+  [stages.evaluate]
+  completions = "reference"
 """
     d.mkdir(parents=True, exist_ok=True)
     return write(d / "exp.toml", text)
@@ -129,6 +137,9 @@ def test_two_ranks_of_batch_4_train_as_one_rank_of_batch_8(root, one_process, ze
     want = query(one_process, "SELECT example_id, completion, reward FROM samples WHERE stage = 'eval' ORDER BY id")
     got = query(store, "SELECT example_id, completion, reward FROM samples WHERE stage = 'eval' ORDER BY id")
     assert len(want) == 14 and got == want
+    # rank 0 alone scores references (the other ranks leave the stage and wait at its end)
+    ref = "SELECT example_id, reward FROM samples WHERE stage = 'eval-reference' ORDER BY id"
+    assert len(query(store, ref)) == 5 and query(store, ref) == query(one_process, ref)
 
 
 def test_zero1_halves_the_optimizer_state_per_rank(root):

@@ -36,8 +36,9 @@ std::string describe_status(int status) {
 
 int exit_code_of(int status) { return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status); }
 
-// The run rank 0 recorded in the store ("run": store path and id), marked failed if still running.
-void mark_run_failed(LauncherStore& store, const std::string& why) {
+// The run rank 0 recorded in the store ("run": store path and id), marked failed if still running
+// (or, with `interrupted_too`, closed as interrupted).
+void mark_run_failed(LauncherStore& store, const std::string& why, bool interrupted_too) {
   auto run = store.get("run");
   if (!run) return;
   size_t nl = run->find('\n');
@@ -45,7 +46,7 @@ void mark_run_failed(LauncherStore& store, const std::string& why) {
     Store s(run->substr(0, nl));
     int64_t id = std::stoll(run->substr(nl + 1));
     auto rec = s.run_record(id);
-    if (rec && rec->status == "running") {
+    if (rec && (rec->status == "running" || (interrupted_too && rec->status == "interrupted"))) {
       s.end_run(id, "failed", why);
       log_line(LogLevel::kError, "", "run " + std::to_string(id) + " marked failed");
     }
@@ -127,7 +128,8 @@ int launch_ranks(const LaunchOptions& o) {
   }
 
   int result = 0, forwarded = 0;
-  bool failed = false;
+  bool failed = false, escalated = false;
+  std::string first_failure;
   auto deadline = std::chrono::steady_clock::time_point::max();
   int stage = 0;  // after a failure: 0 wait, 1 SIGTERM sent, 2 SIGKILL sent
   const auto grace = std::chrono::seconds(45);  // a rank's own --grace (30 s) to stop and close its run, and some
@@ -154,6 +156,7 @@ int launch_ranks(const LaunchOptions& o) {
       if (store) store->report_failure(rank, why);
       if (!failed) {
         failed = true;
+        first_failure = why;
         result = exit_code_of(status);
         log_line(LogLevel::kError, "", why + (ranks.empty() ? "" : "; the other ranks stop at their next collective"));
         // They see a dead peer at once (a closed connection); a rank busy elsewhere (a checkpoint, an
@@ -165,7 +168,7 @@ int launch_ranks(const LaunchOptions& o) {
         log_line(LogLevel::kWarn, "", why);
       }
       // Rank 0 keeps the run's store: killed, it could not close its run.
-      if (rank == 0 && WIFSIGNALED(status) && store) mark_run_failed(*store, why);
+      if (rank == 0 && WIFSIGNALED(status) && store) mark_run_failed(*store, why, false);
       continue;
     }
     if (failed && std::chrono::steady_clock::now() > deadline && stage < 2) {
@@ -176,10 +179,14 @@ int launch_ranks(const LaunchOptions& o) {
         ::kill(p, sig);
       }
       ++stage;
+      escalated = true;
       deadline = std::chrono::steady_clock::now() + grace;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Stopped by our SIGTERM because another rank had failed, rank 0 closed its run as interrupted:
+  // it failed, for that rank's reason.
+  if (escalated && store) mark_run_failed(*store, first_failure, true);
   sigaction(SIGINT, &old_int, nullptr);
   sigaction(SIGTERM, &old_term, nullptr);
   return result;

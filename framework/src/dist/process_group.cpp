@@ -72,8 +72,12 @@ std::vector<uint8_t> bytes_of(const std::string& s) { return {s.begin(), s.end()
 
 std::optional<DistEnv> DistEnv::from_environment() {
   const char* w = std::getenv("WORLD_SIZE");
-  const char* r = std::getenv("RANK");
-  if ((!w || !*w) && (!r || !*r)) return std::nullopt;
+  if (!w || !*w) return std::nullopt;  // (RANK alone means nothing: a plain run)
+  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool agent_store = agent && std::string(agent) == "True";
+  // A world of one outside a launcher (a scheduler exporting RANK=0 WORLD_SIZE=1) is a plain run,
+  // whatever else the environment holds.
+  if (std::string(w) == "1" && !agent_store) return std::nullopt;
   DistEnv e;
   e.world_size = env_int("WORLD_SIZE", 1, 1, 1 << 20, true);
   e.rank = env_int("RANK", 0, 0, e.world_size - 1, true);
@@ -83,10 +87,7 @@ std::optional<DistEnv> DistEnv::from_environment() {
   if (e.world_size > 1 && (!addr || !*addr)) env_int("MASTER_ADDR", 0, 0, 0, true);  // throws: not set
   if (addr && *addr) e.master_addr = addr;
   e.master_port = env_int("MASTER_PORT", 29500, 1, 65535, e.world_size > 1);
-  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
-  e.agent_store = agent && std::string(agent) == "True";
-  // A world of one outside a launcher (a scheduler exporting RANK=0 WORLD_SIZE=1) is a plain run.
-  if (e.world_size == 1 && !e.agent_store) return std::nullopt;
+  e.agent_store = agent_store;
   if (const char* n = std::getenv("TORCHELASTIC_RESTART_COUNT"); n && *n)
     e.restart = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 20, false);
   return e;

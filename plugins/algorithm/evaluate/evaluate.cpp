@@ -136,7 +136,8 @@ class Evaluate final : public warmup::Algorithm {
                                    {"save_every", chunk}, {"completions", completions_}, {"seed", sample_.seed}};
     warmup::Distributed& dist = warmup::distributed(ctx);
     const bool leader = dist.rank() == 0;
-    // Ranks that share the sampling agree on stopping (a signal reaches them at different times).
+    // Ranks that share the sampling (model completions; otherwise rank 0 works alone and the others
+    // have left the stage) start where rank 0's progress file says and agree on stopping.
     const bool sharded = dist.world_size() > 1 && completions_ == "model";
     auto agreed_stop = [&](bool mine) { return sharded ? warmup::all_reduce_sum(dist, {mine ? 1.0 : 0.0})[0] > 0 : mine; };
     std::optional<evalp::Progress> progress;
@@ -144,7 +145,7 @@ class Evaluate final : public warmup::Algorithm {
     std::vector<std::vector<warmup::Completion>> outs(N);
     std::vector<std::vector<warmup::Score>> scores(N);
     size_t first = leader ? progress->done().size() : 0;
-    if (dist.world_size() > 1) first = size_t(std::stoull(dist.broadcast_bytes(std::to_string(first), 0)));
+    if (sharded) first = size_t(std::stoull(dist.broadcast_bytes(std::to_string(first), 0)));
     for (size_t i = 0; leader && i < first; ++i)
       outs[i] = progress->done()[i].completions, scores[i] = progress->done()[i].scores;
     int64_t stored = 0;

@@ -207,12 +207,12 @@ class Sft final : public warmup::Algorithm {
         ctx.metric("train/allreduce_s", s1, reduce_s);
         ctx.metric("train/step_s", s1, secs);
       }
-      if (s1 == start_step + 1) {  // AdamW's state exists after the first step: bytes on rank 0, and the most on a rank
+      if (world > 1 && s1 == start_step + 1) {  // AdamW's state exists after the first step: rank 0's, and the most on a rank
         auto bytes = dist.all_gather(torch::tensor({double(warmup::Zero1::state_bytes(opt))}, torch::kFloat64));
         double most = 0;
         for (auto& b : bytes) most = std::max(most, b.item<double>());
         ctx.metric("memory/optimizer_state_bytes", s1, bytes[0].item<double>());
-        if (world > 1) ctx.metric("memory/optimizer_state_bytes_max_rank", s1, most);
+        ctx.metric("memory/optimizer_state_bytes_max_rank", s1, most);
       }
       {
         double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
