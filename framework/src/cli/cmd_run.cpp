@@ -95,7 +95,7 @@ int cmd_run(const Args& args) {
     std::cout << r.resolved_toml;
     if (!r.resolved_toml.empty() && r.resolved_toml.back() != '\n') std::cout << '\n';
     if (!r.problems.empty()) std::cerr << "error: " << problems_text(r.problems) << "\n";
-  } else if (r.status == "finished") {
+  } else if (r.status == "finished" && !r.follower) {
     print_run_summary(r, ro.store, std::cout);
   }
   return r.exit_code;

@@ -711,6 +711,7 @@ RunResult run_claimed(const RunOptions& opt, ExperimentConfig cfg, const fs::pat
 RunResult run_follower(const RunOptions& opt, ProcessGroupHost& pg, SignalWatcher& signals) {
   nlohmann::json h = nlohmann::json::parse(pg.broadcast_bytes("", 0));
   RunResult result;
+  result.follower = true;
   if (h.contains("error")) {
     std::string msg = "rank 0 did not start the run: " + h["error"].get<std::string>(), kind = h.value("kind", "");
     if (kind == "config") throw ConfigError(msg);

@@ -40,6 +40,7 @@ struct RunResult {
   // A dry run's validation problems (exit_code 2 when any); a real run throws ConfigError instead.
   std::vector<std::string> problems;
   std::vector<std::pair<std::string, std::map<std::string, double>>> final_metrics;  // stage -> last metrics
+  bool follower = false;      // a rank other than 0 of a multi-process run: rank 0 reports the run
 };
 
 // "N problems found before the run started (nothing ran):" and one indented line per problem.
