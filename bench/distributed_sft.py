@@ -1,10 +1,12 @@
 """Data-parallel SFT on the CPU: tokens/s of `warmup run` with 1 process x T threads against N
 processes x T/N threads each (`--nproc-per-node N`, Gloo on loopback), the same global batch and
 data (K&K solver traces distilled once), and one process joined to a process group of world size 1
-(`--nproc-per-node 1`) against none, for the cost of the group itself. The arms alternate over
+(`--nproc-per-node 1`) against none, for the cost of the group itself, and N processes with the
+gradient all-reduce overlapped with backward (the default, overlap_comm) against after it. The arms alternate over
 --rounds rounds (the machine's speed drifts); each arm's rate is the median over its steps after
 the first. Reports the scaling (N processes / 1 process), the all-reduce share of a step (rank 0's
-train/allreduce_s over its step time), whether the per-step losses agree, and prints JSON."""
+train/allreduce_s, its wait for the all-reduce after backward, over its step time), the overlap's
+speed-up, whether the per-step losses agree, and prints JSON."""
 import argparse
 import glob
 import json
@@ -54,8 +56,8 @@ eval = {{ split = "train" }}
         run("run", f"{tmp}/distill.toml", "--store", f"{tmp}/distill.sqlite")
         data = glob.glob(f"{tmp}/runs/1-*/sft.jsonl")[0]
 
-        def experiment(per_device):
-            path = f"{tmp}/sft-{per_device}.toml"
+        def experiment(per_device, overlap=True):
+            path = f"{tmp}/sft-{per_device}-{overlap}.toml"
             open(path, "w").write(f"""[experiment]
 name = "bench-dist-sft"
 [model]
@@ -74,23 +76,26 @@ algorithm = "sft"
   warmup_steps = 0
   bf16 = {"true" if a.bf16 else "false"}
   zero_stage = {a.zero_stage}
+  overlap_comm = {"true" if overlap else "false"}
   logging_steps = 1
 """)
             return path
 
-        arms = {f"1x{a.threads}": ([], a.global_batch, a.threads)}
+        arms = {f"1x{a.threads}": ([], a.global_batch, a.threads, True)}
+        multi = f"{a.nproc}x{a.threads // a.nproc}"
         if a.nproc > 1:
-            arms[f"{a.nproc}x{a.threads // a.nproc}"] = (["--nproc-per-node", str(a.nproc)], a.global_batch // a.nproc,
-                                                         a.threads // a.nproc)
-        arms[f"1x{a.threads} in a group of 1"] = (["--nproc-per-node", "1"], a.global_batch, a.threads)
+            arms[multi] = (["--nproc-per-node", str(a.nproc)], a.global_batch // a.nproc, a.threads // a.nproc, True)
+            arms[multi + " overlap_comm off"] = (["--nproc-per-node", str(a.nproc)], a.global_batch // a.nproc,
+                                                 a.threads // a.nproc, False)
+        arms[f"1x{a.threads} in a group of 1"] = (["--nproc-per-node", "1"], a.global_batch, a.threads, True)
         got = {k: {"tokens_per_s": [], "allreduce_share": [], "losses": None} for k in arms}
         n = 0
         for rnd in range(a.rounds):
-            for name, (launch, per_device, threads) in arms.items():
+            for name, (launch, per_device, threads, overlap) in arms.items():
                 n += 1
                 store = f"{tmp}/r{n}.sqlite"
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-                run("run", experiment(per_device), "--store", store, *launch, env=env)
+                run("run", experiment(per_device, overlap), "--store", store, *launch, env=env)
                 con = sqlite3.connect(store)
                 q = lambda key: dict(con.execute("SELECT step, value FROM metrics WHERE key = ?", (key,)).fetchall())
                 tps, red, secs, loss = q("train/tokens_per_s"), q("train/allreduce_s"), q("train/step_s"), q("train/loss")
@@ -111,7 +116,8 @@ algorithm = "sft"
                                  "allreduce_share_of_step": median(g["allreduce_share"])}
         base = out["arms"][f"1x{a.threads}"]["tokens_per_s"]
         if a.nproc > 1:
-            out["scaling"] = out["arms"][f"{a.nproc}x{a.threads // a.nproc}"]["tokens_per_s"] / base
+            out["scaling"] = out["arms"][multi]["tokens_per_s"] / base
+            out["overlap_speedup"] = out["arms"][multi]["tokens_per_s"] / out["arms"][multi + " overlap_comm off"]["tokens_per_s"]
         out["group_of_1_over_none"] = out["arms"][f"1x{a.threads} in a group of 1"]["tokens_per_s"] / base
         ref = got[f"1x{a.threads}"]["losses"]
         out["max_loss_difference"] = max(abs(x - y) for g in got.values() for x, y in zip(g["losses"], ref))

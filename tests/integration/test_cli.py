@@ -30,7 +30,7 @@ def test_version_reports_the_build():
     assert r.returncode == 0
     v = json.loads(r.stdout)
     assert v["torch_version"].startswith("2.11.")
-    assert v["plugin_abi"] == "1.9"  # 1.9: the "distributed" service (warmup/distributed.h)
+    assert v["plugin_abi"] == "1.10"  # 1.10: Distributed::all_reduce_async, GradientReducer (warmup/distributed.h)
     assert "cxx11abi=1" in v["fingerprint"]
     assert v["cuda_available"] is False  # no GPU in CI
     assert len(v["git_commit"]) >= 7

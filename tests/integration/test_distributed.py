@@ -27,7 +27,8 @@ STEPS = 20
 TIMEOUT = {"WARMUP_DIST_TIMEOUT": "60"}
 
 
-def experiment(d: Path, batch: int, zero: int = 0, save_steps: int = 0, eval_stage: bool = False) -> Path:
+def experiment(d: Path, batch: int, zero: int = 0, save_steps: int = 0, eval_stage: bool = False,
+               accumulation: int = 1, extra: str = "") -> Path:
     data = REPO / "plugins/knights_knaves/tests/data"
     text = f"""[experiment]
 name = "dist-test"
@@ -49,13 +50,13 @@ teachers = ["kk_solver"]
   learning_rate = 3e-3
   max_steps = {STEPS}
   per_device_train_batch_size = {batch}
-  gradient_accumulation_steps = 1
+  gradient_accumulation_steps = {accumulation}
   max_length = 2048
   bf16 = false
   zero_stage = {zero}
   save_steps = {save_steps}
   logging_steps = 1
-"""
+{extra}"""
     if eval_stage:
         text += """[[stages]]
 name = "eval"
@@ -140,6 +141,25 @@ def test_two_ranks_of_batch_4_train_as_one_rank_of_batch_8(root, one_process, ze
     # rank 0 alone scores references (the other ranks leave the stage and wait at its end)
     ref = "SELECT example_id, reward FROM samples WHERE stage = 'eval-reference' ORDER BY id"
     assert len(query(store, ref)) == 5 and query(store, ref) == query(one_process, ref)
+
+
+SFT_REDUCER_CASES = {
+    # ~1 KB buckets: dozens of all-reduces in flight during backward, through the checkpointed
+    # layers' nested backward passes, on the second of two accumulated micro-batches
+    "small buckets+checkpointing+accumulation": (2, 2, "  ddp_bucket_cap_mb = 0.001\n  gradient_checkpointing = true\n"),
+    "overlap_comm off": (4, 1, "  overlap_comm = false\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(SFT_REDUCER_CASES))
+def test_overlapped_gradient_all_reduce_trains_as_one_rank(root, one_process, case):
+    batch, accumulation, extra = SFT_REDUCER_CASES[case]
+    d = root / ("reducer-" + case.replace(" ", "_").replace("+", "_"))
+    exp = experiment(d, batch, accumulation=accumulation, extra=extra)
+    store = d / "s.sqlite"
+    r = warmup("run", exp, "--store", store, "--nproc-per-node", "2", env=TIMEOUT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_training(store, one_process)
 
 
 def test_zero1_halves_the_optimizer_state_per_rank(root):
@@ -282,7 +302,7 @@ GRPO_TINY = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "voca
              "max_position_embeddings": 256, "tie_word_embeddings": True, "eos_token_id": 0, "torch_dtype": "float32"}
 
 
-def grpo_experiment(d: Path, extra: str) -> Path:
+def grpo_experiment(d: Path, extra: str, batch: int = 16) -> Path:
     """test_grpo's task: a from-scratch model rewarded for writing "knight" (a signal from step 1)."""
     d.mkdir(parents=True, exist_ok=True)
     (d / "tiny.json").write_text(json.dumps(GRPO_TINY))
@@ -306,7 +326,7 @@ rewards = ["regex"]
   num_examples = 40
   prompts_per_step = 8
   num_generations = 8
-  per_device_train_batch_size = 16
+  per_device_train_batch_size = {batch}
   max_completion_length = 8
   temperature = 1.0
   top_p = 1.0
@@ -323,7 +343,11 @@ rewards = ["regex"]
 """)
 
 
-GRPO_CASES = {"fused": "", "kl+2 iterations+zero1": "  beta = 0.04\n  num_iterations = 2\n  zero_stage = 1\n"}
+# (extra options, per_device_train_batch_size): at 64 the step is one micro-batch, so rank 1 trains
+# on none and sends zeros for every bucket while rank 0's start during its backward
+GRPO_CASES = {"fused": ("", 16), "kl+2 iterations+zero1+small buckets":
+              ("  beta = 0.04\n  num_iterations = 2\n  zero_stage = 1\n  ddp_bucket_cap_mb = 0.002\n", 16),
+              "one micro-batch+small buckets": ("  ddp_bucket_cap_mb = 0.002\n", 64)}
 
 
 @pytest.mark.parametrize("case", list(GRPO_CASES))
@@ -335,7 +359,7 @@ def test_grpo_on_two_ranks_matches_one(root, case):
     stores = {}
     for ranks in (1, 2):
         d = root / f"grpo-{tag}-{ranks}"
-        exp = grpo_experiment(d, GRPO_CASES[case])
+        exp = grpo_experiment(d, *GRPO_CASES[case])
         stores[ranks] = d / "s.sqlite"
         launch = ["--nproc-per-node", "2"] if ranks == 2 else []
         r = warmup("run", exp, "--store", stores[ranks], *launch, env=TIMEOUT, timeout=600)

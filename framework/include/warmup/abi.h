@@ -26,7 +26,9 @@
 // 8: Policy::enable_lora and LoraOptions (LoRA adapters, PEFT's format); appended virtual.
 // 9: the "distributed" service (warmup/distributed.h: ranks and collectives of a multi-process
 //    run). Algorithms built before it are refused in runs of more than one process.
-#define WARMUP_ABI_MINOR 9
+// 10: Distributed::all_reduce_async and Work (appended virtual with a default), GradientReducer
+//    (the gradient all-reduce overlapped with backward, warmup/distributed.h).
+#define WARMUP_ABI_MINOR 10
 
 #define WARMUP_DETAIL_CAT2(a, b) a##b
 #define WARMUP_DETAIL_CAT(a, b) WARMUP_DETAIL_CAT2(a, b)

@@ -1,6 +1,7 @@
-// Data-parallel training for plugins (ABI 1.9): the ranks of a multi-process run and collectives
-// over them, without c10d headers. The host implements it on torch c10d (a TCPStore, then
-// ProcessGroupGloo on CPU tensors, ProcessGroupNCCL on CUDA tensors) when the run was started by
+// Data-parallel training for plugins (ABI 1.9; 1.10 adds all_reduce_async and GradientReducer):
+// the ranks of a multi-process run and collectives over them, without c10d headers. The host
+// implements it on torch c10d (a TCPStore, then ProcessGroupGloo on CPU tensors, ProcessGroupNCCL
+// on CUDA tensors) when the run was started by
 // `torchrun` or `warmup run --nproc-per-node N`; otherwise it is one rank and every collective
 // returns its input. Get it with warmup::distributed(ctx).
 //
@@ -12,8 +13,14 @@
 // or hangs) throws std::runtime_error naming the collective and, where known, the failed rank.
 #pragma once
 
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
+#include <memory>
+#include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +30,21 @@
 namespace warmup {
 
 enum class ReduceOp { kSum, kMax, kMin };
+
+// A collective in flight (Distributed::all_reduce_async, ABI 1.10), as torch.distributed's Work.
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Blocks until the collective has completed on this rank. Throws std::runtime_error as the
+  // blocking collective would (naming the failed rank; after the run's timeout at the latest).
+  virtual void wait() = 0;
+};
+
+namespace detail {
+struct DoneWork final : Work {
+  void wait() override {}
+};
+}  // namespace detail
 
 class Distributed {
  public:
@@ -45,6 +67,17 @@ class Distributed {
   virtual std::vector<std::string> all_gather_bytes(std::string_view payload) = 0;
   // Rank `root`'s payload on every rank (other ranks' `payload` is ignored).
   virtual std::string broadcast_bytes(std::string_view payload, int root = 0) = 0;
+
+  // ABI 1.10 (appended; the host implements it on c10d's asynchronous Work). Starts an in-place
+  // all-reduce of `t` and returns at once: `t` must be neither read nor written until wait()
+  // returns. Collectives, asynchronous or not, are still issued in the same order on every rank.
+  // May be called from autograd's threads (GradientReducer's hooks) while the caller's thread is
+  // inside backward().
+  // The default completes the all-reduce before returning.
+  virtual std::unique_ptr<Work> all_reduce_async(torch::Tensor& t, ReduceOp op = ReduceOp::kSum) {
+    all_reduce(t, op);
+    return std::make_unique<detail::DoneWork>();
+  }
 };
 
 // One process: rank 0 of 1, every collective the identity.
@@ -69,44 +102,185 @@ inline Distributed& distributed(StageContext& ctx) {
   return p ? *static_cast<Distributed*>(p) : single;
 }
 
-// Sums the gradients of `params` over all ranks in buckets of about `bucket_bytes` (each bucket
-// flattened into one tensor per dtype and device, all-reduced, copied back): after it, every
-// rank holds the same gradients, the sum of the ranks' own. A parameter without a gradient on this
-// rank (no micro-batch of the step fell to it) takes zeros first, so every rank sends the same
-// buckets. A no-op on one rank.
+// Sums the gradients of `params` over all ranks, bucket by bucket, overlapping the all-reduce with
+// the backward pass as torch's DistributedDataParallel does (torch/csrc/distributed/c10d/reducer.cpp):
+// the parameters are put in buckets in reverse order (the order backward produces their gradients),
+// the first of about `first_bucket_bytes` so communication starts early, the others of about
+// `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. A post hook on each
+// parameter's gradient accumulator (autograd's AccumulateGrad node) marks it ready once backward has
+// accumulated its gradient; a bucket whose parameters are all ready is flattened and all-reduced
+// asynchronously (Distributed::all_reduce_async), buckets always starting in the same order on
+// every rank. Only the backward pass after prepare_for_backward() is watched: call it before the
+// backward of this rank's last micro-batch of the step (the earlier ones only accumulate, as under
+// DDP's no_sync()). reduce() then starts the buckets still waiting (a parameter without a gradient
+// on this rank, e.g. no micro-batch of the step fell to it, takes zeros, so every rank sends the
+// same buckets), waits for all of them and writes the sums into each parameter's .grad: after it,
+// every rank holds the same gradients, the sum of the ranks' own.
+//
+// Between prepare_for_backward() and reduce() no other collective may be issued: ranks start
+// different numbers of buckets during backward, so another collective would be paired with a
+// bucket's all-reduce on another rank. Memory: a bucket's flattened copy lives from its start to
+// its copy back in reduce() (at the end of backward, up to one more copy of the gradients, as
+// DDP's buckets; each is freed as soon as it has been copied back).
+//
+// Errors: a parameter whose gradient is accumulated twice in the watched backward (two backward
+// calls after prepare_for_backward(), or a reentrant one) makes reduce() throw std::logic_error, as
+// DDP's "marked ready twice". Collective failures throw as Distributed's do (from backward() when
+// a bucket fails to start; the stage is then over: the reducer is not reused). With one rank, or
+// `overlap` false (the all-reduce then runs in reduce(), after backward), no hook is installed.
+// The parameters must stay the same tensors for the reducer's lifetime (load weights in place).
+class GradientReducer {
+ public:
+  GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, bool overlap = true,
+                  int64_t bucket_bytes = 25 << 20, int64_t first_bucket_bytes = 1 << 20)
+      : dist_(dist), params_(std::move(params)) {
+    if (dist_.world_size() <= 1) return;
+    // Buckets over the parameters in reverse order; a new one at a dtype or device change or
+    // once the current holds its share of bytes.
+    int64_t bytes = 0, cap = std::max<int64_t>(1, first_bucket_bytes);
+    for (size_t k = params_.size(); k-- > 0;) {
+      const torch::Tensor& p = params_[k];
+      if (buckets_.empty() || bytes >= cap || p.scalar_type() != params_[buckets_.back().front()].scalar_type() ||
+          p.device() != params_[buckets_.back().front()].device()) {
+        if (!buckets_.empty() && bytes >= cap) cap = std::max<int64_t>(1, bucket_bytes);
+        buckets_.emplace_back();
+        bytes = 0;
+      }
+      buckets_.back().push_back(k);
+      bytes += p.numel() * int64_t(p.element_size());
+    }
+    bucket_of_.assign(params_.size(), 0);
+    for (size_t b = 0; b < buckets_.size(); ++b)
+      for (size_t k : buckets_[b]) bucket_of_[k] = b;
+    reset_locked();
+    if (!overlap) return;
+    for (size_t k = 0; k < params_.size(); ++k) {
+      if (!params_[k].requires_grad()) continue;
+      auto acc = torch::autograd::impl::grad_accumulator(params_[k]);
+      if (!acc) continue;
+      uintptr_t key = acc->add_post_hook(std::make_unique<ReadyHook>(this, k));
+      hooks_.push_back({acc, key});  // (kept alive: the parameter itself holds it weakly)
+    }
+  }
+  ~GradientReducer() {
+    for (auto& [acc, key] : hooks_) acc->del_post_hook(key);
+  }
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  int64_t num_buckets() const { return int64_t(buckets_.size()); }
+
+  // Watch the next backward pass: its gradients are all-reduced as they are accumulated.
+  void prepare_for_backward() {
+    std::lock_guard<std::mutex> lock(mu_);
+    armed_ = !hooks_.empty();
+  }
+
+  // Starts what is left, waits for every bucket and writes the sums into .grad (see the class).
+  void reduce() {
+    if (dist_.world_size() <= 1) return;
+    std::vector<std::unique_ptr<Work>> works;
+    std::vector<torch::Tensor> flats;
+    bool twice = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      armed_ = false;
+      for (; next_ < buckets_.size(); ++next_) launch_locked(next_);
+      works = std::move(works_);
+      flats = std::move(flats_);
+      twice = twice_;
+      reset_locked();
+    }
+    if (twice) {
+      for (auto& w : works) w->wait();
+      throw std::logic_error("GradientReducer: a parameter's gradient was accumulated twice in the backward pass being "
+                             "reduced (call prepare_for_backward() right before the step's last backward on this rank)");
+    }
+    torch::NoGradGuard ng;
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      works[b]->wait();
+      int64_t at = 0;
+      for (size_t k : buckets_[b]) {
+        torch::Tensor& p = params_[k];
+        int64_t n = p.numel();
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        p.mutable_grad().copy_(flats[b].narrow(0, at, n).view_as(p));
+        at += n;
+      }
+      flats[b] = torch::Tensor();
+      works[b].reset();
+    }
+  }
+
+ private:
+  struct ReadyHook final : torch::autograd::FunctionPostHook {
+    ReadyHook(GradientReducer* r, size_t k) : r_(r), k_(k) {}
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                              const torch::autograd::variable_list&) override {
+      r_->mark_ready(k_);
+      return outputs;
+    }
+    GradientReducer* r_;
+    size_t k_;
+  };
+
+  // On the autograd thread, after parameter k's gradient was accumulated into .grad.
+  void mark_ready(size_t k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!armed_) return;
+    if (ready_[k]) {  // harmless until its bucket has started: the later copy sees the whole gradient
+      if (bucket_of_[k] < next_) twice_ = true;
+      return;
+    }
+    ready_[k] = true;
+    if (--pending_[bucket_of_[k]] > 0) return;
+    for (; next_ < buckets_.size() && pending_[next_] == 0; ++next_) launch_locked(next_);
+  }
+
+  void launch_locked(size_t b) {
+    torch::NoGradGuard ng;
+    std::vector<torch::Tensor> flat;
+    for (size_t k : buckets_[b]) {
+      const torch::Tensor& p = params_[k];
+      torch::Tensor g = p.grad();
+      flat.push_back(g.defined() ? g.detach().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+    }
+    flats_[b] = torch::cat(flat);
+    works_[b] = dist_.all_reduce_async(flats_[b], ReduceOp::kSum);
+  }
+
+  void reset_locked() {
+    ready_.assign(params_.size(), false);
+    pending_.assign(buckets_.size(), 0);
+    for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = buckets_[b].size();
+    works_.clear();
+    works_.resize(buckets_.size());
+    flats_.assign(buckets_.size(), torch::Tensor());
+    next_ = 0;
+    armed_ = false;
+    twice_ = false;
+  }
+
+  Distributed& dist_;
+  std::vector<torch::Tensor> params_;
+  std::vector<std::vector<size_t>> buckets_;  // parameter indices, reverse order
+  std::vector<size_t> bucket_of_;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+  std::mutex mu_;
+  bool armed_ = false, twice_ = false;
+  std::vector<bool> ready_;
+  std::vector<size_t> pending_;  // per bucket: parameters not yet ready
+  size_t next_ = 0;              // the next bucket to start (buckets start in order)
+  std::vector<std::unique_ptr<Work>> works_;
+  std::vector<torch::Tensor> flats_;
+};
+
+// The same sums without overlap: all-reduces the gradients of `params` in buckets after backward
+// (GradientReducer with overlap off). A no-op on one rank.
 inline void all_reduce_gradients(Distributed& dist, const std::vector<torch::Tensor>& params,
                                  int64_t bucket_bytes = 25 << 20) {
   if (dist.world_size() <= 1) return;
-  std::vector<torch::Tensor> bucket;
-  int64_t bytes = 0;
-  auto flush = [&] {
-    if (bucket.empty()) return;
-    std::vector<torch::Tensor> flat;
-    for (auto& g : bucket) flat.push_back(g.reshape({-1}));
-    torch::Tensor buf = torch::cat(flat);
-    dist.all_reduce(buf, ReduceOp::kSum);
-    int64_t at = 0;
-    for (auto& g : bucket) {
-      int64_t n = g.numel();
-      g.copy_(buf.narrow(0, at, n).view_as(g));
-      at += n;
-    }
-    bucket.clear();
-    bytes = 0;
-  };
-  for (const auto& p : params) {
-    torch::Tensor g = p.grad();
-    if (!g.defined()) {
-      const_cast<torch::Tensor&>(p).mutable_grad() = torch::zeros_like(p);
-      g = p.grad();
-    }
-    if (!bucket.empty() && (g.scalar_type() != bucket.front().scalar_type() || g.device() != bucket.front().device()))
-      flush();
-    bucket.push_back(g);
-    bytes += g.numel() * int64_t(g.element_size());
-    if (bytes >= bucket_bytes) flush();
-  }
-  flush();
+  GradientReducer(dist, params, false, bucket_bytes, bucket_bytes).reduce();
 }
 
 // Sums a few doubles over all ranks in one all-reduce (float64 on the CPU).

@@ -54,6 +54,26 @@ inline void refuse_trl_only_options(Options& o) {
                         "`warmup runs show|table|export`; remove report_to");
 }
 
+// How the gradients of a data-parallel run are all-reduced (GradientReducer): `ddp_bucket_cap_mb`
+// (transformers TrainingArguments; DDP's bucket_cap_mb, default 25 MB per bucket) and
+// `overlap_comm` (DeepSpeed's zero_optimization.overlap_comm; default true: each bucket is
+// all-reduced while backward computes the rest; false: after it). Only matter with several ranks.
+struct DataParallelOptions {
+  bool overlap_comm = true;
+  int64_t bucket_bytes = 25 << 20;
+};
+inline DataParallelOptions data_parallel_options(Options& o) {
+  DataParallelOptions d;
+  d.overlap_comm = o.get<bool>("overlap_comm", true);
+  d.bucket_bytes = int64_t(o.get<double>("ddp_bucket_cap_mb", 25, above(0).at_most(1 << 20)) * double(1 << 20));
+  return d;
+}
+inline GradientReducer make_gradient_reducer(Distributed& dist, std::vector<torch::Tensor> params,
+                                             const DataParallelOptions& d) {
+  return GradientReducer(dist, std::move(params), d.overlap_comm, std::max<int64_t>(1, d.bucket_bytes),
+                         std::min<int64_t>(1 << 20, std::max<int64_t>(1, d.bucket_bytes)));
+}
+
 // TRL's ModelConfig LoRA options (trl/trainer/model_config.py; PEFT's LoraConfig): `use_peft`
 // (default false: full-parameter training), `lora_r` 16, `lora_alpha` 32, `lora_dropout` 0.05,
 // `lora_target_modules` (a list of module names, "all-linear", or one string: a regular expression

@@ -106,12 +106,13 @@ struct ProcessGroupHost::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
 #endif
   std::string host = host_name();
-  std::mutex mu;
+  std::mutex mu, nccl_mu;
   bool down = false;
 
   c10d::Backend& backend_for(const torch::Tensor& t) {
 #if WARMUP_WITH_CUDA && defined(USE_C10D_NCCL)
     if (t.is_cuda()) {
+      std::lock_guard<std::mutex> lock(nccl_mu);  // (also reached from autograd's device thread)
       if (!nccl) {
         c10::cuda::set_device(c10::DeviceIndex(t.device().index() >= 0 ? t.device().index() : env.local_rank));
         auto o = c10d::ProcessGroupNCCL::Options::create();
@@ -200,6 +201,30 @@ void ProcessGroupHost::all_reduce(torch::Tensor& t, ReduceOp op) {
     o.reduceOp = to_c10d(op);
     o.timeout = impl_->timeout;
     impl_->wait(impl_->backend_for(t).allreduce(v, o));
+  });
+}
+
+namespace {
+// A c10d Work: wait() bounded by the run's timeout, its failure named as the blocking collective's.
+struct HostWork final : Work {
+  HostWork(ProcessGroupHost& pg, c10::intrusive_ptr<c10d::Work> w, std::chrono::milliseconds timeout)
+      : pg(pg), work(std::move(w)), timeout(timeout) {}
+  void wait() override {
+    guarded(pg, "all_reduce", [&] { work->wait(timeout); });
+  }
+  ProcessGroupHost& pg;
+  c10::intrusive_ptr<c10d::Work> work;
+  std::chrono::milliseconds timeout;
+};
+}  // namespace
+
+std::unique_ptr<Work> ProcessGroupHost::all_reduce_async(torch::Tensor& t, ReduceOp op) {
+  return guarded(*this, "all_reduce", [&] {
+    std::vector<at::Tensor> v{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = to_c10d(op);
+    o.timeout = impl_->timeout;
+    return std::unique_ptr<Work>(new HostWork(*this, impl_->backend_for(t).allreduce(v, o), impl_->timeout));
   });
 }
 

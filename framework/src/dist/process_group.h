@@ -52,6 +52,7 @@ class ProcessGroupHost final : public Distributed {
   void barrier() override;
   std::vector<std::string> all_gather_bytes(std::string_view payload) override;
   std::string broadcast_bytes(std::string_view payload, int root) override;
+  std::unique_ptr<Work> all_reduce_async(torch::Tensor& t, ReduceOp op) override;
 
   // Best effort, never throws: records in the store that this rank failed and why, so the other
   // ranks' errors name it.

@@ -118,6 +118,7 @@ class Grpo final : public warmup::Algorithm {
     logging_steps_ = warmup::logging_steps_option(o);  // TRL's name: the step line every N steps
     warmup::refuse_trl_only_options(o);
     zero_stage_ = o.get<int64_t>("zero_stage", 0, warmup::at_least(0).at_most(1));  // DeepSpeed's: 1 = ZeRO-1 over the ranks
+    ddp_ = warmup::data_parallel_options(o);  // ddp_bucket_cap_mb, overlap_comm
     lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (scale_ != "group" && scale_ != "batch" && scale_ != "none") o.fail("scale_rewards", "must be group, batch or none");
     if (lo_.loss_type != "grpo" && lo_.loss_type != "bnpo" && lo_.loss_type != "dr_grpo" && lo_.loss_type != "dapo")
@@ -185,6 +186,9 @@ class Grpo final : public warmup::Algorithm {
     zero_ = &zero;
     int64_t start = ctx.resuming() ? warmup::restore_checkpoint(ctx, policy, opt) : 0;
     zero.drop_foreign_state(opt);
+    // The gradients are all-reduced bucket by bucket during the backward of this rank's last micro-batch.
+    warmup::GradientReducer reducer = warmup::make_gradient_reducer(*dist_, params, ddp_);
+    reducer_ = &reducer;
     first_step_ = start, t_start_ = Clock::now();
     cursor_ = cursor_after(ctx, start);
     for (int64_t step = start; step < total; ++step) {
@@ -360,6 +364,9 @@ class Grpo final : public warmup::Algorithm {
     for (int64_t it = 0; it < iterations_; ++it) {
       grpo::LossStats st;
       loss_sum = 0;
+      size_t last = batches.size();  // this rank's last micro-batch: its backward overlaps the all-reduce
+      for (size_t b = 0; b < batches.size(); ++b)
+        if (mine(b)) last = b;
       for (size_t b = 0; b < batches.size(); ++b) {
         if (!mine(b)) continue;
         auto& mb = batches[b];
@@ -379,6 +386,7 @@ class Grpo final : public warmup::Algorithm {
             sum = policy.weighted_logprob_sum_at(mb.ids, mb.targets, grpo::pack(mb, probe.grad()), mb.attn, temperature_,
                                                  &lp, &en);
           }
+          if (b == last) reducer_->prepare_for_backward();
           sum.backward();
           lp = grpo::unpack(mb, lp), en = grpo::unpack(mb, en);
           loss_sum += grpo::loss(lp, {}, {}, a, mask, en, lo, &st, w).item<double>();
@@ -392,12 +400,13 @@ class Grpo final : public warmup::Algorithm {
                               refs[b].defined() ? refs[b].to(lp.device()) : torch::Tensor(), a, mask,
                               ent[b].defined() ? ent[b].to(lp.device()) : torch::Tensor(), lo, &st,
                               is_w[b].defined() ? is_w[b].to(lp.device()) : torch::Tensor());
+          if (b == last) reducer_->prepare_for_backward();
           l.backward();
           loss_sum += l.item<double>();
         }
       }
       if (W > 1) {
-        warmup::all_reduce_gradients(*dist_, params);
+        reducer_->reduce();
         auto v = warmup::all_reduce_sum(*dist_, {loss_sum, st.kl, st.entropy, st.low_clipped, st.high_clipped,
                                                  st.region_clipped, st.tokens});
         loss_sum = v[0], st.kl = v[1], st.entropy = v[2], st.low_clipped = v[3], st.high_clipped = v[4];
@@ -681,6 +690,8 @@ class Grpo final : public warmup::Algorithm {
   warmup::Distributed* dist_ = nullptr;  // the run's ranks (one in a one-process run)
   warmup::Zero1* zero_ = nullptr;        // of the running stage
   int64_t zero_stage_ = 0;
+  warmup::DataParallelOptions ddp_;
+  warmup::GradientReducer* reducer_ = nullptr;  // of the running stage
 };
 
 }  // namespace

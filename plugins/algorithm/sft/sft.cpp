@@ -69,6 +69,7 @@ class Sft final : public warmup::Algorithm {
     zero_stage_ = o.get<int64_t>("zero_stage", 0, warmup::at_least(0).at_most(2));
     if (zero_stage_ == 2)
       o.fail("zero_stage", "ZeRO-2 (reduce-scattered gradients) is not implemented; use 0 or 1");
+    ddp_ = warmup::data_parallel_options(o);  // ddp_bucket_cap_mb, overlap_comm
     lora_ = warmup::lora_options(o);  // TRL's use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules
     if (!warmup::LrSchedule::known(schedule_.type))
       o.fail("lr_scheduler_type", "must be constant, constant_with_warmup, cosine or linear");
@@ -139,6 +140,8 @@ class Sft final : public warmup::Algorithm {
             std::to_string(state["rows_per_step"].get<int64_t>()));
       zero.drop_foreign_state(opt);
     }
+    // The gradients are all-reduced bucket by bucket during the backward of each step's last micro-batch.
+    warmup::GradientReducer reducer = warmup::make_gradient_reducer(dist, params, ddp_);
     const nlohmann::json ckpt_state = {{"rows_per_step", per_step}, {"world_size", world}};
     auto checkpoint = [&](int64_t at) {
       zero.gather_state(opt);
@@ -164,13 +167,15 @@ class Sft final : public warmup::Algorithm {
         for (const auto& r : micros.back()) n_step += sft::count_completion_targets(r);
       }
       if (world > 1) n_step = int64_t(warmup::all_reduce_sum(dist, {double(n_step)})[0]);  // over the global batch
-      for (const auto& rows : micros) {
+      for (size_t m = 0; m < micros.size(); ++m) {
+        const auto& rows = micros[m];
         auto b = sft::make_packed_batch(rows, -1.0 / double(std::max<int64_t>(1, n_step)));
         torch::Tensor loss;
         {
           warmup::Autocast ac(policy.device(), bf16_);
           loss = policy.weighted_logprob_sum(b.ids, b.targets, b.weights, b.mask, nullptr);
         }
+        if (m + 1 == micros.size()) reducer.prepare_for_backward();
         loss.backward();  // the gradient was computed with the forward pass; this applies it
         loss_sum += loss.item<double>();
         tokens += b.mask.gt(0).sum().item<int64_t>();
@@ -182,7 +187,7 @@ class Sft final : public warmup::Algorithm {
       double reduce_s = 0;
       if (world > 1) {
         auto tr = std::chrono::steady_clock::now();
-        warmup::all_reduce_gradients(dist, params);
+        reducer.reduce();  // what backward did not hide: the wait for the buckets still in flight
         auto v = warmup::all_reduce_sum(dist, {loss_sum, double(tokens), ctx.stop_requested() ? 1.0 : 0.0});
         loss_sum = v[0], tokens = int64_t(v[1]), stop = v[2] > 0;
         reduce_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tr).count();
@@ -203,7 +208,7 @@ class Sft final : public warmup::Algorithm {
       ctx.metric("train/grad_norm", s1, gnorm);
       ctx.metric("train/tokens_per_s", s1, double(tokens) / std::max(secs, 1e-9));
       ctx.metric("train/epoch", s1, double(s1) / double(steps_per_epoch));
-      if (world > 1) {  // rank 0's time in the gradient all-reduce, and its whole step's
+      if (world > 1) {  // rank 0's time waiting for the gradient all-reduce after backward, and its whole step's
         ctx.metric("train/allreduce_s", s1, reduce_s);
         ctx.metric("train/step_s", s1, secs);
       }
@@ -355,6 +360,7 @@ class Sft final : public warmup::Algorithm {
   warmup::LrSchedule schedule_;
   double beta1_, beta2_, eps_, weight_decay_, max_grad_norm_, epochs_;
   int64_t zero_stage_ = 0;
+  warmup::DataParallelOptions ddp_;
   int64_t max_steps_, batch_, accum_, max_length_, eval_examples_, eval_steps_, save_steps_, seed_, logging_steps_ = 10;
   std::optional<warmup::LoraOptions> lora_;
   bool append_eos_, assistant_only_loss_ = false, checkpointing_, bf16_ = false, packing_;

@@ -1,0 +1,219 @@
+// GradientReducer (warmup/distributed.h): the gradient all-reduce overlapped with backward, checked
+// in one process against a Distributed that plays rank 0 of 2 whose peer holds the same gradients
+// (every all-reduce doubles its tensor, and an asynchronous one only when it is waited for, the
+// tensor holding NaN until then) and records when each bucket starts: during the watched backward
+// pass or after it, in which order, and that the sums land in .grad.
+#include "torch_doctest.h"
+
+#include <limits>
+#include <stdexcept>
+
+#include "warmup/distributed.h"
+
+using warmup::Distributed;
+using warmup::ReduceOp;
+
+namespace {
+
+// Completes at wait(): the reducer must not read the bucket before.
+struct Deferred final : warmup::Work {
+  torch::Tensor t, sum;
+  void wait() override { t.copy_(sum); }
+};
+
+struct Twin final : Distributed {
+  bool in_backward = false;
+  std::vector<std::pair<int64_t, bool>> launches;  // (numel, during backward) per all_reduce_async
+  int rank() const override { return 0; }
+  int world_size() const override { return 2; }
+  int local_rank() const override { return 0; }
+  int local_world_size() const override { return 2; }
+  void all_reduce(torch::Tensor& t, ReduceOp) override { t.mul_(2); }
+  std::vector<torch::Tensor> all_gather(const torch::Tensor& t) override { return {t.clone(), t.clone()}; }
+  void broadcast(torch::Tensor&, int) override {}
+  void barrier() override {}
+  std::vector<std::string> all_gather_bytes(std::string_view p) override { return {std::string(p), std::string(p)}; }
+  std::string broadcast_bytes(std::string_view p, int) override { return std::string(p); }
+  std::unique_ptr<warmup::Work> all_reduce_async(torch::Tensor& t, ReduceOp op) override {
+    launches.emplace_back(t.numel(), in_backward);
+    (void)op;
+    auto w = std::make_unique<Deferred>();
+    w->t = t, w->sum = t * 2;
+    t.fill_(std::numeric_limits<float>::quiet_NaN());
+    return w;
+  }
+};
+
+// Three linear layers (weights 4x3, 5x4, 2x5 and their biases, in that order) and a loss.
+struct Net {
+  torch::nn::Linear a{3, 4}, b{4, 5}, c{5, 2};
+  std::vector<torch::Tensor> params() {
+    return {a->weight, a->bias, b->weight, b->bias, c->weight, c->bias};
+  }
+  torch::Tensor loss(const torch::Tensor& x) { return c(torch::tanh(b(torch::tanh(a(x))))).pow(2).sum(); }
+};
+
+std::vector<torch::Tensor> grads(const std::vector<torch::Tensor>& ps) {
+  std::vector<torch::Tensor> g;
+  for (auto& p : ps) g.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("buckets start during the watched backward, last layer first, and .grad holds the sums") {
+  torch::manual_seed(0);
+  Net net;
+  auto ps = net.params();
+  auto x1 = torch::randn({6, 3}), x2 = torch::randn({6, 3});
+  // One-process reference: both micro-batches accumulated.
+  net.loss(x1).backward();
+  net.loss(x2).backward();
+  auto want = grads(ps);
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+
+  Twin twin;
+  // One parameter per bucket (1-byte caps): six buckets.
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  CHECK(r.num_buckets() == 6);
+  twin.in_backward = true;
+  net.loss(x1).backward();  // not watched: only accumulates (DDP's no_sync)
+  CHECK(twin.launches.empty());
+  r.prepare_for_backward();
+  net.loss(x2).backward();
+  twin.in_backward = false;
+  REQUIRE(twin.launches.size() == 6);
+  const int64_t reverse[] = {2, 10, 5, 20, 4, 12};  // c.bias, c.weight, b.bias, b.weight, a.bias, a.weight
+  for (size_t i = 0; i < 6; ++i) {
+    CHECK(twin.launches[i].first == reverse[i]);
+    CHECK(twin.launches[i].second);  // all of them before backward returned
+  }
+  r.reduce();
+  for (size_t i = 0; i < ps.size(); ++i) CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+
+  // The next step: the same reducer, one micro-batch.
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  twin.launches.clear();
+  r.prepare_for_backward();
+  twin.in_backward = true;
+  net.loss(x1).backward();
+  twin.in_backward = false;
+  r.reduce();
+  CHECK(twin.launches.size() == 6);
+}
+
+TEST_CASE("a parameter without a gradient holds back the buckets after it, which start in reduce() with zeros") {
+  torch::manual_seed(1);
+  Net net;
+  auto unused = torch::randn({7}).requires_grad_(true);
+  auto ps = net.params();
+  ps.insert(ps.begin() + 2, unused);  // between a's and b's: buckets c.bias .. b.weight go first
+  Twin twin;
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  r.prepare_for_backward();
+  twin.in_backward = true;
+  net.loss(torch::randn({4, 3})).backward();
+  twin.in_backward = false;
+  REQUIRE(twin.launches.size() == 4);  // c.bias, c.weight, b.bias, b.weight; then the unused one blocks
+  r.reduce();
+  REQUIRE(twin.launches.size() == 7);
+  CHECK(twin.launches[4].first == 7);
+  CHECK_FALSE(twin.launches[4].second);
+  REQUIRE(unused.grad().defined());
+  CHECK(unused.grad().abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("no micro-batch on this rank: reduce() sends zeros for every bucket") {
+  Net net;
+  auto ps = net.params();
+  Twin twin;
+  warmup::GradientReducer r(twin, ps);  // default caps: one bucket
+  CHECK(r.num_buckets() == 1);
+  r.reduce();
+  CHECK(twin.launches.size() == 1);
+  for (auto& p : ps) CHECK(p.grad().abs().sum().item<double>() == 0);
+}
+
+TEST_CASE("two watched backward passes are an error, not a silently stale sum") {
+  Net net;
+  auto ps = net.params();
+  Twin twin;
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  r.prepare_for_backward();
+  net.loss(torch::randn({2, 3})).backward();
+  net.loss(torch::randn({2, 3})).backward();
+  CHECK_THROWS_AS(r.reduce(), std::logic_error);
+}
+
+TEST_CASE("overlap off, or the reducer gone: nothing starts during backward") {
+  Net net;
+  auto ps = net.params();
+  Twin twin;
+  {
+    warmup::GradientReducer r(twin, ps, false, 1, 1);
+    r.prepare_for_backward();
+    twin.in_backward = true;
+    net.loss(torch::randn({2, 3})).backward();
+    twin.in_backward = false;
+    CHECK(twin.launches.empty());
+    r.reduce();
+    CHECK(twin.launches.size() == 6);
+  }
+  {
+    warmup::GradientReducer r(twin, ps, true, 1, 1);
+    r.prepare_for_backward();
+  }  // its hooks are removed with it
+  twin.launches.clear();
+  net.loss(torch::randn({2, 3})).backward();
+  CHECK(twin.launches.empty());
+}
+
+namespace {
+// A reentrant checkpointed layer, as the model's CheckpointedLayer (framework/src/model/transformer.cpp):
+// the forward without a graph, the backward recomputing it and running a nested backward that
+// accumulates the layer's parameter gradients.
+struct Recomputed : torch::autograd::Function<Recomputed> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::nn::Linear* layer) {
+    ctx->saved_data["layer"] = reinterpret_cast<int64_t>(layer);
+    ctx->save_for_backward({x});
+    torch::NoGradGuard ng;
+    return torch::tanh((*layer)(x));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    auto* layer = reinterpret_cast<torch::nn::Linear*>(ctx->saved_data["layer"].toInt());
+    torch::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    torch::Tensor out;
+    {
+      torch::AutoGradMode on(true);
+      out = torch::tanh((*layer)(x));
+    }
+    torch::autograd::backward({out}, {grad[0]});
+    return {x.grad(), torch::Tensor()};
+  }
+};
+}  // namespace
+
+TEST_CASE("buckets start inside a checkpointed layer's nested backward, and the sums are one process's") {
+  torch::manual_seed(2);
+  Net net;
+  auto ps = net.params();
+  auto x = torch::randn({5, 3});
+  auto loss = [&] {
+    auto h = Recomputed::apply(torch::tanh(net.a(x)), &net.b);  // b's parameters: in the nested backward
+    return net.c(h).pow(2).sum();
+  };
+  loss().backward();
+  auto want = grads(ps);
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  Twin twin;
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  r.prepare_for_backward();
+  twin.in_backward = true;
+  loss().backward();
+  twin.in_backward = false;
+  REQUIRE(twin.launches.size() == 6);
+  for (auto& [n, during] : twin.launches) CHECK(during);
+  r.reduce();
+  for (size_t i = 0; i < ps.size(); ++i) CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+}
