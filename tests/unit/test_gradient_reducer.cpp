@@ -217,3 +217,42 @@ TEST_CASE("buckets start inside a checkpointed layer's nested backward, and the 
   r.reduce();
   for (size_t i = 0; i < ps.size(); ++i) CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
 }
+
+TEST_CASE("the gradients are views of the buckets: backward accumulates and the all-reduce sums in place") {
+  torch::manual_seed(3);
+  Net net;
+  auto ps = net.params();
+  auto x = torch::randn({4, 3});
+  net.loss(x).backward();
+  auto want = grads(ps);
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  Twin twin;
+  warmup::GradientReducer r(twin, ps);  // one bucket: the parameters' gradients side by side, last first
+  std::vector<const void*> where;
+  for (auto& p : ps) {
+    REQUIRE(p.grad().defined());
+    CHECK(p.grad().abs().sum().item<double>() == 0);
+    where.push_back(p.grad().data_ptr());
+  }
+  CHECK(static_cast<const float*>(where[4]) == static_cast<const float*>(where[5]) + 2);  // c.weight after c.bias
+  for (int step = 0; step < 3; ++step) {
+    r.prepare_for_backward();
+    net.loss(x).backward();
+    r.reduce();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      CHECK(ps[i].grad().data_ptr() == where[i]);  // no new gradient tensor was made
+      CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+    }
+    r.zero_grad();
+    for (size_t i = 0; i < ps.size(); ++i) CHECK(ps[i].grad().data_ptr() == where[i]);
+  }
+  // The optimizer's zero_grad (set_to_none): backward makes new tensors, copied into the bucket.
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  r.prepare_for_backward();
+  net.loss(x).backward();
+  r.reduce();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    CHECK(ps[i].grad().data_ptr() == where[i]);
+    CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+  }
+}

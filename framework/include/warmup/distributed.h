@@ -106,29 +106,34 @@ inline Distributed& distributed(StageContext& ctx) {
 // the backward pass as torch's DistributedDataParallel does (torch/csrc/distributed/c10d/reducer.cpp):
 // the parameters are put in buckets in reverse order (the order backward produces their gradients),
 // the first of about `first_bucket_bytes` so communication starts early, the others of about
-// `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. A post hook on each
-// parameter's gradient accumulator (autograd's AccumulateGrad node) marks it ready once backward has
-// accumulated its gradient; a bucket whose parameters are all ready is flattened and all-reduced
-// asynchronously (Distributed::all_reduce_async), buckets always starting in the same order on
-// every rank. Only the backward pass after prepare_for_backward() is watched: call it before the
-// backward of this rank's last micro-batch of the step (the earlier ones only accumulate, as under
-// DDP's no_sync()). reduce() then starts the buckets still waiting (a parameter without a gradient
-// on this rank, e.g. no micro-batch of the step fell to it, takes zeros, so every rank sends the
-// same buckets), waits for all of them and writes the sums into each parameter's .grad: after it,
-// every rank holds the same gradients, the sum of the ranks' own.
+// `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. Each bucket is one
+// flat buffer and each parameter's .grad a view into it (DDP's gradient_as_bucket_view): backward
+// accumulates in place into the buffer, which is all-reduced in place, so the gradients take no
+// more memory than without the reducer. A post hook on each parameter's gradient accumulator
+// (autograd's AccumulateGrad node) marks it ready once backward has accumulated its gradient; a
+// bucket whose parameters are all ready starts its all-reduce at once, asynchronously
+// (Distributed::all_reduce_async), buckets always starting in the same order on every rank. Only
+// the backward pass after prepare_for_backward() is watched: call it before the backward of this
+// rank's last micro-batch of the step (the earlier ones only accumulate, as under DDP's no_sync()).
+// reduce() then starts the buckets still waiting (a parameter without a gradient on this rank,
+// e.g. no micro-batch of the step fell to it, contributes zeros, so every rank sends the same
+// buckets) and waits for all of them: after it, every rank holds the same gradients, the sum of the
+// ranks' own. Clear the gradients with zero_grad() (zeros in place), not the optimizer's
+// zero_grad(), which drops the views (the reducer then copies each gradient back into its bucket
+// at the next reduction, at the cost of a transient second copy).
 //
 // Between prepare_for_backward() and reduce() no other collective may be issued: ranks start
 // different numbers of buckets during backward, so another collective would be paired with a
-// bucket's all-reduce on another rank. Memory: a bucket's flattened copy lives from its start to
-// its copy back in reduce() (at the end of backward, up to one more copy of the gradients, as
-// DDP's buckets; each is freed as soon as it has been copied back).
+// bucket's all-reduce on another rank. A .grad must not be read or written between
+// prepare_for_backward() and reduce() (its bucket may be in flight).
 //
 // Errors: a parameter whose gradient is accumulated twice in the watched backward (two backward
 // calls after prepare_for_backward(), or a reentrant one) makes reduce() throw std::logic_error, as
 // DDP's "marked ready twice". Collective failures throw as Distributed's do (from backward() when
-// a bucket fails to start; the stage is then over: the reducer is not reused). With one rank, or
-// `overlap` false (the all-reduce then runs in reduce(), after backward), no hook is installed.
-// The parameters must stay the same tensors for the reducer's lifetime (load weights in place).
+// a bucket fails to start; the stage is then over: the reducer is not reused). With one rank the
+// reducer does nothing (zero_grad() drops the gradients, as the optimizer's); with `overlap` false
+// no hook is installed and every bucket is all-reduced in reduce(), after backward. The parameters
+// must stay the same tensors for the reducer's lifetime (load weights in place).
 class GradientReducer {
  public:
   GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, bool overlap = true,
@@ -142,7 +147,7 @@ class GradientReducer {
       const torch::Tensor& p = params_[k];
       if (buckets_.empty() || bytes >= cap || p.scalar_type() != params_[buckets_.back().front()].scalar_type() ||
           p.device() != params_[buckets_.back().front()].device()) {
-        if (!buckets_.empty() && bytes >= cap) cap = std::max<int64_t>(1, bucket_bytes);
+        if (!buckets_.empty()) cap = std::max<int64_t>(1, bucket_bytes);
         buckets_.emplace_back();
         bytes = 0;
       }
@@ -150,8 +155,21 @@ class GradientReducer {
       bytes += p.numel() * int64_t(p.element_size());
     }
     bucket_of_.assign(params_.size(), 0);
-    for (size_t b = 0; b < buckets_.size(); ++b)
-      for (size_t k : buckets_[b]) bucket_of_[k] = b;
+    views_.resize(params_.size());
+    torch::NoGradGuard ng;
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      int64_t n = 0;
+      for (size_t k : buckets_[b]) n += params_[k].numel();
+      const torch::Tensor& first = params_[buckets_[b].front()];
+      flats_.push_back(torch::zeros({n}, first.options().requires_grad(false)));
+      int64_t at = 0;
+      for (size_t k : buckets_[b]) {
+        bucket_of_[k] = b;
+        views_[k] = flats_[b].narrow(0, at, params_[k].numel()).view(params_[k].sizes());
+        at += params_[k].numel();
+      }
+      bind(b);  // gradients there already move into the bucket
+    }
     reset_locked();
     if (!overlap) return;
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -176,40 +194,35 @@ class GradientReducer {
     armed_ = !hooks_.empty();
   }
 
-  // Starts what is left, waits for every bucket and writes the sums into .grad (see the class).
+  // Starts what is left and waits for every bucket (see the class).
   void reduce() {
     if (dist_.world_size() <= 1) return;
     std::vector<std::unique_ptr<Work>> works;
-    std::vector<torch::Tensor> flats;
     bool twice = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       armed_ = false;
       for (; next_ < buckets_.size(); ++next_) launch_locked(next_);
       works = std::move(works_);
-      flats = std::move(flats_);
       twice = twice_;
       reset_locked();
     }
-    if (twice) {
-      for (auto& w : works) w->wait();
+    for (auto& w : works) w->wait();
+    if (twice)
       throw std::logic_error("GradientReducer: a parameter's gradient was accumulated twice in the backward pass being "
                              "reduced (call prepare_for_backward() right before the step's last backward on this rank)");
-    }
+  }
+
+  // Zero gradients for the next step, in place in the buckets (every .grad defined, zero); with one
+  // rank, every .grad dropped (the optimizer's zero_grad(), set_to_none).
+  void zero_grad() {
     torch::NoGradGuard ng;
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      works[b]->wait();
-      int64_t at = 0;
-      for (size_t k : buckets_[b]) {
-        torch::Tensor& p = params_[k];
-        int64_t n = p.numel();
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        p.mutable_grad().copy_(flats[b].narrow(0, at, n).view_as(p));
-        at += n;
-      }
-      flats[b] = torch::Tensor();
-      works[b].reset();
+    if (dist_.world_size() <= 1) {
+      for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+      return;
     }
+    for (auto& f : flats_) f.zero_();
+    for (size_t k = 0; k < params_.size(); ++k) params_[k].mutable_grad() = views_[k];
   }
 
  private:
@@ -228,7 +241,7 @@ class GradientReducer {
   void mark_ready(size_t k) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!armed_) return;
-    if (ready_[k]) {  // harmless until its bucket has started: the later copy sees the whole gradient
+    if (ready_[k]) {  // harmless until its bucket has started: it reads the gradient then
       if (bucket_of_[k] < next_) twice_ = true;
       return;
     }
@@ -237,15 +250,25 @@ class GradientReducer {
     for (; next_ < buckets_.size() && pending_[next_] == 0; ++next_) launch_locked(next_);
   }
 
-  void launch_locked(size_t b) {
+  // Every gradient of bucket b in the bucket: a view already (accumulated in place), zeros where
+  // there is none, copied in where the optimizer replaced it.
+  void bind(size_t b) {
     torch::NoGradGuard ng;
-    std::vector<torch::Tensor> flat;
     for (size_t k : buckets_[b]) {
-      const torch::Tensor& p = params_[k];
-      torch::Tensor g = p.grad();
-      flat.push_back(g.defined() ? g.detach().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
+      torch::Tensor g = params_[k].grad();
+      if (g.defined() && g.data_ptr() == views_[k].data_ptr() && g.sizes() == views_[k].sizes() &&
+          g.strides() == views_[k].strides())
+        continue;
+      if (g.defined())
+        views_[k].copy_(g);
+      else
+        views_[k].zero_();
+      params_[k].mutable_grad() = views_[k];
     }
-    flats_[b] = torch::cat(flat);
+  }
+
+  void launch_locked(size_t b) {
+    bind(b);
     works_[b] = dist_.all_reduce_async(flats_[b], ReduceOp::kSum);
   }
 
@@ -255,7 +278,6 @@ class GradientReducer {
     for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = buckets_[b].size();
     works_.clear();
     works_.resize(buckets_.size());
-    flats_.assign(buckets_.size(), torch::Tensor());
     next_ = 0;
     armed_ = false;
     twice_ = false;
@@ -265,6 +287,8 @@ class GradientReducer {
   std::vector<torch::Tensor> params_;
   std::vector<std::vector<size_t>> buckets_;  // parameter indices, reverse order
   std::vector<size_t> bucket_of_;
+  std::vector<torch::Tensor> flats_;  // per bucket: its gradients, flat
+  std::vector<torch::Tensor> views_;  // per parameter: its slice of its bucket, shaped as it
   std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
   std::mutex mu_;
   bool armed_ = false, twice_ = false;
@@ -272,7 +296,6 @@ class GradientReducer {
   std::vector<size_t> pending_;  // per bucket: parameters not yet ready
   size_t next_ = 0;              // the next bucket to start (buckets start in order)
   std::vector<std::unique_ptr<Work>> works_;
-  std::vector<torch::Tensor> flats_;
 };
 
 // The same sums without overlap: all-reduces the gradients of `params` in buckets after backward
@@ -282,6 +305,19 @@ inline void all_reduce_gradients(Distributed& dist, const std::vector<torch::Ten
   if (dist.world_size() <= 1) return;
   GradientReducer(dist, params, false, bucket_bytes, bucket_bytes).reduce();
 }
+
+// This rank's contiguous block [lo, hi) of `n` items (rank r of W: n*r/W .. n*(r+1)/W; a block may
+// be empty), as evaluation and GRPO split their prompts. The engine seeds prompt i of a call with
+// seed + 1000 i (SampleOptions::seed), so a block sampled with shard_seed(seed, lo) gets the seeds
+// its prompts have in one process: the samples do not depend on the number of ranks.
+struct Shard {
+  size_t lo = 0, hi = 0;
+};
+inline Shard contiguous_shard(size_t n, const Distributed& dist) {
+  const size_t W = size_t(dist.world_size()), R = size_t(dist.rank());
+  return {n * R / W, n * (R + 1) / W};
+}
+inline uint64_t shard_seed(uint64_t seed, size_t lo) { return seed + 1000 * uint64_t(lo); }
 
 // Sums a few doubles over all ranks in one all-reduce (float64 on the CPU).
 inline std::vector<double> all_reduce_sum(Distributed& dist, std::vector<double> values) {

@@ -291,13 +291,12 @@ class Evaluate final : public warmup::Algorithm {
                                                                      const std::vector<std::vector<int32_t>>& prompts,
                                                                      const warmup::SampleOptions& so) {
     warmup::Distributed& dist = warmup::distributed(ctx);
-    const size_t W = size_t(dist.world_size()), R = size_t(dist.rank()), P = prompts.size();
-    if (W == 1) return pol.generate_ids(prompts, so);
-    const size_t lo = P * R / W, hi = P * (R + 1) / W;
+    if (dist.world_size() == 1) return pol.generate_ids(prompts, so);
+    const auto [lo, hi] = warmup::contiguous_shard(prompts.size(), dist);
     std::vector<std::vector<warmup::TokenCompletion>> mine;
     if (hi > lo) {
       warmup::SampleOptions o = so;
-      o.seed = so.seed + 1000 * uint64_t(lo);
+      o.seed = warmup::shard_seed(so.seed, lo);
       mine = pol.generate_ids(std::vector<std::vector<int32_t>>(prompts.begin() + long(lo), prompts.begin() + long(hi)), o);
     }
     nlohmann::json j = nlohmann::json::array();

@@ -421,7 +421,7 @@ class Grpo final : public warmup::Algorithm {
       zero_->drop_foreign_grads();
       opt.step();
       zero_->broadcast_params();
-      opt.zero_grad();
+      reducer_->zero_grad();  // in place in the gradient buckets with several ranks; dropped with one
       stats = st;
     }
     double train_s = since(t_train);
@@ -463,12 +463,12 @@ class Grpo final : public warmup::Algorithm {
     so.seed = uint64_t(seed_) * 1000003ULL + uint64_t(step) * 7777ULL + uint64_t(round) * 0x9E3779B97F4A7C15ULL;
     // Several ranks: rank r samples and scores a contiguous block of the prompts, each prompt with
     // the seed it has in one process (seed + 1000 i), and every rank then holds all the groups.
-    const size_t W = size_t(dist_->world_size()), R = size_t(dist_->rank()), P = prompts.size();
-    const size_t lo = P * R / W, hi = P * (R + 1) / W;
+    const size_t W = size_t(dist_->world_size());
+    const auto [lo, hi] = warmup::contiguous_shard(prompts.size(), *dist_);
     std::vector<std::vector<warmup::TokenCompletion>> gens;
     if (hi > lo) {
       warmup::SampleOptions mine = so;
-      mine.seed = so.seed + 1000 * uint64_t(lo);
+      mine.seed = warmup::shard_seed(so.seed, lo);
       gens = W == 1 ? policy.generate_ids(prompts, so)
                     : policy.generate_ids(std::vector<std::vector<int32_t>>(prompts.begin() + long(lo),
                                                                             prompts.begin() + long(hi)), mine);

@@ -200,7 +200,7 @@ class Sft final : public warmup::Algorithm {
       zero.drop_foreign_grads();
       opt.step();
       zero.broadcast_params();
-      opt.zero_grad();
+      reducer.zero_grad();  // in place in the gradient buckets with several ranks; dropped with one
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
       int64_t s1 = step + 1;
       ctx.metric("train/loss", s1, loss_sum);
