@@ -24,6 +24,11 @@ struct Deferred final : warmup::Work {
 struct Twin final : Distributed {
   bool in_backward = false;
   std::vector<std::pair<int64_t, bool>> launches;  // (numel, during backward) per all_reduce_async
+  void backward(const torch::Tensor& loss) {  // launches from in here count as during backward
+    in_backward = true;
+    loss.backward();
+    in_backward = false;
+  }
   int rank() const override { return 0; }
   int world_size() const override { return 2; }
   int local_rank() const override { return 0; }
@@ -76,12 +81,10 @@ TEST_CASE("buckets start during the watched backward, last layer first, and .gra
   // One parameter per bucket (1-byte caps): six buckets.
   warmup::GradientReducer r(twin, ps, true, 1, 1);
   CHECK(r.num_buckets() == 6);
-  twin.in_backward = true;
-  net.loss(x1).backward();  // not watched: only accumulates (DDP's no_sync)
+  twin.backward(net.loss(x1));  // not watched: only accumulates (DDP's no_sync)
   CHECK(twin.launches.empty());
   r.prepare_for_backward();
-  net.loss(x2).backward();
-  twin.in_backward = false;
+  twin.backward(net.loss(x2));
   REQUIRE(twin.launches.size() == 6);
   const int64_t reverse[] = {2, 10, 5, 20, 4, 12};  // c.bias, c.weight, b.bias, b.weight, a.bias, a.weight
   for (size_t i = 0; i < 6; ++i) {
@@ -95,9 +98,7 @@ TEST_CASE("buckets start during the watched backward, last layer first, and .gra
   for (auto& p : ps) p.mutable_grad() = torch::Tensor();
   twin.launches.clear();
   r.prepare_for_backward();
-  twin.in_backward = true;
-  net.loss(x1).backward();
-  twin.in_backward = false;
+  twin.backward(net.loss(x1));
   r.reduce();
   CHECK(twin.launches.size() == 6);
 }
@@ -111,9 +112,7 @@ TEST_CASE("a parameter without a gradient holds back the buckets after it, which
   Twin twin;
   warmup::GradientReducer r(twin, ps, true, 1, 1);
   r.prepare_for_backward();
-  twin.in_backward = true;
-  net.loss(torch::randn({4, 3})).backward();
-  twin.in_backward = false;
+  twin.backward(net.loss(torch::randn({4, 3})));
   REQUIRE(twin.launches.size() == 4);  // c.bias, c.weight, b.bias, b.weight; then the unused one blocks
   r.reduce();
   REQUIRE(twin.launches.size() == 7);
@@ -152,9 +151,7 @@ TEST_CASE("overlap off, or the reducer gone: nothing starts during backward") {
   {
     warmup::GradientReducer r(twin, ps, false, 1, 1);
     r.prepare_for_backward();
-    twin.in_backward = true;
-    net.loss(torch::randn({2, 3})).backward();
-    twin.in_backward = false;
+    twin.backward(net.loss(torch::randn({2, 3})));
     CHECK(twin.launches.empty());
     r.reduce();
     CHECK(twin.launches.size() == 6);
@@ -209,9 +206,7 @@ TEST_CASE("buckets start inside a checkpointed layer's nested backward, and the 
   Twin twin;
   warmup::GradientReducer r(twin, ps, true, 1, 1);
   r.prepare_for_backward();
-  twin.in_backward = true;
-  loss().backward();
-  twin.in_backward = false;
+  twin.backward(loss());
   REQUIRE(twin.launches.size() == 6);
   for (auto& [n, during] : twin.launches) CHECK(during);
   r.reduce();
