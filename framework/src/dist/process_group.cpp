@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <thread>
 #include <sstream>
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -52,6 +54,17 @@ std::string host_name() {
 std::string first_line(const std::string& s) {
   size_t nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+// Whether process `pid` on this machine has exited: gone, or a zombie its parent (the launcher)
+// has not reaped yet (kill(pid, 0) still succeeds on one).
+bool process_gone(long pid) {
+  if (::kill(pid_t(pid), 0) != 0) return errno == ESRCH;
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(f, stat);
+  size_t close = stat.rfind(')');  // "pid (comm) S ...": the state follows the command's name
+  return close != std::string::npos && close + 2 < stat.size() && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
 }
 
 bool loopback(const std::string& addr) {
@@ -186,7 +199,13 @@ auto guarded(ProcessGroupHost& pg, const char* what, F&& f) {
   try {
     return f();
   } catch (const std::exception& e) {
+    // A rank killed a moment ago may not be recorded yet: the launcher records how it ended once
+    // it has reaped it. Look again for up to 2 s for that record, else keep what is known.
     std::string who = pg.failed_ranks();
+    for (int i = 0; i < 10 && who.find(" failed: ") == std::string::npos; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      who = pg.failed_ranks();
+    }
     throw std::runtime_error(std::string("distributed ") + what + " on rank " + std::to_string(pg.rank()) + " of " +
                              std::to_string(pg.world_size()) + " failed" + (who.empty() ? "" : ": " + who) + " (" +
                              first_line(e.what()) + ")");
@@ -310,7 +329,7 @@ std::string ProcessGroupHost::failed_ranks() noexcept {
         std::istringstream in(std::string(v.begin(), v.end()));
         std::string host;
         long pid = 0;
-        if (in >> host >> pid && host == impl_->host && pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH)
+        if (in >> host >> pid && host == impl_->host && pid > 0 && process_gone(pid))
           why = "rank " + std::to_string(r) + " (pid " + std::to_string(pid) + ") is gone";
       }
       if (!why.empty()) out += (out.empty() ? "" : "; ") + why;
