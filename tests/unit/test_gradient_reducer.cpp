@@ -6,6 +6,7 @@
 #include "torch_doctest.h"
 
 #include <limits>
+#include <set>
 #include <stdexcept>
 
 #include "warmup/distributed.h"
@@ -230,6 +231,13 @@ TEST_CASE("the gradients are views of the buckets: backward accumulates and the 
     where.push_back(p.grad().data_ptr());
   }
   CHECK(static_cast<const float*>(where[4]) == static_cast<const float*>(where[5]) + 2);  // c.weight after c.bias
+  // The first step may rebuild the bucket in the order backward made the gradients ready: the
+  // memory from then on.
+  r.prepare_for_backward();
+  net.loss(x).backward();
+  r.reduce();
+  r.zero_grad();
+  for (size_t i = 0; i < ps.size(); ++i) where[i] = ps[i].grad().data_ptr();
   for (int step = 0; step < 3; ++step) {
     r.prepare_for_backward();
     net.loss(x).backward();
@@ -250,4 +258,38 @@ TEST_CASE("the gradients are views of the buckets: backward accumulates and the 
     CHECK(ps[i].grad().data_ptr() == where[i]);
     CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
   }
+}
+
+TEST_CASE("after the first step the buckets follow the order backward made the gradients ready") {
+  torch::manual_seed(4);
+  Net net;
+  // Registered so that reverse order (b, a, c) is not backward's (c, b, a): at first, b's buckets
+  // wait for c's gradients and a's buckets hold back c's.
+  std::vector<torch::Tensor> ps = {net.c->weight, net.c->bias, net.a->weight, net.a->bias, net.b->weight, net.b->bias};
+  auto x = torch::randn({4, 3});
+  net.loss(x).backward();
+  auto want = grads(ps);
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  Twin twin;
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  auto step = [&] {
+    twin.launches.clear();
+    r.prepare_for_backward();
+    twin.backward(net.loss(x));
+    r.reduce();
+    std::vector<int64_t> sizes;
+    for (auto& [n, during] : twin.launches) sizes.push_back(n);
+    for (size_t i = 0; i < ps.size(); ++i) CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+    r.zero_grad();
+    return sizes;
+  };
+  auto first = step();  // reverse registration order: b.bias, b.weight, a.bias, a.weight, c.bias, c.weight
+  CHECK(first == std::vector<int64_t>{5, 20, 4, 12, 2, 10});
+  auto second = step();  // c's two, then b's, then a's (within a layer, as the engine ran them)
+  REQUIRE(second.size() == 6);
+  auto pair = [&](size_t i) { return std::set<int64_t>{second[i], second[i + 1]}; };
+  CHECK(pair(0) == std::set<int64_t>{2, 10});
+  CHECK(pair(2) == std::set<int64_t>{5, 20});
+  CHECK(pair(4) == std::set<int64_t>{4, 12});
+  CHECK(step() == second);  // rebuilt once
 }

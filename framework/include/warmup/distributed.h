@@ -18,6 +18,7 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -104,9 +105,10 @@ inline Distributed& distributed(StageContext& ctx) {
 
 // Sums the gradients of `params` over all ranks, bucket by bucket, overlapping the all-reduce with
 // the backward pass as torch's DistributedDataParallel does (torch/csrc/distributed/c10d/reducer.cpp):
-// the parameters are put in buckets in reverse order (the order backward produces their gradients),
-// the first of about `first_bucket_bytes` so communication starts early, the others of about
-// `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. Each bucket is one
+// the parameters are put in buckets in reverse order (about the order backward produces their
+// gradients; after the first step, as DDP's rebuild_buckets, in the order rank 0 saw them become
+// ready), the first of about `first_bucket_bytes` so communication starts early, the others of
+// about `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. Each bucket is one
 // flat buffer and each parameter's .grad a view into it (DDP's gradient_as_bucket_view): backward
 // accumulates in place into the buffer, which is all-reduced in place, so the gradients take no
 // more memory than without the reducer. A post hook on each parameter's gradient accumulator
@@ -125,7 +127,8 @@ inline Distributed& distributed(StageContext& ctx) {
 // Between prepare_for_backward() and reduce() no other collective may be issued: ranks start
 // different numbers of buckets during backward, so another collective would be paired with a
 // bucket's all-reduce on another rank. A .grad must not be read or written between
-// prepare_for_backward() and reduce() (its bucket may be in flight).
+// prepare_for_backward() and reduce() (its bucket may be in flight). The first reduce() with hooks
+// also broadcasts rank 0's order (every rank calls reduce() at the same point of the step).
 //
 // Errors: a parameter whose gradient is accumulated twice in the watched backward (two backward
 // calls after prepare_for_backward(), or a reentrant one) makes reduce() throw std::logic_error, as
@@ -138,38 +141,14 @@ class GradientReducer {
  public:
   GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, bool overlap = true,
                   int64_t bucket_bytes = 25 << 20, int64_t first_bucket_bytes = 1 << 20)
-      : dist_(dist), params_(std::move(params)) {
+      : dist_(dist),
+        params_(std::move(params)),
+        cap_(std::max<int64_t>(1, bucket_bytes)),
+        first_cap_(std::max<int64_t>(1, first_bucket_bytes)) {
     if (dist_.world_size() <= 1) return;
-    // Buckets over the parameters in reverse order; a new one at a dtype or device change or
-    // once the current holds its share of bytes.
-    int64_t bytes = 0, cap = std::max<int64_t>(1, first_bucket_bytes);
-    for (size_t k = params_.size(); k-- > 0;) {
-      const torch::Tensor& p = params_[k];
-      if (buckets_.empty() || bytes >= cap || p.scalar_type() != params_[buckets_.back().front()].scalar_type() ||
-          p.device() != params_[buckets_.back().front()].device()) {
-        if (!buckets_.empty()) cap = std::max<int64_t>(1, bucket_bytes);
-        buckets_.emplace_back();
-        bytes = 0;
-      }
-      buckets_.back().push_back(k);
-      bytes += p.numel() * int64_t(p.element_size());
-    }
-    bucket_of_.assign(params_.size(), 0);
-    views_.resize(params_.size());
-    torch::NoGradGuard ng;
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      int64_t n = 0;
-      for (size_t k : buckets_[b]) n += params_[k].numel();
-      const torch::Tensor& first = params_[buckets_[b].front()];
-      flats_.push_back(torch::zeros({n}, first.options().requires_grad(false)));
-      int64_t at = 0;
-      for (size_t k : buckets_[b]) {
-        bucket_of_[k] = b;
-        views_[k] = flats_[b].narrow(0, at, params_[k].numel()).view(params_[k].sizes());
-        at += params_[k].numel();
-      }
-      bind(b);  // gradients there already move into the bucket
-    }
+    std::vector<size_t> reverse;
+    for (size_t k = params_.size(); k-- > 0;) reverse.push_back(k);
+    build(reverse);
     reset_locked();
     if (!overlap) return;
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -211,6 +190,7 @@ class GradientReducer {
     if (twice)
       throw std::logic_error("GradientReducer: a parameter's gradient was accumulated twice in the backward pass being "
                              "reduced (call prepare_for_backward() right before the step's last backward on this rank)");
+    if (!rebuilt_ && !hooks_.empty()) rebuild_from_rank0();
   }
 
   // Zero gradients for the next step, in place in the buckets (every .grad defined, zero); with one
@@ -237,6 +217,73 @@ class GradientReducer {
     size_t k_;
   };
 
+  // Buckets over the parameters in `order`, a new one at a dtype or device change or once the
+  // current holds its share of bytes; the gradients there already are copied into them.
+  void build(const std::vector<size_t>& order) {
+    torch::NoGradGuard ng;
+    buckets_.clear();
+    flats_.clear();
+    int64_t bytes = 0, cap = first_cap_;
+    for (size_t k : order) {
+      const torch::Tensor& p = params_[k];
+      if (buckets_.empty() || bytes >= cap || p.scalar_type() != params_[buckets_.back().front()].scalar_type() ||
+          p.device() != params_[buckets_.back().front()].device()) {
+        if (!buckets_.empty()) cap = cap_;
+        buckets_.emplace_back();
+        bytes = 0;
+      }
+      buckets_.back().push_back(k);
+      bytes += p.numel() * int64_t(p.element_size());
+    }
+    bucket_of_.assign(params_.size(), 0);
+    views_.assign(params_.size(), torch::Tensor());
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      int64_t n = 0;
+      for (size_t k : buckets_[b]) n += params_[k].numel();
+      flats_.push_back(torch::zeros({n}, params_[buckets_[b].front()].options().requires_grad(false)));
+      int64_t at = 0;
+      for (size_t k : buckets_[b]) {
+        bucket_of_[k] = b;
+        views_[k] = flats_[b].narrow(0, at, params_[k].numel()).view(params_[k].sizes());
+        at += params_[k].numel();
+      }
+      bind(b);
+    }
+  }
+
+  // After the first reduction with hooks, as DDP's rebuild_buckets: the buckets again, in the
+  // order rank 0 saw the gradients become ready (then those it never saw, in reverse order), so
+  // that a bucket no longer waits for a parameter whose gradient comes late in the backward pass
+  // (a layer's input norm, registered early in its layer, is ready after the layer's projections).
+  // Rank 0's order, broadcast, so every rank builds the same buckets.
+  void rebuild_from_rank0() {
+    rebuilt_ = true;
+    std::string mine;
+    if (dist_.rank() == 0)
+      for (size_t k : seen_) {
+        uint32_t v = uint32_t(k);
+        mine.append(reinterpret_cast<const char*>(&v), sizeof v);
+      }
+    seen_ = {};
+    const std::string got = dist_.broadcast_bytes(mine, 0);
+    if (got.empty()) return;  // rank 0 had no micro-batch: keep the buckets
+    std::vector<size_t> order;
+    std::vector<bool> in(params_.size(), false);
+    for (size_t i = 0; i + sizeof(uint32_t) <= got.size(); i += sizeof(uint32_t)) {
+      uint32_t v;
+      std::memcpy(&v, got.data() + i, sizeof v);
+      if (v < params_.size() && !in[v]) order.push_back(v), in[v] = true;
+    }
+    for (size_t k = params_.size(); k-- > 0;)
+      if (!in[k]) order.push_back(k);
+    std::vector<size_t> now;
+    for (const auto& b : buckets_) now.insert(now.end(), b.begin(), b.end());
+    if (order == now) return;
+    build(order);
+    std::lock_guard<std::mutex> lock(mu_);
+    reset_locked();
+  }
+
   // On the autograd thread, after parameter k's gradient was accumulated into .grad.
   void mark_ready(size_t k) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -246,6 +293,7 @@ class GradientReducer {
       return;
     }
     ready_[k] = true;
+    if (!rebuilt_) seen_.push_back(k);
     if (--pending_[bucket_of_[k]] > 0) return;
     for (; next_ < buckets_.size() && pending_[next_] == 0; ++next_) launch_locked(next_);
   }
@@ -285,7 +333,10 @@ class GradientReducer {
 
   Distributed& dist_;
   std::vector<torch::Tensor> params_;
-  std::vector<std::vector<size_t>> buckets_;  // parameter indices, reverse order
+  int64_t cap_, first_cap_;                   // bucket bytes: the others', the first bucket's
+  bool rebuilt_ = false;                      // rebuild_from_rank0 has run
+  std::vector<size_t> seen_;                  // before it: the order parameters became ready
+  std::vector<std::vector<size_t>> buckets_;  // parameter indices: reverse order, then rank 0's ready order
   std::vector<size_t> bucket_of_;
   std::vector<torch::Tensor> flats_;  // per bucket: its gradients, flat
   std::vector<torch::Tensor> views_;  // per parameter: its slice of its bucket, shaped as it
