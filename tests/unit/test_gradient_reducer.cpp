@@ -5,7 +5,9 @@
 // pass or after it, in which order, and that the sums land in .grad.
 #include "torch_doctest.h"
 
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -30,7 +32,10 @@ struct Twin final : Distributed {
     loss.backward();
     in_backward = false;
   }
-  int rank() const override { return 0; }
+  int my_rank = 0;
+  int broadcasts = 0;
+  std::optional<std::string> from_rank0;  // what rank 0 broadcasts, when this plays another rank
+  int rank() const override { return my_rank; }
   int world_size() const override { return 2; }
   int local_rank() const override { return 0; }
   int local_world_size() const override { return 2; }
@@ -39,7 +44,10 @@ struct Twin final : Distributed {
   void broadcast(torch::Tensor&, int) override {}
   void barrier() override {}
   std::vector<std::string> all_gather_bytes(std::string_view p) override { return {std::string(p), std::string(p)}; }
-  std::string broadcast_bytes(std::string_view p, int) override { return std::string(p); }
+  std::string broadcast_bytes(std::string_view p, int) override {
+    ++broadcasts;
+    return from_rank0 ? *from_rank0 : std::string(p);
+  }
   std::unique_ptr<warmup::Work> all_reduce_async(torch::Tensor& t, ReduceOp op) override {
     launches.emplace_back(t.numel(), in_backward);
     (void)op;
@@ -291,5 +299,39 @@ TEST_CASE("after the first step the buckets follow the order backward made the g
   CHECK(pair(0) == std::set<int64_t>{2, 10});
   CHECK(pair(2) == std::set<int64_t>{5, 20});
   CHECK(pair(4) == std::set<int64_t>{4, 12});
-  CHECK(step() == second);  // rebuilt once
+  CHECK(step() == second);
+  CHECK(twin.broadcasts == 1);  // rank 0's order, once
+}
+
+TEST_CASE("every rank builds rank 0's buckets, whatever order it saw itself") {
+  torch::manual_seed(5);
+  Net net;
+  auto ps = net.params();  // a.weight, a.bias, b.weight, b.bias, c.weight, c.bias
+  auto x = torch::randn({4, 3});
+  net.loss(x).backward();
+  auto want = grads(ps);
+  for (auto& p : ps) p.mutable_grad() = torch::Tensor();
+  Twin twin;
+  twin.my_rank = 1;
+  // Rank 0 "saw" the registration order (backward's is the reverse): after the rebuild the first
+  // bucket, a.weight's, is ready last, so every bucket starts at the end of backward, in that order.
+  std::string order;
+  for (uint32_t k = 0; k < 6; ++k) order.append(reinterpret_cast<const char*>(&k), sizeof k);
+  twin.from_rank0 = order;
+  warmup::GradientReducer r(twin, ps, true, 1, 1);
+  std::vector<std::vector<int64_t>> launched;
+  for (int step = 0; step < 3; ++step) {
+    twin.launches.clear();
+    r.prepare_for_backward();
+    twin.backward(net.loss(x));
+    r.reduce();
+    launched.emplace_back();
+    for (auto& [n, during] : twin.launches) launched.back().push_back(n);
+    for (size_t i = 0; i < ps.size(); ++i) CHECK(torch::allclose(ps[i].grad(), 2 * want[i], 1e-6, 1e-6));
+    r.zero_grad();
+  }
+  CHECK(launched[0] == std::vector<int64_t>{2, 10, 5, 20, 4, 12});
+  CHECK(launched[1] == std::vector<int64_t>{12, 4, 20, 5, 10, 2});
+  CHECK(launched[2] == launched[1]);
+  CHECK(twin.broadcasts == 1);
 }

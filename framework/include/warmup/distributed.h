@@ -18,6 +18,7 @@
 #include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -107,8 +108,9 @@ inline Distributed& distributed(StageContext& ctx) {
 // the backward pass as torch's DistributedDataParallel does (torch/csrc/distributed/c10d/reducer.cpp):
 // the parameters are put in buckets in reverse order (about the order backward produces their
 // gradients; after the first step, as DDP's rebuild_buckets, in the order rank 0 saw them become
-// ready), the first of about `first_bucket_bytes` so communication starts early, the others of
-// about `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per bucket. Each bucket is one
+// ready; zero_grad() makes them), the first of about `first_bucket_bytes` so communication starts
+// early, the others of about `bucket_bytes` (DDP's bucket_cap_mb, 25 MB), one dtype and device per
+// bucket. Each bucket is one
 // flat buffer and each parameter's .grad a view into it (DDP's gradient_as_bucket_view): backward
 // accumulates in place into the buffer, which is all-reduced in place, so the gradients take no
 // more memory than without the reducer. A post hook on each parameter's gradient accumulator
@@ -148,7 +150,8 @@ class GradientReducer {
     if (dist_.world_size() <= 1) return;
     std::vector<size_t> reverse;
     for (size_t k = params_.size(); k-- > 0;) reverse.push_back(k);
-    build(reverse);
+    buckets_ = partition(reverse);
+    allocate();
     reset_locked();
     if (!overlap) return;
     for (size_t k = 0; k < params_.size(); ++k) {
@@ -171,6 +174,7 @@ class GradientReducer {
   void prepare_for_backward() {
     std::lock_guard<std::mutex> lock(mu_);
     armed_ = !hooks_.empty();
+    if (!rebuilt_) seen_.clear();
   }
 
   // Starts what is left and waits for every bucket (see the class).
@@ -201,6 +205,17 @@ class GradientReducer {
       for (auto& p : params_) p.mutable_grad() = torch::Tensor();
       return;
     }
+    if (!rebuild_.empty()) {  // the new buckets, now that the gradients are no longer needed
+      for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+      flats_.clear();
+      views_.clear();  // (the old buffers are freed before the new ones are made)
+      buckets_ = std::move(rebuild_);
+      rebuild_.clear();
+      allocate();
+      std::lock_guard<std::mutex> lock(mu_);
+      reset_locked();
+      return;
+    }
     for (auto& f : flats_) f.zero_();
     for (size_t k = 0; k < params_.size(); ++k) params_[k].mutable_grad() = views_[k];
   }
@@ -217,24 +232,29 @@ class GradientReducer {
     size_t k_;
   };
 
-  // Buckets over the parameters in `order`, a new one at a dtype or device change or once the
-  // current holds its share of bytes; the gradients there already are copied into them.
-  void build(const std::vector<size_t>& order) {
-    torch::NoGradGuard ng;
-    buckets_.clear();
-    flats_.clear();
+  // Buckets over the parameters in `order`: a new one at a dtype or device change or once the
+  // current holds its share of bytes.
+  std::vector<std::vector<size_t>> partition(const std::vector<size_t>& order) const {
+    std::vector<std::vector<size_t>> buckets;
     int64_t bytes = 0, cap = first_cap_;
     for (size_t k : order) {
       const torch::Tensor& p = params_[k];
-      if (buckets_.empty() || bytes >= cap || p.scalar_type() != params_[buckets_.back().front()].scalar_type() ||
-          p.device() != params_[buckets_.back().front()].device()) {
-        if (!buckets_.empty()) cap = cap_;
-        buckets_.emplace_back();
+      if (buckets.empty() || bytes >= cap || p.scalar_type() != params_[buckets.back().front()].scalar_type() ||
+          p.device() != params_[buckets.back().front()].device()) {
+        if (!buckets.empty()) cap = cap_;
+        buckets.emplace_back();
         bytes = 0;
       }
-      buckets_.back().push_back(k);
+      buckets.back().push_back(k);
       bytes += p.numel() * int64_t(p.element_size());
     }
+    return buckets;
+  }
+
+  // The buffers of buckets_ and each parameter's view; the gradients there already are copied in.
+  void allocate() {
+    torch::NoGradGuard ng;
+    flats_.clear();
     bucket_of_.assign(params_.size(), 0);
     views_.assign(params_.size(), torch::Tensor());
     for (size_t b = 0; b < buckets_.size(); ++b) {
@@ -255,18 +275,21 @@ class GradientReducer {
   // order rank 0 saw the gradients become ready (then those it never saw, in reverse order), so
   // that a bucket no longer waits for a parameter whose gradient comes late in the backward pass
   // (a layer's input norm, registered early in its layer, is ready after the layer's projections).
-  // Rank 0's order, broadcast, so every rank builds the same buckets.
+  // Rank 0's order is broadcast, so every rank decides the same. The new buckets are made by the
+  // next zero_grad(), when the gradients are no longer needed (no second copy of them); when they
+  // hold the same parameters as now, nothing changes.
   void rebuild_from_rank0() {
-    rebuilt_ = true;
     std::string mine;
     if (dist_.rank() == 0)
       for (size_t k : seen_) {
         uint32_t v = uint32_t(k);
         mine.append(reinterpret_cast<const char*>(&v), sizeof v);
       }
-    seen_ = {};
+    seen_.clear();
     const std::string got = dist_.broadcast_bytes(mine, 0);
-    if (got.empty()) return;  // rank 0 had no micro-batch: keep the buckets
+    if (got.empty()) return;  // rank 0 had no micro-batch: at the next reduction
+    rebuilt_ = true;
+    seen_.shrink_to_fit();
     std::vector<size_t> order;
     std::vector<bool> in(params_.size(), false);
     for (size_t i = 0; i + sizeof(uint32_t) <= got.size(); i += sizeof(uint32_t)) {
@@ -276,12 +299,12 @@ class GradientReducer {
     }
     for (size_t k = params_.size(); k-- > 0;)
       if (!in[k]) order.push_back(k);
-    std::vector<size_t> now;
-    for (const auto& b : buckets_) now.insert(now.end(), b.begin(), b.end());
-    if (order == now) return;
-    build(order);
-    std::lock_guard<std::mutex> lock(mu_);
-    reset_locked();
+    auto next = partition(order);
+    auto sorted = [](std::vector<std::vector<size_t>> bs) {
+      for (auto& b : bs) std::sort(b.begin(), b.end());
+      return bs;
+    };
+    if (sorted(next) != sorted(buckets_)) rebuild_ = std::move(next);
   }
 
   // On the autograd thread, after parameter k's gradient was accumulated into .grad.
@@ -334,9 +357,10 @@ class GradientReducer {
   Distributed& dist_;
   std::vector<torch::Tensor> params_;
   int64_t cap_, first_cap_;                   // bucket bytes: the others', the first bucket's
-  bool rebuilt_ = false;                      // rebuild_from_rank0 has run
+  bool rebuilt_ = false;                      // rebuild_from_rank0 has had rank 0's order
   std::vector<size_t> seen_;                  // before it: the order parameters became ready
   std::vector<std::vector<size_t>> buckets_;  // parameter indices: reverse order, then rank 0's ready order
+  std::vector<std::vector<size_t>> rebuild_;  // the buckets the next zero_grad() makes, if any
   std::vector<size_t> bucket_of_;
   std::vector<torch::Tensor> flats_;  // per bucket: its gradients, flat
   std::vector<torch::Tensor> views_;  // per parameter: its slice of its bucket, shaped as it

@@ -62,7 +62,7 @@ bool process_gone(long pid) {
   if (::kill(pid_t(pid), 0) != 0) return errno == ESRCH;
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
-  std::getline(f, stat);
+  if (!std::getline(f, stat)) return std::ifstream("/proc/self/stat").good();  // reaped since kill() (if /proc is there)
   size_t close = stat.rfind(')');  // "pid (comm) S ...": the state follows the command's name
   return close != std::string::npos && close + 2 < stat.size() && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
 }
@@ -200,10 +200,14 @@ auto guarded(ProcessGroupHost& pg, const char* what, F&& f) {
     return f();
   } catch (const std::exception& e) {
     // A rank killed a moment ago may not be recorded yet: the launcher records how it ended once
-    // it has reaped it. Look again for up to 2 s for that record, else keep what is known.
+    // it has reaped it. Look again for that record, for up to 2 s while no failed rank is known and
+    // 0.5 s while one is only known to be gone; not when the store itself is unreachable.
     std::string who = pg.failed_ranks();
-    for (int i = 0; i < 10 && who.find(" failed: ") == std::string::npos; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(who.empty() ? 2000 : 500);
+    while (who.find(" failed: ") == std::string::npos && who.find("unreachable") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
       who = pg.failed_ranks();
     }
     throw std::runtime_error(std::string("distributed ") + what + " on rank " + std::to_string(pg.rank()) + " of " +
