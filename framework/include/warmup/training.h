@@ -70,8 +70,8 @@ inline DataParallelOptions data_parallel_options(Options& o) {
 }
 inline GradientReducer make_gradient_reducer(Distributed& dist, std::vector<torch::Tensor> params,
                                              const DataParallelOptions& d) {
-  return GradientReducer(dist, std::move(params), d.overlap_comm, std::max<int64_t>(1, d.bucket_bytes),
-                         std::min<int64_t>(1 << 20, std::max<int64_t>(1, d.bucket_bytes)));
+  // (the reducer makes every cap at least one byte)
+  return GradientReducer(dist, std::move(params), d.overlap_comm, d.bucket_bytes, std::min<int64_t>(1 << 20, d.bucket_bytes));
 }
 
 // TRL's ModelConfig LoRA options (trl/trainer/model_config.py; PEFT's LoraConfig): `use_peft`
